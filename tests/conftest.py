@@ -1,0 +1,23 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared real-data folder: $GRU4REC_SHARED_DATA, else ../shared/data beside the repo.
+
+    Skips the test when the folder does not exist.
+    """
+    env = os.environ.get("GRU4REC_SHARED_DATA")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found: {path} (set GRU4REC_SHARED_DATA)")
+    return path
