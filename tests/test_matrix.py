@@ -1,0 +1,444 @@
+"""Tests of InteractionMatrix, SessionArrays and Vocabulary."""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.model_selection import KFold
+
+from gru4rec.matrix import InteractionMatrix, SessionArrays, Vocabulary
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+@st.composite
+def event_frames(draw, min_size=1, max_size=40, timestamps=True):
+    """Indexed events with few distinct timestamps, so that ties are common."""
+    n = draw(st.integers(min_size, max_size))
+    n_users = draw(st.integers(1, 6))
+    n_items = draw(st.integers(1, 8))
+    users = draw(st.lists(st.integers(0, n_users - 1), min_size=n, max_size=n))
+    items = draw(st.lists(st.integers(0, n_items - 1), min_size=n, max_size=n))
+    cols = {"user": users, "item": items}
+    if timestamps:
+        cols["ts"] = draw(st.lists(st.integers(0, 4), min_size=n, max_size=n))
+    return pd.DataFrame(cols)
+
+
+def make(df: pd.DataFrame, **kw) -> InteractionMatrix:
+    return InteractionMatrix(df, "item", "user", "ts" if "ts" in df.columns else None, **kw)
+
+
+def reference_history(df: pd.DataFrame) -> dict[int, list[int]]:
+    """Row positions per user, by timestamp, ties in row order (Python's sort is stable)."""
+    out: dict[int, list[int]] = {}
+    for pos, u in enumerate(df["user"]):
+        out.setdefault(int(u), []).append(pos)
+    if "ts" in df.columns:
+        ts = df["ts"].tolist()
+        for u in out:
+            out[u] = sorted(out[u], key=lambda p: ts[p])
+    return dict(sorted(out.items()))
+
+
+# --- history order ---------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(event_frames())
+def test_sorted_histories_are_time_ordered_and_stable(df):
+    X = make(df)
+    ref = reference_history(df)
+    items = df["item"].to_numpy()
+    got_items = [(u, list(h)) for u, h in X.sorted_item_history()]
+    got_ids = [(u, list(h)) for u, h in X.sorted_interaction_history()]
+    assert got_ids == [(u, rows) for u, rows in ref.items()]
+    assert got_items == [(u, [int(items[p]) for p in rows]) for u, rows in ref.items()]
+
+
+@SETTINGS
+@given(event_frames(timestamps=False))
+def test_history_without_timestamps_keeps_row_order(df):
+    X = make(df)
+    assert not X.has_timestamps
+    assert [(u, list(h)) for u, h in X.sorted_interaction_history()] == list(
+        reference_history(df).items()
+    )
+
+
+def test_equal_timestamps_keep_input_order_explicit():
+    df = pd.DataFrame({"user": [0, 0, 0, 0], "item": [3, 1, 2, 0], "ts": [5, 5, 1, 5]})
+    X = make(df)
+    assert [list(h) for _, h in X.sorted_item_history()] == [[2, 3, 1, 0]]
+
+
+# --- counts -------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(event_frames())
+def test_values_count_events(df):
+    X = make(df)
+    counts = Counter(zip(df["user"], df["item"], strict=True))
+    V = X.values
+    assert sp.issparse(V) and V.shape == X.shape
+    assert V.nnz == len(counts)
+    assert {(int(u), int(i)): V[u, i] for u, i in zip(*V.nonzero(), strict=True)} == counts
+    assert X.num_interactions == len(df) == V.sum()
+    B = X.binary_values
+    assert B.nnz == len(counts) and set(B.data) == {1.0}
+    assert X.active_users == set(df["user"]) and X.num_active_users == df["user"].nunique()
+    assert X.active_items == set(df["item"]) and X.num_active_items == df["item"].nunique()
+    assert X.shape == (df["user"].max() + 1, df["item"].max() + 1)
+    assert set(zip(*X.nonzero(), strict=True)) == set(counts)
+    assert set(zip(*X.indices, strict=True)) == set(counts)
+    # values is a copy: mutating it leaves the matrix alone
+    V.data[:] = 7
+    assert X.values.sum() == len(df)
+
+
+# --- session arrays -------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(event_frames())
+def test_session_arrays_match_history(df):
+    X = make(df)
+    s = X.session_arrays()
+    assert isinstance(s, SessionArrays)
+    hist = list(X.sorted_item_history())
+    assert s.users.tolist() == [u for u, _ in hist]
+    assert np.all(np.diff(s.users) > 0)
+    assert s.offsets[0] == 0 and s.offsets[-1] == len(df) == s.n_events
+    assert s.n_sessions == len(hist)
+    assert s.lengths.tolist() == [len(h) for _, h in hist]
+    for k, (_, h) in enumerate(hist):
+        assert s.items[s.offsets[k] : s.offsets[k + 1]].tolist() == list(h)
+        seg = s.timestamps[s.offsets[k] : s.offsets[k + 1]]
+        assert np.all(np.diff(seg) >= 0)
+        assert s.start_times[k] == df.loc[df["user"] == s.users[k], "ts"].min()
+    for a in (s.items, s.offsets, s.users, s.timestamps, s.start_times):
+        assert not a.flags.writeable
+    assert s.items.dtype == np.int64 and s.offsets.dtype == np.int64
+    assert s.users.dtype == np.int64
+    assert X.session_arrays() is s  # cached
+
+
+def test_session_arrays_sorted_input_fast_path_equals_sorted_path():
+    rng = np.random.default_rng(0)
+    n = 500
+    df = pd.DataFrame(
+        {
+            "user": rng.integers(0, 50, n),
+            "item": rng.integers(0, 30, n),
+            "ts": rng.integers(0, 9, n),
+        }
+    )
+    a = make(df).session_arrays()
+    sorted_df = df.sort_values(["user", "ts"], kind="stable").reset_index(drop=True)
+    b = make(sorted_df).session_arrays()
+    for f in ("items", "offsets", "users", "timestamps", "start_times"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_session_arrays_without_timestamps_and_empty():
+    df = pd.DataFrame({"user": [2, 0, 2, 0], "item": [1, 2, 3, 4]})
+    s = make(df).session_arrays()
+    assert s.timestamps is None and s.start_times is None
+    assert s.items.tolist() == [2, 4, 1, 3] and s.users.tolist() == [0, 2]
+    empty = make(df).users_in([]).session_arrays()
+    assert empty.n_events == 0 and empty.n_sessions == 0 and empty.offsets.tolist() == [0]
+    assert empty.lengths.tolist() == []
+
+
+# --- raw ids ----------------------------------------------------------------------------------
+
+raw_ids = st.one_of(
+    st.lists(st.text(alphabet="abcxyz", min_size=1, max_size=3), min_size=1, max_size=30),
+    st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=30),
+)
+
+
+@SETTINGS
+@given(raw_ids, raw_ids, st.data())
+def test_raw_ids_round_trip(users, items, data):
+    n = max(len(users), len(items))
+    u = [users[i % len(users)] for i in range(n)]
+    i = [items[k % len(items)] for k in range(n)]
+    ts = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    df = pd.DataFrame({"session_id": u, "item_id": i, "timestamp": ts})
+    X = InteractionMatrix.from_events(df)
+    assert X.shape == (len(set(u)), len(set(i)))
+    # first-appearance numbering
+    assert list(X.item_ids) == list(dict.fromkeys(i))
+    assert list(X.user_ids) == list(dict.fromkeys(u))
+    frame = X.to_dataframe(raw_ids=True)
+    assert frame["uid"].tolist() == u and frame["iid"].tolist() == i
+    voc = X.item_vocabulary
+    np.testing.assert_array_equal(voc.index_of(voc.ids), np.arange(len(voc)))
+    assert list(voc.to_raw(voc.index_of(i))) == i
+    # histories in raw ids equal the events of each session ordered by time (stable)
+    for uix, hist in X.sorted_item_history():
+        raw_u = X.user_vocabulary.to_raw([uix])[0]
+        expect = df[df["session_id"] == raw_u].sort_values("timestamp", kind="stable")
+        assert list(voc.to_raw(hist)) == expect["item_id"].tolist()
+    Y = pickle.loads(pickle.dumps(X))
+    assert list(Y.item_ids) == list(X.item_ids)
+    np.testing.assert_array_equal(Y.session_arrays().items, X.session_arrays().items)
+    np.testing.assert_array_equal(Y.item_vocabulary.index_of(i), voc.index_of(i))
+
+
+def test_vocabulary_basics():
+    v = Vocabulary(["b", "a", "c"])
+    assert len(v) == 3 and v.index_of(["c", "zz", "b"]).tolist() == [2, -1, 0]
+    assert v.index_of(pd.Series(["a"])).dtype == np.int64
+    assert v.to_raw([0, 2]).tolist() == ["b", "c"]
+    w = pickle.loads(pickle.dumps(v))
+    assert w.index_of(["a"]).tolist() == [1]
+    with pytest.raises(ValueError, match="unique"):
+        Vocabulary([1, 2, 1])
+    with pytest.raises(ValueError, match="missing"):
+        Vocabulary([1.0, np.nan])
+    with pytest.raises(ValueError, match="indices"):
+        v.to_raw([3])
+
+
+def test_from_events_with_training_vocabulary_drops_unknown_items():
+    train = pd.DataFrame(
+        {"session_id": [1, 1, 2], "item_id": ["a", "b", "c"], "timestamp": [0] * 3}
+    )
+    Xtr = InteractionMatrix.from_events(train)
+    test = pd.DataFrame(
+        {"session_id": [9, 9, 9, 8], "item_id": ["c", "zz", "a", "qq"], "timestamp": [1, 2, 3, 4]}
+    )
+    with pytest.warns(UserWarning, match="dropped 2 of 4 events"):
+        Xte = InteractionMatrix.from_events(test, item_vocabulary=Xtr.item_vocabulary)
+    assert Xte.shape == (2, 3)
+    assert Xte.item_vocabulary is Xtr.item_vocabulary
+    hist = list(Xte.sorted_item_history())
+    assert len(hist) == 1
+    assert list(Xte.item_vocabulary.to_raw(hist[0][1])) == ["c", "a"]
+    # interaction ids point at the rows of the input frame
+    assert list(Xte.interaction_ids) == [0, 2]
+    with pytest.raises(ValueError, match="none of the 2 events"):
+        InteractionMatrix.from_events(
+            pd.DataFrame({"session_id": [1, 1], "item_id": [5, 6], "timestamp": [0, 1]}),
+            item_vocabulary=Xtr.item_vocabulary,
+        )
+
+
+def test_from_events_datetimes_and_no_timestamps():
+    df = pd.DataFrame(
+        {
+            "session_id": [1, 1],
+            "item_id": [10, 11],
+            "timestamp": pd.to_datetime(["1970-01-01 00:01:40", "1970-01-01 00:00:05"]),
+        }
+    )
+    X = InteractionMatrix.from_events(df)
+    assert X.session_arrays().timestamps.tolist() == [5, 100]
+    assert X.session_arrays().items.tolist() == [1, 0]
+    df["timestamp"] = df["timestamp"].dt.tz_localize("Etc/GMT-1")  # UTC+1
+    assert InteractionMatrix.from_events(df).session_arrays().timestamps.tolist() == [-3595, -3500]
+    Y = InteractionMatrix.from_events(df, timestamp=None)
+    assert not Y.has_timestamps and Y.session_arrays().items.tolist() == [0, 1]
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(event_frames(), st.integers(0, 5), st.sets(st.integers(0, 6)), st.sets(st.integers(0, 8)))
+def test_filters_partition_events(df, t, users, items):
+    X = make(df)
+    all_ids = set(X.interaction_ids.tolist())
+
+    def ids(m):
+        assert m.shape == X.shape
+        return set(m.interaction_ids.tolist())
+
+    lt, gte = ids(X.timestamps_lt(t)), ids(X.timestamps_gte(t))
+    assert lt | gte == all_ids and not lt & gte
+    lte, gt = ids(X.timestamps_lte(t)), ids(X.timestamps_gt(t))
+    assert lte | gt == all_ids and not lte & gt
+    assert all(df["ts"][k] < t for k in lt) and all(df["ts"][k] <= t for k in lte)
+    other_users = set(range(X.shape[0])) - users
+    a, b = X.users_in(users), X.users_in(other_users)
+    assert ids(a) | ids(b) == all_ids and not ids(a) & ids(b)
+    assert a.active_users <= users
+    i_in = X.items_in(items)
+    assert i_in.active_items <= items
+    assert ids(i_in) == {k for k in all_ids if df["item"][k] in items}
+    assert ids(X.copy()) == all_ids
+
+
+def test_timestamps_series_and_missing_timestamps():
+    df = pd.DataFrame({"user": [0, 1], "item": [1, 0], "ts": [10, 20]})
+    s = make(df).timestamps
+    assert s.index.names == ["uid", "iid"] and s.loc[(1, 0)] == 20
+    X = make(df[["user", "item"]])
+    for call in (
+        lambda: X.timestamps,
+        lambda: X.timestamps_lt(3),
+        lambda: X.timestamps_gte(3),
+        lambda: X.timestamps_gt(3),
+        lambda: X.timestamps_lte(3),
+    ):
+        with pytest.raises(ValueError, match="timestamps"):
+            call()
+
+
+def test_inplace_is_refused():
+    X = make(pd.DataFrame({"user": [0], "item": [0], "ts": [0]}))
+    with pytest.raises(NotImplementedError):
+        X.users_in([0], inplace=True)
+
+
+def test_derived_matrices_keep_vocabularies():
+    df = pd.DataFrame({"session_id": ["s", "t", "s"], "item_id": [7, 8, 9], "timestamp": [1, 2, 3]})
+    X = InteractionMatrix.from_events(df)
+    for m in (X.users_in([0]), X.items_in([1]), X.timestamps_lt(3), X.copy(), X[[1]], X[:1]):
+        assert m.item_vocabulary is X.item_vocabulary and m.user_vocabulary is X.user_vocabulary
+        assert m.shape == X.shape
+    assert InteractionMatrix(df.assign(u=[0, 1, 0]), "timestamp", "u").item_ids is None
+
+
+# --- row selection (sklearn) ------------------------------------------------------------------
+
+
+@SETTINGS
+@given(event_frames(), st.data())
+def test_getitem_selects_rows(df, data):
+    X = make(df)
+    n = X.shape[0]
+    assert len(X) == n
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    rows = np.flatnonzero(mask)
+    expect = set(X.users_in(rows).interaction_ids.tolist())
+    for key in (rows, rows.tolist(), mask, (rows, Ellipsis), (mask, Ellipsis)):
+        sub = X[key]
+        assert sub.shape == X.shape
+        assert set(sub.interaction_ids.tolist()) == expect
+        assert sub.active_users <= set(rows.tolist())
+    assert set(X[1:].interaction_ids.tolist()) == set(np.flatnonzero(df["user"] >= 1).tolist())
+    assert set(X[0].interaction_ids.tolist()) == set(np.flatnonzero(df["user"] == 0).tolist())
+
+
+def test_kfold_splits_sessions_by_row():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {"user": rng.integers(0, 20, 200), "item": rng.integers(0, 10, 200), "ts": np.arange(200)}
+    )
+    X = make(df)
+    seen = []
+    for train_rows, test_rows in KFold(4, shuffle=True, random_state=0).split(X):
+        tr, te = X[train_rows], X[test_rows]
+        assert not tr.active_users & te.active_users
+        assert tr.num_interactions + te.num_interactions == len(df)
+        seen.extend(te.interaction_ids.tolist())
+    assert sorted(seen) == list(range(len(df)))
+
+
+def test_getitem_rejects_column_selection():
+    X = make(pd.DataFrame({"user": [0], "item": [0], "ts": [0]}))
+    with pytest.raises(IndexError):
+        X[0, 0]
+
+
+# --- csr ---------------------------------------------------------------------------------------
+
+
+def test_from_csr_matrix():
+    M = sp.csr_matrix(np.array([[0, 2, 0], [1, 0, 0], [0, 0, 0], [0, 1, 3]]))
+    X = InteractionMatrix.from_csr_matrix(M)
+    assert not X.has_timestamps and X.shape == (4, 3)
+    assert (X.values != M).nnz == 0 and X.num_interactions == 7
+    assert X.item_vocabulary is None
+    with pytest.raises(ValueError, match="integer"):
+        InteractionMatrix.from_csr_matrix(sp.csr_matrix(np.array([[0.5]])))
+    with pytest.raises(ValueError, match="X must be"):
+        InteractionMatrix.from_csr_matrix(np.eye(2))
+
+
+def test_repr_and_pickle():
+    X = make(pd.DataFrame({"user": [0, 3], "item": [1, 1], "ts": [0, 1]}))
+    assert "shape=(4, 2)" in repr(X)
+    X.session_arrays()
+    Y = pickle.loads(pickle.dumps(X))
+    assert Y.shape == X.shape and Y.session_arrays().items.tolist() == [1, 1]
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+GOOD = {"user": [0, 1], "item": [0, 2], "ts": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        ({"user": [0], "ts": [0]}, {}, "'item'"),
+        ({"item": [0], "ts": [0]}, {}, "'user'"),
+        ({"user": [0], "item": [0]}, {"timestamp_ix": "ts"}, "'ts'"),
+        ({"user": [0.0, np.nan], "item": [0, 1]}, {}, "'user'.*missing"),
+        ({"user": [0, 1], "item": [0, None]}, {}, "'item'.*missing"),
+        ({"user": [0, 1], "item": [0, 1], "ts": [1.0, np.nan]}, {"timestamp_ix": "ts"}, "'ts'"),
+        ({"user": [0, 1], "item": [0, 1], "ts": [1.0, np.inf]}, {"timestamp_ix": "ts"}, "'ts'"),
+        ({"user": [0, -1], "item": [0, 1]}, {}, "'user'.*negative"),
+        ({"user": [0, 1], "item": [-3, 1]}, {}, "'item'.*negative"),
+        ({"user": [0, 1.5], "item": [0, 1]}, {}, "'user'.*integer"),
+        ({"user": ["a", "b"], "item": [0, 1]}, {}, "'user'.*integer"),
+        ({"user": [0, 1], "item": [0, 1], "ts": ["x", "y"]}, {"timestamp_ix": "ts"}, "'ts'"),
+        ({"user": [0, 1], "item": [0, 5]}, {"shape": (2, 5)}, "shape"),
+        ({"user": [0, 3], "item": [0, 1]}, {"shape": (3, 9)}, "shape"),
+        ({"user": [0, 1], "item": [0, 1]}, {"shape": (2,)}, "shape"),
+        ({"user": [], "item": []}, {}, "empty"),
+    ],
+)
+def test_bad_input_raises_value_error(data, kwargs, match):
+    df = pd.DataFrame(data)
+    with pytest.raises(ValueError, match=match):
+        InteractionMatrix(df, "item", "user", **kwargs)
+
+
+def test_good_input_passes_the_same_checks():
+    X = InteractionMatrix(pd.DataFrame(GOOD), "item", "user", "ts", shape=(2, 3))
+    assert X.shape == (2, 3)
+    Y = InteractionMatrix(pd.DataFrame({"user": [0.0, 1.0], "item": [2.0, 0.0]}), "item", "user")
+    assert Y.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        ({"session_id": [1], "timestamp": [0]}, {}, "'item_id'"),
+        ({"item_id": [1], "timestamp": [0]}, {}, "'session_id'"),
+        ({"session_id": [1], "item_id": [1]}, {}, "'timestamp'"),
+        ({"s": [1], "item_id": [1]}, {"user": "sess", "timestamp": None}, "'sess'"),
+        ({"session_id": [1, None], "item_id": [1, 2], "timestamp": [0, 1]}, {}, "'session_id'"),
+        ({"session_id": [1, 2], "item_id": ["a", None], "timestamp": [0, 1]}, {}, "'item_id'"),
+        ({"session_id": [1, 2], "item_id": [1, 2], "timestamp": [0, np.nan]}, {}, "'timestamp'"),
+        (
+            {"session_id": [1, 2], "item_id": [1, 2], "timestamp": pd.to_datetime(["2020", None])},
+            {},
+            "'timestamp'",
+        ),
+        ({"session_id": [], "item_id": [], "timestamp": []}, {}, "empty"),
+        ({"session_id": [1], "item_id": [1], "timestamp": [0]}, {"item_vocabulary": [1]}, "item_v"),
+    ],
+)
+def test_from_events_bad_input(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InteractionMatrix.from_events(pd.DataFrame(data), **kwargs)
+
+
+def test_not_a_dataframe():
+    with pytest.raises(ValueError, match="df"):
+        InteractionMatrix({"user": [0], "item": [0]}, "item", "user")
