@@ -1,0 +1,853 @@
+"""The estimators: :class:`GRU4RecNegSampling` and :class:`GRU4RecCrossEntropy`.
+
+They keep recpack's constructor, ``fit`` / ``predict`` and properties, and
+orchestrate the modules that do the work: the matrix gives session arrays, the
+sampler module turns them into a session-parallel schedule and draws negatives,
+the model, losses and optimiser train, the stopping criterion picks the best
+epoch, and the checkpoint module persists it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import numbers
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from . import inference
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import LOSSES
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+from .metrics import recall_at_k
+from .model import GRU4RecNet
+from .optim import OPTIMIZERS, make_optimizer
+from .samplers import NegativeSampler, session_parallel_schedule
+from .stopping import StoppingCriterion
+from .training import EpochData, LossConfig, train_epoch
+
+__all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling"]
+
+_EVAL_SLOTS = 512
+_SCORE_CHUNK = 32768
+
+
+# -- parameter checks (run in fit, never in __init__) ------------------------------------------
+
+
+def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+
+def _check_float(
+    name: str, value: Any, low: float, high: float | None = None, *, open_high: bool = True,
+    allow_none: bool = False, open_low: bool = False,
+) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        lo = "(" if open_low else "["
+        hi = "inf)" if high is None else (f"{high})" if open_high else f"{high}]")
+        raise ValueError(f"{name} must be a number in {lo}{low}, {hi}; got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
+def _resolve_device(device: Any) -> torch.device:
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}") from None
+    else:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+class _GRU4RecBase(BaseEstimator):
+    """Shared machinery; subclasses define the constructor and the loss."""
+
+    # -- subclass hooks ----------------------------------------------------------------------
+
+    def _loss_config(self) -> LossConfig:
+        raise NotImplementedError
+
+    def _n_negatives(self) -> int:
+        return 0
+
+    def _extra_params(self) -> dict[str, Any]:
+        return {}
+
+    # -- recpack properties -----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Name of the object's class."""
+        return type(self).__name__
+
+    @property
+    def identifier(self) -> str:
+        """``ClassName(param=value, ...)`` over :meth:`get_params`, in constructor order."""
+        parts = []
+        for key, value in self.get_params(deep=False).items():
+            if isinstance(value, StoppingCriterion):
+                value = value.name
+            parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+        return f"{self.name}({','.join(parts)})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def filename(self) -> str:
+        """File that :meth:`save` writes: class name, criterion name and best value."""
+        criterion = getattr(self, "stopping_criterion_", None)
+        crit_name = criterion.name if criterion is not None else _criterion_name(
+            self.stopping_criterion
+        )
+        best = getattr(self, "best_value_", None)
+        if best is None:
+            return f"{self.name}_{crit_name}.trch"
+        return f"{self.name}_{crit_name}_{best:.4f}.trch"
+
+    # -- validation --------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        _check_int("num_layers", self.num_layers, 1)
+        _check_int("hidden_size", self.hidden_size, 1)
+        _check_int("num_components", self.num_components, 1)
+        _check_float("dropout", self.dropout, 0.0, 1.0)
+        _check_float("dropout_hidden", self.dropout_hidden, 0.0, 1.0, allow_none=True)
+        if self.optimization_algorithm not in OPTIMIZERS:
+            raise ValueError(
+                f"optimization_algorithm must be one of {OPTIMIZERS}; "
+                f"got {self.optimization_algorithm!r}"
+            )
+        _check_float("momentum", self.momentum, 0.0, 1.0)
+        _check_float("clipnorm", self.clipnorm, 0.0, open_low=True, allow_none=True)
+        _check_int("bptt", self.bptt, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("max_epochs", self.max_epochs, 1)
+        _check_float("learning_rate", self.learning_rate, 0.0, open_low=True)
+        if not isinstance(self.stopping_criterion, (str, StoppingCriterion)):
+            raise ValueError(
+                "stopping_criterion must be a criterion name or a StoppingCriterion; "
+                f"got {self.stopping_criterion!r}"
+            )
+        _check_bool("stop_early", self.stop_early)
+        _check_int("max_iter_no_change", self.max_iter_no_change, 1)
+        _check_float("min_improvement", self.min_improvement, 0.0)
+        _check_int("seed", self.seed, 0, allow_none=True)
+        _check_bool("save_best_to_file", self.save_best_to_file)
+        _check_bool("keep_last", self.keep_last)
+        _check_int("predict_topK", self.predict_topK, 1, allow_none=True)
+        _check_int("validation_sample_size", self.validation_sample_size, 1, allow_none=True)
+        _check_bool("constrained_embedding", self.constrained_embedding)
+        _check_bool("verbose", self.verbose)
+        _resolve_device(self.device)
+
+    def _make_criterion(self) -> StoppingCriterion:
+        settings = {
+            "stop_early": self.stop_early,
+            "max_iter_no_change": self.max_iter_no_change,
+            "min_improvement": self.min_improvement,
+        }
+        if isinstance(self.stopping_criterion, StoppingCriterion):
+            crit = copy.deepcopy(self.stopping_criterion)
+            for key, value in settings.items():
+                setattr(crit, key, value)
+            crit.reset()
+            return crit
+        return StoppingCriterion.create(self.stopping_criterion, **settings)
+
+    # -- input conversion --------------------------------------------------------------------
+
+    def _as_matrix(self, X: Any, what: str = "X") -> InteractionMatrix:
+        if isinstance(X, InteractionMatrix):
+            return X
+        if isinstance(X, pd.DataFrame):
+            vocab = getattr(self, "item_vocabulary_", None)
+            return InteractionMatrix.from_events(X, item_vocabulary=vocab)
+        if sp.issparse(X):
+            return InteractionMatrix.from_csr_matrix(X)
+        raise ValueError(
+            f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
+            f"matrix; got {type(X).__name__}"
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {self.name} instance is not fitted yet; call fit() before using it."
+            )
+
+    def _check_columns(self, X: InteractionMatrix, what: str = "X") -> None:
+        if X.shape[1] != self.n_items_:
+            raise ValueError(
+                f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
+                f"{self.n_items_}; build it with the training item vocabulary"
+            )
+
+    @staticmethod
+    def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:
+        if not X.has_timestamps:
+            raise ValueError(
+                f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
+                "session, so it needs an InteractionMatrix with a timestamp column"
+            )
+        return X.session_arrays()
+
+    # -- fit ---------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: InteractionMatrix | pd.DataFrame,
+        validation_data: tuple[Any, Any] | None = None,
+    ) -> _GRU4RecBase:
+        """Fit the network on the sessions of ``X``.
+
+        Parameters
+        ----------
+        X : InteractionMatrix or pandas.DataFrame
+            Training events with timestamps; one user (row) per session. A
+            DataFrame holds raw events in the columns ``session_id``,
+            ``item_id`` and ``timestamp``.
+        validation_data : (InteractionMatrix, InteractionMatrix), optional
+            ``(validation_in, validation_out)``: per epoch, predictions from
+            ``validation_in`` are scored against ``validation_out`` with the
+            stopping criterion, and the best epoch is kept (unless
+            ``keep_last``). Without it, no evaluation runs and the last epoch
+            is kept.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        criterion = self._make_criterion()
+        X = self._as_matrix(X)
+        sessions = self._sessions(X)
+        if sessions.n_events == 0:
+            raise ValueError("X holds no events")
+        if int(sessions.lengths.max()) < 2:
+            raise ValueError(
+                "X has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
+            )
+        if validation_data is not None:
+            validation_data = self._check_validation(validation_data, X.shape[1])
+
+        device = _resolve_device(self.device)
+        self.device_ = device
+        self.seed_ = (
+            int(self.seed)
+            if self.seed is not None
+            else int(np.random.SeedSequence().generate_state(1)[0])
+        )
+        generator = torch.Generator(device=device)
+        generator.manual_seed(self.seed_)
+        self._val_rng = np.random.default_rng(self.seed_)
+
+        n_items = X.shape[1]
+        self.n_items_ = n_items
+        self.item_vocabulary_: Vocabulary | None = X.item_vocabulary
+        self.item_counts_ = np.bincount(sessions.items, minlength=n_items)
+
+        model = GRU4RecNet(
+            n_items,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            embedding_size=self.num_components,
+            constrained=self.constrained_embedding,
+        )
+        model.reset_parameters(torch.Generator().manual_seed(self.seed_))
+        model.to(device)
+        self.model_ = model
+
+        order = np.argsort(sessions.start_times, kind="stable")
+        schedule = session_parallel_schedule(sessions.offsets, order, self.batch_size)
+        data = EpochData.build(sessions.items, schedule, device)
+        loss_cfg = self._loss_config()
+        sampler = None
+        if self._n_negatives() > 0:
+            sampler = NegativeSampler(
+                self.item_counts_, self._sample_alpha(), self._n_negatives(), generator, device
+            )
+        log_counts = None
+        if loss_cfg.logq > 0:
+            log_counts = torch.as_tensor(
+                np.log(np.maximum(self.item_counts_, 1)), dtype=torch.float32, device=device
+            )
+        optimizer = make_optimizer(
+            self.optimization_algorithm,
+            model.dense_parameters(),
+            model.item_tables(),
+            lr=self.learning_rate,
+            momentum=self.momentum,
+        )
+        dropout_hidden = self.dropout if self.dropout_hidden is None else self.dropout_hidden
+
+        self.history_: list[dict[str, Any]] = []
+        self.stopping_criterion_ = criterion
+        self.best_value_: float | None = None
+        self.best_epoch_: int | None = None
+        best_state = None
+        progress = _progress(self.max_epochs, self.verbose, self.name)
+        for epoch in range(self.max_epochs):
+            start = time.perf_counter()
+            total = train_epoch(
+                model,
+                data,
+                optimizer,
+                loss_cfg,
+                sampler,
+                generator,
+                dropout_embed=self.dropout,
+                dropout_hidden=dropout_hidden,
+                clipnorm=self.clipnorm,
+                bptt=self.bptt,
+                log_counts=log_counts,
+            )
+            train_loss = float(total) / max(1, data.n_rows)  # the one host read of the epoch
+            seconds = time.perf_counter() - start
+            if not np.isfinite(train_loss):
+                self._restore(best_state)
+                raise FloatingPointError(
+                    f"training loss became {train_loss} in epoch {epoch}; try a lower "
+                    f"learning_rate (now {self.learning_rate})"
+                    + ("" if best_state is None else "; the best model so far was restored")
+                )
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "seconds": seconds,
+                "events_per_second": data.n_rows / seconds if seconds > 0 else float("inf"),
+            }
+            if validation_data is not None:
+                value = self._evaluate_criterion(criterion, *validation_data)
+                improved = criterion.update(value)
+                record[criterion.name] = value
+                record["improved"] = improved
+                if improved:
+                    self.best_value_ = float(value)
+                    self.best_epoch_ = epoch
+                    best_state = _cpu_state(model)
+            self.history_.append(record)
+            progress.update(record)
+            if validation_data is not None and criterion.should_stop:
+                break
+        progress.close()
+        if validation_data is not None and not self.keep_last:
+            self._restore(best_state)
+        if self.save_best_to_file:
+            self.save()
+        return self
+
+    def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
+        if state is not None:
+            self.model_.load_state_dict(state)
+
+    def _sample_alpha(self) -> float:
+        return 0.0
+
+    def _check_validation(self, validation_data: Any, n_items: int) -> tuple[Any, Any]:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a (validation_in, validation_out) pair")
+        val_in, val_out = (self._as_matrix(m, "validation_data") for m in validation_data)
+        for m in (val_in, val_out):
+            if m.shape[1] != n_items:
+                raise ValueError(
+                    f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
+                )
+        if val_in.shape[0] != val_out.shape[0]:
+            raise ValueError(
+                f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
+            )
+        self._sessions(val_in, "validation_in")
+        return val_in, val_out
+
+    def _evaluate_criterion(
+        self, criterion: StoppingCriterion, val_in: InteractionMatrix, val_out: InteractionMatrix
+    ) -> float:
+        users = np.intersect1d(
+            val_in.session_arrays().users, np.flatnonzero(val_out.values.getnnz(axis=1))
+        )
+        if self.validation_sample_size is not None and len(users) > self.validation_sample_size:
+            users = np.sort(self._val_rng.choice(users, self.validation_sample_size, replace=False))
+        val_in, val_out = val_in.users_in(users), val_out.users_in(users)
+        if criterion.needs == "ranks":
+            # Every position of the validation sessions: input followed by held-out items.
+            full = _concat(val_in, val_out)
+            return criterion.evaluate(ranks=self.next_item_ranks(full))
+        k = criterion.k if criterion.needs == "topk" else None
+        y_pred = self._predict_matrix(val_in, k)
+        return criterion.evaluate(y_true=val_out.values, y_pred=y_pred)
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def _states(self, sessions: SessionArrays) -> torch.Tensor:
+        return inference.final_states(
+            self.model_, sessions.items, sessions.offsets, _EVAL_SLOTS, self.device_
+        )
+
+    def _predict_matrix(self, X: InteractionMatrix, top_k: int | None) -> sp.csr_matrix:
+        sessions = self._sessions(X)
+        n_users = X.shape[0]
+        if sessions.n_sessions == 0:
+            return sp.csr_matrix((n_users, self.n_items_), dtype=np.float32)
+        states = self._states(sessions)
+        users = sessions.users
+        if top_k is not None:
+            val, idx = inference.score_topk(self.model_, states, top_k, _SCORE_CHUNK)
+            k = val.shape[1]
+            rows = np.repeat(users, k)
+            return sp.csr_matrix(
+                (val.cpu().numpy().ravel(), (rows, idx.cpu().numpy().ravel())),
+                shape=(n_users, self.n_items_),
+            )
+        # Full rows: the output itself is users x items, so build it a block of users at a time.
+        block = max(1, (1 << 22) // max(1, self.n_items_))
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(users), block):
+                scores = self.model_.score(states[s : s + block], self.model_.item_output)
+                parts.append(sp.csr_matrix(scores.cpu().numpy()))
+        dense_rows = sp.vstack(parts, format="csr")
+        expand = sp.csr_matrix(
+            (np.ones(len(users), dtype=np.float32), (users, np.arange(len(users)))),
+            shape=(n_users, len(users)),
+        )
+        return (expand @ dense_rows).tocsr()
+
+    def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
+        """Scores of every item for every user (session) with history in ``X``.
+
+        Each row is computed from the network's state after the user's last
+        event. With ``predict_topK`` only the ``predict_topK`` best items of each
+        row are kept. Already seen items are not masked.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape ``X.shape``
+        """
+        self._check_fitted()
+        X = self._as_matrix(X)
+        self._check_columns(X)
+        return self._predict_matrix(X, self.predict_topK)
+
+    def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
+        """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
+
+        The hidden state starts from zero for each session; every position of
+        every session is predicted (``last_only``: only the last one). Rank =
+        number of items scoring at least as high as the true next item.
+        """
+        self._check_fitted()
+        X = self._as_matrix(X)
+        self._check_columns(X)
+        sessions = self._sessions(X)
+        return inference.next_item_ranks(
+            self.model_,
+            sessions.items,
+            sessions.offsets,
+            _EVAL_SLOTS,
+            self.device_,
+            last_only=last_only,
+            chunk_size=_SCORE_CHUNK,
+        )
+
+    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
+        """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
+        ranks = self.next_item_ranks(X)
+        if len(ranks) == 0:
+            raise ValueError("X has no session with 2 or more events to score")
+        return recall_at_k(ranks, 20)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        params = self.get_params(deep=False)
+        if isinstance(params.get("stopping_criterion"), StoppingCriterion):
+            params["stopping_criterion"] = params["stopping_criterion"].name
+        vocab = self.item_vocabulary_
+        return {
+            "class": self.name,
+            "params": params,
+            "n_items": int(self.n_items_),
+            "seed": int(self.seed_),
+            "best_value": self.best_value_,
+            "best_epoch": self.best_epoch_,
+            "criterion": self.stopping_criterion_.name,
+            "item_ids": None if vocab is None else vocab.ids.tolist(),
+            "item_counts": self.item_counts_.tolist(),
+            "history": self.history_,
+        }
+
+    def save(self) -> None:
+        """Save the current model to :attr:`filename` (atomically)."""
+        self._check_fitted()
+        save_checkpoint(self.filename, self.model_.state_dict(), self._metadata())
+
+    def load(self, filename: str) -> _GRU4RecBase:
+        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
+        state, meta = load_checkpoint(filename, map_location="cpu")
+        if meta.get("class") != self.name:
+            raise ValueError(
+                f"{filename} holds a {meta.get('class')!r} model, not a {self.name}"
+            )
+        params = dict(meta["params"])
+        self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
+        if self.device == "cuda" and not torch.cuda.is_available():
+            self.device = "auto"
+        self.device_ = _resolve_device(self.device)
+        self.n_items_ = int(meta["n_items"])
+        self.seed_ = int(meta["seed"])
+        self.best_value_ = meta["best_value"]
+        self.best_epoch_ = meta["best_epoch"]
+        self.history_ = list(meta["history"])
+        self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
+        ids = meta["item_ids"]
+        self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
+        self.stopping_criterion_ = StoppingCriterion.create(meta["criterion"])
+        model = GRU4RecNet(
+            self.n_items_,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            embedding_size=self.num_components,
+            constrained=self.constrained_embedding,
+        )
+        model.load_state_dict(state)
+        self.model_ = model.to(self.device_)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_val_rng", None)
+        if "model_" in state:
+            buf = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
+            state["model_"] = buf.getvalue()
+            state["device_"] = str(self.device_)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        blob = state.get("model_")
+        self.__dict__.update(state)
+        if isinstance(blob, bytes):
+            weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            device = torch.device(state["device_"])
+            if device.type == "cuda" and not torch.cuda.is_available():
+                device = torch.device("cpu")
+            model = GRU4RecNet(
+                self.n_items_,
+                hidden_size=self.hidden_size,
+                num_layers=self.num_layers,
+                embedding_size=self.num_components,
+                constrained=self.constrained_embedding,
+            )
+            model.load_state_dict(weights)
+            self.model_ = model.to(device)
+            self.device_ = device
+
+
+def _criterion_name(criterion: str | StoppingCriterion) -> str:
+    return criterion.name if isinstance(criterion, StoppingCriterion) else str(criterion)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _concat(a: InteractionMatrix, b: InteractionMatrix) -> InteractionMatrix:
+    """The events of ``a`` and ``b`` in one matrix (for every-position validation)."""
+    da, db = a.to_dataframe(), b.to_dataframe()
+    df = pd.concat([da, db], ignore_index=True)
+    cols = InteractionMatrix
+    return InteractionMatrix(
+        df, cols.ITEM_IX, cols.USER_IX, timestamp_ix=cols.TIMESTAMP_IX, shape=a.shape
+    )
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool, desc: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="epoch")
+
+    def update(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in record.items() if isinstance(v, float)}
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, enabled: bool, desc: str) -> _Progress:
+    return _Progress(total, enabled, desc)
+
+
+class GRU4RecNegSampling(_GRU4RecBase):
+    """GRU4Rec trained with sampled negatives (recpack's API, the reference implementation's training).
+
+    Each mini-batch holds ``batch_size`` sessions in parallel; the targets of
+    the other rows plus ``num_negatives`` items drawn once per step
+    (``P ~ count ** sample_alpha``) are the negatives of every row.
+
+    Parameters
+    ----------
+    num_layers : int, default=1
+        Number of GRU layers.
+    hidden_size : int, default=100
+        Units per GRU layer.
+    num_components : int, default=250
+        Size of the input item embedding (unused with ``constrained_embedding``).
+    dropout : float, default=0.0
+        Dropout on the input embedding, and on the GRU outputs unless
+        ``dropout_hidden`` is set.
+    loss_fn : {'bpr', 'top1', 'bpr-max', 'top1-max', 'cross-entropy'}, default='bpr'
+        Ranking loss over the sampled columns. 'cross-entropy' is a softmax
+        over targets and negatives, with the ``logq`` correction.
+    optimization_algorithm : {'adagrad', 'sgd'}, default='adagrad'
+    momentum : float, default=0.0
+        Heavy-ball momentum, for both optimisers.
+    clipnorm : float or None, default=1.0
+        Clip the joint l2 norm of each step's gradients; None for no clipping.
+    bptt : int, default=1
+        Steps between truncations of back-propagation through time.
+    num_negatives : int, default=50
+        Negatives drawn per mini-batch step and shared by its rows.
+    batch_size : int, default=512
+        Sessions processed in parallel.
+    max_epochs : int, default=5
+    learning_rate : float, default=0.03
+    stopping_criterion : str or StoppingCriterion, default='recall'
+        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`).
+    stop_early : bool, default=False
+        Stop after ``max_iter_no_change`` epochs without improvement.
+    max_iter_no_change : int, default=5
+    min_improvement : float, default=0.0
+        A value counts as better only when it beats the best by more than this.
+    seed : int or None, default=None
+        Seed of every random draw of ``fit``; the seed used is ``seed_``.
+    save_best_to_file : bool, default=False
+        Call :meth:`save` at the end of ``fit``.
+    keep_last : bool, default=False
+        Keep the last epoch rather than the best one on validation data.
+    predict_topK : int or None, default=None
+        Keep only the K best items of each predicted row.
+    validation_sample_size : int or None, default=None
+        Evaluate the criterion on this many randomly drawn validation users.
+    sample_alpha : float, default=0.0
+        Popularity exponent of the negative distribution (0: uniform, as recpack).
+    bpreg : float, default=1.0
+        Score regularisation of the bpr-max loss.
+    elu_param : float, default=0.0
+        ELU applied to the scores before the ranking losses (0: none).
+    dropout_hidden : float or None, default=None
+        Dropout on the GRU outputs; None means ``dropout``.
+    constrained_embedding : bool, default=False
+        Use each item's output vector as its input embedding.
+    logq : float, default=0.0
+        Sampling-bias correction of the cross-entropy loss.
+    device : {'auto', 'cpu', 'cuda'}, default='auto'
+    verbose : bool, default=False
+        Show a progress bar per epoch.
+
+    Attributes
+    ----------
+    model_ : GRU4RecNet
+    history_ : list of dict
+        Per epoch: epoch, train_loss (per event), criterion value, seconds,
+        events_per_second.
+    best_value_, best_epoch_ : float, int or None
+    seed_ : int
+    n_items_ : int
+    item_vocabulary_ : Vocabulary or None
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 1,
+        hidden_size: int = 100,
+        num_components: int = 250,
+        dropout: float = 0.0,
+        loss_fn: str = "bpr",
+        optimization_algorithm: str = "adagrad",
+        momentum: float = 0.0,
+        clipnorm: float | None = 1.0,
+        bptt: int = 1,
+        num_negatives: int = 50,
+        batch_size: int = 512,
+        max_epochs: int = 5,
+        learning_rate: float = 0.03,
+        stopping_criterion: str | StoppingCriterion = "recall",
+        stop_early: bool = False,
+        max_iter_no_change: int = 5,
+        min_improvement: float = 0.0,
+        seed: int | None = None,
+        save_best_to_file: bool = False,
+        keep_last: bool = False,
+        predict_topK: int | None = None,
+        validation_sample_size: int | None = None,
+        sample_alpha: float = 0.0,
+        bpreg: float = 1.0,
+        elu_param: float = 0.0,
+        dropout_hidden: float | None = None,
+        constrained_embedding: bool = False,
+        logq: float = 0.0,
+        device: str = "auto",
+        verbose: bool = False,
+    ) -> None:
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.num_components = num_components
+        self.dropout = dropout
+        self.loss_fn = loss_fn
+        self.optimization_algorithm = optimization_algorithm
+        self.momentum = momentum
+        self.clipnorm = clipnorm
+        self.bptt = bptt
+        self.num_negatives = num_negatives
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.stopping_criterion = stopping_criterion
+        self.stop_early = stop_early
+        self.max_iter_no_change = max_iter_no_change
+        self.min_improvement = min_improvement
+        self.seed = seed
+        self.save_best_to_file = save_best_to_file
+        self.keep_last = keep_last
+        self.predict_topK = predict_topK
+        self.validation_sample_size = validation_sample_size
+        self.sample_alpha = sample_alpha
+        self.bpreg = bpreg
+        self.elu_param = elu_param
+        self.dropout_hidden = dropout_hidden
+        self.constrained_embedding = constrained_embedding
+        self.logq = logq
+        self.device = device
+        self.verbose = verbose
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.loss_fn not in LOSSES:
+            raise ValueError(
+                f"loss_fn must be one of {', '.join(map(repr, LOSSES))}; got {self.loss_fn!r}"
+            )
+        _check_int("num_negatives", self.num_negatives, 1)
+        _check_float("sample_alpha", self.sample_alpha, 0.0)
+        _check_float("bpreg", self.bpreg, 0.0)
+        _check_float("elu_param", self.elu_param, 0.0)
+        _check_float("logq", self.logq, 0.0)
+
+    def _loss_config(self) -> LossConfig:
+        return LossConfig(
+            name=self.loss_fn,
+            bpreg=self.bpreg,
+            elu_param=self.elu_param,
+            logq=self.logq,
+            sample_alpha=self.sample_alpha,
+        )
+
+    def _n_negatives(self) -> int:
+        return int(self.num_negatives)
+
+    def _sample_alpha(self) -> float:
+        return float(self.sample_alpha)
+
+
+class GRU4RecCrossEntropy(_GRU4RecBase):
+    """GRU4Rec trained with a softmax over the whole catalogue (recpack's cross-entropy variant).
+
+    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``,
+    ``num_negatives`` and the sampling-related extras. Every step scores every
+    item, so a step costs O(catalogue); prefer
+    ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
+    """
+
+    def __init__(
+        self,
+        num_layers: int = 1,
+        hidden_size: int = 100,
+        num_components: int = 250,
+        dropout: float = 0.0,
+        optimization_algorithm: str = "adagrad",
+        momentum: float = 0.0,
+        clipnorm: float | None = 1.0,
+        bptt: int = 1,
+        batch_size: int = 512,
+        max_epochs: int = 5,
+        learning_rate: float = 0.03,
+        stopping_criterion: str | StoppingCriterion = "recall",
+        stop_early: bool = False,
+        max_iter_no_change: int = 5,
+        min_improvement: float = 0.0,
+        seed: int | None = None,
+        save_best_to_file: bool = False,
+        keep_last: bool = False,
+        predict_topK: int | None = None,
+        validation_sample_size: int | None = None,
+        dropout_hidden: float | None = None,
+        constrained_embedding: bool = False,
+        device: str = "auto",
+        verbose: bool = False,
+    ) -> None:
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.num_components = num_components
+        self.dropout = dropout
+        self.optimization_algorithm = optimization_algorithm
+        self.momentum = momentum
+        self.clipnorm = clipnorm
+        self.bptt = bptt
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.stopping_criterion = stopping_criterion
+        self.stop_early = stop_early
+        self.max_iter_no_change = max_iter_no_change
+        self.min_improvement = min_improvement
+        self.seed = seed
+        self.save_best_to_file = save_best_to_file
+        self.keep_last = keep_last
+        self.predict_topK = predict_topK
+        self.validation_sample_size = validation_sample_size
+        self.dropout_hidden = dropout_hidden
+        self.constrained_embedding = constrained_embedding
+        self.device = device
+        self.verbose = verbose
+
+    def _loss_config(self) -> LossConfig:
+        return LossConfig(name="full-cross-entropy")

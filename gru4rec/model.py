@@ -1,0 +1,160 @@
+"""The GRU4Rec network.
+
+Item tables (the input embedding and the output matrix) are plain tensors that
+autograd never sees whole: a training step gathers the rows it needs into a
+leaf tensor (:meth:`GRU4RecNet.gather_rows`), and the optimiser writes the
+updated rows back. The cost of a step therefore never depends on the size of
+the catalogue. The output table holds the item's output vector and its bias in
+one row (``hidden_size + 1`` columns), so scoring is a single matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["GRU4RecNet", "dropout"]
+
+
+def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverted dropout drawing from ``generator`` (never from the global RNG)."""
+    if p <= 0.0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= p
+    return x * keep / (1.0 - p)
+
+
+def _glorot_(t: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator) -> None:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        t.uniform_(-bound, bound, generator=generator)
+
+
+class GRU4RecNet(nn.Module):
+    """GRU layers between an item input table and an item output table.
+
+    Parameters
+    ----------
+    n_items : int
+        Catalogue size.
+    hidden_size : int
+        Units of every GRU layer.
+    num_layers : int
+        Number of stacked GRU layers.
+    embedding_size : int
+        Width of the separate input embedding; ignored when ``constrained``.
+    constrained : bool
+        Share the input embedding with the output table (an item's input
+        vector is its output vector).
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden_size: int = 100,
+        num_layers: int = 1,
+        embedding_size: int = 250,
+        constrained: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_items = int(n_items)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.constrained = bool(constrained)
+        self.embedding_size = self.hidden_size if constrained else int(embedding_size)
+        # Plain tensors (no autograd): rows are gathered and updated sparsely.
+        self.item_output = nn.Parameter(
+            torch.zeros(self.n_items, self.hidden_size + 1), requires_grad=False
+        )
+        if not self.constrained:
+            self.item_embedding = nn.Parameter(
+                torch.zeros(self.n_items, self.embedding_size), requires_grad=False
+            )
+        sizes = [self.embedding_size] + [self.hidden_size] * self.num_layers
+        # GRUCell draws a default init from the global RNG; keep that state untouched
+        # (reset_parameters() sets the real init from the caller's generator).
+        with torch.random.fork_rng(devices=[]):
+            self.cells = nn.ModuleList(
+                nn.GRUCell(sizes[i], self.hidden_size) for i in range(self.num_layers)
+            )
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Glorot-uniform init per gate block, zero biases (as the reference implementation)."""
+        h = self.hidden_size
+        _glorot_(self.item_output[:, :h], self.n_items, h, generator)
+        with torch.no_grad():
+            self.item_output[:, h].zero_()
+        if not self.constrained:
+            _glorot_(self.item_embedding, self.n_items, self.embedding_size, generator)
+        for cell in self.cells:
+            for gate in range(3):
+                rows = slice(gate * h, (gate + 1) * h)
+                _glorot_(cell.weight_ih[rows], cell.input_size, h, generator)
+                _glorot_(cell.weight_hh[rows], h, h, generator)
+            with torch.no_grad():
+                cell.bias_ih.zero_()
+                cell.bias_hh.zero_()
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """The parameters updated densely (the GRU layers)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def item_tables(self) -> dict[str, torch.Tensor]:
+        """The row-sparse item tables by name."""
+        tables = {"item_output": self.item_output}
+        if not self.constrained:
+            tables["item_embedding"] = self.item_embedding
+        return tables
+
+    @staticmethod
+    def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """A leaf copy of ``table[rows]`` that collects the gradient of those rows."""
+        return table.index_select(0, rows).requires_grad_(True)
+
+    def init_hidden(self, batch_size: int, device: torch.device | str) -> list[torch.Tensor]:
+        return [
+            torch.zeros(batch_size, self.hidden_size, device=device) for _ in range(self.num_layers)
+        ]
+
+    def step(
+        self,
+        inputs: torch.Tensor,
+        hidden: list[torch.Tensor],
+        dropout_embed: float = 0.0,
+        dropout_hidden: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One GRU step for a batch of input vectors.
+
+        The dropped-out output of each layer is both the next layer's input and
+        the state carried to the next step, as in the reference implementation.
+        Pass zero dropouts at evaluation.
+        """
+        x = dropout(inputs, dropout_embed, generator)
+        new_hidden = []
+        for cell, h in zip(self.cells, hidden, strict=True):
+            x = dropout(cell(x, h), dropout_hidden, generator)
+            new_hidden.append(x)
+        return x, new_hidden
+
+    def input_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Input vectors of ``items`` (no gradient; for inference)."""
+        if self.constrained:
+            return self.item_output.index_select(0, items)[:, : self.hidden_size]
+        return self.item_embedding.index_select(0, items)
+
+    @staticmethod
+    def score(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Scores ``out @ w.T + b`` against gathered output rows ``[w | b]``."""
+        h = out.shape[1]
+        return torch.addmm(rows[:, h], out, rows[:, :h].t())
+
+    def score_chunks(
+        self, out: torch.Tensor, chunk_size: int = 65536
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Scores of ``out`` against the whole catalogue, ``chunk_size`` items at a time."""
+        for start in range(0, self.n_items, chunk_size):
+            yield start, self.score(out, self.item_output[start : start + chunk_size])

@@ -1,0 +1,182 @@
+"""One training epoch over a session-parallel schedule.
+
+Everything a step needs is sliced from tensors moved to the device once per
+fit (:class:`EpochData`); the loop runs over mini-batches only, never reads a
+value back from the device, and accumulates the loss on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .losses import cross_entropy_full, get_loss
+from .model import GRU4RecNet
+from .optim import RowSparseOptimizer, clip_grad_norm
+from .samplers import NegativeSampler, Schedule
+
+__all__ = ["EpochData", "LossConfig", "train_epoch"]
+
+
+@dataclass(frozen=True)
+class EpochData:
+    """A training schedule on the device."""
+
+    inputs: torch.Tensor  # input item of every row
+    targets: torch.Tensor  # next item of every row
+    keep: torch.Tensor  # (rows, 1) float: 0 where the slot starts a new session
+    step_offsets: np.ndarray  # host copy: slicing needs Python ints
+
+    @classmethod
+    def build(cls, items: np.ndarray, schedule: Schedule, device: torch.device) -> EpochData:
+        events = schedule.events
+        return cls(
+            inputs=torch.as_tensor(items[events], device=device),
+            targets=torch.as_tensor(items[events + 1], device=device),
+            keep=torch.as_tensor(~schedule.resets, dtype=torch.float32, device=device)[:, None],
+            step_offsets=schedule.step_offsets,
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.step_offsets[-1])
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """How scores become a loss.
+
+    ``name`` is a sampled loss of :mod:`gru4rec.losses` or ``'full-cross-entropy'``
+    (softmax over the whole catalogue, no sampling).
+    """
+
+    name: str
+    bpreg: float = 1.0
+    elu_param: float = 0.0
+    logq: float = 0.0
+    sample_alpha: float = 0.0
+
+    @property
+    def full(self) -> bool:
+        return self.name == "full-cross-entropy"
+
+
+def _scores_to_loss(
+    scores: torch.Tensor,
+    cfg: LossConfig,
+    targets: torch.Tensor,
+    negatives: torch.Tensor | None,
+    log_counts: torch.Tensor | None,
+) -> torch.Tensor:
+    if cfg.full:
+        return cross_entropy_full(scores, targets)
+    if cfg.name == "cross-entropy":
+        bias = None
+        if cfg.logq > 0:
+            assert log_counts is not None
+            parts = [log_counts[targets]]
+            if negatives is not None:
+                parts.append(log_counts[negatives] * cfg.sample_alpha)
+            bias = torch.cat(parts) * cfg.logq
+        return get_loss("cross-entropy")(scores, logq_bias=bias)
+    if cfg.elu_param > 0:
+        scores = F.elu(scores, alpha=cfg.elu_param)
+    return get_loss(cfg.name)(scores, bpreg=cfg.bpreg)
+
+
+def train_epoch(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler | None,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    clipnorm: float | None = None,
+    bptt: int = 1,
+    log_counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run one epoch; return the summed training loss over rows (a device scalar).
+
+    Each step's loss is the mean over its rows; the returned sum weighs it by
+    the number of rows, so dividing by ``data.n_rows`` gives the loss per event.
+    """
+    model.train()
+    device = data.inputs.device
+    h = model.hidden_size
+    offs = data.step_offsets
+    n_steps = len(offs) - 1
+    batch = int(offs[1] - offs[0]) if n_steps else 0
+    hidden = model.init_hidden(batch, device)
+    total = torch.zeros((), device=device)
+    out_table = model.item_output
+
+    window_loss: torch.Tensor | None = None
+    leaves: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
+    for t in range(n_steps):
+        s, e = int(offs[t]), int(offs[t + 1])
+        b = e - s
+        x = data.inputs[s:e]
+        y = data.targets[s:e]
+        keep = data.keep[s:e]
+        hidden = [hl[:b] * keep for hl in hidden]
+        negatives = sampler.draw() if sampler is not None else None
+
+        if loss.full:
+            out_leaf = out_table.detach().requires_grad_(True)
+            leaves.append(("item_output", out_leaf, None))
+            out_rows = out_leaf
+            emb_source = out_leaf.index_select(0, x)[:, :h] if model.constrained else None
+        else:
+            cols = y if negatives is None else torch.cat([y, negatives])
+            if model.constrained:
+                rows = torch.cat([x, cols])
+                leaf = model.gather_rows(out_table, rows)
+                leaves.append(("item_output", leaf, rows))
+                emb_source, out_rows = leaf[:b, :h], leaf[b:]
+            else:
+                out_rows = model.gather_rows(out_table, cols)
+                leaves.append(("item_output", out_rows, cols))
+                emb_source = None
+        if emb_source is None:
+            emb_source = model.gather_rows(model.item_embedding, x)
+            leaves.append(("item_embedding", emb_source, x))
+
+        out, hidden = model.step(emb_source, hidden, dropout_embed, dropout_hidden, generator)
+        scores = model.score(out, out_rows)
+        step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts)
+        total += step_loss.detach() * b
+        window_loss = step_loss if window_loss is None else window_loss + step_loss
+
+        if (t + 1) % bptt == 0 or t == n_steps - 1:
+            window_loss.backward()
+            _update(model, optimizer, leaves, clipnorm)
+            window_loss = None
+            leaves = []
+            hidden = [hl.detach() for hl in hidden]
+    return total
+
+
+def _update(
+    model: GRU4RecNet,
+    optimizer: RowSparseOptimizer,
+    leaves: list[tuple[str, torch.Tensor, torch.Tensor | None]],
+    clipnorm: float | None,
+) -> None:
+    if clipnorm is not None:
+        grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+        grads += [leaf.grad for _, leaf, _ in leaves if leaf.grad is not None]
+        clip_grad_norm(grads, clipnorm)
+    optimizer.step_dense()
+    for name, leaf, rows in leaves:
+        if leaf.grad is None:
+            continue
+        if rows is None:
+            optimizer.step_table(name, leaf.grad)
+        else:
+            optimizer.step_rows(name, rows, leaf.grad)
