@@ -1,0 +1,299 @@
+"""Stopping criteria: the validation value tracked per epoch, the best epoch, and patience.
+
+A :class:`StoppingCriterion` wraps a metric function and knows three things the training loop
+needs: what to hand it (``needs``), whether lower or higher is better (``minimize``), and when to
+stop (``stop_early``, ``max_iter_no_change``, ``min_improvement``). The loop calls
+:meth:`StoppingCriterion.evaluate` on the validation predictions, then
+:meth:`StoppingCriterion.update` with the value, and reads :attr:`StoppingCriterion.should_stop`.
+
+Named criteria (``StoppingCriterion.create(name)``, see :attr:`StoppingCriterion.FUNCTIONS`):
+
+``'recall'``
+    Recall@50 of the held-out items (:func:`gru4rec.metrics.recall_k`), maximised. Needs the top-50
+    predicted scores per validation user.
+``'ndcg'``
+    NDCG@50 of the held-out items (:func:`gru4rec.metrics.ndcg_k`), maximised. Needs top-50 scores.
+``'precision'``
+    Precision@10 of the held-out items (:func:`gru4rec.metrics.precision_k`), maximised. Needs the
+    top-10 scores.
+``'bpr'``
+    Sampled BPR loss (:func:`gru4rec.metrics.bpr_loss_metric`), minimised. Needs full scores.
+``'warp'``
+    Sampled WARP loss (:func:`gru4rec.metrics.warp_loss_metric`), minimised. Needs full scores.
+``'mrr'``
+    Next-item MRR@20 at every position of the validation sessions
+    (:func:`gru4rec.metrics.mrr_at_k`), maximised. Needs conservative next-item ranks.
+``'next_item_recall'``
+    Next-item Recall@20 at every position of the validation sessions
+    (:func:`gru4rec.metrics.recall_at_k`), maximised. Needs conservative next-item ranks.
+
+The first five carry recpack's names and meanings and only look at the held-out (last) items; the
+last two follow the session-based protocol of the GRU4Rec papers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gru4rec import metrics
+
+__all__ = ["NEEDS", "StoppingCriterion"]
+
+#: What a criterion's function consumes; tells the estimator what to compute on validation data.
+NEEDS = ("topk", "scores", "ranks")
+
+
+class StoppingCriterion:
+    """Track a validation metric across epochs: best value, best epoch, early stopping.
+
+    Parameters
+    ----------
+    func : callable
+        The metric. With ``needs="topk"`` or ``"scores"`` it is called as
+        ``func(y_true, y_pred, [k=k,] **kwargs)``; with ``needs="ranks"`` as
+        ``func(ranks, [k=k,] **kwargs)`` (``k`` is passed only when not None). Must be a
+        module-level function for the criterion to pickle.
+    minimize : bool, default=False
+        Lower values are better (losses) instead of higher (accuracies).
+    stop_early : bool, default=False
+        Enable :attr:`should_stop`.
+    max_iter_no_change : int, default=5
+        With ``stop_early``, stop after this many consecutive updates without improvement.
+    min_improvement : float, default=0.0
+        A value counts as an improvement only when it beats the best so far by *more* than this.
+    needs : {"topk", "scores", "ranks"}, default="topk"
+        What :meth:`evaluate` takes: ``"topk"``, a csr of the top-``k`` predicted scores per
+        validation user plus the held-out csr ``y_true``; ``"scores"``, a csr of full scores plus
+        ``y_true``; ``"ranks"``, the conservative 1-based next-item ranks at every position of the
+        validation sessions.
+    k : int, optional
+        Cut-off passed to ``func``; for ``needs="topk"`` it is also how many predictions per user
+        the estimator must keep.
+    name : str, optional
+        Display name (used e.g. in checkpoint file names); defaults to ``func.__name__``.
+    **kwargs
+        Extra keyword arguments for ``func`` (e.g. ``sample_size``, ``seed``).
+
+    Attributes
+    ----------
+    best_value : float or None
+        Best value seen so far (None before the first update).
+    best_iteration : int or None
+        0-based index of the :meth:`update` call that produced ``best_value``.
+    n_iter_no_change : int
+        Consecutive updates since the last improvement.
+    n_updates : int
+        Number of :meth:`update` calls since construction or :meth:`reset`.
+    history : list of float
+        Every value passed to :meth:`update`.
+
+    Examples
+    --------
+    >>> crit = StoppingCriterion.create("recall", stop_early=True, max_iter_no_change=2)
+    >>> [crit.update(v) for v in (0.1, 0.2, 0.2, 0.15)]
+    [True, True, False, False]
+    >>> crit.should_stop, crit.best_value, crit.best_iteration
+    (True, 0.2, 1)
+    """
+
+    #: The named criteria: function, direction, input kind and default cut-off.
+    FUNCTIONS: ClassVar[dict[str, dict[str, Any]]] = {
+        "recall": {"func": metrics.recall_k, "minimize": False, "needs": "topk", "k": 50},
+        "ndcg": {"func": metrics.ndcg_k, "minimize": False, "needs": "topk", "k": 50},
+        "precision": {"func": metrics.precision_k, "minimize": False, "needs": "topk", "k": 10},
+        "bpr": {"func": metrics.bpr_loss_metric, "minimize": True, "needs": "scores", "k": None},
+        "warp": {"func": metrics.warp_loss_metric, "minimize": True, "needs": "scores", "k": None},
+        "mrr": {"func": metrics.mrr_at_k, "minimize": False, "needs": "ranks", "k": 20},
+        "next_item_recall": {
+            "func": metrics.recall_at_k,
+            "minimize": False,
+            "needs": "ranks",
+            "k": 20,
+        },
+    }
+
+    def __init__(
+        self,
+        func: Callable[..., float],
+        minimize: bool = False,
+        stop_early: bool = False,
+        max_iter_no_change: int = 5,
+        min_improvement: float = 0.0,
+        needs: str = "topk",
+        k: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"func must be callable, got {func!r}")
+        if needs not in NEEDS:
+            raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
+        if (
+            isinstance(max_iter_no_change, bool)
+            or not isinstance(max_iter_no_change, int | np.integer)
+            or max_iter_no_change < 1
+        ):
+            raise ValueError(f"max_iter_no_change must be an int >= 1, got {max_iter_no_change!r}")
+        if not (
+            isinstance(min_improvement, numbers.Real)
+            and not isinstance(min_improvement, bool)
+            and min_improvement >= 0
+        ):
+            raise ValueError(f"min_improvement must be a number >= 0, got {min_improvement!r}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
+            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        if needs == "topk" and k is None:
+            raise ValueError('needs="topk" requires k: the estimator must know how many to keep')
+        self.func = func
+        self.minimize = bool(minimize)
+        self.stop_early = bool(stop_early)
+        self.max_iter_no_change = int(max_iter_no_change)
+        self.min_improvement = float(min_improvement)
+        self.needs = needs
+        self.k = None if k is None else int(k)
+        self.name = name if name is not None else getattr(func, "__name__", type(func).__name__)
+        self.kwargs = kwargs
+        self.reset()
+
+    @classmethod
+    def create(cls, name: str, **overrides: Any) -> StoppingCriterion:
+        """Build a named criterion from :attr:`FUNCTIONS`.
+
+        Parameters
+        ----------
+        name : str
+            One of the keys of :attr:`FUNCTIONS`.
+        **overrides
+            Constructor arguments (``k``, ``stop_early``, ``max_iter_no_change``,
+            ``min_improvement``, ...) or extra keyword arguments for the function
+            (``sample_size``, ``seed``, ...); they replace the named defaults.
+
+        Returns
+        -------
+        StoppingCriterion
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not a named criterion; the message lists the valid names.
+        """
+        if not isinstance(name, str) or name not in cls.FUNCTIONS:
+            raise ValueError(
+                f"stopping_criterion must be one of {sorted(cls.FUNCTIONS)} or a "
+                f"StoppingCriterion instance, got {name!r}"
+            )
+        params: dict[str, Any] = {**cls.FUNCTIONS[name], "name": name}
+        params.update(overrides)
+        return cls(**params)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        *,
+        y_true: Any = None,
+        y_pred: Any = None,
+        ranks: np.ndarray | None = None,
+    ) -> float:
+        """Compute the criterion's value from the inputs that :attr:`needs` asks for.
+
+        Parameters
+        ----------
+        y_true : sparse matrix, optional
+            Held-out interactions of the validation users (``needs`` "topk" or "scores").
+        y_pred : sparse matrix, optional
+            Top-``k`` or full predicted scores of the same users (``needs`` "topk" or "scores").
+        ranks : ndarray of int, optional
+            Conservative 1-based next-item ranks (``needs="ranks"``).
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            When an input that ``needs`` requires is missing or one it does not use is given.
+        """
+        k_kw = {} if self.k is None else {"k": self.k}
+        if self.needs == "ranks":
+            if ranks is None or y_true is not None or y_pred is not None:
+                raise ValueError(
+                    f"criterion {self.name!r} needs ranks=... only (next-item ranks), "
+                    "not y_true/y_pred"
+                )
+            return float(self.func(ranks, **k_kw, **self.kwargs))
+        if y_true is None or y_pred is None or ranks is not None:
+            raise ValueError(
+                f"criterion {self.name!r} needs y_true=... and y_pred=... "
+                f"({'top-k' if self.needs == 'topk' else 'full'} scores), not ranks"
+            )
+        return float(self.func(y_true, y_pred, **k_kw, **self.kwargs))
+
+    # -- tracking -----------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every value seen; the next :meth:`update` is the first again."""
+        self.best_value: float | None = None
+        self.best_iteration: int | None = None
+        self.n_iter_no_change = 0
+        self.n_updates = 0
+        self.history: list[float] = []
+
+    def is_better(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_improvement``.
+
+        Anything beats "no value yet" and a NaN best; a NaN value beats nothing else.
+        """
+        best = self.best_value
+        if best is None or math.isnan(best):
+            return True
+        # A NaN value fails both comparisons below, so it never beats a number.
+        if self.minimize:
+            return value < best - self.min_improvement
+        return value > best + self.min_improvement
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's value.
+
+        Parameters
+        ----------
+        value : float
+            The criterion's value for this epoch.
+
+        Returns
+        -------
+        bool
+            True when ``value`` is the new best (it beat the previous best by more than
+            ``min_improvement``, or it is the first value); the caller then keeps this epoch's
+            weights.
+        """
+        value = float(value)
+        better = self.is_better(value)
+        if better:
+            self.best_value = value
+            self.best_iteration = self.n_updates
+            self.n_iter_no_change = 0
+        else:
+            self.n_iter_no_change += 1
+        self.n_updates += 1
+        self.history.append(value)
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        """True when early stopping is on and patience is used up."""
+        return self.stop_early and self.n_iter_no_change >= self.max_iter_no_change
+
+    def __repr__(self) -> str:
+        return (
+            f"StoppingCriterion(name={self.name!r}, minimize={self.minimize}, "
+            f"needs={self.needs!r}, k={self.k}, stop_early={self.stop_early}, "
+            f"max_iter_no_change={self.max_iter_no_change}, "
+            f"min_improvement={self.min_improvement})"
+        )
