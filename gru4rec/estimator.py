@@ -13,7 +13,6 @@ import copy
 import io
 import numbers
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -51,8 +50,14 @@ def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> Non
 
 
 def _check_float(
-    name: str, value: Any, low: float, high: float | None = None, *, open_high: bool = True,
-    allow_none: bool = False, open_low: bool = False,
+    name: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    *,
+    open_high: bool = True,
+    allow_none: bool = False,
+    open_low: bool = False,
 ) -> None:
     if value is None and allow_none:
         return
@@ -81,7 +86,9 @@ def _resolve_device(device: Any) -> torch.device:
         try:
             dev = torch.device(device)
         except RuntimeError:
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}") from None
+            raise ValueError(
+                f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}"
+            ) from None
     else:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
     if dev.type not in ("cpu", "cuda"):
@@ -129,8 +136,8 @@ class _GRU4RecBase(BaseEstimator):
     def filename(self) -> str:
         """File that :meth:`save` writes: class name, criterion name and best value."""
         criterion = getattr(self, "stopping_criterion_", None)
-        crit_name = criterion.name if criterion is not None else _criterion_name(
-            self.stopping_criterion
+        crit_name = (
+            criterion.name if criterion is not None else _criterion_name(self.stopping_criterion)
         )
         best = getattr(self, "best_value_", None)
         if best is None:
@@ -518,9 +525,7 @@ class _GRU4RecBase(BaseEstimator):
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
         state, meta = load_checkpoint(filename, map_location="cpu")
         if meta.get("class") != self.name:
-            raise ValueError(
-                f"{filename} holds a {meta.get('class')!r} model, not a {self.name}"
-            )
+            raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
         params = dict(meta["params"])
         self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -618,7 +623,7 @@ def _progress(total: int, enabled: bool, desc: str) -> _Progress:
 
 
 class GRU4RecNegSampling(_GRU4RecBase):
-    """GRU4Rec trained with sampled negatives (recpack's API, the reference implementation's training).
+    """GRU4Rec with sampled negatives: recpack's API, the reference implementation's training.
 
     Each mini-batch holds ``batch_size`` sessions in parallel; the targets of
     the other rows plus ``num_negatives`` items drawn once per step

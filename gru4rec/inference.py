@@ -35,7 +35,9 @@ def walk(
     it is indexed by event). Yields device tensors: the event index of each
     selected row and the GRU output after reading that event.
     """
-    schedule = session_parallel_schedule(offsets, _by_length(offsets), batch_size, include_last=True)
+    schedule = session_parallel_schedule(
+        offsets, _by_length(offsets), batch_size, include_last=True
+    )
     yield from _walk_schedule(model, items, schedule, device, select)
 
 
@@ -128,7 +130,7 @@ def next_item_ranks(
         has_next[:] = False
         long_enough = np.diff(offsets) >= 2
         has_next[offsets[1:][long_enough] - 2] = True
-    items_dev = torch.as_tensor(items, device=device)
+    items_dev = torch.as_tensor(np.array(items, dtype=np.int64), device=device)
     ranks = torch.zeros(len(items), dtype=torch.int64, device=device)
     single_chunk = model.n_items <= chunk_size
     for events, out in walk(model, items, offsets, batch_size, device, has_next):
