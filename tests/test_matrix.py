@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import KFold
 
-from gru4rec.matrix import InteractionMatrix, SessionArrays, Vocabulary
+from gru4rec.matrix import InteractionMatrix, SessionArrays, Vocabulary, _stable_order
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -28,7 +28,17 @@ def event_frames(draw, min_size=1, max_size=40, timestamps=True):
     items = draw(st.lists(st.integers(0, n_items - 1), min_size=n, max_size=n))
     cols = {"user": users, "item": items}
     if timestamps:
-        cols["ts"] = draw(st.lists(st.integers(0, 4), min_size=n, max_size=n))
+        # small ints (many ties), floats, and ints too far apart to pack into a sort key
+        values = draw(
+            st.sampled_from(
+                [
+                    st.integers(0, 4),
+                    st.sampled_from([-1.5, 0.0, 0.25, 2.0, 1e9]),
+                    st.sampled_from([-(3 * 2**61), 0, 1, 3 * 2**61]),
+                ]
+            )
+        )
+        cols["ts"] = draw(st.lists(values, min_size=n, max_size=n))
     return pd.DataFrame(cols)
 
 
@@ -122,13 +132,39 @@ def test_session_arrays_match_history(df):
     for k, (_, h) in enumerate(hist):
         assert s.items[s.offsets[k] : s.offsets[k + 1]].tolist() == list(h)
         seg = s.timestamps[s.offsets[k] : s.offsets[k + 1]]
-        assert np.all(np.diff(seg) >= 0)
+        assert np.all(seg[1:] >= seg[:-1])
         assert s.start_times[k] == df.loc[df["user"] == s.users[k], "ts"].min()
     for a in (s.items, s.offsets, s.users, s.timestamps, s.start_times):
         assert not a.flags.writeable
     assert s.items.dtype == np.int64 and s.offsets.dtype == np.int64
     assert s.users.dtype == np.int64
     assert X.session_arrays() is s  # cached
+
+
+@pytest.mark.parametrize(
+    ("max_user", "ts_kind"),
+    [(50, "int"), (50, "float"), (50, None), (2**40, "wide"), (2**60, "int"), (2**60, None)],
+)
+def test_stable_order_equals_lexsort(max_user, ts_kind):
+    rng = np.random.default_rng(3)
+    n = 3000
+    uid = rng.integers(0, 20, n) * (max_user // 20)
+    ts = {
+        "int": rng.integers(0, 5, n),
+        "float": rng.integers(0, 5, n) / 4.0,
+        "wide": rng.integers(0, 3, n) * 2**61,
+        None: None,
+    }[ts_kind]
+    expect = np.argsort(uid, kind="stable") if ts is None else np.lexsort((ts, uid))
+    np.testing.assert_array_equal(_stable_order(uid, ts), expect)
+
+
+def test_far_apart_int64_timestamps_are_ordered():
+    big = 3 * 2**61  # differences of such timestamps overflow int64
+    df = pd.DataFrame({"user": [0, 0, 1], "item": [0, 1, 2], "ts": [big, -big, 0]})
+    s = make(df).session_arrays()
+    assert s.items.tolist() == [1, 0, 2]
+    assert s.timestamps.tolist() == [-big, big, 0]
 
 
 def test_session_arrays_sorted_input_fast_path_equals_sorted_path():
