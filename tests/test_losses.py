@@ -1,0 +1,306 @@
+"""Tests of gru4rec.losses against hand computations written with explicit loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gru4rec import losses
+from gru4rec.losses import (
+    LOSSES,
+    bpr,
+    bpr_max,
+    cross_entropy_full,
+    cross_entropy_sampled,
+    get_loss,
+    top1,
+    top1_max,
+)
+
+# -- hand computations (float64, explicit loops over rows and columns) -------------------------
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _negatives(r: np.ndarray, i: int) -> list[int]:
+    """Columns of row i that are negatives: every column except the diagonal one."""
+    return [j for j in range(r.shape[1]) if j != i]
+
+
+def _softmax_over(values: list[float]) -> list[float]:
+    m = max(values)
+    e = [math.exp(v - m) for v in values]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def ref_top1(r: np.ndarray) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        neg = _negatives(r, i)
+        terms = [_sigmoid(r[i, j] - r[i, i]) + _sigmoid(r[i, j] ** 2) for j in neg]
+        rows.append(sum(terms) / len(terms))
+    return sum(rows) / len(rows)
+
+
+def ref_bpr(r: np.ndarray) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        neg = _negatives(r, i)
+        terms = [-math.log(_sigmoid(r[i, i] - r[i, j])) for j in neg]
+        rows.append(sum(terms) / len(terms))
+    return sum(rows) / len(rows)
+
+
+def ref_top1_max(r: np.ndarray) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        neg = _negatives(r, i)
+        s = _softmax_over([r[i, j] for j in neg])
+        rows.append(
+            sum(
+                sj * (_sigmoid(r[i, j] - r[i, i]) + _sigmoid(r[i, j] ** 2))
+                for sj, j in zip(s, neg, strict=True)
+            )
+        )
+    return sum(rows) / len(rows)
+
+
+def ref_bpr_max(r: np.ndarray, bpreg: float) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        neg = _negatives(r, i)
+        s = _softmax_over([r[i, j] for j in neg])
+        inner = sum(sj * _sigmoid(r[i, i] - r[i, j]) for sj, j in zip(s, neg, strict=True))
+        reg = sum(sj * r[i, j] ** 2 for sj, j in zip(s, neg, strict=True))
+        rows.append(-math.log(inner + 1e-24) + bpreg * reg)
+    return sum(rows) / len(rows)
+
+
+def ref_cross_entropy(r: np.ndarray, bias: np.ndarray | None = None) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        row = [r[i, j] - (0.0 if bias is None else bias[j]) for j in range(r.shape[1])]
+        p = _softmax_over(row)
+        rows.append(-math.log(p[i]))
+    return sum(rows) / len(rows)
+
+
+def ref_cross_entropy_full(r: np.ndarray, targets: np.ndarray) -> float:
+    rows = []
+    for i in range(r.shape[0]):
+        p = _softmax_over(list(r[i]))
+        rows.append(-math.log(p[targets[i]]))
+    return sum(rows) / len(rows)
+
+
+# A fixed (B=3, B+S=5) score matrix with distinct values and some negatives above the positive.
+R = np.array(
+    [
+        [1.5, -0.3, 0.8, 2.0, -1.2],
+        [0.1, 0.4, -0.7, 0.9, 0.3],
+        [-0.5, 1.1, -0.2, 0.0, 1.7],
+    ]
+)
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.tensor(a, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("fn", "ref"),
+    [(top1, ref_top1), (bpr, ref_bpr), (top1_max, ref_top1_max)],
+    ids=["top1", "bpr", "top1-max"],
+)
+def test_pairwise_losses_match_hand_computation(fn, ref):
+    got = fn(_t(R)).item()
+    assert got == pytest.approx(ref(R), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("bpreg", [0.0, 0.5, 1.95])
+def test_bpr_max_matches_hand_computation(bpreg):
+    got = bpr_max(_t(R), bpreg=bpreg).item()
+    assert got == pytest.approx(ref_bpr_max(R, bpreg), rel=1e-5, abs=1e-6)
+
+
+def test_bpr_max_softmax_excludes_the_positive():
+    # A huge positive must not take the softmax weight away from the negatives: with the
+    # positive excluded, the regulariser stays the weighted mean of the negatives' squares.
+    r = np.array([[30.0, 1.0, 2.0], [0.5, 30.0, -1.0]])
+    got = bpr_max(_t(r), bpreg=1.0).item()
+    assert got == pytest.approx(ref_bpr_max(r, 1.0), rel=1e-5, abs=1e-6)
+
+
+def test_cross_entropy_sampled_matches_hand_computation():
+    got = cross_entropy_sampled(_t(R)).item()
+    assert got == pytest.approx(ref_cross_entropy(R), rel=1e-5, abs=1e-6)
+
+
+def test_cross_entropy_sampled_with_logq_bias_subtracts_per_column():
+    bias = np.array([0.3, -1.0, 2.0, 0.0, 0.7])
+    got = cross_entropy_sampled(_t(R), logq_bias=_t(bias)).item()
+    assert got == pytest.approx(ref_cross_entropy(R, bias), rel=1e-5, abs=1e-6)
+    # And it is not the uncorrected value.
+    assert abs(got - ref_cross_entropy(R)) > 1e-2
+
+
+def test_cross_entropy_sampled_constant_bias_changes_nothing():
+    got = cross_entropy_sampled(_t(R), logq_bias=torch.full((5,), 3.0)).item()
+    assert got == pytest.approx(ref_cross_entropy(R), rel=1e-5, abs=1e-6)
+
+
+def test_cross_entropy_full_matches_hand_computation():
+    scores = np.array([[0.2, 1.0, -0.5, 0.3], [2.0, -1.0, 0.0, 0.5]])
+    targets = np.array([3, 0])
+    got = cross_entropy_full(_t(scores), torch.tensor(targets)).item()
+    assert got == pytest.approx(ref_cross_entropy_full(scores, targets), rel=1e-5, abs=1e-6)
+
+
+def test_square_batch_without_extra_negatives():
+    # S = 0: only in-batch negatives.
+    r = R[:, :3]
+    assert top1(_t(r)).item() == pytest.approx(ref_top1(r), rel=1e-5)
+    assert bpr(_t(r)).item() == pytest.approx(ref_bpr(r), rel=1e-5)
+    assert top1_max(_t(r)).item() == pytest.approx(ref_top1_max(r), rel=1e-5)
+    assert bpr_max(_t(r), bpreg=0.7).item() == pytest.approx(ref_bpr_max(r, 0.7), rel=1e-5)
+    assert cross_entropy_sampled(_t(r)).item() == pytest.approx(ref_cross_entropy(r), rel=1e-5)
+
+
+def test_single_row_with_shared_negatives():
+    r = R[:1]
+    assert bpr_max(_t(r), bpreg=1.0).item() == pytest.approx(ref_bpr_max(r, 1.0), rel=1e-5)
+    assert top1(_t(r)).item() == pytest.approx(ref_top1(r), rel=1e-5)
+
+
+def test_losses_are_means_over_rows():
+    # Duplicating the score matrix's rows (as a block-structured batch) keeps the mean.
+    r = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]])
+    for name in LOSSES:
+        fn = get_loss(name)
+        # Row i of r has its positive at column i; moved to column 0 for a B=1 batch.
+        cols = [[i] + [j for j in range(3) if j != i] for i in (0, 1)]
+        single = [fn(_t(r[i : i + 1, cols[i]])).item() for i in (0, 1)]
+        both = fn(_t(r)).item()
+        assert both == pytest.approx(sum(single) / 2, rel=1e-5), name
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_gradient_pushes_positive_up(name):
+    fn = get_loss(name)
+    scores = _t(R).requires_grad_(True)
+    fn(scores).backward()
+    diag = torch.diagonal(scores.grad)
+    assert torch.all(diag < 0), (name, diag)
+
+
+def test_perfect_ranking_gives_low_loss():
+    good = np.full((3, 6), -5.0)
+    np.fill_diagonal(good, 5.0)
+    bad = -good
+    for name in LOSSES:
+        fn = get_loss(name)
+        assert fn(_t(good)).item() < fn(_t(bad)).item(), name
+
+
+def test_get_loss_returns_the_named_functions():
+    assert get_loss("top1") is top1
+    assert get_loss("top1-max") is top1_max
+    assert get_loss("bpr") is bpr
+    assert get_loss("bpr-max") is bpr_max
+    assert get_loss("cross-entropy") is cross_entropy_sampled
+    assert set(LOSSES) == {"top1", "top1-max", "bpr", "bpr-max", "cross-entropy"}
+    assert losses.SAMPLED_LOSSES["bpr-max"] is bpr_max
+
+
+@pytest.mark.parametrize("bad", ["nope", "BPR", "", None, ["bpr"], 3])
+def test_get_loss_unknown_name_raises_value_error_naming_loss_fn(bad):
+    with pytest.raises(ValueError, match="loss_fn"):
+        get_loss(bad)
+
+
+# -- numerical safety ----------------------------------------------------------------------------
+
+
+@st.composite
+def score_matrices(draw):
+    b = draw(st.integers(1, 4))
+    s = draw(st.integers(0 if b >= 2 else 1, 4))
+    scale = draw(st.sampled_from([1.0, 50.0, 1e3, 1e4]))
+    values = draw(
+        st.lists(
+            st.floats(-1.0, 1.0, allow_nan=False, allow_infinity=False),
+            min_size=b * (b + s),
+            max_size=b * (b + s),
+        )
+    )
+    return np.array(values, dtype=np.float64).reshape(b, b + s) * scale
+
+
+def _all_losses(scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    n = scores.shape[1]
+    bias = torch.linspace(-3.0, 3.0, n)
+    out = {name: get_loss(name)(scores) for name in LOSSES}
+    out["bpr-max-reg2"] = bpr_max(scores, bpreg=2.0)
+    out["cross-entropy-logq"] = cross_entropy_sampled(scores, logq_bias=bias)
+    targets = torch.arange(scores.shape[0]) % n
+    out["cross-entropy-full"] = cross_entropy_full(scores, targets)
+    return out
+
+
+def _check_finite(r: np.ndarray) -> None:
+    for name in [*LOSSES, "bpr-max-reg2", "cross-entropy-logq", "cross-entropy-full"]:
+        scores = _t(r).requires_grad_(True)
+        value = _all_losses(scores)[name]
+        assert torch.isfinite(value), (name, r)
+        (grad,) = torch.autograd.grad(value, scores)
+        assert torch.all(torch.isfinite(grad)), (name, r, grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(score_matrices())
+def test_losses_and_gradients_are_finite_for_extreme_scores(r):
+    _check_finite(r)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    b=st.integers(1, 4),
+    s=st.integers(1, 4),
+    value=st.sampled_from([0.0, 1.0, -1.0, 1e4, -1e4, 3e3]),
+)
+def test_losses_finite_for_all_equal_scores(b, s, value):
+    _check_finite(np.full((b, b + s), value))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_extreme_diagonal_and_off_diagonal(sign):
+    r = np.full((3, 6), -sign * 1e4)
+    np.fill_diagonal(r, sign * 1e4)
+    _check_finite(r)
+
+
+def test_extreme_values_match_stable_reference():
+    # Large scores where a naive exp/log would overflow in float32 (exp(100)).
+    r = np.array([[100.0, 90.0, -80.0, 95.0], [-100.0, 99.0, 98.0, -97.0]])
+    assert bpr(_t(r)).item() == pytest.approx(ref_bpr(r), rel=1e-4)
+    assert top1(_t(r)).item() == pytest.approx(ref_top1(r), rel=1e-4)
+    assert top1_max(_t(r)).item() == pytest.approx(ref_top1_max(r), rel=1e-4)
+    assert bpr_max(_t(r), bpreg=0.5).item() == pytest.approx(ref_bpr_max(r, 0.5), rel=1e-4)
+    assert cross_entropy_sampled(_t(r)).item() == pytest.approx(ref_cross_entropy(r), rel=1e-4)
+
+
+def test_bpr_max_with_every_sigmoid_underflowing_is_large_and_finite():
+    # Every negative beats the positive by 200: sigmoid(-200) underflows in float32, yet the
+    # loss must stay finite and at least the 1e-24-capped published value, -log(1e-24) ~ 55.
+    r = np.array([[-100.0, 100.0, 100.0], [100.0, -100.0, 100.0]])
+    value = bpr_max(_t(r), bpreg=0.0).item()
+    assert math.isfinite(value)
+    assert value >= 55.0
