@@ -1,0 +1,308 @@
+"""Tests of gru4rec.model (init, step, scoring) and gru4rec.optim (sparse updates, clipping)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gru4rec.model import GRU4RecNet, dropout
+from gru4rec.optim import OPTIMIZERS, RowSparseOptimizer, clip_grad_norm, make_optimizer
+
+# -- model: initialisation -----------------------------------------------------------------------
+
+
+def _bound(fan_in: int, fan_out: int) -> float:
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def _check_uniform_block(t: torch.Tensor, bound: float) -> None:
+    a = t.detach().abs()
+    assert float(a.max()) <= bound + 1e-7
+    # Close to the bound (a U(+-0.01) or a whole-matrix Glorot init would not get there).
+    assert float(a.max()) > 0.8 * bound
+    # Roughly uniform: mean |x| of U(-b, b) is b / 2.
+    assert float(a.mean()) == pytest.approx(bound / 2, rel=0.25)
+
+
+def test_reset_parameters_glorot_per_gate_block_and_zero_biases():
+    n_items, h, emb = 60, 8, 12
+    net = GRU4RecNet(n_items, hidden_size=h, num_layers=2, embedding_size=emb)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+
+    _check_uniform_block(net.item_output[:, :h], _bound(n_items, h))
+    assert torch.count_nonzero(net.item_output[:, h]) == 0
+    _check_uniform_block(net.item_embedding, _bound(n_items, emb))
+
+    inputs = [emb, h]
+    for cell, fan_in in zip(net.cells, inputs, strict=True):
+        assert cell.weight_ih.shape == (3 * h, fan_in)
+        for gate in range(3):
+            rows = slice(gate * h, (gate + 1) * h)
+            _check_uniform_block(cell.weight_ih[rows], _bound(fan_in, h))
+            _check_uniform_block(cell.weight_hh[rows], _bound(h, h))
+        assert torch.count_nonzero(cell.bias_ih) == 0
+        assert torch.count_nonzero(cell.bias_hh) == 0
+    # The gate blocks are drawn independently.
+    w = net.cells[0].weight_hh
+    assert not torch.equal(w[:h], w[h : 2 * h])
+
+
+def test_reset_parameters_is_deterministic_per_generator_seed():
+    def params(seed):
+        net = GRU4RecNet(20, hidden_size=6, embedding_size=5)
+        net.reset_parameters(torch.Generator().manual_seed(seed))
+        return [p.detach().clone() for p in net.state_dict().values()]
+
+    a, b, c = params(3), params(3), params(4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_construction_and_init_leave_global_rng_untouched():
+    state = torch.get_rng_state()
+    net = GRU4RecNet(30, hidden_size=8, num_layers=2, embedding_size=4)
+    net.reset_parameters(torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_constrained_embedding_shares_the_output_table():
+    net = GRU4RecNet(15, hidden_size=6, embedding_size=99, constrained=True)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    assert net.embedding_size == 6
+    assert not hasattr(net, "item_embedding")
+    assert set(net.item_tables()) == {"item_output"}
+    items = torch.tensor([3, 0, 3, 14])
+    assert torch.equal(net.input_vectors(items), net.item_output[items, :6])
+    assert net.cells[0].input_size == 6
+
+
+def test_separate_embedding_is_used_for_inputs():
+    net = GRU4RecNet(15, hidden_size=6, embedding_size=4)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    assert set(net.item_tables()) == {"item_output", "item_embedding"}
+    items = torch.tensor([1, 2])
+    assert torch.equal(net.input_vectors(items), net.item_embedding[items])
+    # The item tables are not autograd parameters; the GRU weights are.
+    dense = {id(p) for p in net.dense_parameters()}
+    assert id(net.item_output) not in dense and id(net.item_embedding) not in dense
+    assert len(dense) == 4
+
+
+# -- model: step and scoring ---------------------------------------------------------------------
+
+
+def _net(seed=0, **kw):
+    net = GRU4RecNet(kw.pop("n_items", 25), **{"hidden_size": 5, "embedding_size": 4, **kw})
+    net.reset_parameters(torch.Generator().manual_seed(seed))
+    with torch.no_grad():  # non-zero biases so that scoring uses them
+        net.item_output[:, -1].uniform_(-1, 1, generator=torch.Generator().manual_seed(9))
+    return net
+
+
+def test_score_is_dot_product_plus_bias_and_chunks_agree():
+    net = _net()
+    out = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
+    full = net.score(out, net.item_output)
+    w, b = net.item_output[:, :5], net.item_output[:, 5]
+    assert torch.allclose(full, out @ w.T + b, atol=1e-6)
+    chunks = torch.cat([s for _, s in net.score_chunks(out, chunk_size=7)], dim=1)
+    starts = [start for start, _ in net.score_chunks(out, chunk_size=7)]
+    assert starts == [0, 7, 14, 21]
+    assert torch.allclose(chunks, full, atol=1e-6)
+
+
+def test_step_matches_manual_gru_and_carries_output_as_state():
+    net = _net(num_layers=2)
+    x = net.input_vectors(torch.tensor([0, 4, 7]))
+    hidden = net.init_hidden(3, "cpu")
+    with torch.no_grad():
+        out, new_hidden = net.step(x, hidden)
+        # Manual: layer by layer with GRUCell.
+        h1 = net.cells[0](x, hidden[0])
+        h2 = net.cells[1](h1, hidden[1])
+    assert torch.allclose(new_hidden[0], h1) and torch.allclose(new_hidden[1], h2)
+    assert torch.equal(out, new_hidden[-1])
+
+
+def test_step_with_hidden_dropout_carries_the_dropped_output():
+    net = _net()
+    x = net.input_vectors(torch.arange(20))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        out, hidden = net.step(x, net.init_hidden(20, "cpu"), 0.0, 0.5, gen)
+    assert torch.equal(out, hidden[0])
+    zero_frac = float((out == 0).float().mean())
+    assert 0.3 < zero_frac < 0.7
+
+
+def test_dropout_scales_keeps_and_uses_only_the_generator():
+    x = torch.ones(20000)
+    state = torch.get_rng_state()
+    y = dropout(x, 0.25, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
+    kept = y != 0
+    assert float(kept.float().mean()) == pytest.approx(0.75, abs=0.02)
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    assert dropout(x, 0.0, None) is x
+    y2 = dropout(x, 0.25, torch.Generator().manual_seed(0))
+    assert torch.equal(y, y2)
+
+
+# -- optimiser: row-sparse updates ---------------------------------------------------------------
+
+
+class RefOptimizer:
+    """Per-row numpy reference: only touched rows change (params, accumulators, velocity)."""
+
+    def __init__(self, table, algorithm, lr, momentum, eps=1e-6):
+        self.p = np.array(table, dtype=np.float64)
+        self.acc = np.zeros_like(self.p)
+        self.vel = np.zeros_like(self.p)
+        self.algorithm, self.lr, self.momentum, self.eps = algorithm, lr, momentum, eps
+
+    def step_rows(self, rows, grad):
+        summed = {}
+        for r, g in zip(rows, grad, strict=True):
+            summed[r] = summed.get(r, 0.0) + np.asarray(g, dtype=np.float64)
+        for r, g in summed.items():
+            if self.algorithm == "adagrad":
+                self.acc[r] += g * g
+                delta = self.lr * g / np.sqrt(self.acc[r] + self.eps)
+            else:
+                delta = self.lr * g
+            if self.momentum > 0:
+                self.vel[r] = self.momentum * self.vel[r] + delta
+                delta = self.vel[r]
+            self.p[r] -= delta
+
+
+@pytest.mark.parametrize("algorithm", OPTIMIZERS)
+@pytest.mark.parametrize("momentum", [0.0, 0.4])
+def test_step_rows_matches_per_row_reference_over_several_steps(algorithm, momentum):
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(8, 3, generator=gen)
+    ref = RefOptimizer(table.numpy(), algorithm, lr=0.1, momentum=momentum)
+    opt = RowSparseOptimizer([], {"t": table}, algorithm=algorithm, lr=0.1, momentum=momentum)
+    steps = [[1, 3, 1, 4, 1], [3, 3, 0], [1, 7, 7, 7, 2, 1], [5]]
+    for rows in steps:
+        grad = torch.randn(len(rows), 3, generator=gen)
+        before = table.clone()
+        opt.step_rows("t", torch.tensor(rows), grad)
+        ref.step_rows(rows, grad.numpy())
+        untouched = sorted(set(range(8)) - set(rows))
+        assert torch.equal(table[untouched], before[untouched])
+        np.testing.assert_allclose(table.numpy(), ref.p, rtol=1e-5, atol=1e-6)
+    # Row 6 was never touched.
+    assert torch.equal(table[6], torch.as_tensor(ref.p[6], dtype=torch.float32))
+
+
+@pytest.mark.parametrize("algorithm", OPTIMIZERS)
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_step_rows_with_duplicates_equals_dense_update_with_summed_gradients(algorithm, momentum):
+    gen = torch.Generator().manual_seed(1)
+    init = torch.randn(6, 4, generator=gen)
+    rows = torch.tensor([2, 0, 2, 2, 5, 0])
+    grad = torch.randn(6, 4, generator=gen)
+    dense_grad = torch.zeros(6, 4).index_add_(0, rows, grad)
+
+    sparse_t, dense_t = init.clone(), init.clone()
+    sparse = RowSparseOptimizer([], {"t": sparse_t}, algorithm, lr=0.2, momentum=momentum)
+    dense = RowSparseOptimizer([], {"t": dense_t}, algorithm, lr=0.2, momentum=momentum)
+    sparse.step_rows("t", rows, grad)
+    dense.step_table("t", dense_grad)
+    assert torch.allclose(sparse_t, dense_t, atol=1e-6)
+    assert torch.equal(sparse_t[[1, 3, 4]], init[[1, 3, 4]])
+    assert not torch.allclose(sparse_t[[0, 2, 5]], init[[0, 2, 5]])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_step_dense_sgd_matches_torch_sgd(momentum):
+    gen = torch.Generator().manual_seed(2)
+    w0 = torch.randn(4, 3, generator=gen)
+    ours = torch.nn.Parameter(w0.clone())
+    theirs = torch.nn.Parameter(w0.clone())
+    opt = RowSparseOptimizer([ours], {}, "sgd", lr=0.05, momentum=momentum)
+    torch_opt = torch.optim.SGD([theirs], lr=0.05, momentum=momentum)
+    for _ in range(4):
+        g = torch.randn(4, 3, generator=gen)
+        ours.grad = g.clone()
+        theirs.grad = g.clone()
+        opt.step_dense()
+        torch_opt.step()
+        assert ours.grad is None  # cleared by the step
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.2])
+def test_step_dense_adagrad_eps_inside_sqrt_with_heavy_ball(momentum):
+    gen = torch.Generator().manual_seed(3)
+    w0 = torch.randn(5, generator=gen)
+    p = torch.nn.Parameter(w0.clone())
+    opt = RowSparseOptimizer([p], {}, "adagrad", lr=0.1, momentum=momentum, eps=1e-6)
+    ref = RefOptimizer(w0.numpy()[:, None], "adagrad", 0.1, momentum, eps=1e-6)
+    for _ in range(3):
+        g = torch.randn(5, generator=gen)
+        p.grad = g.clone()
+        opt.step_dense()
+        ref.step_rows(list(range(5)), g.numpy()[:, None])
+    np.testing.assert_allclose(p.detach().numpy(), ref.p[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_adagrad_first_step_moves_each_coordinate_by_about_lr():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = RowSparseOptimizer([p], {}, "adagrad", lr=0.1)
+    p.grad = torch.tensor([10.0, -0.5, 1e-3])
+    opt.step_dense()
+    # g / sqrt(g^2 + eps) ~ sign(g) unless |g| ~ sqrt(eps).
+    expected = -0.1 * np.array([10.0, -0.5, 1e-3]) / np.sqrt(np.array([100.0, 0.25, 1e-6]) + 1e-6)
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-5)
+
+
+def test_make_optimizer_and_unknown_algorithm():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = make_optimizer("sgd", [p], {}, lr=0.5, momentum=0.1)
+    assert isinstance(opt, RowSparseOptimizer)
+    assert (opt.algorithm, opt.lr, opt.momentum) == ("sgd", 0.5, 0.1)
+    with pytest.raises(ValueError, match="optimization_algorithm"):
+        make_optimizer("adam", [p], {}, lr=0.1)
+
+
+# -- gradient clipping ---------------------------------------------------------------------------
+
+
+def _joint_norm(grads):
+    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    scale=st.sampled_from([1e-3, 0.1, 1.0, 10.0, 1e4]),
+    max_norm=st.sampled_from([0.01, 0.5, 1.0, 5.0]),
+    seed=st.integers(0, 1000),
+    n=st.integers(1, 3),
+)
+def test_clip_grad_norm(scale, max_norm, seed, n):
+    gen = torch.Generator().manual_seed(seed)
+    grads = [torch.randn(2 + i, 3, generator=gen) * scale for i in range(n)]
+    before = [g.clone() for g in grads]
+    norm = _joint_norm(before)
+    clip_grad_norm(grads, max_norm)
+    after = _joint_norm(grads)
+    assert after <= max_norm * (1 + 1e-5)
+    if norm <= max_norm * (1 - 1e-4):
+        assert all(torch.equal(a, b) for a, b in zip(grads, before, strict=True))
+    else:
+        assert after == pytest.approx(max_norm, rel=1e-4)
+        # Every tensor is scaled by the same coefficient (direction kept).
+        coef = max_norm / norm
+        for a, b in zip(grads, before, strict=True):
+            assert torch.allclose(a, b * coef, rtol=1e-4, atol=1e-7 * scale)
+
+
+def test_clip_grad_norm_empty_list_is_a_no_op():
+    clip_grad_norm([], 1.0)
