@@ -1,0 +1,597 @@
+"""Tests of the estimators GRU4RecNegSampling and GRU4RecCrossEntropy (fit, predict, ranks)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
+from gru4rec import estimator as est_module
+from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
+from gru4rec.losses import LOSSES
+from gru4rec.metrics import recall_at_k
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny models: more threads only add contention on a shared machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+SMALL = dict(hidden_size=16, batch_size=32, max_epochs=2, num_negatives=16, device="cpu")
+
+
+def small(**kw) -> GRU4RecNegSampling:
+    return GRU4RecNegSampling(**{**SMALL, "seed": 0, **kw})
+
+
+def small_ce(**kw) -> GRU4RecCrossEntropy:
+    params = {k: v for k, v in SMALL.items() if k != "num_negatives"}
+    return GRU4RecCrossEntropy(**{**params, "seed": 0, **kw})
+
+
+@pytest.fixture(scope="module")
+def split():
+    df = make_synthetic_sessions(300, 50, seed=3)
+    train, test = time_split(df, test_days=0.02)
+    X = InteractionMatrix.from_events(train)
+    X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+    return train, test, X, X_test
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    _, _, X, _ = split
+    return small().fit(X)
+
+
+def _dense(m) -> np.ndarray:
+    return m.toarray() if sp.issparse(m) else np.asarray(m)
+
+
+def _ranks_by_session(ranks: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Split next-item ranks (event order) into one array per session (L - 1 each)."""
+    n_pred = np.maximum(np.diff(offsets) - 1, 0)
+    bounds = np.concatenate([[0], np.cumsum(n_pred)])
+    return [ranks[bounds[i] : bounds[i + 1]] for i in range(len(n_pred))]
+
+
+# -- API ---------------------------------------------------------------------------------------
+
+RECPACK_PARAMS = [
+    "num_layers",
+    "hidden_size",
+    "num_components",
+    "dropout",
+    "loss_fn",
+    "optimization_algorithm",
+    "momentum",
+    "clipnorm",
+    "bptt",
+    "num_negatives",
+    "batch_size",
+    "max_epochs",
+    "learning_rate",
+    "stopping_criterion",
+    "stop_early",
+    "max_iter_no_change",
+    "min_improvement",
+    "seed",
+    "save_best_to_file",
+    "keep_last",
+    "predict_topK",
+    "validation_sample_size",
+]
+
+
+def test_constructor_keeps_recpack_parameters_in_order_with_defaults():
+    params = list(inspect.signature(GRU4RecNegSampling).parameters)
+    assert params[: len(RECPACK_PARAMS)] == RECPACK_PARAMS
+    for extra in ("sample_alpha", "bpreg", "elu_param", "dropout_hidden"):
+        assert extra in params[len(RECPACK_PARAMS) :]
+    for extra in ("constrained_embedding", "logq", "device"):
+        assert extra in params[len(RECPACK_PARAMS) :]
+    d = GRU4RecNegSampling().get_params()
+    assert (d["num_layers"], d["hidden_size"], d["num_components"], d["loss_fn"]) == (
+        1,
+        100,
+        250,
+        "bpr",
+    )
+    assert (d["clipnorm"], d["num_negatives"], d["batch_size"], d["learning_rate"]) == (
+        1.0,
+        50,
+        512,
+        0.03,
+    )
+    assert d["stopping_criterion"] == "recall" and d["sample_alpha"] == 0.0
+    ce = list(inspect.signature(GRU4RecCrossEntropy).parameters)
+    expected_ce = [p for p in RECPACK_PARAMS if p not in ("loss_fn", "num_negatives")]
+    assert ce[: len(expected_ce)] == expected_ce
+
+
+def test_clone_gives_unfitted_copy_with_same_params(fitted):
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params()
+    assert not hasattr(c, "model_")
+    with pytest.raises(NotFittedError):
+        c.predict(InteractionMatrix.from_events(make_synthetic_sessions(3, 5)))
+
+
+# -- predict -----------------------------------------------------------------------------------
+
+
+def test_predict_shape_and_rows_only_for_users_with_history(fitted, split):
+    _, _, _, X_test = split
+    users = np.array(sorted(X_test.active_users))
+    chosen = users[::3]
+    sub = X_test.users_in(chosen)
+    pred = fitted.predict(sub)
+    assert sp.isspmatrix_csr(pred) or isinstance(pred, sp.csr_array)
+    assert pred.shape == X_test.shape
+    nnz = pred.getnnz(axis=1)
+    assert set(np.flatnonzero(nnz)) == set(chosen.tolist())
+    assert np.all(nnz[chosen] == fitted.n_items_)
+    assert np.all(np.isfinite(pred.data))
+
+
+def test_predict_row_is_the_state_after_the_last_item(fitted, split):
+    # The rank of each session's last item in the prediction made from its other items equals
+    # next_item_ranks(last_only=True): both come from the state after the last input item.
+    _, _, _, X_test = split
+    val_in, val_out = last_item_split(X_test)
+    pred = _dense(fitted.predict(val_in))
+    out = val_out.session_arrays()
+    targets = out.items[out.offsets[:-1]]
+    rows = pred[out.users]
+    own = rows[np.arange(len(targets)), targets]
+    ranks_from_predict = (rows >= own[:, None]).sum(axis=1)
+    ranks = fitted.next_item_ranks(X_test, last_only=True)
+    assert np.array_equal(ranks, ranks_from_predict)
+
+
+@pytest.mark.parametrize("eval_slots", [3, 512])
+def test_session_predicted_alone_equals_session_in_a_batch(fitted, split, monkeypatch, eval_slots):
+    # Few slots: slots are reused, so a missing state reset would leak between sessions.
+    monkeypatch.setattr(est_module, "_EVAL_SLOTS", eval_slots)
+    _, _, _, X_test = split
+    batch_pred = _dense(fitted.predict(X_test))
+    arrays = X_test.session_arrays()
+    batch_ranks = _ranks_by_session(fitted.next_item_ranks(X_test), arrays.offsets)
+    for i in [0, 3, len(arrays.users) // 2, len(arrays.users) - 1]:
+        u = int(arrays.users[i])
+        alone = X_test.users_in([u])
+        alone_pred = _dense(fitted.predict(alone))
+        np.testing.assert_allclose(alone_pred[u], batch_pred[u], rtol=1e-5, atol=1e-5)
+        assert np.count_nonzero(np.delete(alone_pred, u, axis=0)) == 0
+        assert np.array_equal(fitted.next_item_ranks(alone), batch_ranks[i])
+
+
+def test_next_item_ranks_chunked_scoring_equals_single_chunk(fitted, split, monkeypatch):
+    _, _, _, X_test = split
+    full = fitted.next_item_ranks(X_test)
+    monkeypatch.setattr(est_module, "_SCORE_CHUNK", 7)
+    chunked = fitted.next_item_ranks(X_test)
+    assert np.array_equal(full, chunked)
+    n_pred = int(np.sum(np.diff(X_test.session_arrays().offsets) - 1))
+    assert full.shape == (n_pred,)
+    assert full.min() >= 1 and full.max() <= fitted.n_items_
+
+
+def test_next_item_ranks_are_conservative_ranks_of_predict_scores(fitted, split):
+    # Position by position: rank of the next item in the prediction from the prefix.
+    _, test, _, X_test = split
+    arrays = X_test.session_arrays()
+    i = int(np.argmax(np.diff(arrays.offsets)))  # the longest test session
+    items = arrays.items[arrays.offsets[i] : arrays.offsets[i + 1]]
+    ranks = _ranks_by_session(fitted.next_item_ranks(X_test), arrays.offsets)[i]
+    assert len(ranks) == len(items) - 1
+    n_items = fitted.n_items_
+    for p in range(len(items) - 1):
+        prefix = InteractionMatrix._from_arrays(
+            np.zeros(p + 1, dtype=np.int64),
+            items[: p + 1].astype(np.int64),
+            np.arange(p + 1, dtype=np.int64),
+            np.arange(p + 1, dtype=np.int64),
+            (1, n_items),
+        )
+        row = _dense(fitted.predict(prefix))[0]
+        assert ranks[p] == int((row >= row[items[p + 1]]).sum())
+
+
+@pytest.mark.parametrize("chunk", [7, 32768])
+def test_predict_topk_keeps_exactly_the_k_best(fitted, split, monkeypatch, chunk):
+    monkeypatch.setattr(est_module, "_SCORE_CHUNK", chunk)
+    _, _, _, X_test = split
+    full = _dense(fitted.predict(X_test))
+    model = copy.deepcopy(fitted).set_params(predict_topK=5)
+    top = model.predict(X_test)
+    assert top.shape == X_test.shape
+    users = X_test.session_arrays().users
+    nnz = top.getnnz(axis=1)
+    assert np.all(nnz[users] == 5)
+    assert nnz.sum() == 5 * len(users)
+    top_dense = _dense(top)
+    for u in users:
+        best = np.argsort(-full[u], kind="stable")[:5]
+        assert set(np.flatnonzero(top[u].toarray()[0])) == set(best.tolist())
+        np.testing.assert_allclose(top_dense[u, best], full[u, best], rtol=1e-6)
+
+
+def test_predict_topk_larger_than_catalogue_gives_full_rows(fitted, split):
+    _, _, _, X_test = split
+    model = copy.deepcopy(fitted).set_params(predict_topK=10_000)
+    pred = model.predict(X_test)
+    users = X_test.session_arrays().users
+    assert np.all(pred.getnnz(axis=1)[users] == fitted.n_items_)
+
+
+def test_predict_from_dataframe_uses_training_vocabulary(fitted, split):
+    _, test, _, X_test = split
+    a = _dense(fitted.predict(test))
+    b = _dense(fitted.predict(X_test))
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_predict_errors(fitted, split):
+    _, _, X, _ = split
+    with pytest.raises(NotFittedError):
+        small().predict(X)
+    wrong = InteractionMatrix.from_events(make_synthetic_sessions(5, 7, seed=1))
+    with pytest.raises(ValueError, match="items"):
+        fitted.predict(wrong)
+    with pytest.raises(ValueError):
+        fitted.predict(np.zeros((3, 3)))
+
+
+def test_score_is_next_item_recall_at_20(fitted, split):
+    _, _, _, X_test = split
+    assert fitted.score(X_test) == pytest.approx(recall_at_k(fitted.next_item_ranks(X_test), 20))
+
+
+# -- determinism and random state --------------------------------------------------------------
+
+NOISY = dict(dropout=0.2, dropout_hidden=0.1, sample_alpha=0.5, loss_fn="bpr-max")
+
+
+def test_same_seed_gives_identical_predictions(split):
+    _, _, X, X_test = split
+    a = small(seed=11, **NOISY).fit(X)
+    b = small(seed=11, **NOISY).fit(X)
+    c = small(seed=12, **NOISY).fit(X)
+    pa, pb, pc = (_dense(m.predict(X_test)) for m in (a, b, c))
+    assert np.array_equal(pa, pb)
+    assert [h["train_loss"] for h in a.history_] == [h["train_loss"] for h in b.history_]
+    assert not np.allclose(pa, pc)
+    assert a.seed_ == 11
+
+
+def test_refit_equals_fresh_fit(split):
+    _, _, X, X_test = split
+    m = small(seed=4).fit(X)
+    first = _dense(m.predict(X_test))
+    m.fit(X)
+    assert np.array_equal(_dense(m.predict(X_test)), first)
+
+
+def test_seed_none_draws_a_seed_and_records_it(split):
+    _, _, X, X_test = split
+    a = small(seed=None, max_epochs=1).fit(X)
+    assert isinstance(a.seed_, int)
+    b = small(seed=a.seed_, max_epochs=1).fit(X)
+    assert np.array_equal(_dense(a.predict(X_test)), _dense(b.predict(X_test)))
+
+
+def _global_states():
+    return (
+        torch.get_rng_state().clone(),
+        np.random.get_state(),  # noqa: NPY002 (the global state is what we check)
+    )
+
+
+def _assert_same_states(before, after):
+    assert torch.equal(before[0], after[0])
+    a, b = before[1], after[1]
+    assert a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_fit_and_predict_leave_global_random_state_untouched(split, seed):
+    _, _, X, X_test = split
+    np.random.seed(123)  # noqa: NPY002
+    torch.manual_seed(321)
+    before = _global_states()
+    val_in, val_out = last_item_split(X_test)
+    m = small(seed=seed, validation_sample_size=5, **NOISY)
+    m.fit(X, validation_data=(val_in, val_out))
+    m.predict(X_test)
+    m.next_item_ranks(X_test)
+    _assert_same_states(before, _global_states())
+
+
+def test_cross_entropy_estimator_leaves_global_random_state_untouched(split):
+    _, _, X, _ = split
+    torch.manual_seed(0)
+    before = _global_states()
+    small_ce(dropout=0.3, max_epochs=1).fit(X)
+    _assert_same_states(before, _global_states())
+
+
+# -- learning ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signal_split():
+    df = make_synthetic_sessions(500, 150, seed=1, p_follow=0.9)
+    train, test = time_split(df, test_days=0.05)
+    X = InteractionMatrix.from_events(train)
+    X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+    return X, X_test
+
+
+def _popularity_recall(X, X_test, k=20):
+    counts = np.bincount(X.session_arrays().items, minlength=X.shape[1])
+    arrays = X_test.session_arrays()
+    has_next = np.ones(arrays.n_events, dtype=bool)
+    has_next[arrays.offsets[1:] - 1] = False
+    targets = arrays.items[np.flatnonzero(has_next) + 1]
+    ranks = (counts[None, :] >= counts[targets][:, None]).sum(axis=1)
+    return recall_at_k(ranks, k)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GRU4RecNegSampling(
+            hidden_size=32, batch_size=32, max_epochs=3, num_negatives=32, seed=0, device="cpu"
+        ),
+        lambda: GRU4RecNegSampling(
+            loss_fn="bpr-max",
+            elu_param=1.0,
+            sample_alpha=0.5,
+            constrained_embedding=True,
+            momentum=0.1,
+            learning_rate=0.1,
+            clipnorm=None,
+            hidden_size=32,
+            batch_size=32,
+            max_epochs=3,
+            num_negatives=32,
+            seed=0,
+            device="cpu",
+        ),
+        lambda: GRU4RecCrossEntropy(
+            hidden_size=32, batch_size=32, max_epochs=3, learning_rate=0.1, seed=0, device="cpu"
+        ),
+    ],
+    ids=["defaults-bpr", "bpr-max-shared", "full-xe"],
+)
+def test_learns_sequential_signal_far_above_popularity(signal_split, make):
+    X, X_test = signal_split
+    model = make().fit(X)
+    recall = recall_at_k(model.next_item_ranks(X_test), 20)
+    pop = _popularity_recall(X, X_test)
+    assert pop < 0.5  # the data is not solvable by popularity
+    assert recall > pop + 0.25, (recall, pop)
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+BAD_NEG = [
+    ("loss_fn", "hinge"),
+    ("loss_fn", None),
+    ("hidden_size", -1),
+    ("hidden_size", 0),
+    ("num_layers", 0),
+    ("num_components", -5),
+    ("batch_size", -2),
+    ("batch_size", 1.5),
+    ("num_negatives", 0),
+    ("num_negatives", -3),
+    ("dropout", 1.0),
+    ("dropout", -0.1),
+    ("dropout_hidden", 1.2),
+    ("optimization_algorithm", "adam"),
+    ("device", "tpu"),
+    ("device", 3),
+    ("learning_rate", 0.0),
+    ("learning_rate", -0.1),
+    ("max_epochs", 0),
+    ("bptt", 0),
+    ("momentum", -0.5),
+    ("momentum", 1.5),
+    ("clipnorm", 0.0),
+    ("predict_topK", 0),
+    ("validation_sample_size", 0),
+    ("stopping_criterion", "auc"),
+    ("max_iter_no_change", 0),
+    ("min_improvement", -1.0),
+    ("seed", -1),
+    ("sample_alpha", -0.5),
+    ("bpreg", -1.0),
+    ("logq", -1.0),
+    ("elu_param", -1.0),
+    ("keep_last", "yes"),
+]
+
+
+@pytest.mark.parametrize(("param", "value"), BAD_NEG, ids=[f"{p}={v!r}" for p, v in BAD_NEG])
+def test_bad_parameter_raises_in_fit_naming_it(split, param, value):
+    _, _, X, _ = split
+    model = GRU4RecNegSampling(**{param: value})  # __init__ never raises
+    assert model.get_params()[param] is value
+    with pytest.raises(ValueError, match=param):
+        model.fit(X)
+    assert not hasattr(model, "model_")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_device_without_cuda_raises_value_error(split):
+    _, _, X, _ = split
+    with pytest.raises(ValueError, match="device"):
+        small(device="cuda").fit(X)
+
+
+BAD_CE = [
+    ("hidden_size", -1),
+    ("dropout", 1.0),
+    ("optimization_algorithm", "rmsprop"),
+    ("batch_size", 0),
+    ("device", "gpu"),
+]
+
+
+@pytest.mark.parametrize(("param", "value"), BAD_CE, ids=[f"{p}={v!r}" for p, v in BAD_CE])
+def test_bad_parameter_cross_entropy(split, param, value):
+    _, _, X, _ = split
+    model = GRU4RecCrossEntropy(**{param: value})
+    with pytest.raises(ValueError, match=param):
+        model.fit(X)
+
+
+def test_x_without_timestamps_raises_clear_error(split, fitted):
+    _, _, X, _ = split
+    no_ts = InteractionMatrix.from_csr_matrix(X.values)
+    assert not no_ts.has_timestamps
+    with pytest.raises(ValueError, match="timestamp"):
+        small().fit(no_ts)
+    with pytest.raises(ValueError, match="timestamp"):
+        small().fit(X.values)  # a raw sparse matrix has no timestamps either
+    with pytest.raises(ValueError, match="timestamp"):
+        fitted.predict(no_ts)
+    with pytest.raises(ValueError, match="timestamp"):
+        small_ce().fit(no_ts)
+
+
+def test_x_with_only_single_event_sessions_raises(split):
+    df = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
+    with pytest.raises(ValueError, match="2 or more"):
+        small().fit(InteractionMatrix.from_events(df))
+
+
+# -- losses and architectures --------------------------------------------------------------------
+
+LOSS_CONFIGS = [{"loss_fn": name} for name in LOSSES] + [
+    {"loss_fn": "bpr-max", "elu_param": 1.0, "bpreg": 2.0, "sample_alpha": 0.5},
+    {"loss_fn": "top1-max", "elu_param": 0.5},
+    {"loss_fn": "cross-entropy", "logq": 1.0, "sample_alpha": 0.5},
+]
+
+
+@pytest.mark.parametrize("config", LOSS_CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_every_loss_trains_with_finite_decreasing_loss(split, config):
+    _, _, X, X_test = split
+    m = small(max_epochs=3, **config).fit(X)
+    losses = [h["train_loss"] for h in m.history_]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    pred = m.predict(X_test)
+    assert np.all(np.isfinite(pred.data))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"bptt": 2},
+        {"bptt": 3, "constrained_embedding": True},
+        {"num_layers": 2},
+        {"num_layers": 2, "constrained_embedding": True, "dropout_hidden": 0.2},
+        {"constrained_embedding": True},
+        {"constrained_embedding": False, "num_components": 8},
+        {"optimization_algorithm": "sgd", "learning_rate": 0.3, "momentum": 0.3},
+        {"optimization_algorithm": "adagrad", "momentum": 0.5},
+        {"clipnorm": None},
+    ],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_architecture_and_optimiser_variants_train(split, fitted, config):
+    _, _, X, X_test = split
+    m = small(max_epochs=2, **config).fit(X)
+    losses = [h["train_loss"] for h in m.history_]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert len(m.model_.cells) == config.get("num_layers", 1)
+    assert hasattr(m.model_, "item_embedding") != config.get("constrained_embedding", False)
+    if not config.get("constrained_embedding", False):
+        assert m.model_.item_embedding.shape == (X.shape[1], config.get("num_components", 250))
+    assert np.all(np.isfinite(m.predict(X_test).data))
+    # Every variant changes training (a silently ignored parameter would not); `fitted` is
+    # the same model with default settings.
+    assert not np.allclose(_dense(m.predict(X_test)), _dense(fitted.predict(X_test)))
+
+
+def test_cross_entropy_estimator_fits_and_predicts(split):
+    _, _, X, X_test = split
+    m = small_ce(max_epochs=3).fit(X)
+    assert "loss_fn" not in m.get_params() and "num_negatives" not in m.get_params()
+    losses = [h["train_loss"] for h in m.history_]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    # Full softmax over n items: a uniform model would have loss log(n).
+    assert losses[-1] < np.log(X.shape[1])
+    pred = m.predict(X_test)
+    assert pred.shape == X_test.shape
+    users = X_test.session_arrays().users
+    assert np.all(pred.getnnz(axis=1)[users] == X.shape[1])
+    m2 = small_ce(max_epochs=1, constrained_embedding=True, bptt=2).fit(X)
+    assert np.all(np.isfinite(m2.predict(X_test).data))
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+def test_history_has_one_record_per_epoch(split):
+    _, _, X, _ = split
+    m = small(max_epochs=3).fit(X)
+    assert len(m.history_) == 3
+    n_pairs = int(np.sum(np.diff(X.session_arrays().offsets) - 1))
+    for i, rec in enumerate(m.history_):
+        assert {"epoch", "train_loss", "seconds", "events_per_second"} <= set(rec)
+        assert rec["epoch"] == i
+        assert rec["seconds"] > 0
+        assert rec["events_per_second"] * rec["seconds"] == pytest.approx(n_pairs, rel=1e-6)
+        assert rec["train_loss"] > 0
+    # Without validation data, no evaluation and no best epoch.
+    assert m.best_value_ is None and m.best_epoch_ is None
+
+
+# -- refitting on a new data set -----------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: fit(DataFrame) reuses item_vocabulary_ of a previous fit (estimator._as_matrix)",
+)
+def test_refit_on_a_new_dataframe_uses_its_own_items():
+    df1 = make_synthetic_sessions(60, 20, seed=1)
+    df2 = make_synthetic_sessions(60, 30, seed=2)
+    df2["item_id"] += 1000  # different raw ids
+    m = small(max_epochs=1)
+    m.fit(df1)
+    assert m.n_items_ == df1["item_id"].nunique()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "dropped unknown items" warning either
+        m.fit(df2)
+    assert m.n_items_ == df2["item_id"].nunique()
+    fresh = small(max_epochs=1).fit(df2)
+    np.testing.assert_array_equal(_dense(m.predict(df2)), _dense(fresh.predict(df2)))
+
+
+def test_dropout_hidden_none_means_dropout(split):
+    _, _, X, X_test = split
+    a = small(max_epochs=1, dropout=0.3, dropout_hidden=None).fit(X)
+    b = small(max_epochs=1, dropout=0.3, dropout_hidden=0.3).fit(X)
+    c = small(max_epochs=1, dropout=0.3, dropout_hidden=0.0).fit(X)
+    pa, pb, pc = (_dense(m.predict(X_test)) for m in (a, b, c))
+    assert np.array_equal(pa, pb)
+    assert not np.allclose(pa, pc)
