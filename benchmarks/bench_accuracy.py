@@ -1,0 +1,571 @@
+"""Accuracy and training speed of GRU4Rec configurations and baselines on a session data set.
+
+Trains each configuration on the training events and predicts the next item at every position of
+every test session (hidden state from zero per session), ranking the target against all training
+items with conservative ties; reports Recall@20, MRR@20 and the median training seconds per epoch
+(from ``est.history_``; evaluation excluded). Prints one Markdown table and writes it, a JSON of
+every number and a PNG of test Recall@20 per epoch under ``benchmarks/results/<name>/``.
+
+    python benchmarks/bench_accuracy.py                       # ../shared/data/rsc15_100k
+    python benchmarks/bench_accuracy.py --data DIR            # DIR/train.csv + DIR/test.csv
+    python benchmarks/bench_accuracy.py --data events.csv --test-days 1
+    python benchmarks/bench_accuracy.py --only rsc15-best --epochs 2 --seeds 3
+    python benchmarks/bench_accuracy.py --with-recpack        # recpack 0.3.6 in its own venv
+    python benchmarks/bench_accuracy.py --speed --publish     # + throughput plots, copy to docs/
+
+Event CSVs have a header with ``session_id,item_id,timestamp``. When the data is missing the script
+says so and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import numpy as np
+import pandas as pd
+
+RECPACK_PINS = ["recpack==0.3.6", "numpy<2", "pandas<3", "torch==2.13.0"]
+K = 20
+
+
+@dataclass
+class GRUConfig:
+    """One estimator configuration of the benchmark."""
+
+    system: str
+    config: str
+    params: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "GRU4RecNegSampling"
+
+
+RSC15_BEST = {
+    "loss_fn": "cross-entropy",
+    "logq": 1.0,
+    "hidden_size": 100,
+    "constrained_embedding": True,
+    "batch_size": 32,
+    "dropout": 0.0,
+    "dropout_hidden": 0.4,
+    "learning_rate": 0.2,
+    "momentum": 0.2,
+    "num_negatives": 2048,
+    "sample_alpha": 0.5,
+    "clipnorm": None,
+    "max_epochs": 10,
+}
+
+DIGINETICA_BEST = {
+    "loss_fn": "bpr-max",
+    "elu_param": 1.0,
+    "hidden_size": 512,
+    "constrained_embedding": True,
+    "batch_size": 128,
+    "dropout": 0.5,
+    "dropout_hidden": 0.3,
+    "learning_rate": 0.05,
+    "momentum": 0.15,
+    "num_negatives": 2048,
+    "sample_alpha": 0.3,
+    "bpreg": 0.9,
+    "clipnorm": None,
+    "max_epochs": 10,
+}
+
+GRU_CONFIGS = {
+    "rsc15-best": GRUConfig(
+        "gru4rec GRU4RecNegSampling",
+        "RSC15 best: xe, logq 1, 100 units, batch 32, lr 0.2, mom 0.2, drop_hid 0.4, "
+        "alpha 0.5, 2048 negatives, shared emb., {epochs} epochs",
+        RSC15_BEST,
+    ),
+    "recpack-defaults": GRUConfig(
+        "gru4rec GRU4RecNegSampling", "recpack defaults ({epochs} epochs)", {"max_epochs": 5}
+    ),
+    "diginetica-best": GRUConfig(
+        "gru4rec GRU4RecNegSampling",
+        "Diginetica best: bpr-max, elu 1, 512 units, batch 128, lr 0.05, mom 0.15, drop 0.5/0.3, "
+        "alpha 0.3, bpreg 0.9, 2048 negatives, shared emb., {epochs} epochs",
+        DIGINETICA_BEST,
+    ),
+}
+BASELINES = {
+    "transitions": "first-order item transition counts (ties by popularity)",
+    "popularity": "popularity (training counts)",
+}
+DEFAULT_CONFIGS = ["rsc15-best", "recpack-defaults", "transitions", "popularity"]
+ALL_CONFIGS = [*GRU_CONFIGS, *BASELINES]
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
+    """(train events, test events, data name), or None when the data is missing."""
+    from gru4rec import datasets
+
+    path = Path(args.data) if args.data else benchlib.default_data_dir()
+    if path.is_dir():
+        train_csv, test_csv = path / "train.csv", path / "test.csv"
+        if not (train_csv.is_file() and test_csv.is_file()):
+            print(f"skipped: {path} has no train.csv and test.csv", file=sys.stderr)
+            return None
+        train = datasets.read_events(train_csv)
+        test = datasets.read_events(test_csv)
+        return train, test, path.name
+    if path.is_file():
+        events = datasets.read_events(path)
+        train, test = datasets.time_split(events, test_days=args.test_days)
+        return train, test, path.name.split(".")[0]
+    print(
+        f"skipped: data not found: {path} (give --data DIR or --data EVENTS.csv)", file=sys.stderr
+    )
+    return None
+
+
+def next_item_pairs(sessions) -> tuple[np.ndarray, np.ndarray]:
+    """(current item, next item) at every position of every session of a SessionArrays."""
+    has_next = np.ones(sessions.n_events, dtype=bool)
+    has_next[sessions.offsets[1:] - 1] = False
+    pos = np.flatnonzero(has_next)
+    return sessions.items[pos], sessions.items[pos + 1]
+
+
+# -- baselines ----------------------------------------------------------------------------------
+
+
+def popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray) -> np.ndarray:
+    """Conservative rank of each target when every item scores its training count."""
+    counts = np.bincount(train_items, minlength=n_items)
+    sorted_counts = np.sort(counts)
+    return n_items - np.searchsorted(sorted_counts, counts[targets], side="left")
+
+
+def transition_ranks(
+    train_sessions, n_items: int, current: np.ndarray, targets: np.ndarray
+) -> np.ndarray:
+    """Conservative rank of each target when items score how often they followed ``current``.
+
+    The score of ``j`` after ``i`` is the number of times ``j`` directly followed ``i`` in a
+    training session; items with equal counts (in particular the many never seen after ``i``) are
+    ordered by training popularity, and what is still tied counts against the target.
+    """
+    prev, nxt = next_item_pairs(train_sessions)
+    # Dense popularity rank: equal counts share a rank, so remaining ties stay conservative.
+    _, pop = np.unique(np.bincount(train_sessions.items, minlength=n_items), return_inverse=True)
+    n_at_least = n_items - np.searchsorted(np.sort(pop), pop[targets], side="left")
+    if len(prev) == 0:
+        return n_at_least
+    keys, counts = np.unique(prev * n_items + nxt, return_counts=True)
+    rows, cols = keys // n_items, keys % n_items
+    query = current * n_items + targets
+    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    score = np.where(keys[at] == query, counts[at], 0)
+    # Every (row, count, popularity rank) entry as one sorted integer key: counting the entries
+    # of row i that beat or tie the target is a difference of two binary searches.
+    top = int(counts.max()) + 1
+    if float(n_items) * n_items * top >= 2.0**62:
+        raise ValueError("catalogue too large for the transition baseline's integer keys")
+    entry = np.sort((rows * top + counts) * n_items + pop[cols])
+    row_start = current * top * n_items
+    beaten = np.searchsorted(entry, row_start + top * n_items) - np.searchsorted(
+        entry, row_start + score * n_items + pop[targets]
+    )
+    # A target never seen after its item: every item of the row ranks ahead, and so does every
+    # unseen item at least as popular.
+    by_pop = np.sort(rows * n_items + pop[cols])
+    row_total = np.searchsorted(by_pop, (current + 1) * n_items) - np.searchsorted(
+        by_pop, current * n_items
+    )
+    row_pop = np.searchsorted(by_pop, (current + 1) * n_items) - np.searchsorted(
+        by_pop, current * n_items + pop[targets]
+    )
+    return np.where(score > 0, beaten, row_total + n_at_least - row_pop)
+
+
+def run_baseline(name: str, X, T) -> dict[str, Any]:
+    from gru4rec.metrics import mrr_at_k, recall_at_k
+
+    train_sessions = X.session_arrays()
+    current, targets = next_item_pairs(T.session_arrays())
+    start = time.perf_counter()
+    if name == "popularity":
+        ranks = popularity_ranks(train_sessions.items, X.shape[1], targets)
+    else:
+        ranks = transition_ranks(train_sessions, X.shape[1], current, targets)
+    return {
+        "key": name,
+        "system": "baseline",
+        "config": BASELINES[name],
+        "recall": [recall_at_k(ranks, K)],
+        "mrr": [mrr_at_k(ranks, K)],
+        "s_per_epoch": None,
+        "seconds": time.perf_counter() - start,
+        "n_predictions": int(len(ranks)),
+    }
+
+
+# -- our estimator ------------------------------------------------------------------------------
+
+
+def run_gru(key: str, X, T, validation, args: argparse.Namespace) -> dict[str, Any]:
+    import gru4rec
+    from gru4rec.metrics import mrr_at_k, recall_at_k
+
+    cfg = GRU_CONFIGS[key]
+    cls = getattr(gru4rec, cfg.estimator)
+    params = dict(cfg.params)
+    if args.epochs is not None:
+        params["max_epochs"] = args.epochs
+    epochs = params.get("max_epochs", cls().max_epochs)
+    row: dict[str, Any] = {
+        "key": key,
+        "system": cfg.system,
+        "config": cfg.config.format(epochs=epochs),
+        "params": params,
+        "recall": [],
+        "mrr": [],
+        "s_per_epoch": [],
+        "epoch_seconds": [],
+        "fit_seconds": [],
+        "eval_seconds": [],
+        "curves": [],
+    }
+    for seed in range(args.seeds):
+        run_params = {**params, "seed": seed, "device": args.device, "verbose": args.verbose}
+        if validation is not None:
+            # Test Recall@20 after every epoch, for the curve plot only: keep_last=True keeps the
+            # last epoch's model, so the test data never selects anything.
+            run_params.update(keep_last=True, stopping_criterion="next_item_recall")
+        est = cls(**run_params)
+        start = time.perf_counter()
+        est.fit(X, validation_data=validation)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        ranks = est.next_item_ranks(T)
+        eval_seconds = time.perf_counter() - start
+        seconds = [h["seconds"] for h in est.history_]
+        row["recall"].append(recall_at_k(ranks, K))
+        row["mrr"].append(mrr_at_k(ranks, K))
+        row["s_per_epoch"].append(statistics.median(seconds))
+        row["epoch_seconds"].append(seconds)
+        row["fit_seconds"].append(fit_seconds)
+        row["eval_seconds"].append(eval_seconds)
+        row["curves"].append([h.get("next_item_recall") for h in est.history_])
+        row["n_predictions"] = int(len(ranks))
+        print(
+            f"  {key} seed {seed}: Recall@{K} {row['recall'][-1]:.4f} MRR@{K} {row['mrr'][-1]:.4f}"
+            f" {row['s_per_epoch'][-1]:.2f} s/epoch (fit {fit_seconds:.1f} s, "
+            f"eval {eval_seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    return row
+
+
+# -- recpack, in its own virtual environment ----------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$GRU4REC_BENCH_CACHE, else $XDG_CACHE_HOME/gru4rec-bench, else ~/.cache/gru4rec-bench."""
+    if os.environ.get("GRU4REC_BENCH_CACHE"):
+        return Path(os.environ["GRU4REC_BENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "gru4rec-bench"
+
+
+def recpack_python() -> Path | None:
+    """The interpreter of a venv holding recpack 0.3.6 (created on first use), or None."""
+    env_dir = cache_dir() / "recpack-0.3.6"
+    python = env_dir / "bin" / "python"
+    marker = env_dir / ".installed"
+    if marker.is_file() and python.is_file():
+        return python
+    print(f"creating recpack's venv in {env_dir} (once) ...", file=sys.stderr)
+    try:
+        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *RECPACK_PINS],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=1800,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        last = detail.strip().splitlines()[-1] if detail.strip() else str(exc)
+        print(
+            f"skipped recpack: could not install {' '.join(RECPACK_PINS)}: {last}", file=sys.stderr
+        )
+        return None
+    marker.write_text(" ".join(RECPACK_PINS) + "\n")
+    return python
+
+
+def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace):
+    python = recpack_python()
+    if python is None:
+        return None
+    worker = benchlib.BENCH_DIR / "recpack_worker.py"
+    epochs = args.epochs if args.epochs is not None else 5
+    row: dict[str, Any] = {
+        "key": "recpack",
+        "system": "recpack 0.3.6 GRU4RecNegSampling",
+        "config": f"defaults ({epochs} epochs)",
+        "recall": [],
+        "mrr": [],
+        "s_per_epoch": [],
+        "epoch_seconds": [],
+        "fit_seconds": [],
+        "eval_seconds": [],
+        "curves": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="gru4rec-bench-") as tmp:
+        train_csv, test_csv = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
+        train.to_csv(train_csv, index=False)
+        test.to_csv(test_csv, index=False)
+        for seed in range(args.seeds):
+            out = Path(tmp) / f"recpack_{seed}.json"
+            cmd = [
+                str(python),
+                str(worker),
+                "--train",
+                str(train_csv),
+                "--test",
+                str(test_csv),
+                "--out",
+                str(out),
+                "--seed",
+                str(seed),
+                "--threads",
+                str(args.threads),
+                "--epochs",
+                str(epochs),
+            ]
+            env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                lines = (proc.stderr or proc.stdout).strip().splitlines()
+                print(
+                    f"skipped recpack: worker failed: {lines[-1] if lines else '?'}",
+                    file=sys.stderr,
+                )
+                return None
+            res = json.loads(out.read_text())
+            row["recall"].append(res["recall"])
+            row["mrr"].append(res["mrr"])
+            row["s_per_epoch"].append(statistics.median(res["epoch_seconds"]))
+            row["epoch_seconds"].append(res["epoch_seconds"])
+            row["fit_seconds"].append(res["fit_seconds"])
+            row["eval_seconds"].append(res["eval_seconds"])
+            row["curves"].append([c["recall"] for c in res["curve"]])
+            row["n_predictions"] = res["n_predictions"]
+            row["max_gap_vs_predict"] = res["max_gap_vs_predict"]
+            print(
+                f"  recpack seed {seed}: Recall@{K} {res['recall']:.4f} MRR@{K} {res['mrr']:.4f} "
+                f"{row['s_per_epoch'][-1]:.2f} s/epoch",
+                file=sys.stderr,
+            )
+    return row
+
+
+# -- outputs ------------------------------------------------------------------------------------
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    curved = [
+        r for r in rows if r.get("curves") and any(c and c[0] is not None for c in r["curves"])
+    ]
+    if not curved or not benchlib.have_matplotlib():
+        return False
+    plt = benchlib.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for r in curved:
+        curves = np.array([c for c in r["curves"] if c], dtype=float)
+        mean = curves.mean(axis=0)
+        epochs = np.arange(1, len(mean) + 1)
+        label = f"{r['system']}: {r['key']}"
+        ax.plot(epochs, mean, marker="o", label=label)
+        if len(curves) > 1:
+            ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), alpha=0.2)
+    for r in rows:
+        if r["system"] == "baseline":
+            ax.axhline(r["recall"][0], linestyle="--", linewidth=1, color="grey")
+            ax.annotate(r["key"], (1, r["recall"][0]), fontsize=8, color="grey", va="bottom")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"test Recall@{K} (every position)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def describe(meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    d = meta["data"]
+    return (
+        f"Data: {d['name']} ({d['train_events']} training events, {d['n_items']} items; "
+        f"{d['n_predictions']} test predictions). Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['torch_threads']} torch thread(s), device {m['device']}, torch {m['torch']}. "
+        f"Seeds: {meta['seeds']}. Command: `{m['command']}`"
+    )
+
+
+def publish(out_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Copy the table and plots to docs/benchmarks/ and the table into the README."""
+    docs = benchlib.DOCS_BENCH_DIR
+    docs.mkdir(parents=True, exist_ok=True)
+    for png in sorted(out_dir.glob("*.png")):
+        shutil.copy2(png, docs / png.name)
+    table = benchlib.markdown_table(rows)
+    note = describe(meta)
+    (docs / "latest.md").write_text(table + "\n\n" + note + "\n")
+    m = meta["machine"]
+    rst = [
+        benchlib.rst_table(rows),
+        "",
+        f"Data: ``{meta['data']['name']}`` ({meta['data']['train_events']} training events, "
+        f"{meta['data']['n_items']} items; {meta['data']['n_predictions']} test predictions). "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), "
+        f"device ``{m['device']}``, torch {m['torch']}, measured {meta['date']}; "
+        f"seeds: {meta['seeds']}. Produced by::",
+        "",
+        f"   {m['command']}",
+        "",
+    ]
+    (docs / "latest.inc").write_text("\n".join(rst))
+    readme = benchlib.REPO_ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}\n\n{note}\n{end}{tail}")
+    print(f"published to {docs} and README.md", file=sys.stderr)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", help="folder with train.csv/test.csv, or one events CSV")
+    parser.add_argument(
+        "--test-days", type=float, default=1.0, help="test span when --data is one events CSV"
+    )
+    parser.add_argument("--name", help="results folder name (default: the data's name)")
+    parser.add_argument("--epochs", type=int, help="override every configuration's epochs")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="runs per configuration (seeds 0..N-1)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=ALL_CONFIGS,
+        help=f"run only these (repeatable); default: {', '.join(DEFAULT_CONFIGS)}",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--with-recpack", action="store_true", help="also run recpack 0.3.6")
+    parser.add_argument("--no-curves", action="store_true", help="skip per-epoch test Recall")
+    parser.add_argument("--speed", action="store_true", help="also run bench_speed's sweeps")
+    parser.add_argument("--publish", action="store_true", help="copy results to docs/ + README")
+    parser.add_argument("--verbose", action="store_true", help="progress bars while training")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from gru4rec import InteractionMatrix, datasets
+
+    torch.set_num_threads(args.threads)
+    loaded = load_data(args)
+    if loaded is None:
+        return 0
+    train, test, data_name = loaded
+    name = args.name or data_name
+    out_dir = benchlib.RESULTS_DIR / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    X = InteractionMatrix.from_events(train)
+    T = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+    validation = None if args.no_curves else datasets.last_item_split(T)
+    selected = args.only or DEFAULT_CONFIGS
+    print(
+        f"{name}: train {X.num_interactions} events / {X.num_active_users} sessions / "
+        f"{X.shape[1]} items; test {T.num_interactions} events / {T.num_active_users} sessions; "
+        f"{args.threads} torch thread(s); running {', '.join(selected)}",
+        file=sys.stderr,
+    )
+    rows = []
+    for key in selected:
+        if key in GRU_CONFIGS:
+            rows.append(run_gru(key, X, T, validation, args))
+    if args.with_recpack:
+        row = run_recpack(train, test, args)
+        if row is not None:
+            rows.append(row)
+    for key in selected:
+        if key in BASELINES:
+            rows.append(run_baseline(key, X, T))
+
+    machine = benchlib.machine_facts(args.threads, args.device)
+    n_predictions = next((r["n_predictions"] for r in rows if "n_predictions" in r), 0)
+    meta = {
+        "name": name,
+        "date": time.strftime("%Y-%m-%d"),
+        "seeds": args.seeds,
+        "machine": machine,
+        "data": {
+            "name": data_name,
+            "train_events": X.num_interactions,
+            "train_sessions": X.num_active_users,
+            "n_items": X.shape[1],
+            "test_events": T.num_interactions,
+            "test_sessions": T.num_active_users,
+            "n_predictions": n_predictions,
+        },
+    }
+    table = benchlib.markdown_table(rows)
+    print(table)
+    (out_dir / "table.md").write_text(table + "\n\n" + describe(meta) + "\n")
+    benchlib.write_json(out_dir / "results.json", {**meta, "rows": rows})
+    if plot_curves(rows, out_dir / "curves.png", f"{name}: test Recall@{K} per epoch"):
+        print(f"wrote {out_dir / 'curves.png'}", file=sys.stderr)
+    if args.speed:
+        import bench_speed
+
+        bench_speed.run(out_dir, threads=args.threads, device=args.device)
+    if args.publish:
+        publish(out_dir, meta, rows)
+    print(f"wrote {out_dir / 'table.md'} and {out_dir / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

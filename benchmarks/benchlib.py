@@ -1,0 +1,153 @@
+"""Helpers shared by the benchmark scripts: data discovery, machine facts, tables, result files.
+
+Nothing here trains a model; the scripts import it from their own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+RESULTS_DIR = BENCH_DIR / "results"
+DOCS_BENCH_DIR = REPO_ROOT / "docs" / "benchmarks"
+
+try:
+    import gru4rec  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def default_data_dir() -> Path:
+    """``$GRU4REC_SHARED_DATA/rsc15_100k`` or ``../shared/data/rsc15_100k`` beside the repo."""
+    env = os.environ.get("GRU4REC_SHARED_DATA")
+    base = Path(env) if env else SHARED_DATA
+    return base / "rsc15_100k"
+
+
+def cpu_model() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts(threads: int, device: str) -> dict[str, Any]:
+    """What produced a measurement: processor, cores, thread count, versions, command."""
+    import numpy
+    import torch
+
+    facts = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": threads,
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "command": command_line(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts
+
+
+def command_line() -> str:
+    """The command that is running, with the script path relative to the repo root."""
+    argv = list(sys.argv)
+    try:
+        argv[0] = str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        pass
+    return "python " + shlex.join(argv)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float] | None, digits: int = 3) -> str:
+    """``0.692`` for one value, ``0.692 ± 0.004`` for several, ``-`` for none."""
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+TABLE_COLUMNS = ("system", "config", "Recall@20", "MRR@20", "train s/epoch")
+
+
+def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The cells of the results table, one list per measured row."""
+    out = []
+    for row in rows:
+        out.append(
+            [
+                row["system"],
+                row["config"],
+                fmt(row.get("recall")),
+                fmt(row.get("mrr")),
+                fmt(row.get("s_per_epoch"), digits=2),
+            ]
+        )
+    return out
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The results as one Markdown table."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    for cells in table_rows(rows):
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def rst_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The results as a reStructuredText list-table (for the docs)."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for cells in [list(TABLE_COLUMNS), *table_rows(rows)]:
+        lines.append(f"   * - {cells[0]}")
+        lines.extend(f"     - {c}" for c in cells[1:])
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
