@@ -595,3 +595,43 @@ def test_dropout_hidden_none_means_dropout(split):
     pa, pb, pc = (_dense(m.predict(X_test)) for m in (a, b, c))
     assert np.array_equal(pa, pb)
     assert not np.allclose(pa, pc)
+
+
+def test_predict_on_matrix_without_events_gives_empty_rows(fitted, split):
+    _, _, _, X_test = split
+    pred = fitted.predict(X_test.users_in([]))
+    assert pred.shape == X_test.shape and pred.nnz == 0
+
+
+def test_verbose_shows_a_progress_bar_and_default_is_silent(split, capsys):
+    _, _, X, _ = split
+    small(max_epochs=2, verbose=True).fit(X)
+    err = capsys.readouterr().err
+    assert "GRU4RecNegSampling" in err and "2/2" in err
+    small(max_epochs=1).fit(X)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_training_walks_sessions_in_start_time_order(monkeypatch):
+    # User (row) indices in reverse time order: index order and time order disagree.
+    df = make_synthetic_sessions(40, 15, seed=2)
+    df["session_id"] = df["session_id"].max() - df["session_id"]
+    df = df.sort_values(["session_id", "timestamp"], ignore_index=True)
+    X = InteractionMatrix.from_events(df)
+    seen = {}
+    original = est_module.session_parallel_schedule
+
+    def spy(offsets, order, batch_size, **kw):
+        seen["order"], seen["batch_size"], seen["kw"] = np.asarray(order), batch_size, kw
+        return original(offsets, order, batch_size, **kw)
+
+    monkeypatch.setattr(est_module, "session_parallel_schedule", spy)
+    small(max_epochs=1, batch_size=4).fit(X)
+    starts = X.session_arrays().start_times
+    order = seen["order"]
+    assert sorted(order.tolist()) == list(range(len(starts)))
+    assert np.all(np.diff(starts[order]) >= 0)
+    assert not np.array_equal(order, np.arange(len(starts)))
+    assert seen["batch_size"] == 4
+    assert not seen["kw"].get("include_last", False)
