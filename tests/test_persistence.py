@@ -207,12 +207,19 @@ def test_criterion_instance_minimized_with_own_name(data, tmp_path, monkeypatch)
     assert crit.best_value is None  # fit works on a copy
 
 
-def test_criterion_name_is_kept_in_get_params(data):
+@pytest.mark.parametrize("name", sorted(StoppingCriterion.FUNCTIONS))
+def test_every_named_criterion_runs_and_keeps_its_name(data, name):
     X, _, val_in, val_out = data
-    m = small(max_epochs=1, stopping_criterion="ndcg").fit(X, validation_data=(val_in, val_out))
-    assert m.get_params()["stopping_criterion"] == "ndcg"
-    assert "ndcg" in m.history_[0]
-    assert m.filename.startswith("GRU4RecNegSampling_ndcg_")
+    m = small(max_epochs=2, hidden_size=8, stopping_criterion=name)
+    m.fit(X, validation_data=(val_in, val_out))
+    assert m.get_params()["stopping_criterion"] == name
+    values = [rec[name] for rec in m.history_]
+    assert all(np.isfinite(values))
+    minimize = StoppingCriterion.FUNCTIONS[name]["minimize"]
+    best = min(values) if minimize else max(values)
+    assert m.best_value_ == pytest.approx(best)
+    assert m.best_epoch_ == values.index(best)
+    assert m.filename == f"GRU4RecNegSampling_{name}_{best:.4f}.trch"
 
 
 # -- best weights restored -----------------------------------------------------------------------
