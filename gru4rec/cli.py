@@ -1,15 +1,398 @@
-"""The command line: ``python -m gru4rec demo``."""
+"""The command line: train, evaluate, recommend and demo.
+
+::
+
+    python -m gru4rec train EVENTS.csv --model model.trch [--loss-fn cross-entropy ...]
+    python -m gru4rec evaluate EVENTS.csv --model model.trch
+    python -m gru4rec recommend SESSIONS.csv --model model.trch -k 20 --out recs.csv
+    python -m gru4rec demo
+
+Event files are CSV/TSV with a header holding ``session_id``, ``item_id`` and ``timestamp``
+(other names with ``--session-col``/``--item-col``/``--time-col``; ``--time-col none`` uses the
+file order within each session). Every estimator parameter is an option of ``train``, generated
+from :meth:`GRU4RecNegSampling.get_params`. Bad input ends with a one-line message on stderr
+and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import re
 import sys
 import time
-from collections.abc import Sequence
+import types
+import typing
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+ESTIMATORS = {"neg-sampling": "GRU4RecNegSampling", "cross-entropy": "GRU4RecCrossEntropy"}
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+_NONE = {"none", "null"}
+
+
+# -- estimator parameters as options -------------------------------------------------------------
+
+
+def _param_docs(cls: type) -> dict[str, str]:
+    """One line per parameter from the class's numpydoc docstring.
+
+    The first sentence of the description, else the type line without its default.
+    """
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    try:
+        start = lines.index("Parameters") + 2
+    except ValueError:
+        return {}
+    types_: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    names: list[str] = []
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            if " : " not in line:  # the next section
+                break
+            head, kind = line.split(" : ", 1)
+            names = [n.strip() for n in head.split(",")]
+            for n in names:
+                types_[n] = kind.split(", default")[0].strip()
+                texts[n] = ""
+        elif line.strip() and names:
+            for n in names:
+                texts[n] = (texts[n] + " " + line.strip()).strip()
+    docs = {}
+    for n, kind in types_.items():
+        text = texts[n].split(". ")[0].rstrip(".")
+        if kind.startswith("{"):  # the allowed values
+            text = f"{text}: {kind}" if text else kind
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+        docs[n] = text.replace("``", "")
+    return docs
+
+
+def _converter(name: str, hint: Any, default: Any) -> tuple[Callable[[str], Any], str]:
+    """A string -> value parser for a parameter of type ``hint``, and its metavar."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        kinds = set(typing.get_args(hint))
+    elif isinstance(hint, type):
+        kinds = {hint}
+    else:
+        kinds = {type(default)} if default is not None else {str}
+    allows_none = type(None) in kinds
+
+    def convert(text: str) -> Any:
+        low = text.strip().lower()
+        if allows_none and low in _NONE:
+            return None
+        if bool in kinds:
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+        if int in kinds and bool not in kinds:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        if float in kinds:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if str in kinds:
+            return text
+        wanted = " or ".join(sorted(k.__name__ for k in kinds if k is not type(None)))
+        raise argparse.ArgumentTypeError(
+            f"expected {wanted}{' or none' if allows_none else ''}; got {text!r}"
+        )
+
+    convert.__name__ = name  # argparse names the converter in its messages
+    if bool in kinds:
+        metavar = "{true,false}"
+    elif int in kinds:
+        metavar = "INT"
+    elif float in kinds:
+        metavar = "FLOAT"
+    else:
+        metavar = "STR"
+    if allows_none:
+        metavar += "|none"
+    return convert, metavar
+
+
+def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
+    """One option per constructor parameter of the estimators; returns the parameter names."""
+    from .estimator import GRU4RecNegSampling
+
+    group = parser.add_argument_group(
+        "estimator parameters",
+        "Every constructor parameter of GRU4RecNegSampling (GRU4RecCrossEntropy takes all but "
+        "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones keep the "
+        "estimator's default. 'none' sets None where allowed.",
+    )
+    defaults = GRU4RecNegSampling().get_params(deep=False)
+    order = [p for p in inspect.signature(GRU4RecNegSampling.__init__).parameters if p != "self"]
+    params = {name: defaults[name] for name in order}
+    hints = typing.get_type_hints(GRU4RecNegSampling.__init__)
+    docs = _param_docs(GRU4RecNegSampling)
+    for name, default in params.items():
+        convert, metavar = _converter(name, hints.get(name), default)
+        text = docs.get(name, "")
+        text = (f"{text} " if text else "") + f"(default: {default})"
+        kwargs: dict[str, Any] = {}
+        if isinstance(default, bool):
+            kwargs = {"nargs": "?", "const": True}  # a bare --flag means true
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"param_{name}",
+            type=convert,
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=text.replace("%", "%%"),
+            **kwargs,
+        )
+    return list(params)
+
+
+def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[len("param_") :]: v for k, v in vars(args).items() if k.startswith("param_")}
+
+
+# -- reading events ------------------------------------------------------------------------------
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input columns")
+    group.add_argument("--session-col", default="session_id", help="(default: session_id)")
+    group.add_argument("--item-col", default="item_id", help="(default: item_id)")
+    group.add_argument(
+        "--time-col",
+        default="timestamp",
+        help="(default: timestamp); 'none': events are in time order within each session",
+    )
+    group.add_argument("--sep", default=None, help="field separator (default: from the suffix)")
+
+
+def _read(path: str, args: argparse.Namespace):
+    """The events of ``path`` with the canonical columns session_id, item_id, timestamp."""
+    from . import datasets
+
+    no_time = args.time_col is None or args.time_col.strip().lower() in _NONE
+    df = datasets.read_events(
+        path,
+        session_col=args.session_col,
+        item_col=args.item_col,
+        time_col=None if no_time else args.time_col,
+        sep=args.sep,
+    )
+    if len(df) == 0:
+        raise ValueError(f"{path} holds no events")
+    if no_time:
+        df[datasets.TIME] = np.arange(len(df), dtype=np.int64)
+    return df
+
+
+def _model_items(est: Any):
+    """The raw item ids of a fitted model's columns, as a Vocabulary."""
+    from .matrix import Vocabulary
+
+    if est.item_vocabulary_ is None:  # fitted on an index matrix: item ids are the indices
+        return Vocabulary(np.arange(est.n_items_))
+    return est.item_vocabulary_
+
+
+def _matrix_over(df, vocab, path: str):
+    """An InteractionMatrix of ``df`` over the items of ``vocab`` (unknown items dropped)."""
+    from .matrix import InteractionMatrix
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            X = InteractionMatrix.from_events(df, item_vocabulary=vocab)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    for w in caught:
+        _warn(f"{path}: {w.message}")
+    return X
+
+
+def _session_chunks(X, chunk: int = 2000) -> Iterator[Any]:
+    """``X`` split into matrices of at most ``chunk`` sessions (one when it is small)."""
+    users = X.session_arrays().users
+    if len(users) <= chunk:
+        yield X
+        return
+    for start in range(0, len(users), chunk):
+        yield X.users_in(users[start : start + chunk])
+
+
+def _progress(total: int, enabled: bool, desc: str, unit: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr)
+
+
+# -- model files ---------------------------------------------------------------------------------
+
+
+def _save_model(est: Any, path: str) -> None:
+    """Write ``est`` to ``path`` in the format :meth:`load` reads."""
+    if inspect.signature(est.save).parameters:  # save(path) where the estimator offers it
+        est.save(path)
+        return
+    from .checkpoint import save_checkpoint
+
+    save_checkpoint(path, est.model_.state_dict(), est._metadata())
+
+
+def _load_model(path: str) -> Any:
+    """The fitted estimator saved in ``path``, of the class recorded there."""
+    from . import estimator
+    from .checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(path)
+    name = meta.get("class")
+    if name not in ESTIMATORS.values():
+        raise ValueError(f"{path}: not a model of this package (class {name!r})")
+    return getattr(estimator, name)().load(path)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import estimator
+    from .datasets import last_item_split
+    from .matrix import InteractionMatrix
+
+    _set_threads(args)
+    cls = getattr(estimator, ESTIMATORS[args.estimator])
+    params = _estimator_params(args)
+    allowed = cls().get_params(deep=False)
+    unknown = [p for p in params if p not in allowed]
+    if unknown:
+        opts = ", ".join("--" + p.replace("_", "-") for p in unknown)
+        raise ValueError(f"--estimator {args.estimator} takes no {opts}")
+    params.setdefault("verbose", not args.quiet)
+    est = cls(**params)
+
+    df = _read(args.events, args)
+    X = InteractionMatrix.from_events(df)
+    validation = None
+    if args.validation:
+        V = _matrix_over(_read(args.validation, args), X.item_vocabulary, args.validation)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sessions of one event are simply not validated
+            validation = last_item_split(V)
+    if not args.quiet:
+        print(
+            f"{args.events}: {X.num_interactions} events, {X.num_active_users} sessions, "
+            f"{X.shape[1]} items",
+            file=sys.stderr,
+        )
+    start = time.perf_counter()
+    est.fit(X, validation_data=validation)
+    seconds = time.perf_counter() - start
+    _save_model(est, args.model)
+    epochs = len(est.history_)
+    kept = ""
+    if est.best_epoch_ is not None and not est.keep_last:
+        kept = f", kept epoch {est.best_epoch_ + 1} ({est.stopping_criterion_.name} "
+        kept += f"{est.best_value_:.4f})"
+    print(
+        f"trained {est.name} for {epochs} epoch(s) in {seconds:.1f} s{kept}; saved to {args.model}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
+
+    _set_threads(args)
+    est = _load_model(args.model)
+    X = _matrix_over(_read(args.events, args), _model_items(est), args.events)
+    sessions = X.session_arrays()
+    chunks = list(_session_chunks(X))
+    parts = []
+    with _progress(sessions.n_sessions, not args.quiet, "evaluate", "session") as bar:
+        for part in chunks:
+            parts.append(np.asarray(est.next_item_ranks(part, last_only=args.last_only)))
+            bar.update(part.session_arrays().n_sessions)
+    ranks = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if len(ranks) == 0:
+        raise ValueError(f"{args.events}: no session with 2 or more known items to evaluate")
+    result: dict[str, Any] = {"predictions": int(len(ranks)), "sessions": sessions.n_sessions}
+    for k in args.k:
+        result[f"Recall@{k}"] = recall_at_k(ranks, k)
+        result[f"MRR@{k}"] = mrr_at_k(ranks, k)
+        if args.ndcg:
+            result[f"NDCG@{k}"] = ndcg_at_k(ranks, k)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    where = "last item of each session" if args.last_only else "every position"
+    print(f"{result['predictions']} predictions ({where}) in {result['sessions']} sessions")
+    for key, value in result.items():
+        if "@" in key:
+            print(f"{key:<10} {value:.4f}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    _set_threads(args)
+    if args.k < 1:
+        raise ValueError(f"-k must be >= 1; got {args.k}")
+    est = _load_model(args.model)
+    df = _read(args.sessions, args)
+    items = _model_items(est)
+    X = _matrix_over(df, items, args.sessions)
+    est.set_params(predict_topK=args.k)
+    n_sessions = X.session_arrays().n_sessions
+    frames = []
+    with _progress(n_sessions, not args.quiet, "recommend", "session") as bar:
+        for part in _session_chunks(X):
+            coo = est.predict(part).tocoo()
+            frames.append(pd.DataFrame({"row": coo.row, "col": coo.col, "score": coo.data}))
+            bar.update(part.session_arrays().n_sessions)
+    recs = pd.concat(frames, ignore_index=True)
+    recs = recs.sort_values(["row", "score", "col"], ascending=[True, False, True])
+    recs["rank"] = recs.groupby("row").cumcount() + 1
+    out = pd.DataFrame(
+        {
+            args.session_col: X.user_vocabulary.to_raw(recs["row"].to_numpy()),
+            "rank": recs["rank"].to_numpy(),
+            args.item_col: items.to_raw(recs["col"].to_numpy()),
+            "score": recs["score"].to_numpy(),
+        }
+    )
+    n_missing = X.shape[0] - n_sessions
+    if n_missing:
+        _warn(f"{args.sessions}: {n_missing} session(s) have no item known to the model: no recs")
+    if args.out in (None, "-"):
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(args.out, index=False)
+        if not args.quiet:
+            print(
+                f"wrote {len(out)} recommendations for {n_sessions} sessions to {args.out}",
+                file=sys.stderr,
+            )
+    return 0
 
 
 def _popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray) -> np.ndarray:
@@ -20,13 +403,12 @@ def _popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from . import datasets
     from .estimator import GRU4RecNegSampling
     from .matrix import InteractionMatrix
     from .metrics import mrr_at_k, recall_at_k
 
+    _set_threads(args)
     if args.events:
         df = datasets.read_events(args.events)
         source = args.events
@@ -76,17 +458,121 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'model':<12} {'Recall@20':>10} {'MRR@20':>10}")
     for name, rec, mrr in rows:
         print(f"{name:<12} {rec:>10.4f} {mrr:>10.4f}")
-    del pd
     return 0
 
 
+# -- parser and entry point ----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (plus where to find help)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gru4rec", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train and evaluate on generated sessions (or an event CSV)")
+    """The ``gru4rec`` argument parser with its four sub-commands."""
+    from . import __version__
+
+    parser = _Parser(
+        prog="gru4rec",
+        description="GRU4Rec session-based recommendation from the shell.",
+        epilog="Run 'gru4rec COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"gru4rec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train = sub.add_parser(
+        "train",
+        help="fit a model on an event CSV and save it",
+        description="Fit GRU4Rec on the sessions of an event file and save the model. "
+        "Example: gru4rec train train.csv --model model.trch --loss-fn cross-entropy "
+        "--logq 1 --constrained-embedding --num-negatives 2048 --sample-alpha 0.5 "
+        "--batch-size 32 --learning-rate 0.2 --momentum 0.2 --dropout-hidden 0.4 "
+        "--clipnorm none --max-epochs 10",
+    )
+    train.add_argument("events", help="training events (CSV/TSV with a header)")
+    train.add_argument("--model", required=True, help="where to write the fitted model")
+    train.add_argument(
+        "--estimator",
+        choices=sorted(ESTIMATORS),
+        default="neg-sampling",
+        help="GRU4RecNegSampling (sampled losses) or GRU4RecCrossEntropy (full softmax); "
+        "default: neg-sampling",
+    )
+    train.add_argument(
+        "--validation",
+        metavar="EVENTS",
+        help="validation sessions: the last item of each is held out and scored per epoch "
+        "with --stopping-criterion; the best epoch is kept unless --keep-last",
+    )
+    train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
+    _add_input_options(train)
+    _add_estimator_options(train)
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="Recall@K / MRR@K of a saved model on an event CSV",
+        description="Predict the next item at every position of every session (the state "
+        "starting from zero per session), rank it against the whole catalogue with "
+        "conservative ties and print Recall@K and MRR@K. Events with items the model "
+        "does not know are dropped (the session goes on from its previous known item).",
+        formatter_class=fmt,
+    )
+    evaluate.add_argument("events", help="test events (CSV/TSV with a header)")
+    evaluate.add_argument("--model", required=True, help="a model written by 'train'")
+    evaluate.add_argument(
+        "-k", type=_positive_int, nargs="+", default=[20], help="cut-off(s) of the metrics"
+    )
+    evaluate.add_argument("--last-only", action="store_true", help="only each session's last item")
+    evaluate.add_argument("--ndcg", action="store_true", help="also print NDCG@K")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_input_options(evaluate)
+    evaluate.set_defaults(func=_evaluate)
+
+    recommend = sub.add_parser(
+        "recommend",
+        help="top-k next items for each session of a CSV",
+        description="For every session, the k items scoring best after its last event, in the "
+        "model's own item ids. Writes CSV rows session_id,rank,item_id,score (best first). "
+        "Already seen items are not removed.",
+        formatter_class=fmt,
+    )
+    recommend.add_argument("sessions", help="session events (CSV/TSV with a header)")
+    recommend.add_argument("--model", required=True, help="a model written by 'train'")
+    recommend.add_argument("-k", type=int, default=20, help="recommendations per session")
+    recommend.add_argument("--out", help="output CSV (default: standard output)")
+    recommend.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    recommend.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_input_options(recommend)
+    recommend.set_defaults(func=_recommend)
+
+    demo = sub.add_parser(
+        "demo",
+        help="train and evaluate on generated sessions (or an event CSV)",
+        description="Train on generated sessions (or an event CSV split by time) and print "
+        "Recall@20 / MRR@20 next to a popularity baseline.",
+        formatter_class=fmt,
+    )
     demo.add_argument("events", nargs="?", help="CSV of session_id,item_id,timestamp events")
-    demo.add_argument("--sessions", type=int, default=3000)
-    demo.add_argument("--items", type=int, default=1000)
+    demo.add_argument("--sessions", type=int, default=3000, help="generated sessions")
+    demo.add_argument("--items", type=int, default=1000, help="generated items")
     demo.add_argument("--epochs", type=int, default=5)
     demo.add_argument("--loss", default="cross-entropy")
     demo.add_argument("--hidden-size", type=int, default=100)
@@ -95,15 +581,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--learning-rate", type=float, default=0.1)
     demo.add_argument("--test-share", type=float, default=0.1, help="share of the time span")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     demo.set_defaults(func=_demo)
     return parser
 
 
+def _warn(message: str) -> None:
+    print(f"gru4rec: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 on bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"gru4rec: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *rest, **kw: _warn(str(message))
+        try:
+            return args.func(args)
+        except (ValueError, OSError, FloatingPointError, KeyError) as exc:
+            text = str(exc).strip().splitlines()
+            first = text[0] if text else type(exc).__name__
+            if isinstance(exc, KeyError):
+                first = f"missing {first}"
+            elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+                first = f"{exc.filename}: {exc.strerror}"
+            print(f"gru4rec: error: {first}", file=sys.stderr)
+            return 2

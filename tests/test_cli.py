@@ -1,0 +1,182 @@
+"""The command line end to end on small CSVs the tests write: train, evaluate, recommend, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
+from gru4rec.cli import build_parser, main
+from gru4rec.datasets import make_synthetic_sessions, time_split
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--hidden-size", "16", "--max-epochs", "1", "--batch-size", "32", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """train.csv / test.csv with string ids, and a model trained on them by the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    df = make_synthetic_sessions(n_sessions=400, n_items=60, seed=3)
+    df["session_id"] = "s" + df["session_id"].astype(str)
+    df["item_id"] = "item_" + df["item_id"].astype(str)
+    train, test = time_split(df, test_days=0.05)
+    paths = {"root": root, "train": root / "train.csv", "test": root / "test.csv"}
+    train.to_csv(paths["train"], index=False)
+    test.to_csv(paths["test"], index=False)
+    paths["model"] = root / "models" / "model.trch"
+    args = ["train", str(paths["train"]), "--model", str(paths["model"]), *SMALL]
+    assert main([*args, "--num-negatives", "16", "--constrained-embedding", "--quiet"]) == 0
+    return paths
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("gru4rec"), err
+    return err[0]
+
+
+def test_train_saves_a_loadable_model_with_the_given_parameters(files):
+    est = GRU4RecNegSampling().load(files["model"])
+    assert est.hidden_size == 16
+    assert est.num_negatives == 16
+    assert est.constrained_embedding is True
+    assert est.max_epochs == 1 and len(est.history_) == 1
+    assert str(est.item_vocabulary_.ids[0]).startswith("item_")
+
+
+def test_every_constructor_parameter_is_an_option():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    dests = {action.dest for action in train._actions}
+    for cls in (GRU4RecNegSampling, GRU4RecCrossEntropy):
+        for name in cls().get_params():
+            assert f"param_{name}" in dests, name
+
+
+def test_option_values_are_parsed_by_type(files, tmp_path):
+    model = tmp_path / "m.trch"
+    args = ["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]
+    assert main([*args, "--clipnorm", "none", "--keep-last", "false", "--logq", "1"]) == 0
+    est = GRU4RecNegSampling().load(model)
+    assert est.clipnorm is None and est.keep_last is False and est.logq == 1.0
+
+
+def test_evaluate_prints_the_estimators_metrics(files, capsys):
+    args = ["evaluate", str(files["test"]), "--model", str(files["model"]), "--quiet"]
+    assert main([*args, "--json", "-k", "5", "20"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    est = GRU4RecNegSampling().load(files["model"])
+    test = InteractionMatrix.from_events(
+        pd.read_csv(files["test"]), item_vocabulary=est.item_vocabulary_
+    )
+    ranks = est.next_item_ranks(test)
+    assert result["predictions"] == len(ranks)
+    assert result["Recall@20"] == pytest.approx(np.mean(ranks <= 20))
+    assert result["MRR@5"] == pytest.approx(np.mean(np.where(ranks <= 5, 1.0 / ranks, 0.0)))
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Recall@20" in out and "MRR@20" in out
+
+
+def test_recommend_writes_top_k_raw_ids_matching_predict(files, capsys):
+    out = files["root"] / "recs.csv"
+    args = ["recommend", str(files["test"]), "--model", str(files["model"]), "-k", "5"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["session_id", "rank", "item_id", "score"]
+    sessions = pd.read_csv(files["test"])
+    assert set(recs["session_id"]) == set(sessions["session_id"])
+    ranks = recs.groupby("session_id")["rank"].apply(list)
+    assert all(r == [1, 2, 3, 4, 5] for r in ranks)
+    assert recs["item_id"].str.startswith("item_").all()
+    assert (recs.groupby("session_id")["score"].diff().dropna() <= 0).all()
+
+    est = GRU4RecNegSampling().load(files["model"])
+    X = InteractionMatrix.from_events(sessions, item_vocabulary=est.item_vocabulary_)
+    scores = est.predict(X).toarray()
+    best = est.item_vocabulary_.to_raw(scores.argmax(axis=1))
+    top1 = recs[recs["rank"] == 1].set_index("session_id")["item_id"]
+    for row, session in enumerate(X.user_vocabulary.ids):
+        assert top1[session] == best[row]
+
+
+def test_recommend_to_stdout_without_timestamps(files, capsys, tmp_path):
+    sessions = pd.read_csv(files["test"]).drop(columns="timestamp")
+    path = tmp_path / "sessions.csv"
+    sessions.to_csv(path, index=False)
+    args = ["recommend", str(path), "--model", str(files["model"]), "-k", "2", "--quiet"]
+    assert main([*args, "--time-col", "none"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "session_id,rank,item_id,score"
+    assert len(lines) == 1 + 2 * sessions["session_id"].nunique()
+
+
+def test_cross_entropy_estimator(files, tmp_path, capsys):
+    model = tmp_path / "xe.trch"
+    args = ["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]
+    assert main([*args, "--estimator", "cross-entropy"]) == 0
+    assert main(["evaluate", str(files["test"]), "--model", str(model), "--quiet"]) == 0
+    assert "Recall@20" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "{root}/missing.csv", "--model", "{model}"],
+        ["evaluate", "{test}", "--model", "{root}/missing.trch"],
+        ["evaluate", "{test}", "--model", "{test}"],  # not a model file
+        ["recommend", "{test}", "--model", "{model}", "--item-col", "product"],
+        ["recommend", "{test}", "--model", "{model}", "-k", "0"],
+        ["train", "{train}", "--model", "{root}/x.trch", "--loss-fn", "nope", "--quiet"],
+        ["train", "{train}", "--model", "{root}/x.trch", "--estimator", "cross-entropy",
+         "--num-negatives", "5"],
+    ],
+)  # fmt: skip
+def test_bad_input_exits_2_with_one_line(files, capsys, argv):
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+    assert main(argv) == 2
+    assert "error" in _one_line_error(capsys)
+
+
+def test_bad_option_value_is_a_one_line_usage_error(files, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(files["train"]), "--model", "m.trch", "--hidden-size", "abc"])
+    assert exc.value.code == 2
+    assert "--hidden-size" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "recommend", "demo"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"gru4rec {command}" in capsys.readouterr().out
+
+
+def test_python_dash_m_exit_status_and_message(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "gru4rec", "evaluate", str(tmp_path / "none.csv"), "--model", "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("gru4rec: error:")
