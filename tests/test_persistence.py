@@ -482,6 +482,7 @@ def _foreign_payloads(good: bytes) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the plain-pickle payload
 def test_loading_a_corrupt_or_foreign_file_raises_a_clear_error(fitted, tmp_path):
     good = _saved_bytes(fitted, tmp_path)
     for name, payload in _foreign_payloads(good).items():
