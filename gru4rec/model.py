@@ -23,8 +23,8 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> tor
     """Inverted dropout drawing from ``generator`` (never from the global RNG)."""
     if p <= 0.0:
         return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= p
-    return x * keep / (1.0 - p)
+    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
+    return x * mask
 
 
 def _glorot_(t: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator) -> None:
@@ -113,6 +113,15 @@ class GRU4RecNet(nn.Module):
     def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """A leaf copy of ``table[rows]`` that collects the gradient of those rows."""
         return table.index_select(0, rows).requires_grad_(True)
+
+    @staticmethod
+    def score_augmented(out_aug: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Scores of ``[out | 1]`` against gathered rows ``[w | b]``: one product, no slicing.
+
+        Used in training, where slicing the gathered rows would cost a
+        zero-filled gradient buffer per slice in the backward pass.
+        """
+        return out_aug @ rows.t()
 
     def init_hidden(self, batch_size: int, device: torch.device | str) -> list[torch.Tensor]:
         return [

@@ -62,24 +62,40 @@ class RowSparseOptimizer:
         self.tables = dict(tables)
         self._acc: dict[int, torch.Tensor] = {}
         self._vel: dict[int, torch.Tensor] = {}
+        self._owners: dict[str, torch.Tensor] = {}
         for p in [*self.dense_params, *self.tables.values()]:
             if algorithm == "adagrad":
-                self._acc[id(p)] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                # eps lives in the accumulator from the start: sqrt(acc) is then
+                # sqrt(sum g^2 + eps), eps inside the root, with one pass fewer per step.
+                self._acc[id(p)] = torch.full_like(
+                    p, self.eps, memory_format=torch.contiguous_format
+                )
             if self.momentum > 0:
                 self._vel[id(p)] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-
-    def _delta(self, grad: torch.Tensor, acc: torch.Tensor | None) -> torch.Tensor:
-        if acc is None:
-            return grad * self.lr
-        return grad * self.lr / (acc + self.eps).sqrt()
 
     @torch.no_grad()
     def step_dense(self) -> None:
         """Update every dense parameter from its ``.grad`` and clear the gradient."""
-        for p in self.dense_params:
-            if p.grad is not None:
-                self._step_full(p, p.grad)
-                p.grad = None
+        params = [p for p in self.dense_params if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        # Multi-tensor ops: one call per operation for all the (small) GRU tensors.
+        d = grads
+        if self.algorithm == "adagrad":
+            accs = [self._acc[id(p)] for p in params]
+            torch._foreach_addcmul_(accs, grads, grads)
+            d = torch._foreach_rsqrt(accs)
+            torch._foreach_mul_(d, grads)
+        if self.momentum > 0:
+            vels = [self._vel[id(p)] for p in params]
+            torch._foreach_mul_(vels, self.momentum)
+            torch._foreach_add_(vels, d, alpha=self.lr)
+            torch._foreach_sub_(params, vels)
+        else:
+            torch._foreach_add_(params, d, alpha=-self.lr)
+        for p in params:
+            p.grad = None
 
     @torch.no_grad()
     def step_table(self, name: str, grad: torch.Tensor) -> None:
@@ -88,36 +104,97 @@ class RowSparseOptimizer:
 
     def _step_full(self, p: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(p))
+        d = g
         if acc is not None:
-            acc.addcmul_(g, g)
-        delta = self._delta(g, acc)
+            d = acc.addcmul_(g, g).rsqrt().mul_(g)
         vel = self._vel.get(id(p))
         if vel is not None:
-            delta = vel.mul_(self.momentum).add_(delta)
-        p.sub_(delta)
+            d = vel.mul_(self.momentum).add_(d, alpha=self.lr)
+            p.sub_(d)
+        else:
+            p.sub_(d, alpha=self.lr)
 
     @torch.no_grad()
-    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
-        """Update rows ``rows`` of table ``name`` with ``grad`` (one gradient row per index)."""
+    def step_rows(
+        self, name: str, rows: torch.Tensor, grad: torch.Tensor | Sequence[torch.Tensor]
+    ) -> None:
+        """Update rows ``rows`` of table ``name`` with ``grad`` (one gradient row per index).
+
+        ``grad`` may also be a list of gradient blocks that, stacked, align with
+        ``rows`` (saves concatenating them). Gradients of repeated rows are
+        summed first, then every distinct row is updated once.
+        """
         table = self.tables[name]
-        uniq, inverse = torch.unique(rows, return_inverse=True)
-        g = torch.zeros(len(uniq), grad.shape[1], dtype=grad.dtype, device=grad.device)
-        g.index_add_(0, inverse, grad)
+        blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
+        n = rows.shape[0]
+        owner = self._owner_map(name, table)
+        pos = torch.arange(n, device=rows.device)
+        owner.index_put_((rows,), pos)
+        rep = owner.index_select(0, rows)  # one representative position per distinct row
+        if rows.device.type == "cpu":
+            # Compact the distinct rows (no sort: torch's CPU sort costs more than the update).
+            is_rep = rep == pos
+            uniq = rows[is_rep]
+            inverse = (torch.cumsum(is_rep, 0) - 1).index_select(0, rep)
+            g = _sum_blocks(blocks, inverse, uniq.shape[0])
+            self._update_distinct(table, uniq, g)
+        else:
+            # On an accelerator the size of the distinct set would cost a host sync:
+            # every occurrence computes the same update from the same summed
+            # gradient and old state instead, so the repeated writes agree.
+            g = _sum_blocks(blocks, rep, n).index_select(0, rep)
+            self._update_repeated(table, rows, g)
+
+    def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(table))
-        acc_rows = None
+        d = g
         if acc is not None:
-            acc_rows = acc.index_select(0, uniq).addcmul_(g, g)
-            acc.index_copy_(0, uniq, acc_rows)
-        delta = self._delta(g, acc_rows)
+            acc.index_add_(0, rows, g * g)
+            d = acc.index_select(0, rows).rsqrt_().mul_(g)
         vel = self._vel.get(id(table))
         if vel is not None:
-            delta = vel.index_select(0, uniq).mul_(self.momentum).add_(delta)
-            vel.index_copy_(0, uniq, delta)
-        table.index_copy_(0, uniq, table.index_select(0, uniq).sub_(delta))
+            d = vel.index_select(0, rows).mul_(self.momentum).add_(d, alpha=self.lr)
+            vel.index_copy_(0, rows, d)
+            table.index_add_(0, rows, d, alpha=-1.0)
+        else:
+            table.index_add_(0, rows, d, alpha=-self.lr)
+
+    def _update_repeated(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
+        acc = self._acc.get(id(table))
+        d = g
+        if acc is not None:
+            a = acc.index_select(0, rows).addcmul_(g, g)
+            acc.index_copy_(0, rows, a)
+            d = a.rsqrt_().mul_(g)
+        vel = self._vel.get(id(table))
+        if vel is not None:
+            d = vel.index_select(0, rows).mul_(self.momentum).add_(d, alpha=self.lr)
+            vel.index_copy_(0, rows, d)
+        else:
+            d = d.mul_(self.lr)
+        table.index_copy_(0, rows, table.index_select(0, rows).sub_(d))
+
+    def _owner_map(self, name: str, table: torch.Tensor) -> torch.Tensor:
+        owner = self._owners.get(name)
+        if owner is None or owner.device != table.device:
+            owner = torch.zeros(table.shape[0], dtype=torch.int64, device=table.device)
+            self._owners[name] = owner
+        return owner
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every state tensor (for moving the optimiser along with the model)."""
         return [*self._acc.values(), *self._vel.values()]
+
+
+def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) -> torch.Tensor:
+    """Sum gradient rows into ``n_out`` rows: row ``i`` of the stacked blocks goes to ``target[i]``."""
+    out = blocks[0].new_zeros(n_out, blocks[0].shape[1])
+    start = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        out.index_add_(0, target[start:stop], block)
+        start = stop
+    return out
 
 
 def make_optimizer(

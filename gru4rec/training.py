@@ -116,8 +116,9 @@ def train_epoch(
     total = torch.zeros((), device=device)
     out_table = model.item_output
 
+    ones = torch.ones(batch, 1, device=device)
     window_loss: torch.Tensor | None = None
-    leaves: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
+    updates: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
     for t in range(n_steps):
         s, e = int(offs[t]), int(offs[t + 1])
         b = e - s
@@ -127,37 +128,34 @@ def train_epoch(
         hidden = [hl[:b] * keep for hl in hidden]
         negatives = sampler.draw() if sampler is not None else None
 
+        # Leaves hold only the rows this step reads; their grads go to the optimiser.
         if loss.full:
             out_leaf = out_table.detach().requires_grad_(True)
-            leaves.append(("item_output", out_leaf, None))
-            out_rows = out_leaf
-            emb_source = out_leaf.index_select(0, x)[:, :h] if model.constrained else None
+            cols = None
         else:
             cols = y if negatives is None else torch.cat([y, negatives])
-            if model.constrained:
-                rows = torch.cat([x, cols])
-                leaf = model.gather_rows(out_table, rows)
-                leaves.append(("item_output", leaf, rows))
-                emb_source, out_rows = leaf[:b, :h], leaf[b:]
-            else:
-                out_rows = model.gather_rows(out_table, cols)
-                leaves.append(("item_output", out_rows, cols))
-                emb_source = None
-        if emb_source is None:
-            emb_source = model.gather_rows(model.item_embedding, x)
-            leaves.append(("item_embedding", emb_source, x))
+            out_leaf = model.gather_rows(out_table, cols)
+        if model.constrained:
+            emb_leaf = model.gather_rows(out_table, x)
+            emb = emb_leaf[:, :h]
+            emb_name = "item_output"
+        else:
+            emb_leaf = emb = model.gather_rows(model.item_embedding, x)
+            emb_name = "item_embedding"
 
-        out, hidden = model.step(emb_source, hidden, dropout_embed, dropout_hidden, generator)
-        scores = model.score(out, out_rows)
+        out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
+        scores = model.score_augmented(torch.cat([out, ones[:b]], dim=1), out_leaf)
         step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts)
         total += step_loss.detach() * b
         window_loss = step_loss if window_loss is None else window_loss + step_loss
+        updates.append(("item_output", out_leaf, cols))
+        updates.append((emb_name, emb_leaf, x))
 
         if (t + 1) % bptt == 0 or t == n_steps - 1:
             window_loss.backward()
-            _update(model, optimizer, leaves, clipnorm)
+            _update(model, optimizer, updates, clipnorm)
             window_loss = None
-            leaves = []
+            updates = []
             hidden = [hl.detach() for hl in hidden]
     return total
 
@@ -165,18 +163,28 @@ def train_epoch(
 def _update(
     model: GRU4RecNet,
     optimizer: RowSparseOptimizer,
-    leaves: list[tuple[str, torch.Tensor, torch.Tensor | None]],
+    updates: list[tuple[str, torch.Tensor, torch.Tensor | None]],
     clipnorm: float | None,
 ) -> None:
     if clipnorm is not None:
         grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
-        grads += [leaf.grad for _, leaf, _ in leaves if leaf.grad is not None]
+        grads += [leaf.grad for _, leaf, _ in updates if leaf.grad is not None]
         clip_grad_norm(grads, clipnorm)
     optimizer.step_dense()
-    for name, leaf, rows in leaves:
+    # Full-table gradients first; row updates of one table go in one call so that
+    # repeated rows (e.g. an input item that is also a target) are summed first.
+    sparse: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for name, leaf, rows in updates:
         if leaf.grad is None:
             continue
         if rows is None:
             optimizer.step_table(name, leaf.grad)
         else:
-            optimizer.step_rows(name, rows, leaf.grad)
+            entry = sparse.setdefault(name, ([], []))
+            entry[0].append(rows)
+            entry[1].append(leaf.grad)
+    for name, (rows, grads) in sparse.items():
+        if len(rows) == 1:
+            optimizer.step_rows(name, rows[0], grads[0])
+        else:
+            optimizer.step_rows(name, torch.cat(rows), grads)
