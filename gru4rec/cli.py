@@ -138,7 +138,9 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
     )
     defaults = GRU4RecNegSampling().get_params(deep=False)
     order = [p for p in inspect.signature(GRU4RecNegSampling.__init__).parameters if p != "self"]
-    params = {name: defaults[name] for name in order}
+    # The column options of the input group cover the estimator's column parameters:
+    # the CLI reads events into the canonical columns the estimator expects.
+    params = {name: defaults[name] for name in order if name not in _COLUMN_PARAMS}
     hints = typing.get_type_hints(GRU4RecNegSampling.__init__)
     docs = _param_docs(GRU4RecNegSampling)
     for name, default in params.items():
@@ -158,6 +160,9 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
             **kwargs,
         )
     return list(params)
+
+
+_COLUMN_PARAMS = ("session_col", "item_col", "time_col")
 
 
 def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:

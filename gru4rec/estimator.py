@@ -13,6 +13,7 @@ import copy
 import io
 import numbers
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,10 @@ class _GRU4RecBase(BaseEstimator):
 
     @property
     def identifier(self) -> str:
-        """``ClassName(param=value, ...)`` over :meth:`get_params`, in constructor order."""
+        """``ClassName(param=value, ...)`` over :meth:`get_params`, sorted by name.
+
+        Contains no object reprs or addresses, so it is the same in every process.
+        """
         parts = []
         for key, value in self.get_params(deep=False).items():
             if isinstance(value, StoppingCriterion):
@@ -178,6 +182,9 @@ class _GRU4RecBase(BaseEstimator):
         _check_int("validation_sample_size", self.validation_sample_size, 1, allow_none=True)
         _check_bool("constrained_embedding", self.constrained_embedding)
         _check_bool("verbose", self.verbose)
+        for name in ("session_col", "item_col", "time_col"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a column name (str); got {getattr(self, name)!r}")
         _resolve_device(self.device)
 
     def _make_criterion(self) -> StoppingCriterion:
@@ -196,12 +203,26 @@ class _GRU4RecBase(BaseEstimator):
 
     # -- input conversion --------------------------------------------------------------------
 
-    def _as_matrix(self, X: Any, what: str = "X") -> InteractionMatrix:
+    def _as_matrix(
+        self,
+        X: Any,
+        what: str = "X",
+        vocabulary: Vocabulary | None = None,
+        user_vocabulary: Vocabulary | None = None,
+    ) -> InteractionMatrix:
+        """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
+        (None: a new one, as in ``fit``)."""
         if isinstance(X, InteractionMatrix):
             return X
         if isinstance(X, pd.DataFrame):
-            vocab = getattr(self, "item_vocabulary_", None)
-            return InteractionMatrix.from_events(X, item_vocabulary=vocab)
+            return InteractionMatrix.from_events(
+                X,
+                user=self.session_col,
+                item=self.item_col,
+                timestamp=self.time_col,
+                item_vocabulary=vocabulary,
+                user_vocabulary=user_vocabulary,
+            )
         if sp.issparse(X):
             return InteractionMatrix.from_csr_matrix(X)
         raise ValueError(
@@ -221,6 +242,25 @@ class _GRU4RecBase(BaseEstimator):
                 f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
                 f"{self.n_items_}; build it with the training item vocabulary"
             )
+        ours, theirs = self.item_vocabulary_, X.item_vocabulary
+        if (
+            ours is not None
+            and theirs is not None
+            and theirs is not ours
+            and not np.array_equal(ours.ids, theirs.ids)
+        ):
+            raise ValueError(
+                f"{what} was built with another item vocabulary than the training data; "
+                "build it with InteractionMatrix.from_events(..., "
+                "item_vocabulary=model.item_vocabulary_)"
+            )
+
+    def _input(self, X: Any, what: str = "X") -> InteractionMatrix:
+        """Inference input: fitted check, encoding with the training vocabulary, shape check."""
+        self._check_fitted()
+        X = self._as_matrix(X, what, vocabulary=self.item_vocabulary_)
+        self._check_columns(X, what)
+        return X
 
     @staticmethod
     def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:
@@ -268,7 +308,7 @@ class _GRU4RecBase(BaseEstimator):
                 "X has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
             )
         if validation_data is not None:
-            validation_data = self._check_validation(validation_data, X.shape[1])
+            validation_data = self._check_validation(validation_data, X)
 
         device = _resolve_device(self.device)
         self.device_ = device
@@ -383,10 +423,15 @@ class _GRU4RecBase(BaseEstimator):
     def _sample_alpha(self) -> float:
         return 0.0
 
-    def _check_validation(self, validation_data: Any, n_items: int) -> tuple[Any, Any]:
+    def _check_validation(self, validation_data: Any, X: InteractionMatrix) -> tuple[Any, Any]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        val_in, val_out = (self._as_matrix(m, "validation_data") for m in validation_data)
+        n_items = X.shape[1]
+        val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
+        # Rows of validation_out must be the same sessions as those of validation_in.
+        val_out = self._as_matrix(
+            validation_data[1], "validation_data", X.item_vocabulary, val_in.user_vocabulary
+        )
         for m in (val_in, val_out):
             if m.shape[1] != n_items:
                 raise ValueError(
@@ -463,9 +508,7 @@ class _GRU4RecBase(BaseEstimator):
         -------
         scipy.sparse.csr_matrix of shape ``X.shape``
         """
-        self._check_fitted()
-        X = self._as_matrix(X)
-        self._check_columns(X)
+        X = self._input(X)
         return self._predict_matrix(X, self.predict_topK)
 
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
@@ -475,9 +518,7 @@ class _GRU4RecBase(BaseEstimator):
         every session is predicted (``last_only``: only the last one). Rank =
         number of items scoring at least as high as the true next item.
         """
-        self._check_fitted()
-        X = self._as_matrix(X)
-        self._check_columns(X)
+        X = self._input(X)
         sessions = self._sessions(X)
         return inference.next_item_ranks(
             self.model_,
@@ -502,6 +543,9 @@ class _GRU4RecBase(BaseEstimator):
         params = self.get_params(deep=False)
         if isinstance(params.get("stopping_criterion"), StoppingCriterion):
             params["stopping_criterion"] = params["stopping_criterion"].name
+        if isinstance(params.get("device"), torch.device):
+            params["device"] = str(params["device"])
+        crit = self.stopping_criterion_
         vocab = self.item_vocabulary_
         return {
             "class": self.name,
@@ -510,7 +554,12 @@ class _GRU4RecBase(BaseEstimator):
             "seed": int(self.seed_),
             "best_value": self.best_value_,
             "best_epoch": self.best_epoch_,
-            "criterion": self.stopping_criterion_.name,
+            "criterion": {
+                "name": crit.name,
+                "minimize": crit.minimize,
+                "needs": crit.needs,
+                "k": crit.k,
+            },
             "item_ids": None if vocab is None else vocab.ids.tolist(),
             "item_counts": self.item_counts_.tolist(),
             "history": self.history_,
@@ -528,9 +577,11 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
         params = dict(meta["params"])
         self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
-        if self.device == "cuda" and not torch.cuda.is_available():
-            self.device = "auto"
-        self.device_ = _resolve_device(self.device)
+        self.stopping_criterion_ = _restored_criterion(meta["criterion"])
+        if self.stopping_criterion not in StoppingCriterion.FUNCTIONS:
+            # A custom criterion was saved by name only; keep a placeholder that says so.
+            self.stopping_criterion = self.stopping_criterion_
+        self.device_ = _runtime_device(self.device)
         self.n_items_ = int(meta["n_items"])
         self.seed_ = int(meta["seed"])
         self.best_value_ = meta["best_value"]
@@ -539,7 +590,6 @@ class _GRU4RecBase(BaseEstimator):
         self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
         ids = meta["item_ids"]
         self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
-        self.stopping_criterion_ = StoppingCriterion.create(meta["criterion"])
         model = GRU4RecNet(
             self.n_items_,
             hidden_size=self.hidden_size,
@@ -566,9 +616,7 @@ class _GRU4RecBase(BaseEstimator):
         self.__dict__.update(state)
         if isinstance(blob, bytes):
             weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-            device = torch.device(state["device_"])
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")
+            device = _runtime_device(state["device_"])
             model = GRU4RecNet(
                 self.n_items_,
                 hidden_size=self.hidden_size,
@@ -579,6 +627,41 @@ class _GRU4RecBase(BaseEstimator):
             model.load_state_dict(weights)
             self.model_ = model.to(device)
             self.device_ = device
+
+
+def _runtime_device(device: Any) -> torch.device:
+    """The device to load onto: the saved one, or the CPU when its CUDA is not available."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(
+            f"the model was trained on {device}, which is not available; loading it on the CPU",
+            UserWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return _resolve_device(device)
+
+
+def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
+    raise ValueError(
+        "this model was saved with a custom stopping criterion, which cannot be stored in a "
+        "file; pass it again with set_params(stopping_criterion=...) before fitting"
+    )
+
+
+def _restored_criterion(meta: Any) -> StoppingCriterion:
+    if isinstance(meta, str):
+        meta = {"name": meta}
+    name = meta["name"]
+    if name in StoppingCriterion.FUNCTIONS:
+        overrides = {} if meta.get("k") is None else {"k": meta["k"]}
+        return StoppingCriterion.create(name, **overrides)
+    return StoppingCriterion(
+        _custom_criterion_unavailable,
+        minimize=bool(meta.get("minimize", False)),
+        needs=meta.get("needs", "ranks"),
+        k=meta.get("k"),
+        name=name,
+    )
 
 
 def _criterion_name(criterion: str | StoppingCriterion) -> str:
@@ -686,8 +769,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
     logq : float, default=0.0
         Sampling-bias correction of the cross-entropy loss.
     device : {'auto', 'cpu', 'cuda'}, default='auto'
+        Where to train and predict; 'auto' takes CUDA when available.
     verbose : bool, default=False
         Show a progress bar per epoch.
+    session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
+        Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
 
     Attributes
     ----------
@@ -733,6 +819,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         logq: float = 0.0,
         device: str = "auto",
         verbose: bool = False,
+        session_col: str = "session_id",
+        item_col: str = "item_id",
+        time_col: str = "timestamp",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -764,6 +853,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         self.logq = logq
         self.device = device
         self.verbose = verbose
+        self.session_col = session_col
+        self.item_col = item_col
+        self.time_col = time_col
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -828,6 +920,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         constrained_embedding: bool = False,
         device: str = "auto",
         verbose: bool = False,
+        session_col: str = "session_id",
+        item_col: str = "item_id",
+        time_col: str = "timestamp",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -853,6 +948,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         self.constrained_embedding = constrained_embedding
         self.device = device
         self.verbose = verbose
+        self.session_col = session_col
+        self.item_col = item_col
+        self.time_col = time_col
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")

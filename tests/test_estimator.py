@@ -568,10 +568,6 @@ def test_history_has_one_record_per_epoch(split):
 # -- refitting on a new data set -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: fit(DataFrame) reuses item_vocabulary_ of a previous fit (estimator._as_matrix)",
-)
 def test_refit_on_a_new_dataframe_uses_its_own_items():
     df1 = make_synthetic_sessions(60, 20, seed=1)
     df2 = make_synthetic_sessions(60, 30, seed=2)

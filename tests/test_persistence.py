@@ -403,11 +403,6 @@ def _named_recall20(y_true, y_pred, k):
     return metrics.recall_k(y_true, y_pred, k=k)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load() rebuilds the criterion with StoppingCriterion.create(name), "
-    "which rejects the name of a user-supplied StoppingCriterion",
-)
 def test_save_load_with_a_criterion_instance(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X, X_test, val_in, val_out = data
@@ -420,11 +415,6 @@ def test_save_load_with_a_criterion_instance(data, tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load() maps only device == 'cuda' to 'auto'; a model saved with "
-    "device='cuda:0' (or a torch.device) cannot be loaded on a machine without CUDA",
-)
 def test_load_model_saved_with_cuda_index_device_on_cpu_machine(fitted, data, tmp_path):
     _, X_test, _, _ = data
     import copy
@@ -572,11 +562,6 @@ def test_model_trained_on_cuda_unpickles_and_loads_on_cpu(data, tmp_path, monkey
 # -- validation data given as DataFrames -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validation DataFrames are encoded before item_vocabulary_ is set "
-    "(estimator.fit calls _check_validation first), so not with X's item vocabulary",
-)
 def test_validation_dataframes_use_the_training_vocabulary(data):
     df = make_synthetic_sessions(200, 40, seed=5)
     train, test = time_split(df, test_days=0.01)
@@ -594,11 +579,6 @@ def test_validation_dataframes_use_the_training_vocabulary(data):
     assert [r["recall"] for r in b.history_] == [r["recall"] for r in a.history_]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: fit accepts device=torch.device(...), but save() puts the raw parameter into "
-    "the metadata, which checkpoint._plain refuses (TypeError)",
-)
 def test_save_with_a_torch_device_parameter(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     X, X_test, _, _ = data
