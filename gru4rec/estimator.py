@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import numbers
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from .samplers import NegativeSampler, session_parallel_schedule
 from .stopping import StoppingCriterion
 from .training import EpochData, LossConfig, train_epoch
 
-__all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling"]
+__all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
 _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
@@ -97,6 +99,10 @@ def _resolve_device(device: Any) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
     return dev
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite; the estimator keeps its last good model."""
 
 
 class _GRU4RecBase(BaseEstimator):
@@ -365,56 +371,97 @@ class _GRU4RecBase(BaseEstimator):
         self.best_value_: float | None = None
         self.best_epoch_: int | None = None
         best_state = None
+        # The weights after the last completed epoch: what an interrupted or
+        # diverged fit falls back to, so no half-updated model is ever left behind.
+        last_state = _snapshot(model)
         progress = _progress(self.max_epochs, self.verbose, self.name)
-        for epoch in range(self.max_epochs):
-            start = time.perf_counter()
-            total = train_epoch(
-                model,
-                data,
-                optimizer,
-                loss_cfg,
-                sampler,
-                generator,
-                dropout_embed=self.dropout,
-                dropout_hidden=dropout_hidden,
-                clipnorm=self.clipnorm,
-                bptt=self.bptt,
-                log_counts=log_counts,
-            )
-            train_loss = float(total) / max(1, data.n_rows)  # the one host read of the epoch
-            seconds = time.perf_counter() - start
-            if not np.isfinite(train_loss):
-                self._restore(best_state)
-                raise FloatingPointError(
-                    f"training loss became {train_loss} in epoch {epoch}; try a lower "
-                    f"learning_rate (now {self.learning_rate})"
-                    + ("" if best_state is None else "; the best model so far was restored")
+        try:
+            for epoch in range(self.max_epochs):
+                record = self._run_epoch(
+                    epoch,
+                    model,
+                    data,
+                    optimizer,
+                    loss_cfg,
+                    sampler,
+                    generator,
+                    dropout_hidden,
+                    log_counts,
                 )
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "seconds": seconds,
-                "events_per_second": data.n_rows / seconds if seconds > 0 else float("inf"),
-            }
-            if validation_data is not None:
-                value = self._evaluate_criterion(criterion, *validation_data)
-                improved = criterion.update(value)
-                record[criterion.name] = value
-                record["improved"] = improved
-                if improved:
-                    self.best_value_ = float(value)
-                    self.best_epoch_ = epoch
-                    best_state = _cpu_state(model)
-            self.history_.append(record)
-            progress.update(record)
-            if validation_data is not None and criterion.should_stop:
-                break
-        progress.close()
+                if not np.isfinite(record["train_loss"]):
+                    fallback = best_state if best_state is not None else last_state
+                    self._restore(fallback)
+                    kept = "best" if best_state is not None else "last completed epoch's"
+                    raise TrainingDivergedError(
+                        f"training loss became {record['train_loss']} in epoch {epoch}; try a "
+                        f"lower learning_rate (now {self.learning_rate}). The {kept} model "
+                        "was kept, so the estimator stays usable."
+                    )
+                if validation_data is not None:
+                    value = self._evaluate_criterion(criterion, *validation_data)
+                    improved = criterion.update(value)
+                    record[criterion.name] = value
+                    record["improved"] = improved
+                    if improved:
+                        self.best_value_ = float(value)
+                        self.best_epoch_ = epoch
+                        best_state = _snapshot(model)
+                self.history_.append(record)
+                last_state = _snapshot(model)
+                progress.update(record)
+                if validation_data is not None and criterion.should_stop:
+                    break
+        except KeyboardInterrupt:
+            self._restore(last_state)
+            done = len(self.history_)
+            warnings.warn(
+                f"fit interrupted during epoch {done}; the estimator keeps the model after "
+                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)"),
+                UserWarning,
+                stacklevel=2,
+            )
+        finally:
+            progress.close()
         if validation_data is not None and not self.keep_last:
             self._restore(best_state)
         if self.save_best_to_file:
             self.save()
         return self
+
+    def _run_epoch(
+        self,
+        epoch,
+        model,
+        data,
+        optimizer,
+        loss_cfg,
+        sampler,
+        generator,
+        dropout_hidden,
+        log_counts,
+    ) -> dict[str, Any]:
+        start = time.perf_counter()
+        total = train_epoch(
+            model,
+            data,
+            optimizer,
+            loss_cfg,
+            sampler,
+            generator,
+            dropout_embed=self.dropout,
+            dropout_hidden=dropout_hidden,
+            clipnorm=self.clipnorm,
+            bptt=self.bptt,
+            log_counts=log_counts,
+        )
+        train_loss = float(total) / max(1, data.n_rows)  # the one host read of the epoch
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": seconds,
+            "events_per_second": data.n_rows / seconds if seconds > 0 else float("inf"),
+        }
 
     def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
         if state is not None:
@@ -537,6 +584,85 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError("X has no session with 2 or more events to score")
         return recall_at_k(ranks, 20)
 
+    def recommend(
+        self, sessions: Sequence[Any] | Sequence[Sequence[Any]], k: int = 20
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
+
+        Parameters
+        ----------
+        sessions : list of item ids, or list of such lists
+            Each session's items so far, oldest first, as the raw ids the model
+            was fitted with (indices when it was fitted on an index-built
+            matrix). Unknown items are skipped with a warning; a session with
+            no known item is scored from the empty state.
+        k : int, default=20
+
+        Returns
+        -------
+        item_ids, scores : np.ndarray
+            Shape ``(k,)`` for one session, ``(n_sessions, k)`` for a batch,
+            best first.
+        """
+        self._check_fitted()
+        _check_int("k", k, 1)
+        single = _is_single_session(sessions)
+        batch = [sessions] if single else list(sessions)
+        lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        flat = list(itertools.chain.from_iterable(batch))
+        items = self._item_indices(flat)
+        known = items >= 0
+        if not known.all():
+            warnings.warn(
+                f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the "
+                "model",
+                UserWarning,
+                stacklevel=2,
+            )
+        owner = np.repeat(np.arange(len(batch)), lengths)[known]
+        items = items[known]
+        kept = np.bincount(owner, minlength=len(batch))
+        states = torch.zeros(len(batch), self.model_.hidden_size, device=self.device_)
+        nonempty = np.flatnonzero(kept)
+        if len(nonempty):
+            offsets = np.zeros(len(nonempty) + 1, dtype=np.int64)
+            np.cumsum(kept[nonempty], out=offsets[1:])
+            found = inference.final_states(self.model_, items, offsets, _EVAL_SLOTS, self.device_)
+            states[torch.as_tensor(nonempty, device=self.device_)] = found
+        scores, idx = inference.score_topk(self.model_, states, k, _SCORE_CHUNK)
+        idx_np = idx.cpu().numpy()
+        vocab = self.item_vocabulary_
+        ids = vocab.to_raw(idx_np.ravel()).reshape(idx_np.shape) if vocab is not None else idx_np
+        scores_np = scores.cpu().numpy()
+        return (ids[0], scores_np[0]) if single else (ids, scores_np)
+
+    def _item_indices(self, raw: list[Any]) -> np.ndarray:
+        """Model indices of raw item ids, -1 for unknown ones."""
+        if self.item_vocabulary_ is not None:
+            return self.item_vocabulary_.index_of(raw) if raw else np.zeros(0, dtype=np.int64)
+        arr = np.asarray(raw)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                "this model was fitted on item indices, so sessions must hold integer item "
+                f"indices; got {arr.dtype} values"
+            )
+        arr = arr.astype(np.int64)
+        return np.where((arr >= 0) & (arr < self.n_items_), arr, -1)
+
+    # -- scikit-learn ------------------------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = _may_use_cuda(self.device)
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_y": False, "non_deterministic": _may_use_cuda(self.device)}
+
     # -- persistence -------------------------------------------------------------------------
 
     def _metadata(self) -> dict[str, Any]:
@@ -629,6 +755,24 @@ class _GRU4RecBase(BaseEstimator):
             self.device_ = device
 
 
+def _is_single_session(sessions: Any) -> bool:
+    if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
+        raise ValueError(
+            "sessions must be a list of item ids or a list of such lists; "
+            f"got {type(sessions).__name__}"
+        )
+    if len(sessions) == 0:
+        return True
+    first = sessions[0]
+    return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+
+
+def _may_use_cuda(device: Any) -> bool:
+    # GPU kernels (index_add, scatter) are not bit-for-bit reproducible.
+    text = str(device)
+    return text.startswith("cuda") or (text == "auto" and torch.cuda.is_available())
+
+
 def _runtime_device(device: Any) -> torch.device:
     """The device to load onto: the saved one, or the CPU when its CUDA is not available."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -668,7 +812,7 @@ def _criterion_name(criterion: str | StoppingCriterion) -> str:
     return criterion.name if isinstance(criterion, StoppingCriterion) else str(criterion)
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
