@@ -350,7 +350,15 @@ class _GRU4RecBase(BaseEstimator):
         sampler = None
         if self._n_negatives() > 0:
             sampler = NegativeSampler(
-                self.item_counts_, self._sample_alpha(), self._n_negatives(), generator, device
+                self.item_counts_,
+                self._sample_alpha(),
+                self._n_negatives(),
+                generator,
+                device,
+                # On the CPU, scoring each distinct negative once (weighted) is cheaper;
+                # on a GPU the variable count would cost a host sync per refill only,
+                # but duplicates are cheap there anyway.
+                dedup=device.type == "cpu",
             )
         log_counts = None
         if loss_cfg.logq > 0:

@@ -5,7 +5,9 @@ scores of mini-batch row ``i`` against the ``B`` targets of the batch followed b
 ``S`` shared negatives, so the positive of row ``i`` sits on the diagonal
 ``scores[i, i]`` and every other column is a negative. Each loss returns the
 mean over rows (the sum over rows divided by ``B``), as the reference
-implementation does.
+implementation does. The optional ``log_weights`` (one per column) let a column
+stand for several identical draws: the losses then equal those over the
+duplicated columns, value and gradient.
 
 All losses are written with log-sum-exp / log-sigmoid forms so that extreme
 scores give finite values and finite gradients.
@@ -44,14 +46,36 @@ def _negative_mask(scores: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def _masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row log-softmax over the negatives only; -inf on the positives."""
-    masked = scores.masked_fill(~mask, float("-inf"))
-    return torch.log_softmax(masked, dim=1)
+def _masked_log_softmax(
+    scores: torch.Tensor, mask: torch.Tensor, log_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Row log-softmax over the negatives only (each weighted); -inf on the positives."""
+    logits = scores if log_weights is None else scores + log_weights
+    return torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
+
+
+def _weighted_mean_over_negatives(
+    per_pair: torch.Tensor, diagonal: torch.Tensor, log_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Per row, the (weighted) mean of ``per_pair`` over the negatives.
+
+    ``diagonal`` holds each row's own term, which is subtracted rather than
+    masked out (cheaper; its gradient cancels as well).
+    """
+    n = per_pair.shape[1]
+    if log_weights is None:
+        return (per_pair.sum(dim=1) - diagonal) / max(n - 1, 1)
+    weights = log_weights.exp()
+    # The positives (in-batch targets) have weight 1.
+    total = per_pair @ weights - diagonal
+    return total / (weights.sum() - 1).clamp_min(1)
 
 
 def cross_entropy_sampled(
-    scores: torch.Tensor, logq_bias: torch.Tensor | None = None, **_: object
+    scores: torch.Tensor,
+    logq_bias: torch.Tensor | None = None,
+    log_weights: torch.Tensor | None = None,
+    **_: object,
 ) -> torch.Tensor:
     """Softmax cross-entropy over the sampled columns (targets + shared negatives).
 
@@ -62,9 +86,14 @@ def cross_entropy_sampled(
     logq_bias : torch.Tensor of shape (B + S,), optional
         ``logq * log(q_j)`` per column; subtracted from the scores (sampling-bias
         correction). Pass ``None`` for no correction.
+    log_weights : torch.Tensor of shape (B + S,), optional
+        Log multiplicity of each column: a column standing for ``m`` identical
+        draws counts ``m`` times, exactly as ``m`` duplicated columns would.
     """
     if logq_bias is not None:
         scores = scores - logq_bias.unsqueeze(0)
+    if log_weights is not None:
+        scores = scores + log_weights.unsqueeze(0)
     b = scores.shape[0]
     target = torch.arange(b, device=scores.device)
     return F.cross_entropy(scores, target)
@@ -75,26 +104,29 @@ def cross_entropy_full(scores: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(scores, targets)
 
 
-def bpr(scores: torch.Tensor, **_: object) -> torch.Tensor:
+def bpr(scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: object) -> torch.Tensor:
     """BPR (2016): mean over negatives of ``-log sigmoid(r_i - r_ij)``."""
-    b, n = scores.shape
-    # The diagonal term is softplus(0) = log 2 exactly, with zero gradient: subtracting
-    # it beats masking the (B, B + S) matrix.
-    total = F.softplus(scores - _positives(scores)).sum(dim=1) - math.log(2.0)
-    return (total / max(n - 1, 1)).mean()
+    per_pair = F.softplus(scores - _positives(scores))
+    # The diagonal term is softplus(0) = log 2 exactly.
+    return _weighted_mean_over_negatives(per_pair, math.log(2.0), log_weights).mean()
 
 
-def top1(scores: torch.Tensor, **_: object) -> torch.Tensor:
+def top1(
+    scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: object
+) -> torch.Tensor:
     """TOP1 (2016): mean over negatives of ``sigmoid(r_ij - r_i) + sigmoid(r_ij^2)``."""
-    b, n = scores.shape
     pos = _positives(scores)
-    total = (torch.sigmoid(scores - pos) + torch.sigmoid(scores.square())).sum(dim=1)
-    # Remove the diagonal's own terms, sigmoid(0) and sigmoid(r_i^2) (gradients cancel too).
-    total = total - 0.5 - torch.sigmoid(pos.squeeze(1).square())
-    return (total / max(n - 1, 1)).mean()
+    per_pair = torch.sigmoid(scores - pos) + torch.sigmoid(scores.square())
+    diagonal = 0.5 + torch.sigmoid(pos.squeeze(1).square())
+    return _weighted_mean_over_negatives(per_pair, diagonal, log_weights).mean()
 
 
-def bpr_max(scores: torch.Tensor, bpreg: float = 1.0, **_: object) -> torch.Tensor:
+def bpr_max(
+    scores: torch.Tensor,
+    bpreg: float = 1.0,
+    log_weights: torch.Tensor | None = None,
+    **_: object,
+) -> torch.Tensor:
     """BPR-max (2018) with score regularisation.
 
     ``loss_i = -log(sum_j s_ij sigmoid(r_i - r_ij)) + bpreg * sum_j s_ij r_ij^2``
@@ -103,7 +135,7 @@ def bpr_max(scores: torch.Tensor, bpreg: float = 1.0, **_: object) -> torch.Tens
     equals the published formula and stays finite for any score.
     """
     mask = _negative_mask(scores)
-    log_s = _masked_log_softmax(scores, mask)
+    log_s = _masked_log_softmax(scores, mask, log_weights)
     log_terms = log_s + F.logsigmoid(_positives(scores) - scores)
     log_terms = log_terms.masked_fill(~mask, float("-inf"))
     ranking = -torch.logsumexp(log_terms, dim=1)
@@ -112,10 +144,12 @@ def bpr_max(scores: torch.Tensor, bpreg: float = 1.0, **_: object) -> torch.Tens
     return (ranking + bpreg * reg).mean()
 
 
-def top1_max(scores: torch.Tensor, **_: object) -> torch.Tensor:
+def top1_max(
+    scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: object
+) -> torch.Tensor:
     """TOP1-max (2018): ``sum_j s_ij (sigmoid(r_ij - r_i) + sigmoid(r_ij^2))``."""
     mask = _negative_mask(scores)
-    weights = _masked_log_softmax(scores, mask).exp()
+    weights = _masked_log_softmax(scores, mask, log_weights).exp()
     per_pair = torch.sigmoid(scores - _positives(scores)) + torch.sigmoid(scores.square())
     return (weights * per_pair).sum(dim=1).mean()
 

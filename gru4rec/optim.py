@@ -187,7 +187,7 @@ class RowSparseOptimizer:
 
 
 def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) -> torch.Tensor:
-    """Sum gradient rows into ``n_out`` rows: row ``i`` of the stacked blocks goes to ``target[i]``."""
+    """Sum the stacked gradient blocks into ``n_out`` rows (stacked row ``i`` to ``target[i]``)."""
     out = blocks[0].new_zeros(n_out, blocks[0].shape[1])
     start = 0
     for block in blocks:

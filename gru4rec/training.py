@@ -70,9 +70,13 @@ def _scores_to_loss(
     targets: torch.Tensor,
     negatives: torch.Tensor | None,
     log_counts: torch.Tensor | None,
+    log_mult: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if cfg.full:
         return cross_entropy_full(scores, targets)
+    log_weights = None
+    if log_mult is not None:
+        log_weights = torch.cat([log_mult.new_zeros(targets.shape[0]), log_mult])
     if cfg.name == "cross-entropy":
         bias = None
         if cfg.logq > 0:
@@ -81,10 +85,10 @@ def _scores_to_loss(
             if negatives is not None:
                 parts.append(log_counts[negatives] * cfg.sample_alpha)
             bias = torch.cat(parts) * cfg.logq
-        return get_loss("cross-entropy")(scores, logq_bias=bias)
+        return get_loss("cross-entropy")(scores, logq_bias=bias, log_weights=log_weights)
     if cfg.elu_param > 0:
         scores = F.elu(scores, alpha=cfg.elu_param)
-    return get_loss(cfg.name)(scores, bpreg=cfg.bpreg)
+    return get_loss(cfg.name)(scores, bpreg=cfg.bpreg, log_weights=log_weights)
 
 
 def train_epoch(
@@ -126,7 +130,12 @@ def train_epoch(
         y = data.targets[s:e]
         keep = data.keep[s:e]
         hidden = [hl[:b] * keep for hl in hidden]
-        negatives = sampler.draw() if sampler is not None else None
+        negatives = log_mult = None
+        if sampler is not None and sampler.dedup:
+            # Each distinct negative scored once, weighted by how often it was drawn.
+            negatives, log_mult = sampler.draw_unique()
+        elif sampler is not None:
+            negatives = sampler.draw()
 
         # Leaves hold only the rows this step reads; their grads go to the optimiser.
         if loss.full:
@@ -145,7 +154,7 @@ def train_epoch(
 
         out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
         scores = model.score_augmented(torch.cat([out, ones[:b]], dim=1), out_leaf)
-        step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts)
+        step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
         total += step_loss.detach() * b
         window_loss = step_loss if window_loss is None else window_loss + step_loss
         updates.append(("item_output", out_leaf, cols))

@@ -217,7 +217,7 @@ def test_get_loss_returns_the_named_functions():
     assert get_loss("bpr-max") is bpr_max
     assert get_loss("cross-entropy") is cross_entropy_sampled
     assert set(LOSSES) == {"top1", "top1-max", "bpr", "bpr-max", "cross-entropy"}
-    assert losses.SAMPLED_LOSSES["bpr-max"] is bpr_max
+    assert losses.losses.SAMPLED_LOSSES["bpr-max"] is bpr_max
 
 
 @pytest.mark.parametrize("bad", ["nope", "BPR", "", None, ["bpr"], 3])
@@ -304,3 +304,22 @@ def test_bpr_max_with_every_sigmoid_underflowing_is_large_and_finite():
     value = bpr_max(_t(r), bpreg=0.0).item()
     assert math.isfinite(value)
     assert value >= 55.0
+
+
+@pytest.mark.parametrize("name", sorted(losses.SAMPLED_LOSSES))
+def test_log_weights_equal_duplicated_columns(name):
+    # A column standing for m identical draws (log_weights = log m) must give the
+    # loss and the gradient of m duplicated columns: the CPU training path relies on it.
+    torch.manual_seed(0)
+    b, counts = 4, torch.tensor([2, 1, 3, 5])
+    base = torch.randn(b, b + len(counts), dtype=torch.float64, requires_grad=True)
+    dup = torch.cat(
+        [torch.arange(b), b + torch.repeat_interleave(torch.arange(len(counts)), counts)]
+    )
+    loss_dup = losses.SAMPLED_LOSSES[name](base[:, dup], bpreg=0.7)
+    (grad_dup,) = torch.autograd.grad(loss_dup, base)
+    log_w = torch.cat([torch.zeros(b, dtype=torch.float64), counts.double().log()])
+    loss_w = losses.SAMPLED_LOSSES[name](base, bpreg=0.7, log_weights=log_w)
+    (grad_w,) = torch.autograd.grad(loss_w, base)
+    assert loss_w.item() == pytest.approx(loss_dup.item(), rel=1e-12)
+    assert torch.allclose(grad_w, grad_dup, atol=1e-12)

@@ -258,3 +258,18 @@ def test_consecutive_draws_differ():
     draws = [s.draw().numpy() for _ in range(8)]
     for a, b in zip(draws, draws[1:], strict=False):
         assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_draw_unique_compacts_each_steps_draws(alpha):
+    counts = np.arange(1, 41)
+    sampler = NegativeSampler(
+        counts, alpha, 64, torch.Generator().manual_seed(5), "cpu", buffer_size=64 * 3, dedup=True
+    )
+    for _ in range(7):  # crosses refills
+        items, log_mult = sampler.draw_unique()
+        draws = sampler._buffer[sampler._next - 1]
+        assert torch.all(items[1:] > items[:-1])
+        rebuilt = torch.repeat_interleave(items, log_mult.exp().round().long())
+        assert torch.equal(rebuilt, draws)
+        assert int(log_mult.exp().round().sum()) == 64
