@@ -416,14 +416,23 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
-def describe(meta: dict[str, Any]) -> str:
+def machine_text(meta: dict[str, Any]) -> str:
     m = meta["machine"]
+    load = m.get("load_average")
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), device "
+        f"{m['device']}, torch {m['torch']}"
+        + ("" if load is None else f", load average {load:.1f} at the end of the run")
+        + f"; measured {meta['date']}, seeds: {meta['seeds']}"
+    )
+
+
+def describe(meta: dict[str, Any]) -> str:
     d = meta["data"]
     return (
         f"Data: {d['name']} ({d['train_events']} training events, {d['n_items']} items; "
-        f"{d['n_predictions']} test predictions). Machine: {m['cpu']}, {m['cores']} cores, "
-        f"{m['torch_threads']} torch thread(s), device {m['device']}, torch {m['torch']}. "
-        f"Seeds: {meta['seeds']}. Command: `{m['command']}`"
+        f"{d['n_predictions']} test predictions). Machine: {machine_text(meta)}. "
+        f"Command: `{meta['machine']['command']}`"
     )
 
 
@@ -436,17 +445,14 @@ def publish(out_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> 
     table = benchlib.markdown_table(rows)
     note = describe(meta)
     (docs / "latest.md").write_text(table + "\n\n" + note + "\n")
-    m = meta["machine"]
+    d = meta["data"]
     rst = [
         benchlib.rst_table(rows),
         "",
-        f"Data: ``{meta['data']['name']}`` ({meta['data']['train_events']} training events, "
-        f"{meta['data']['n_items']} items; {meta['data']['n_predictions']} test predictions). "
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), "
-        f"device ``{m['device']}``, torch {m['torch']}, measured {meta['date']}; "
-        f"seeds: {meta['seeds']}. Produced by::",
+        f"Data: ``{d['name']}`` ({d['train_events']} training events, {d['n_items']} items; "
+        f"{d['n_predictions']} test predictions). Machine: {machine_text(meta)}. Produced by::",
         "",
-        f"   {m['command']}",
+        f"   {meta['machine']['command']}",
         "",
     ]
     (docs / "latest.inc").write_text("\n".join(rst))
@@ -489,6 +495,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed", action="store_true", help="also run bench_speed's sweeps")
     parser.add_argument("--publish", action="store_true", help="copy results to docs/ + README")
     parser.add_argument("--verbose", action="store_true", help="progress bars while training")
+    parser.add_argument(
+        "--from-results",
+        metavar="NAME",
+        help="run nothing: print (and with --publish, publish) results/NAME/results.json again",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -503,6 +514,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from gru4rec import InteractionMatrix, datasets
 
+    if args.from_results:
+        out_dir = benchlib.RESULTS_DIR / args.from_results
+        saved = json.loads((out_dir / "results.json").read_text())
+        rows = saved.pop("rows")
+        print(benchlib.markdown_table(rows))
+        if args.publish:
+            publish(out_dir, saved, rows)
+        return 0
     torch.set_num_threads(args.threads)
     loaded = load_data(args)
     if loaded is None:

@@ -60,10 +60,19 @@ def machine_facts(threads: int, device: str) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "command": command_line(),
+        "load_average": load_average(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
     return facts
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (other work on the machine slows the timings), if known."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def command_line() -> str:
@@ -125,6 +134,7 @@ def rst_table(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a reStructuredText list-table (for the docs)."""
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for cells in [list(TABLE_COLUMNS), *table_rows(rows)]:
+        cells = ["\\-" if c == "-" else c for c in cells]  # a bare "-" would start a list
         lines.append(f"   * - {cells[0]}")
         lines.extend(f"     - {c}" for c in cells[1:])
     return "\n".join(lines)

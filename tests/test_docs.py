@@ -1,0 +1,73 @@
+"""The documentation builds without warnings, and the README's and quick start's code runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCS = REPO_ROOT / "docs"
+
+_MD_BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+_RST_BLOCK = re.compile(r"^\.\. code-block:: python[^\n]*\n((?:[ \t]*\n|[ \t]+[^\n]*\n)+)", re.M)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Train with one thread: on a busy 2-core machine more threads are many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The Python code blocks of a Markdown (```python) or reStructuredText file."""
+    text = path.read_text()
+    if path.suffix == ".md":
+        return [m.group(1) for m in _MD_BLOCK.finditer(text)]
+    blocks = []
+    for m in _RST_BLOCK.finditer(text):
+        lines = m.group(1).splitlines()
+        indented = [ln for ln in lines if ln.strip()]
+        indent = min(len(ln) - len(ln.lstrip()) for ln in indented)
+        blocks.append("\n".join(ln[indent:] for ln in lines).strip() + "\n")
+    return blocks
+
+
+def test_block_extraction():
+    md = "x\n```python\na = 1\n```\n```bash\nls\n```\n"
+    rst = "T\n\n.. code-block:: python\n\n    a = 1\n    if a:\n        b = 2\n\nafter\n"
+    assert _MD_BLOCK.findall(md) == ["a = 1\n"]
+    assert [m.group(1) for m in _RST_BLOCK.finditer(rst)] == [
+        "\n    a = 1\n    if a:\n        b = 2\n\n"
+    ]
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/quickstart.rst"])
+def test_code_examples_run(name, tmp_path, monkeypatch, capsys):
+    blocks = python_blocks(REPO_ROOT / name)
+    assert blocks, f"no python code blocks in {name}"
+    monkeypatch.chdir(tmp_path)  # examples write their generated data to the working directory
+    namespace: dict = {"__name__": "__example__"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"{name}[block {i}]", "exec"), namespace)  # noqa: S102
+    assert capsys.readouterr().out  # every example prints its result
+
+
+def test_docs_build_without_warnings(tmp_path):
+    for module in ("sphinx", "numpydoc"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (pip install -e '.[docs]')")
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html"]
+    cmd += ["-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert (tmp_path / "html" / "api.html").is_file()
