@@ -227,7 +227,10 @@ def _matrix_over(df, vocab, path: str):
     return X
 
 
-def _session_chunks(X, chunk: int = 2000) -> Iterator[Any]:
+_CHUNK = 2000  # sessions per call, so that progress bars move
+
+
+def _session_chunks(X, chunk: int = _CHUNK) -> Iterator[Any]:
     """``X`` split into matrices of at most ``chunk`` sessions (one when it is small)."""
     users = X.session_arrays().users
     if len(users) <= chunk:
@@ -366,23 +369,27 @@ def _recommend(args: argparse.Namespace) -> int:
     df = _read(args.sessions, args)
     items = _model_items(est)
     X = _matrix_over(df, items, args.sessions)
-    est.set_params(predict_topK=args.k)
-    n_sessions = X.session_arrays().n_sessions
-    frames = []
+    sessions = X.session_arrays()
+    n_sessions = sessions.n_sessions
+    # Each session's known items in time order, as the raw ids recommend() takes.
+    raw = np.split(items.to_raw(sessions.items), sessions.offsets[1:-1])
+    ids, scores = [], []
     with _progress(n_sessions, not args.quiet, "recommend", "session") as bar:
-        for part in _session_chunks(X):
-            coo = est.predict(part).tocoo()
-            frames.append(pd.DataFrame({"row": coo.row, "col": coo.col, "score": coo.data}))
-            bar.update(part.session_arrays().n_sessions)
-    recs = pd.concat(frames, ignore_index=True)
-    recs = recs.sort_values(["row", "score", "col"], ascending=[True, False, True])
-    recs["rank"] = recs.groupby("row").cumcount() + 1
+        for start in range(0, n_sessions, _CHUNK):
+            batch = raw[start : start + _CHUNK]
+            top, value = est.recommend(batch, k=args.k)
+            ids.append(top)
+            scores.append(value)
+            bar.update(len(batch))
+    ids_all = np.concatenate(ids) if ids else np.zeros((0, args.k), dtype=object)
+    scores_all = np.concatenate(scores) if scores else np.zeros((0, args.k))
+    per_session = ids_all.shape[1]
     out = pd.DataFrame(
         {
-            args.session_col: X.user_vocabulary.to_raw(recs["row"].to_numpy()),
-            "rank": recs["rank"].to_numpy(),
-            args.item_col: items.to_raw(recs["col"].to_numpy()),
-            "score": recs["score"].to_numpy(),
+            args.session_col: np.repeat(X.user_vocabulary.to_raw(sessions.users), per_session),
+            "rank": np.tile(np.arange(1, per_session + 1), n_sessions),
+            args.item_col: ids_all.ravel(),
+            "score": scores_all.ravel(),
         }
     )
     n_missing = X.shape[0] - n_sessions
