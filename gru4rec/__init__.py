@@ -6,7 +6,7 @@ trains: session-parallel mini-batches, shared popularity-sampled negatives,
 bpr-max / sampled cross-entropy losses and Adagrad with momentum.
 """
 
-from .estimator import GRU4RecCrossEntropy, GRU4RecNegSampling
+from .estimator import GRU4RecCrossEntropy, GRU4RecNegSampling, TrainingDivergedError
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .stopping import StoppingCriterion
 
@@ -18,6 +18,7 @@ __all__ = [
     "InteractionMatrix",
     "SessionArrays",
     "StoppingCriterion",
+    "TrainingDivergedError",
     "Vocabulary",
     "__version__",
 ]

@@ -182,6 +182,8 @@ class _GRU4RecBase(BaseEstimator):
         _check_int("max_iter_no_change", self.max_iter_no_change, 1)
         _check_float("min_improvement", self.min_improvement, 0.0)
         _check_int("seed", self.seed, 0, allow_none=True)
+        if self.seed is not None and self.seed >= 2**63:
+            raise ValueError(f"seed must be below 2**63; got {self.seed!r}")
         _check_bool("save_best_to_file", self.save_best_to_file)
         _check_bool("keep_last", self.keep_last)
         _check_int("predict_topK", self.predict_topK, 1, allow_none=True)
@@ -396,7 +398,9 @@ class _GRU4RecBase(BaseEstimator):
                     dropout_hidden,
                     log_counts,
                 )
-                if not np.isfinite(record["train_loss"]):
+                b0 = int(data.step_offsets[1])  # the first step's rows: a bounded probe
+                probe = (data.inputs[:b0], data.targets[:b0])
+                if not (np.isfinite(record["train_loss"]) and _all_finite(model, *probe)):
                     fallback = best_state if best_state is not None else last_state
                     self._restore(fallback)
                     kept = "best" if best_state is not None else "last completed epoch's"
@@ -492,11 +496,17 @@ class _GRU4RecBase(BaseEstimator):
                 raise ValueError(
                     f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
                 )
+        if val_out.num_interactions == 0:
+            raise ValueError("validation_data: validation_out holds no events")
         if val_in.shape[0] != val_out.shape[0]:
             raise ValueError(
                 f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
             )
-        self._sessions(val_in, "validation_in")
+        in_users = self._sessions(val_in, "validation_in").users
+        if not np.isin(in_users, np.flatnonzero(val_out.values.getnnz(axis=1))).any():
+            raise ValueError(
+                "validation_data: no session has events in both validation_in and validation_out"
+            )
         return val_in, val_out
 
     def _evaluate_criterion(
@@ -531,7 +541,9 @@ class _GRU4RecBase(BaseEstimator):
         states = self._states(sessions)
         users = sessions.users
         if top_k is not None:
-            val, idx = inference.score_topk(self.model_, states, top_k, _SCORE_CHUNK)
+            val, idx = inference.score_topk(
+                self.model_, states, top_k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
+            )
             k = val.shape[1]
             rows = np.repeat(users, k)
             return sp.csr_matrix(
@@ -637,7 +649,9 @@ class _GRU4RecBase(BaseEstimator):
             np.cumsum(kept[nonempty], out=offsets[1:])
             found = inference.final_states(self.model_, items, offsets, _EVAL_SLOTS, self.device_)
             states[torch.as_tensor(nonempty, device=self.device_)] = found
-        scores, idx = inference.score_topk(self.model_, states, k, _SCORE_CHUNK)
+        scores, idx = inference.score_topk(
+            self.model_, states, k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
+        )
         idx_np = idx.cpu().numpy()
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx_np.ravel()).reshape(idx_np.shape) if vocab is not None else idx_np
@@ -818,6 +832,23 @@ def _restored_criterion(meta: Any) -> StoppingCriterion:
 
 def _criterion_name(criterion: str | StoppingCriterion) -> str:
     return criterion.name if isinstance(criterion, StoppingCriterion) else str(criterion)
+
+
+@torch.no_grad()
+def _all_finite(model: GRU4RecNet, inputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Whether the weights, and the scores of a probe step from ``inputs``, are finite.
+
+    Weights can blow up to huge finite values that overflow in the next forward pass,
+    so a short forward pass is checked too (one device read per epoch).
+    """
+    was_training = model.training
+    model.eval()
+    out, _ = model.step(model.input_vectors(inputs), model.init_hidden(len(inputs), inputs.device))
+    scores = model.score(out, model.item_output.index_select(0, targets))
+    model.train(was_training)
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    flags.append(torch.isfinite(scores).all())
+    return bool(torch.stack(flags).all())
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -90,21 +90,36 @@ def final_states(
 
 @torch.no_grad()
 def score_topk(
-    model: GRU4RecNet, states: torch.Tensor, k: int, chunk_size: int = 65536
+    model: GRU4RecNet,
+    states: torch.Tensor,
+    k: int,
+    chunk_size: int = 65536,
+    block_rows: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` scores and item indices per row of ``states``, scoring item chunks."""
+    """Top-``k`` scores and item indices per row of ``states``, best first.
+
+    Rows are taken ``block_rows`` at a time and items ``chunk_size`` at a time,
+    so the score buffer never exceeds ``block_rows x chunk_size``.
+    """
     k = min(k, model.n_items)
-    best_val = best_idx = None
-    for start, scores in model.score_chunks(states, chunk_size):
-        val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        idx = idx + start
-        if best_val is not None:
-            val = torch.cat([best_val, val], dim=1)
-            idx = torch.cat([best_idx, idx], dim=1)
-            val, pos = torch.topk(val, k, dim=1)
-            idx = idx.gather(1, pos)
-        best_val, best_idx = val, idx
-    return best_val, best_idx
+    values, indices = [], []
+    for r in range(0, states.shape[0], block_rows):
+        best_val = best_idx = None
+        for start, scores in model.score_chunks(states[r : r + block_rows], chunk_size):
+            val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            idx = idx + start
+            if best_val is not None:
+                val = torch.cat([best_val, val], dim=1)
+                idx = torch.cat([best_idx, idx], dim=1)
+                val, pos = torch.topk(val, k, dim=1)
+                idx = idx.gather(1, pos)
+            best_val, best_idx = val, idx
+        values.append(best_val)
+        indices.append(best_idx)
+    if not values:
+        empty = states.new_zeros(0, k)
+        return empty, empty.long()
+    return torch.cat(values), torch.cat(indices)
 
 
 @torch.no_grad()

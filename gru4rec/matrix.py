@@ -214,6 +214,9 @@ class Vocabulary:
     def index_of(self, raw_ids: Any) -> np.ndarray:
         """Dense index of each raw id (int64); ``-1`` for ids not in the vocabulary."""
         values = raw_ids.to_numpy() if isinstance(raw_ids, pd.Series | pd.Index) else raw_ids
+        if isinstance(values, list | tuple):
+            # np.asarray would turn a list mixing ints and strings into all strings.
+            values = pd.Index(values, dtype=object).to_numpy()
         values = np.asarray(values)
         if values.ndim == 0:
             values = values.reshape(1)
@@ -254,6 +257,13 @@ def _check_no_missing(s: pd.Series, col: str, what: str) -> None:
         raise ValueError(f"column {col!r} ({what}) has {n_missing} missing values (NaN/None)")
 
 
+def _factorize(s: pd.Series, col: str, arg: str) -> tuple[np.ndarray, Any]:
+    try:
+        return pd.factorize(s, sort=False)
+    except TypeError as exc:  # e.g. unhashable ids such as lists
+        raise ValueError(f"column {col!r} ({arg}) holds ids that are not hashable: {exc}") from None
+
+
 def _index_column(s: pd.Series, col: str, arg: str) -> np.ndarray:
     """Validate a column of 0-based integer indices; return int64."""
     _check_no_missing(s, col, arg)
@@ -262,6 +272,12 @@ def _index_column(s: pd.Series, col: str, arg: str) -> np.ndarray:
         out = values.astype(np.int64, copy=False)
     elif values.dtype.kind == "b":
         raise ValueError(f"column {col!r} ({arg}) must hold integer indices, got booleans")
+    elif values.dtype.kind != "f":
+        # Object columns (e.g. strings such as '07') are raw ids, not indices.
+        raise ValueError(
+            f"column {col!r} ({arg}) must hold integer indices, got dtype {s.dtype}; "
+            "use InteractionMatrix.from_events for raw ids"
+        )
     else:
         try:
             f = values.astype(np.float64)
@@ -425,13 +441,13 @@ class InteractionMatrix:
 
         keep = np.ones(len(df), dtype=bool)
         if item_vocabulary is None:
-            iid, uniques = pd.factorize(df[item], sort=False)
+            iid, uniques = _factorize(df[item], item, "item")
             item_vocabulary = Vocabulary(np.asarray(uniques))
         else:
             iid = item_vocabulary.index_of(df[item])
             keep &= iid >= 0
         if user_vocabulary is None:
-            uid, uniques = pd.factorize(df[user], sort=False)
+            uid, uniques = _factorize(df[user], user, "user")
             user_vocabulary = Vocabulary(np.asarray(uniques))
         else:
             uid = user_vocabulary.index_of(df[user])
