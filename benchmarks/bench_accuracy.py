@@ -423,7 +423,9 @@ def machine_text(meta: dict[str, Any]) -> str:
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), device "
         f"{m['device']}, torch {m['torch']}"
         + ("" if load is None else f", load average {load:.1f} at the end of the run")
-        + f"; measured {meta['date']}, seeds: {meta['seeds']}"
+        + f"; measured {meta['date']}"
+        + (f" at commit {m['git']}" if m.get("git") else "")
+        + f", seeds: {meta['seeds']}"
     )
 
 

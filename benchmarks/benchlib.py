@@ -61,10 +61,35 @@ def machine_facts(threads: int, device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "command": command_line(),
         "load_average": load_average(),
+        "git": git_revision(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
     return facts
+
+
+def git_revision() -> str | None:
+    """The checked-out commit, with ``+dirty`` when the package's files have local changes."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gru4rec"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def load_average() -> float | None:
