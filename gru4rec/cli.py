@@ -486,6 +486,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_THREADS_HELP = (
+    "torch CPU threads (default: torch's choice; GRU4Rec's matrix products are small, and 1 is "
+    "often fastest, always on a busy machine)"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (plus where to find help)."""
 
@@ -530,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation sessions: the last item of each is held out and scored per epoch "
         "with --stopping-criterion; the best epoch is kept unless --keep-last",
     )
-    train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    train.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     _add_input_options(train)
     _add_estimator_options(train)
@@ -553,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--last-only", action="store_true", help="only each session's last item")
     evaluate.add_argument("--ndcg", action="store_true", help="also print NDCG@K")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    evaluate.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_input_options(evaluate)
     evaluate.set_defaults(func=_evaluate)
@@ -570,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--model", required=True, help="a model written by 'train'")
     recommend.add_argument("-k", type=int, default=20, help="recommendations per session")
     recommend.add_argument("--out", help="output CSV (default: standard output)")
-    recommend.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    recommend.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
     recommend.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_input_options(recommend)
     recommend.set_defaults(func=_recommend)
@@ -593,7 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--learning-rate", type=float, default=0.1)
     demo.add_argument("--test-share", type=float, default=0.1, help="share of the time span")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    demo.add_argument(
+        "--threads", type=_positive_int, default=1, help="torch CPU threads (small model: 1)"
+    )
     demo.set_defaults(func=_demo)
     return parser
 
