@@ -136,6 +136,10 @@ class _GRU4RecBase(BaseEstimator):
         for key, value in self.get_params(deep=False).items():
             if isinstance(value, StoppingCriterion):
                 value = value.name
+            if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
+                value = value.item()
+            if isinstance(value, torch.device):
+                value = str(value)
             parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
 
@@ -361,6 +365,8 @@ class _GRU4RecBase(BaseEstimator):
                 # on a GPU the variable count would cost a host sync per refill only,
                 # but duplicates are cheap there anyway.
                 dedup=device.type == "cpu",
+                # No more draws than the whole fit can use (tiny fits stay cheap).
+                buffer_size=min(2**22, self._n_negatives() * schedule.n_steps * self.max_epochs),
             )
         log_counts = None
         if loss_cfg.logq > 0:
@@ -698,6 +704,7 @@ class _GRU4RecBase(BaseEstimator):
         return {
             "class": self.name,
             "params": params,
+            "architecture": self.model_.config(),
             "n_items": int(self.n_items_),
             "seed": int(self.seed_),
             "best_value": self.best_value_,
@@ -738,13 +745,15 @@ class _GRU4RecBase(BaseEstimator):
         self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
         ids = meta["item_ids"]
         self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
-        model = GRU4RecNet(
-            self.n_items_,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            embedding_size=self.num_components,
-            constrained=self.constrained_embedding,
-        )
+        # The architecture the weights were trained with (older files: the parameters).
+        arch = meta.get("architecture") or {
+            "n_items": self.n_items_,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "embedding_size": self.num_components,
+            "constrained": self.constrained_embedding,
+        }
+        model = GRU4RecNet(**arch)
         model.load_state_dict(state)
         self.model_ = model.to(self.device_)
         return self
@@ -755,23 +764,20 @@ class _GRU4RecBase(BaseEstimator):
         if "model_" in state:
             buf = io.BytesIO()
             torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
-            state["model_"] = buf.getvalue()
+            # The architecture travels with the weights: parameters may have been
+            # changed with set_params since the fit.
+            state["model_"] = (self.model_.config(), buf.getvalue())
             state["device_"] = str(self.device_)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        blob = state.get("model_")
+        packed = state.get("model_")
         self.__dict__.update(state)
-        if isinstance(blob, bytes):
+        if isinstance(packed, tuple):
+            arch, blob = packed
             weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
             device = _runtime_device(state["device_"])
-            model = GRU4RecNet(
-                self.n_items_,
-                hidden_size=self.hidden_size,
-                num_layers=self.num_layers,
-                embedding_size=self.num_components,
-                constrained=self.constrained_embedding,
-            )
+            model = GRU4RecNet(**arch)
             model.load_state_dict(weights)
             self.model_ = model.to(device)
             self.device_ = device
@@ -785,7 +791,7 @@ def _is_single_session(sessions: Any) -> bool:
         )
     if len(sessions) == 0:
         return True
-    first = sessions[0]
+    first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
     return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
 
 

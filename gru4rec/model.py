@@ -81,6 +81,16 @@ class GRU4RecNet(nn.Module):
                 nn.GRUCell(sizes[i], self.hidden_size) for i in range(self.num_layers)
             )
 
+    def config(self) -> dict[str, int | bool]:
+        """Constructor arguments that rebuild this architecture (plain data)."""
+        return {
+            "n_items": self.n_items,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "embedding_size": self.embedding_size,
+            "constrained": self.constrained,
+        }
+
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Glorot-uniform init per gate block, zero biases (as the reference implementation)."""
         h = self.hidden_size

@@ -141,12 +141,6 @@ def test_batch_rows_equal_single_session_calls(model):
     assert not np.allclose(scores[0], scores[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _is_single_session (gru4rec/estimator.py) reads sessions[0], a label lookup "
-    "on a pandas Series: a batch from df.groupby(session)[item].apply(list) whose index lacks "
-    "0 raises KeyError: 0 instead of being read as a batch",
-)
 def test_batch_as_a_series_of_lists(model, raw_events):
     sessions = raw_events.groupby("session_id", sort=True)["item_id"].apply(list).iloc[5:8]
     assert 0 not in sessions.index

@@ -271,13 +271,6 @@ def test_check_is_fitted(cls, X):
         check_is_fitted(clone(est))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: __setstate__ (gru4rec/estimator.py) rebuilds GRU4RecNet from the current "
-    "parameters (self.hidden_size, num_layers, num_components, constrained_embedding) instead "
-    "of the fitted architecture, so pickle/deepcopy of a fitted estimator fails after "
-    "set_params(hidden_size=...) without a refit",
-)
 @pytest.mark.parametrize("copier", ["pickle", "deepcopy"])
 def test_pickle_after_set_params_without_refit_keeps_predict(copier, X):
     import copy
@@ -444,13 +437,6 @@ def test_identifier_has_no_object_reprs_or_addresses(crit):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _GRU4RecBase.identifier (gru4rec/estimator.py) formats str parameters with "
-    "{value!r}, so a numpy string (what GridSearchCV yields from a np.array grid) shows as "
-    "np.str_('bpr') under NumPy 2: an object repr, and a different identifier than the "
-    "equal plain-str configuration",
-)
 def test_identifier_of_numpy_parameter_values_equals_plain_values():
     plain = GRU4RecNegSampling(loss_fn="bpr-max", hidden_size=8, learning_rate=0.1, seed=3)
     numpy_values = GRU4RecNegSampling(
