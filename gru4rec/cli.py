@@ -251,12 +251,7 @@ def _progress(total: int, enabled: bool, desc: str, unit: str):
 
 def _save_model(est: Any, path: str) -> None:
     """Write ``est`` to ``path`` in the format :meth:`load` reads."""
-    if inspect.signature(est.save).parameters:  # save(path) where the estimator offers it
-        est.save(path)
-        return
-    from .checkpoint import save_checkpoint
-
-    save_checkpoint(path, est.model_.state_dict(), est._metadata())
+    est.save(path)
 
 
 def _load_model(path: str) -> Any:

@@ -13,6 +13,8 @@ import copy
 import io
 import itertools
 import numbers
+import os
+import pathlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -720,10 +722,16 @@ class _GRU4RecBase(BaseEstimator):
             "history": self.history_,
         }
 
-    def save(self) -> None:
-        """Save the current model to :attr:`filename` (atomically)."""
+    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
+        """Save the current model, atomically, to ``path`` (default: :attr:`filename`).
+
+        Returns the path written. The file holds the weights and plain
+        metadata (parameters, architecture, item ids, history) and loads with
+        ``torch.load(weights_only=True)``.
+        """
         self._check_fitted()
-        save_checkpoint(self.filename, self.model_.state_dict(), self._metadata())
+        target = self.filename if path is None else path
+        return save_checkpoint(target, self.model_.state_dict(), self._metadata())
 
     def load(self, filename: str) -> _GRU4RecBase:
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""

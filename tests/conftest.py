@@ -10,6 +10,20 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests fit tiny models: extra threads only fight over the CI machine's 2 cores.
+
+    (The library itself never changes torch's thread settings; tests may.)
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The shared real-data folder: $GRU4REC_SHARED_DATA, else ../shared/data beside the repo.

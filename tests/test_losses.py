@@ -217,7 +217,7 @@ def test_get_loss_returns_the_named_functions():
     assert get_loss("bpr-max") is bpr_max
     assert get_loss("cross-entropy") is cross_entropy_sampled
     assert set(LOSSES) == {"top1", "top1-max", "bpr", "bpr-max", "cross-entropy"}
-    assert losses.losses.SAMPLED_LOSSES["bpr-max"] is bpr_max
+    assert losses.SAMPLED_LOSSES["bpr-max"] is bpr_max
 
 
 @pytest.mark.parametrize("bad", ["nope", "BPR", "", None, ["bpr"], 3])
