@@ -251,8 +251,10 @@ class NegativeSampler:
         self._next += 1
         return out
 
-    def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next step's negatives as distinct items and the log of their multiplicities.
+
+        The multiplicities are None when every draw of the step is distinct.
 
         Scoring each distinct item once, with ``log(multiplicity)`` added to its
         logit, gives exactly the softmax over the duplicated draws at a fraction
@@ -264,4 +266,6 @@ class NegativeSampler:
             self._refill()
         a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
         self._next += 1
+        if b - a == self.n_samples:  # all distinct: plain columns, no weighting needed
+            return self._unique[a:b], None
         return self._unique[a:b], self._log_mult[a:b]
