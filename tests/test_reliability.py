@@ -330,6 +330,9 @@ def test_validation_out_without_events_raises_before_training(monkeypatch):
     monkeypatch.setattr(est_module, "train_epoch", lambda *a, **k: calls.append(1) or real(*a, **k))
     with pytest.raises(ValueError, match="validation"):
         neg().fit(X, validation_data=(X, X.users_in([])))
+    # Events in validation_out, but none for a session of validation_in: nothing to score.
+    with pytest.raises(ValueError, match="validation"):
+        neg().fit(X, validation_data=(X.users_in([0, 1]), X.users_in([2, 3])))
     assert calls == []
 
 
@@ -968,6 +971,7 @@ def test_next_item_ranks_scores_one_batch_and_chunk_at_a_time(monkeypatch):
 
 def test_predict_topk_scores_one_batch_and_chunk_at_a_time(monkeypatch):
     est = neg(predict_topK=3).fit(_many_sessions())
+    reference = dense(est.predict(_many_sessions()))  # one block, one chunk
     monkeypatch.setattr(est_module, "_EVAL_SLOTS", 8)
     monkeypatch.setattr(est_module, "_SCORE_CHUNK", 16)
     shapes = _record_scoring(monkeypatch)
@@ -975,6 +979,8 @@ def test_predict_topk_scores_one_batch_and_chunk_at_a_time(monkeypatch):
     assert pred.nnz == 40 * 3
     assert max(c for _, _, c in shapes) <= 16
     assert max(r for _, r, _ in shapes) <= 8
+    # Blocks of rows and chunks of items change nothing in the result.
+    np.testing.assert_allclose(dense(pred), reference, rtol=1e-6, atol=1e-6)
 
 
 # =============================================================================================
