@@ -425,9 +425,9 @@ class _GRU4RecBase(BaseEstimator):
                     if improved:
                         self.best_value_ = float(value)
                         self.best_epoch_ = epoch
-                        best_state = _snapshot(model)
+                        best_state = _snapshot(model, into=best_state)
                 self.history_.append(record)
-                last_state = _snapshot(model)
+                last_state = _snapshot(model, into=last_state)
                 progress.update(record)
                 if validation_data is not None and criterion.should_stop:
                     break
@@ -865,8 +865,15 @@ def _all_finite(model: GRU4RecNet, inputs: torch.Tensor, targets: torch.Tensor) 
     return bool(torch.stack(flags).all())
 
 
-def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _snapshot(
+    model: torch.nn.Module, into: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights, written into ``into`` when given (no second copy)."""
+    if into is None:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for k, v in model.state_dict().items():
+        into[k].copy_(v)
+    return into
 
 
 def _concat(a: InteractionMatrix, b: InteractionMatrix) -> InteractionMatrix:

@@ -114,6 +114,7 @@ def score_topk(
                 val, pos = torch.topk(val, k, dim=1)
                 idx = idx.gather(1, pos)
             best_val, best_idx = val, idx
+            del scores  # free this chunk before the next one is computed
         values.append(best_val)
         indices.append(best_idx)
     if not values:
@@ -165,5 +166,6 @@ def next_item_ranks(
                 own = scores.gather(1, local)
                 scores.scatter_(1, local, torch.where(inside, float("-inf"), own))
                 rank += (scores >= target_score).sum(dim=1)
+                del scores  # free this chunk before the next one is computed
         ranks.index_copy_(0, events, rank)
     return ranks[torch.as_tensor(has_next, device=device)].cpu().numpy()
