@@ -254,7 +254,8 @@ class NegativeSampler:
     def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next step's negatives as distinct items and the log of their multiplicities.
 
-        The multiplicities are None when every draw of the step is distinct.
+        When fewer than 10% of the draws repeat, the raw draws come back instead,
+        with None for the multiplicities.
 
         Scoring each distinct item once, with ``log(multiplicity)`` added to its
         logit, gives exactly the softmax over the duplicated draws at a fraction
@@ -266,6 +267,8 @@ class NegativeSampler:
             self._refill()
         a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
         self._next += 1
-        if b - a == self.n_samples:  # all distinct: plain columns, no weighting needed
-            return self._unique[a:b], None
+        if b - a > 0.9 * self.n_samples:
+            # Few repeats: scoring the raw draws as plain columns is cheaper than the
+            # weighted losses (and exactly the same loss).
+            return self._buffer[self._next - 1], None
         return self._unique[a:b], self._log_mult[a:b]

@@ -323,3 +323,8 @@ def test_log_weights_equal_duplicated_columns(name):
     (grad_w,) = torch.autograd.grad(loss_w, base)
     assert loss_w.item() == pytest.approx(loss_dup.item(), rel=1e-12)
     assert torch.allclose(grad_w, grad_dup, atol=1e-12)
+
+
+def test_bpr_hand_written_backward_passes_gradcheck():
+    scores = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(losses.bpr, (scores,))
