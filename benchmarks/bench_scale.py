@@ -149,7 +149,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     del df
     gen_s = time.perf_counter() - t0
 
-    params = {**CONFIGS[args.config], "max_epochs": args.epochs, "seed": 0, "device": "cpu"}
+    params = {**CONFIGS[args.config], "max_epochs": args.epochs, "seed": 0, "device": args.device}
     est = GRU4RecNegSampling(**params)
     can_reset = _reset_peak()
     base = _rss_mb()
@@ -229,6 +229,8 @@ def run_one(args: argparse.Namespace, n_items: int) -> dict[str, Any]:
         str(args.topk),
         "--seed",
         str(args.seed),
+        "--device",
+        args.device,
         "--predict-sessions",
         *map(str, args.predict_sessions),
     ]
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         help="sessions to predict (one measurement each)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--name", default="scale", help="results folder name")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
