@@ -29,11 +29,11 @@ def walk(
     device: torch.device,
     select: np.ndarray,
 ):
-    """Walk all sessions; yield ``(row_ids, outputs)`` for the selected rows of each step.
+    """Walk all sessions; yield ``(events, outputs)`` for the selected events of each step.
 
-    ``select`` is a boolean per schedule row (in schedule order is not required:
-    it is indexed by event). Yields device tensors: the event index of each
-    selected row and the GRU output after reading that event.
+    ``select`` is a boolean per event (aligned with ``items``). Yields device
+    tensors: the index of each selected event and the GRU output after reading
+    it. Puts the model in evaluation mode (no dropout).
     """
     schedule = session_parallel_schedule(
         offsets, _by_length(offsets), batch_size, include_last=True
