@@ -21,17 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--hidden-size", "16", "--max-epochs", "1", "--batch-size", "32", "--seed", "0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Train with one thread: on a busy 2-core machine more threads are many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """train.csv / test.csv with string ids, and a model trained on them by the CLI."""

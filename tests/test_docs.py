@@ -17,17 +17,6 @@ _MD_BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 _RST_BLOCK = re.compile(r"^\.\. code-block:: python[^\n]*\n((?:[ \t]*\n|[ \t]+[^\n]*\n)+)", re.M)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Train with one thread: on a busy 2-core machine more threads are many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def python_blocks(path: Path) -> list[str]:
     """The Python code blocks of a Markdown (```python) or reStructuredText file."""
     text = path.read_text()

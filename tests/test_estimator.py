@@ -19,16 +19,6 @@ from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_spli
 from gru4rec.losses import LOSSES
 from gru4rec.metrics import recall_at_k
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models: more threads only add contention on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL = dict(hidden_size=16, batch_size=32, max_epochs=2, num_negatives=16, device="cpu")
 
 

@@ -24,15 +24,6 @@ from gru4rec import (
 from gru4rec.checkpoint import FORMAT, CheckpointError
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL = dict(hidden_size=16, batch_size=32, num_negatives=16, device="cpu", seed=0)
 
 

@@ -7,21 +7,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.exceptions import NotFittedError
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
 from gru4rec.datasets import make_synthetic_sessions
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models: more threads only add contention on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 N_ITEMS = 40
 SMALL = dict(hidden_size=16, batch_size=32, max_epochs=2, device="cpu", seed=0)

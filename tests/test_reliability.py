@@ -31,15 +31,6 @@ from gru4rec.optim import RowSparseOptimizer, _sum_blocks
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models on a shared machine: more threads only add contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True, scope="module")
 def _small_negative_buffers():
     # The sampler draws 2**22 negatives per refill by default, which dominates a fit of a few
     # dozen events. A smaller buffer changes nothing but the chunking of the draws, and every

@@ -38,15 +38,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = [GRU4RecNegSampling, GRU4RecCrossEntropy]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models: more threads only add contention on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL = dict(hidden_size=16, batch_size=32, max_epochs=2, device="cpu")
 
 
