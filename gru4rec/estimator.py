@@ -563,7 +563,9 @@ class _GRU4RecBase(BaseEstimator):
         parts = []
         with torch.no_grad():
             for s in range(0, len(users), block):
-                scores = self.model_.score(states[s : s + block], self.model_.item_output)
+                scores = self.model_.score(
+                    states[s : s + block], self.model_.item_output, self.model_.item_bias
+                )
                 parts.append(sp.csr_matrix(scores.cpu().numpy()))
         dense_rows = sp.vstack(parts, format="csr")
         expand = sp.csr_matrix(
@@ -858,7 +860,7 @@ def _all_finite(model: GRU4RecNet, inputs: torch.Tensor, targets: torch.Tensor) 
     was_training = model.training
     model.eval()
     out, _ = model.step(model.input_vectors(inputs), model.init_hidden(len(inputs), inputs.device))
-    scores = model.score(out, model.item_output.index_select(0, targets))
+    scores = model.score_items(out, targets)
     model.train(was_training)
     flags = [torch.isfinite(p).all() for p in model.parameters()]
     flags.append(torch.isfinite(scores).all())

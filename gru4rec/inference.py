@@ -152,13 +152,13 @@ def next_item_ranks(
     for events, out in walk(model, items, offsets, batch_size, device, has_next):
         target = items_dev[events + 1]
         if single_chunk:
-            scores = model.score(out, model.item_output)
+            scores = model.score(out, model.item_output, model.item_bias)
             target_score = scores.gather(1, target[:, None])
             rank = (scores >= target_score).sum(dim=1)
         else:
             rows = model.item_output.index_select(0, target)
-            h = model.hidden_size
-            target_score = ((out * rows[:, :h]).sum(dim=1) + rows[:, h])[:, None]
+            bias = model.item_bias.index_select(0, target)
+            target_score = (out * rows).sum(dim=1, keepdim=True) + bias
             rank = torch.ones(len(target), dtype=torch.int64, device=device)
             for start, scores in model.score_chunks(out, chunk_size):
                 local = (target - start).clamp(0, scores.shape[1] - 1)[:, None]

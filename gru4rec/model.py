@@ -4,8 +4,9 @@ Item tables (the input embedding and the output matrix) are plain tensors that
 autograd never sees whole: a training step gathers the rows it needs into a
 leaf tensor (:meth:`GRU4RecNet.gather_rows`), and the optimiser writes the
 updated rows back. The cost of a step therefore never depends on the size of
-the catalogue. The output table holds the item's output vector and its bias in
-one row (``hidden_size + 1`` columns), so scoring is a single matrix product.
+the catalogue. The output bias is a table of its own (``item_bias``), so an item
+read only as an input (shared embedding) never touches its bias or the bias's
+optimiser state, as in the reference implementation.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class GRU4RecNet(nn.Module):
         self.embedding_size = self.hidden_size if constrained else int(embedding_size)
         # Plain tensors (no autograd): rows are gathered and updated sparsely.
         self.item_output = nn.Parameter(
-            torch.zeros(self.n_items, self.hidden_size + 1), requires_grad=False
+            torch.zeros(self.n_items, self.hidden_size), requires_grad=False
         )
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items, 1), requires_grad=False)
         if not self.constrained:
             self.item_embedding = nn.Parameter(
                 torch.zeros(self.n_items, self.embedding_size), requires_grad=False
@@ -94,9 +96,9 @@ class GRU4RecNet(nn.Module):
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Glorot-uniform init per gate block, zero biases (as the reference implementation)."""
         h = self.hidden_size
-        _glorot_(self.item_output[:, :h], self.n_items, h, generator)
+        _glorot_(self.item_output, self.n_items, h, generator)
         with torch.no_grad():
-            self.item_output[:, h].zero_()
+            self.item_bias.zero_()
         if not self.constrained:
             _glorot_(self.item_embedding, self.n_items, self.embedding_size, generator)
         for cell in self.cells:
@@ -114,7 +116,7 @@ class GRU4RecNet(nn.Module):
 
     def item_tables(self) -> dict[str, torch.Tensor]:
         """The row-sparse item tables by name."""
-        tables = {"item_output": self.item_output}
+        tables = {"item_output": self.item_output, "item_bias": self.item_bias}
         if not self.constrained:
             tables["item_embedding"] = self.item_embedding
         return tables
@@ -123,15 +125,6 @@ class GRU4RecNet(nn.Module):
     def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """A leaf copy of ``table[rows]`` that collects the gradient of those rows."""
         return table.index_select(0, rows).requires_grad_(True)
-
-    @staticmethod
-    def score_augmented(out_aug: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Scores of ``[out | 1]`` against gathered rows ``[w | b]``: one product, no slicing.
-
-        Used in training, where slicing the gathered rows would cost a
-        zero-filled gradient buffer per slice in the backward pass.
-        """
-        return out_aug @ rows.t()
 
     def init_hidden(self, batch_size: int, device: torch.device | str) -> list[torch.Tensor]:
         return [
@@ -162,18 +155,24 @@ class GRU4RecNet(nn.Module):
     def input_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """Input vectors of ``items`` (no gradient; for inference)."""
         if self.constrained:
-            return self.item_output.index_select(0, items)[:, : self.hidden_size]
+            return self.item_output.index_select(0, items)
         return self.item_embedding.index_select(0, items)
 
     @staticmethod
-    def score(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Scores ``out @ w.T + b`` against gathered output rows ``[w | b]``."""
-        h = out.shape[1]
-        return torch.addmm(rows[:, h], out, rows[:, :h].t())
+    def score(out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Scores ``out @ weights.T + bias`` (``bias`` of shape ``(n, 1)``), one product."""
+        return torch.addmm(bias.t(), out, weights.t())
+
+    def score_items(self, out: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of ``out`` against the given items (no gradient)."""
+        return self.score(
+            out, self.item_output.index_select(0, items), self.item_bias.index_select(0, items)
+        )
 
     def score_chunks(
         self, out: torch.Tensor, chunk_size: int = 65536
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Scores of ``out`` against the whole catalogue, ``chunk_size`` items at a time."""
         for start in range(0, self.n_items, chunk_size):
-            yield start, self.score(out, self.item_output[start : start + chunk_size])
+            stop = start + chunk_size
+            yield start, self.score(out, self.item_output[start:stop], self.item_bias[start:stop])

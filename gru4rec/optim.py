@@ -63,6 +63,9 @@ class RowSparseOptimizer:
         self._acc: dict[int, torch.Tensor] = {}
         self._vel: dict[int, torch.Tensor] = {}
         self._owners: dict[str, torch.Tensor] = {}
+        # Compact the distinct rows of a step (CPU) or update every occurrence (no host
+        # sync, for accelerators); None picks by the rows' device.
+        self.compact: bool | None = None
         for p in [*self.dense_params, *self.tables.values()]:
             if algorithm == "adagrad":
                 # eps lives in the accumulator from the start: sqrt(acc) is then
@@ -116,13 +119,21 @@ class RowSparseOptimizer:
 
     @torch.no_grad()
     def step_rows(
-        self, name: str, rows: torch.Tensor, grad: torch.Tensor | Sequence[torch.Tensor]
+        self,
+        name: str,
+        rows: torch.Tensor,
+        grad: torch.Tensor | Sequence[torch.Tensor],
+        leading: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Update rows ``rows`` of table ``name`` with ``grad`` (one gradient row per index).
 
         ``grad`` may also be a list of gradient blocks that, stacked, align with
         ``rows`` (saves concatenating them). Gradients of repeated rows are
         summed first, then every distinct row is updated once.
+
+        ``leading`` maps other tables (e.g. the output bias) to gradients of the
+        first ``len(gradient)`` entries of ``rows`` only; those tables are updated
+        at those rows, sharing the work of finding the distinct rows.
         """
         table = self.tables[name]
         blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
@@ -131,19 +142,37 @@ class RowSparseOptimizer:
         pos = torch.arange(n, device=rows.device)
         owner.index_put_((rows,), pos)
         rep = owner.index_select(0, rows)  # one representative position per distinct row
-        if rows.device.type == "cpu":
+        compact = self.compact if self.compact is not None else rows.device.type == "cpu"
+        if compact:
             # Compact the distinct rows (no sort: torch's CPU sort costs more than the update).
             is_rep = rep == pos
             uniq = rows[is_rep]
             inverse = (torch.cumsum(is_rep, 0) - 1).index_select(0, rep)
             g = _sum_blocks(blocks, inverse, uniq.shape[0])
             self._update_distinct(table, uniq, g)
+            for other, other_grad in (leading or {}).items():
+                k = other_grad.shape[0]
+                touched = torch.zeros(uniq.shape[0], dtype=torch.bool, device=rows.device)
+                touched[inverse[:k]] = True
+                sel = touched.nonzero().squeeze(1)
+                g_other = other_grad.new_zeros(uniq.shape[0], other_grad.shape[1])
+                g_other.index_add_(0, inverse[:k], other_grad)
+                self._update_distinct(
+                    self.tables[other], uniq.index_select(0, sel), g_other.index_select(0, sel)
+                )
         else:
             # On an accelerator the size of the distinct set would cost a host sync:
             # every occurrence computes the same update from the same summed
             # gradient and old state instead, so the repeated writes agree.
             g = _sum_blocks(blocks, rep, n).index_select(0, rep)
             self._update_repeated(table, rows, g)
+            for other, other_grad in (leading or {}).items():
+                k = other_grad.shape[0]
+                g_other = torch.zeros(n, other_grad.shape[1], device=rows.device)
+                g_other.index_add_(0, rep[:k], other_grad)
+                self._update_repeated(
+                    self.tables[other], rows[:k], g_other.index_select(0, rep[:k])
+                )
 
     def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(table))

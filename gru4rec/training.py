@@ -112,15 +112,12 @@ def train_epoch(
     """
     model.train()
     device = data.inputs.device
-    h = model.hidden_size
     offs = data.step_offsets
     n_steps = len(offs) - 1
     batch = int(offs[1] - offs[0]) if n_steps else 0
     hidden = model.init_hidden(batch, device)
     total = torch.zeros((), device=device)
-    out_table = model.item_output
-
-    ones = torch.ones(batch, 1, device=device)
+    out_table, bias_table = model.item_output, model.item_bias
     window_loss: torch.Tensor | None = None
     updates: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
     for t in range(n_steps):
@@ -140,25 +137,28 @@ def train_epoch(
         # Leaves hold only the rows this step reads; their grads go to the optimiser.
         if loss.full:
             out_leaf = out_table.detach().requires_grad_(True)
+            bias_leaf = bias_table.detach().requires_grad_(True)
             cols = None
         else:
             cols = y if negatives is None else torch.cat([y, negatives])
             out_leaf = model.gather_rows(out_table, cols)
+            bias_leaf = model.gather_rows(bias_table, cols)
         if model.constrained:
-            emb_leaf = model.gather_rows(out_table, x)
-            emb = emb_leaf[:, :h]
-            emb_name = "item_output"
+            # The input vector is the output row; the bias is not read.
+            emb = model.gather_rows(out_table, x)
+            emb_name = _INPUT_ROWS
         else:
-            emb_leaf = emb = model.gather_rows(model.item_embedding, x)
+            emb = model.gather_rows(model.item_embedding, x)
             emb_name = "item_embedding"
 
         out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
-        scores = model.score_augmented(torch.cat([out, ones[:b]], dim=1), out_leaf)
+        scores = model.score(out, out_leaf, bias_leaf)
         step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
         total += step_loss.detach() * b
         window_loss = step_loss if window_loss is None else window_loss + step_loss
         updates.append(("item_output", out_leaf, cols))
-        updates.append((emb_name, emb_leaf, x))
+        updates.append(("item_bias", bias_leaf, cols))
+        updates.append((emb_name, emb, x))
 
         if (t + 1) % bptt == 0 or t == n_steps - 1:
             window_loss.backward()
@@ -167,6 +167,10 @@ def train_epoch(
             updates = []
             hidden = [hl.detach() for hl in hidden]
     return total
+
+
+# Update name of the output table's rows read as inputs (shared embedding).
+_INPUT_ROWS = "item_output:input"
 
 
 def _update(
@@ -180,20 +184,31 @@ def _update(
         grads += [leaf.grad for _, leaf, _ in updates if leaf.grad is not None]
         clip_grad_norm(grads, clipnorm)
     optimizer.step_dense()
-    # Full-table gradients first; row updates of one table go in one call so that
-    # repeated rows (e.g. an input item that is also a target) are summed first.
+    full: dict[str, torch.Tensor] = {}
     sparse: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     for name, leaf, rows in updates:
         if leaf.grad is None:
             continue
         if rows is None:
-            optimizer.step_table(name, leaf.grad)
+            full[name] = leaf.grad if name not in full else full[name] + leaf.grad
         else:
             entry = sparse.setdefault(name, ([], []))
             entry[0].append(rows)
             entry[1].append(leaf.grad)
+    # One update per table, so repeated rows (an input item that is also a target)
+    # get their gradients summed first. The output rows go first, then the rows read
+    # as inputs: the bias, which has exactly the output rows, rides on the same pass.
+    out_rows, out_grads = sparse.pop("item_output", ([], []))
+    in_rows, in_grads = sparse.pop(_INPUT_ROWS, ([], []))
+    _, bias_grads = sparse.pop("item_bias", ([], []))
+    if "item_output" in full:
+        for r, g in zip(in_rows, in_grads, strict=True):
+            full["item_output"].index_add_(0, r, g)
+    elif out_rows or in_rows:
+        rows = torch.cat(out_rows + in_rows)
+        leading = {"item_bias": torch.cat(bias_grads)} if bias_grads else None
+        optimizer.step_rows("item_output", rows, out_grads + in_grads, leading=leading)
     for name, (rows, grads) in sparse.items():
-        if len(rows) == 1:
-            optimizer.step_rows(name, rows[0], grads[0])
-        else:
-            optimizer.step_rows(name, torch.cat(rows), grads)
+        optimizer.step_rows(name, torch.cat(rows), grads)
+    for name, grad in full.items():
+        optimizer.step_table(name, grad)

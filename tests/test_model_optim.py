@@ -34,8 +34,8 @@ def test_reset_parameters_glorot_per_gate_block_and_zero_biases():
     net = GRU4RecNet(n_items, hidden_size=h, num_layers=2, embedding_size=emb)
     net.reset_parameters(torch.Generator().manual_seed(0))
 
-    _check_uniform_block(net.item_output[:, :h], _bound(n_items, h))
-    assert torch.count_nonzero(net.item_output[:, h]) == 0
+    _check_uniform_block(net.item_output, _bound(n_items, h))
+    assert torch.count_nonzero(net.item_bias) == 0
     _check_uniform_block(net.item_embedding, _bound(n_items, emb))
 
     inputs = [emb, h]
@@ -75,16 +75,16 @@ def test_constrained_embedding_shares_the_output_table():
     net.reset_parameters(torch.Generator().manual_seed(0))
     assert net.embedding_size == 6
     assert not hasattr(net, "item_embedding")
-    assert set(net.item_tables()) == {"item_output"}
+    assert set(net.item_tables()) == {"item_output", "item_bias"}
     items = torch.tensor([3, 0, 3, 14])
-    assert torch.equal(net.input_vectors(items), net.item_output[items, :6])
+    assert torch.equal(net.input_vectors(items), net.item_output[items])
     assert net.cells[0].input_size == 6
 
 
 def test_separate_embedding_is_used_for_inputs():
     net = GRU4RecNet(15, hidden_size=6, embedding_size=4)
     net.reset_parameters(torch.Generator().manual_seed(0))
-    assert set(net.item_tables()) == {"item_output", "item_embedding"}
+    assert set(net.item_tables()) == {"item_output", "item_bias", "item_embedding"}
     items = torch.tensor([1, 2])
     assert torch.equal(net.input_vectors(items), net.item_embedding[items])
     # The item tables are not autograd parameters; the GRU weights are.
@@ -100,16 +100,18 @@ def _net(seed=0, **kw):
     net = GRU4RecNet(kw.pop("n_items", 25), **{"hidden_size": 5, "embedding_size": 4, **kw})
     net.reset_parameters(torch.Generator().manual_seed(seed))
     with torch.no_grad():  # non-zero biases so that scoring uses them
-        net.item_output[:, -1].uniform_(-1, 1, generator=torch.Generator().manual_seed(9))
+        net.item_bias.uniform_(-1, 1, generator=torch.Generator().manual_seed(9))
     return net
 
 
 def test_score_is_dot_product_plus_bias_and_chunks_agree():
     net = _net()
     out = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
-    full = net.score(out, net.item_output)
-    w, b = net.item_output[:, :5], net.item_output[:, 5]
+    full = net.score(out, net.item_output, net.item_bias)
+    w, b = net.item_output, net.item_bias[:, 0]
     assert torch.allclose(full, out @ w.T + b, atol=1e-6)
+    items = torch.tensor([4, 0, 4])
+    assert torch.allclose(net.score_items(out, items), full[:, items], atol=1e-6)
     chunks = torch.cat([s for _, s in net.score_chunks(out, chunk_size=7)], dim=1)
     starts = [start for start, _ in net.score_chunks(out, chunk_size=7)]
     assert starts == [0, 7, 14, 21]

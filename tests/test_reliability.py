@@ -27,7 +27,7 @@ import gru4rec.training as training_module
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
 from gru4rec.estimator import TrainingDivergedError
 from gru4rec.model import GRU4RecNet
-from gru4rec.optim import RowSparseOptimizer, _sum_blocks
+from gru4rec.optim import RowSparseOptimizer
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -795,17 +795,13 @@ def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
 # =============================================================================================
 
 
-def _accelerator_step_rows(self, name, rows, grad):
+_REAL_STEP_ROWS = RowSparseOptimizer.step_rows
+
+
+def _accelerator_step_rows(self, *args, **kwargs):
     """RowSparseOptimizer.step_rows with the accelerator branch taken on any device."""
-    table = self.tables[name]
-    blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
-    n = rows.shape[0]
-    owner = self._owner_map(name, table)
-    pos = torch.arange(n, device=rows.device)
-    owner.index_put_((rows,), pos)
-    rep = owner.index_select(0, rows)
-    g = _sum_blocks(blocks, rep, n).index_select(0, rep)
-    self._update_repeated(table, rows, g)
+    self.compact = False
+    return _REAL_STEP_ROWS(self, *args, **kwargs)
 
 
 def _optimizer(algorithm: str, momentum: float, seed: int = 0):
@@ -917,14 +913,13 @@ def test_model_trained_on_cuda_unpickles_on_the_cpu():
 def _record_scoring(monkeypatch) -> list[tuple[str, int, int]]:
     """Record (method, rows, items) of every score product the model computes."""
     shapes: list[tuple[str, int, int]] = []
-    for name in ("score", "score_augmented"):
-        real = getattr(GRU4RecNet, name)
+    real = GRU4RecNet.score
 
-        def recording(out, rows, _real=real, _name=name):
-            shapes.append((_name, out.shape[0], rows.shape[0]))
-            return _real(out, rows)
+    def recording(out, weights, bias):
+        shapes.append(("score", out.shape[0], weights.shape[0]))
+        return real(out, weights, bias)
 
-        monkeypatch.setattr(GRU4RecNet, name, staticmethod(recording))
+    monkeypatch.setattr(GRU4RecNet, "score", staticmethod(recording))
     return shapes
 
 
@@ -1031,17 +1026,8 @@ def test_accelerator_sampling_path_trains_like_the_cpu_path(monkeypatch, loss_fn
             kwargs["dedup"] = False
             super().__init__(*args, **kwargs)
 
-    def step_rows_repeated(self, name, rows, grad):
-        table = self.tables[name]
-        grad = grad if isinstance(grad, torch.Tensor) else torch.cat(list(grad))
-        owner = self._owner_map(name, table)
-        owner.index_put_((rows,), torch.arange(rows.shape[0]))
-        rep = owner.index_select(0, rows)
-        summed = torch.zeros_like(grad).index_add_(0, rep, grad).index_select(0, rep)
-        self._update_repeated(table, rows, summed)
-
     monkeypatch.setattr(est_module, "NegativeSampler", Duplicated)
-    monkeypatch.setattr(optim_module.RowSparseOptimizer, "step_rows", step_rows_repeated)
+    monkeypatch.setattr(optim_module.RowSparseOptimizer, "step_rows", _accelerator_step_rows)
     accel_path = neg(**params).fit(df)
     losses_cpu = [h["train_loss"] for h in cpu_path.history_]
     losses_acc = [h["train_loss"] for h in accel_path.history_]
@@ -1049,3 +1035,34 @@ def test_accelerator_sampling_path_trains_like_the_cpu_path(monkeypatch, loss_fn
     np.testing.assert_allclose(
         dense(accel_path.predict(df)), dense(cpu_path.predict(df)), rtol=1e-3, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("bptt", [1, 3])
+@pytest.mark.parametrize("constrained", [True, False])
+def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
+    monkeypatch, bptt, constrained
+):
+    # The output bias is updated in item_output's pass (its rows lead that pass); it must
+    # equal a separate update of the bias at exactly the output rows.
+    df = _many_sessions()
+    params = dict(bptt=bptt, constrained_embedding=constrained, momentum=0.3, max_epochs=2)
+    shared = neg(**params).fit(df)
+
+    def plain_update(model, optimizer, updates, clipnorm):
+        # The straightforward semantics: each table updated on its own, at its own rows.
+        if clipnorm is not None:
+            grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+            training_module.clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
+        optimizer.step_dense()
+        per_table: dict[str, tuple[list, list]] = {}
+        for name, leaf, rows in updates:
+            entry = per_table.setdefault(name.split(":")[0], ([], []))
+            entry[0].append(rows)
+            entry[1].append(leaf.grad)
+        for name, (rows, grads) in per_table.items():
+            optimizer.step_rows(name, torch.cat(rows), torch.cat(grads))
+
+    monkeypatch.setattr(training_module, "_update", plain_update)
+    reference = neg(**params).fit(df)
+    for key, value in reference.model_.state_dict().items():
+        torch.testing.assert_close(shared.model_.state_dict()[key], value, rtol=1e-5, atol=1e-6)
