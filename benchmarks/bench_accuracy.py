@@ -51,21 +51,7 @@ class GRUConfig:
     estimator: str = "GRU4RecNegSampling"
 
 
-RSC15_BEST = {
-    "loss_fn": "cross-entropy",
-    "logq": 1.0,
-    "hidden_size": 100,
-    "constrained_embedding": True,
-    "batch_size": 32,
-    "dropout": 0.0,
-    "dropout_hidden": 0.4,
-    "learning_rate": 0.2,
-    "momentum": 0.2,
-    "num_negatives": 2048,
-    "sample_alpha": 0.5,
-    "clipnorm": None,
-    "max_epochs": 10,
-}
+RSC15_BEST = benchlib.RSC15_BEST
 
 DIGINETICA_BEST = {
     "loss_fn": "bpr-max",
@@ -110,6 +96,19 @@ ALL_CONFIGS = [*GRU_CONFIGS, *BASELINES]
 
 
 # -- data ---------------------------------------------------------------------------------------
+
+
+def _new_row(key: str, system: str, config: str, **extra: Any) -> dict[str, Any]:
+    """An empty result row: per-seed lists filled by the runs."""
+    lists = ("recall", "mrr", "s_per_epoch", "epoch_seconds", "fit_seconds", "eval_seconds")
+    return {
+        "key": key,
+        "system": system,
+        "config": config,
+        **extra,
+        **{name: [] for name in lists},
+        "curves": [],
+    }
 
 
 def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
@@ -230,19 +229,7 @@ def run_gru(key: str, X, T, validation, args: argparse.Namespace) -> dict[str, A
     if args.epochs is not None:
         params["max_epochs"] = args.epochs
     epochs = params.get("max_epochs", cls().max_epochs)
-    row: dict[str, Any] = {
-        "key": key,
-        "system": cfg.system,
-        "config": cfg.config.format(epochs=epochs),
-        "params": params,
-        "recall": [],
-        "mrr": [],
-        "s_per_epoch": [],
-        "epoch_seconds": [],
-        "fit_seconds": [],
-        "eval_seconds": [],
-        "curves": [],
-    }
+    row = _new_row(key, cfg.system, cfg.config.format(epochs=epochs), params=params)
     for seed in range(args.seeds):
         run_params = {**params, "seed": seed, "device": args.device, "verbose": args.verbose}
         if validation is not None:
@@ -320,18 +307,7 @@ def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
         return None
     worker = benchlib.BENCH_DIR / "recpack_worker.py"
     epochs = args.epochs if args.epochs is not None else 5
-    row: dict[str, Any] = {
-        "key": "recpack",
-        "system": "recpack 0.3.6 GRU4RecNegSampling",
-        "config": f"defaults ({epochs} epochs)",
-        "recall": [],
-        "mrr": [],
-        "s_per_epoch": [],
-        "epoch_seconds": [],
-        "fit_seconds": [],
-        "eval_seconds": [],
-        "curves": [],
-    }
+    row = _new_row("recpack", "recpack 0.3.6 GRU4RecNegSampling", f"defaults ({epochs} epochs)")
     with tempfile.TemporaryDirectory(prefix="gru4rec-bench-") as tmp:
         train_csv, test_csv = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
         train.to_csv(train_csv, index=False)

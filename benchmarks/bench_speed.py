@@ -25,17 +25,7 @@ QUICK_CATALOGUES = [1_000, 100_000]
 
 CONFIGS = {
     "RSC15 best (xe, 2048 negatives)": {
-        "loss_fn": "cross-entropy",
-        "logq": 1.0,
-        "hidden_size": 100,
-        "constrained_embedding": True,
-        "batch_size": 32,
-        "dropout_hidden": 0.4,
-        "learning_rate": 0.2,
-        "momentum": 0.2,
-        "num_negatives": 2048,
-        "sample_alpha": 0.5,
-        "clipnorm": None,
+        k: v for k, v in benchlib.RSC15_BEST.items() if k != "max_epochs"
     },
     "recpack defaults (bpr, 50 negatives)": {},
 }
