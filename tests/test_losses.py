@@ -328,3 +328,13 @@ def test_log_weights_equal_duplicated_columns(name):
 def test_bpr_hand_written_backward_passes_gradcheck():
     scores = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(losses.bpr, (scores,))
+
+
+def test_bpr_backward_beyond_the_fast_range_passes_gradcheck():
+    # A negative scoring 90 above its positive: the softplus branch of the forward pass.
+    scores = torch.randn(3, 7, dtype=torch.float64)
+    scores[0, 4] = scores[0, 0] + 90.0
+    scores.requires_grad_(True)
+    assert torch.autograd.gradcheck(losses.bpr, (scores,))
+    r = scores.detach().numpy()
+    assert losses.bpr(scores).item() == pytest.approx(ref_bpr(r), rel=1e-9)
