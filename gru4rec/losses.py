@@ -25,6 +25,7 @@ __all__ = [
     "LOSSES",
     "SAMPLED_LOSSES",
     "bpr",
+    "bpr_from_factors",
     "bpr_max",
     "cross_entropy_full",
     "cross_entropy_sampled",
@@ -104,42 +105,89 @@ def cross_entropy_full(scores: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(scores, targets)
 
 
+def _bpr_terms_(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn ``d = r_i - r_ij`` into ``t = sigmoid(d)`` in place; return ``(sum -log t, t)``.
+
+    Everything happens in the one (B, B + S) buffer, which stays in cache.
+    """
+    # -log(sigmoid(d)) is exact while sigmoid(d) is a normal float (d > -87); the check
+    # reads one value back, free on a CPU. Elsewhere, or beyond that range, softplus(-d)
+    # holds for any score.
+    if d.device.type == "cpu" and bool(d.min() >= -80.0):
+        total = -d.sigmoid_().log_().sum()
+        return total, d.exp_()
+    total = F.softplus(-d).sum()
+    return total, d.sigmoid_()
+
+
+def _bpr_grad_(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The gradient w.r.t. the scores, computed in place over ``t`` (consumed)."""
+    g = t.mul_(-scale).add_(scale)  # d loss / d r_ij = 1 - t
+    # Each positive also appears, with minus sign, in every term of its row;
+    # its own (diagonal) term cancels: 1 - sigmoid(0) in g minus the same in the sum.
+    torch.diagonal(g).sub_(g.sum(dim=1))
+    return g
+
+
+def _bpr_norm(b: int, n: int) -> int:
+    return b * max(n - 1, 1)
+
+
 class _BPR(torch.autograd.Function):
     """Unweighted BPR with a hand-written backward (the default loss: worth fusing).
 
     Works on ``t = sigmoid(r_i - r_ij)``: the loss terms are ``-log t`` and the
-    gradient is ``1 - t``, so a step makes one transcendental pass over the
-    (B, B + S) matrix instead of autograd's chain of subtraction, softplus, sum,
-    sigmoid and broadcast buffers.
+    gradient is ``1 - t``, instead of autograd's chain of subtraction, softplus,
+    sum, sigmoid and broadcast buffers.
     """
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         b, n = scores.shape
-        d = torch.diagonal(scores).unsqueeze(1) - scores  # r_i - r_ij
-        # -log(sigmoid(d)) is exact while sigmoid(d) is a normal float (d > -87); the
-        # check reads one value back, free on a CPU. Elsewhere, or beyond that range,
-        # softplus(-d) holds for any score.
-        if d.device.type == "cpu" and bool(d.min() >= -80.0):
-            t = d.sigmoid_()
-            total = -torch.log(t).sum()
-        else:
-            total = F.softplus(-d).sum()
-            t = d.sigmoid_()
+        total, t = _bpr_terms_(torch.diagonal(scores).unsqueeze(1) - scores)
         ctx.save_for_backward(t)
         # The diagonal terms are -log sigmoid(0) = log 2 each.
-        return (total - b * math.log(2.0)) / (b * max(n - 1, 1))
+        return (total - b * math.log(2.0)) / _bpr_norm(b, n)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (t,) = ctx.saved_tensors
-        b, n = t.shape
-        scale = grad / (b * max(n - 1, 1))
-        g = torch.mul(t, -scale).add_(scale)  # d loss / d r_ij = 1 - t
-        # Each positive also appears, with minus sign, in every term of its row;
-        # its own (diagonal) term cancels: 1 - sigmoid(0) in g minus the same in the sum.
-        torch.diagonal(g).sub_(g.sum(dim=1))
-        return g
+        # A copy keeps t for another backward pass (retain_graph, gradcheck).
+        return _bpr_grad_(t.clone(), grad / _bpr_norm(*t.shape))
+
+
+class _BPRFactors(torch.autograd.Function):
+    """Unweighted BPR of the scores ``out @ weights.T + bias``, computed and
+    differentiated in a single (B, B + S) buffer (the training fast path)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        b, n = out.shape[0], weights.shape[0]
+        d = torch.mm(out, weights.t()).add_(bias.t())
+        pos = torch.diagonal(d).clone().unsqueeze(1)
+        total, t = _bpr_terms_(torch.sub(pos, d, out=d))
+        ctx.save_for_backward(t, out, weights)
+        ctx.consumed = False
+        return (total - b * math.log(2.0)) / _bpr_norm(b, n)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        _consume(ctx)
+        t, out, weights = ctx.saved_tensors
+        g = _bpr_grad_(t, grad / _bpr_norm(*t.shape))
+        grad_out = g @ weights if ctx.needs_input_grad[0] else None
+        grad_weights = g.t() @ out if ctx.needs_input_grad[1] else None
+        grad_bias = g.sum(dim=0).unsqueeze(1) if ctx.needs_input_grad[2] else None
+        return grad_out, grad_weights, grad_bias
+
+
+def _consume(ctx) -> None:
+    # The saved buffer becomes the gradient in place: a second backward would be wrong.
+    if ctx.consumed:
+        raise RuntimeError("the BPR loss supports one backward pass (no retain_graph)")
+    ctx.consumed = True
 
 
 def bpr(scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: object) -> torch.Tensor:
@@ -149,6 +197,16 @@ def bpr(scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: obje
     per_pair = F.softplus(scores - _positives(scores))
     # The diagonal term is softplus(0) = log 2 exactly.
     return _weighted_mean_over_negatives(per_pair, math.log(2.0), log_weights).mean()
+
+
+def bpr_from_factors(out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:func:`bpr` of the scores ``out @ weights.T + bias`` (``bias`` of shape ``(n, 1)``).
+
+    Equal to ``bpr(out @ weights.T + bias.T)`` in value and gradient, without the
+    intermediate (B, B + S) tensors: one buffer is scored, transformed and turned
+    into the gradient in place. Supports a single backward pass.
+    """
+    return _BPRFactors.apply(out, weights, bias)
 
 
 def top1(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .losses import cross_entropy_full, get_loss
+from .losses import bpr_from_factors, cross_entropy_full, get_loss
 from .model import GRU4RecNet
 from .optim import RowSparseOptimizer, clip_grad_norm
 from .samplers import NegativeSampler, Schedule
@@ -154,8 +154,12 @@ def train_epoch(
             emb_name = "item_embedding"
 
         out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
-        scores = model.score(out, out_leaf, bias_leaf)
-        step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
+        if loss.name == "bpr" and log_mult is None:
+            # The default loss: scored and differentiated in one buffer.
+            step_loss = bpr_from_factors(out, out_leaf, bias_leaf)
+        else:
+            scores = model.score(out, out_leaf, bias_leaf)
+            step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
         if b < batch:
             # Rows, not steps, carry equal weight: the shrinking steps at the end of an
             # epoch are scaled down to their share of a full batch, as the reference

@@ -338,3 +338,27 @@ def test_bpr_backward_beyond_the_fast_range_passes_gradcheck():
     assert torch.autograd.gradcheck(losses.bpr, (scores,))
     r = scores.detach().numpy()
     assert losses.bpr(scores).item() == pytest.approx(ref_bpr(r), rel=1e-9)
+
+
+@pytest.mark.parametrize("spread", [1.0, 100.0])  # the fast branch and the softplus one
+def test_bpr_from_factors_equals_bpr_of_the_scores(spread):
+    g = torch.Generator().manual_seed(3)
+    b, s, h = 5, 4, 3
+    factors = [
+        torch.randn(b, h, generator=g, dtype=torch.float64) * spread,
+        torch.randn(b + s, h, generator=g, dtype=torch.float64),
+        torch.randn(b + s, 1, generator=g, dtype=torch.float64),
+    ]
+    a = [f.clone().requires_grad_(True) for f in factors]
+    ref = bpr(a[0] @ a[1].t() + a[2].t())
+    ref.backward()
+    f = [x.clone().requires_grad_(True) for x in factors]
+    got = losses.bpr_from_factors(*f)
+    got.backward()
+    torch.testing.assert_close(got, ref)
+    for x, y in zip(f, a, strict=True):
+        torch.testing.assert_close(x.grad, y.grad)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        loss = losses.bpr_from_factors(*f)
+        loss.backward(retain_graph=True)
+        loss.backward()
