@@ -88,8 +88,9 @@ class RowSparseOptimizer:
         if self.algorithm == "adagrad":
             accs = [self._acc[id(p)] for p in params]
             torch._foreach_addcmul_(accs, grads, grads)
-            d = torch._foreach_rsqrt(accs)
-            torch._foreach_mul_(d, grads)
+            # sqrt then divide: torch's CPU rsqrt is not vectorised (about 3x slower).
+            d = torch._foreach_sqrt(accs)
+            d = torch._foreach_div(grads, d)
         if self.momentum > 0:
             vels = [self._vel[id(p)] for p in params]
             torch._foreach_mul_(vels, self.momentum)
@@ -109,7 +110,7 @@ class RowSparseOptimizer:
         acc = self._acc.get(id(p))
         d = g
         if acc is not None:
-            d = acc.addcmul_(g, g).rsqrt().mul_(g)
+            d = torch.div(g, acc.addcmul_(g, g).sqrt())
         vel = self._vel.get(id(p))
         if vel is not None:
             d = vel.mul_(self.momentum).add_(d, alpha=self.lr)
@@ -179,7 +180,8 @@ class RowSparseOptimizer:
         d = g
         if acc is not None:
             acc.index_add_(0, rows, g * g)
-            d = acc.index_select(0, rows).rsqrt_().mul_(g)
+            a = acc.index_select(0, rows).sqrt_()
+            d = torch.div(g, a, out=a)
         vel = self._vel.get(id(table))
         if vel is not None:
             d = vel.index_select(0, rows).mul_(self.momentum).add_(d, alpha=self.lr)
@@ -194,7 +196,7 @@ class RowSparseOptimizer:
         if acc is not None:
             a = acc.index_select(0, rows).addcmul_(g, g)
             acc.index_copy_(0, rows, a)
-            d = a.rsqrt_().mul_(g)
+            d = torch.div(g, a.sqrt_(), out=a)
         vel = self._vel.get(id(table))
         if vel is not None:
             d = vel.index_select(0, rows).mul_(self.momentum).add_(d, alpha=self.lr)
