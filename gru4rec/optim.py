@@ -247,8 +247,7 @@ def clip_grad_norm(grads: Sequence[torch.Tensor], max_norm: float) -> None:
     """
     if not grads:
         return
-    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
-    total = torch.linalg.vector_norm(norms)
+    grads = list(grads)
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     coef = (max_norm / (total + 1e-6)).clamp_(max=1.0)
-    for g in grads:
-        g.mul_(coef)
+    torch._foreach_mul_(grads, coef)
