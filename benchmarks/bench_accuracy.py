@@ -414,18 +414,48 @@ def describe(meta: dict[str, Any]) -> str:
     )
 
 
+# Per-epoch training times measured with one torch thread on this split (the issue tracker's
+# reference figures) and the share of them each of our configurations may take.
+REFERENCE_EPOCH_SECONDS = {"rsc15-best": ("the official GRU4Rec", 16.9, 1 / 3)}
+RECPACK_REFERENCE_SECONDS = 15.0
+
+
+def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per configuration comparing its median epoch time with its reference."""
+    median = {r["key"]: statistics.median(r["s_per_epoch"]) for r in rows if r["s_per_epoch"]}
+    lines = []
+    for key, (who, ref, share) in REFERENCE_EPOCH_SECONDS.items():
+        if key in median:
+            lines.append(
+                f"- {key}: {median[key]:.2f} s/epoch = {median[key] / ref:.1%} of {who}'s "
+                f"{ref} s (reference figure; target <= {share:.0%})"
+            )
+    if "recpack-defaults" in median:
+        ours = median["recpack-defaults"]
+        text = (
+            f"- recpack-defaults: {ours:.2f} s/epoch = {ours / RECPACK_REFERENCE_SECONDS:.1%} "
+            f"of recpack's reference {RECPACK_REFERENCE_SECONDS} s"
+        )
+        if "recpack" in median:
+            text += f", {ours / median['recpack']:.1%} of recpack measured in this run"
+        lines.append(text + " (target <= 10%)")
+    return lines
+
+
 def publish(out_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Copy the table and plots to docs/benchmarks/ and the table into the README."""
     docs = benchlib.DOCS_BENCH_DIR
     docs.mkdir(parents=True, exist_ok=True)
     for png in sorted(out_dir.glob("*.png")):
         shutil.copy2(png, docs / png.name)
-    table = benchlib.markdown_table(rows)
+    table = "\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows)])
     note = describe(meta)
     (docs / "latest.md").write_text(table + "\n\n" + note + "\n")
     d = meta["data"]
     rst = [
         benchlib.rst_table(rows),
+        "",
+        *time_ratios(rows),
         "",
         f"Data: ``{d['name']}`` ({d['train_events']} training events, {d['n_items']} items; "
         f"{d['n_predictions']} test predictions). Machine: {machine_text(meta)}. Produced by::",
@@ -496,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = benchlib.RESULTS_DIR / args.from_results
         saved = json.loads((out_dir / "results.json").read_text())
         rows = saved.pop("rows")
-        print(benchlib.markdown_table(rows))
+        saved.pop("time_ratios", None)
+        print("\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows)]))
         if args.publish:
             publish(out_dir, saved, rows)
         return 0
@@ -549,9 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     table = benchlib.markdown_table(rows)
-    print(table)
-    (out_dir / "table.md").write_text(table + "\n\n" + describe(meta) + "\n")
-    benchlib.write_json(out_dir / "results.json", {**meta, "rows": rows})
+    ratios = time_ratios(rows)
+    print("\n".join([table, "", *ratios]))
+    (out_dir / "table.md").write_text("\n".join([table, "", *ratios, "", describe(meta)]) + "\n")
+    benchlib.write_json(out_dir / "results.json", {**meta, "time_ratios": ratios, "rows": rows})
     if plot_curves(rows, out_dir / "curves.png", f"{name}: test Recall@{K} per epoch"):
         print(f"wrote {out_dir / 'curves.png'}", file=sys.stderr)
     if args.speed:
