@@ -105,27 +105,42 @@ def cross_entropy_full(scores: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(scores, targets)
 
 
-def _bpr_terms_(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _bpr_terms_(
+    d: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn ``d = r_i - r_ij`` into ``t = sigmoid(d)`` in place; return ``(sum -log t, t)``.
 
-    Everything happens in the one (B, B + S) buffer, which stays in cache.
+    With ``weights`` (one per column), column ``j`` counts ``weights[j]`` times in the
+    sum. Everything happens in the one (B, N) buffer, which stays in cache.
     """
     # -log(sigmoid(d)) is exact while sigmoid(d) is a normal float (d > -87); the check
     # reads one value back, free on a CPU. Elsewhere, or beyond that range, softplus(-d)
     # holds for any score.
     if d.device.type == "cpu" and bool(d.min() >= -80.0):
-        total = -d.sigmoid_().log_().sum()
-        return total, d.exp_()
-    total = F.softplus(-d).sum()
+        log_t = d.sigmoid_().log_()
+        total = -(log_t.sum() if weights is None else log_t.sum(dim=0) @ weights)
+        return total, log_t.exp_()
+    terms = F.softplus(-d)
+    total = terms.sum() if weights is None else terms.sum(dim=0) @ weights
     return total, d.sigmoid_()
 
 
-def _bpr_grad_(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def _bpr_grad_(
+    t: torch.Tensor,
+    scale: torch.Tensor,
+    positives: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The gradient w.r.t. the scores, computed in place over ``t`` (consumed)."""
-    g = t.mul_(-scale).add_(scale)  # d loss / d r_ij = 1 - t
-    # Each positive also appears, with minus sign, in every term of its row;
-    # its own (diagonal) term cancels: 1 - sigmoid(0) in g minus the same in the sum.
-    torch.diagonal(g).sub_(g.sum(dim=1))
+    w = scale if weights is None else (weights * scale).unsqueeze(0)
+    g = t.mul_(-w).add_(w)  # d loss / d r_ij = w_j (1 - t_ij)
+    # Each positive also appears, with minus sign, in every term of its row; its own
+    # term cancels: the same w (1 - sigmoid(0)) is in g and in the row's sum.
+    row_sums = g.sum(dim=1, keepdim=True)
+    if positives is None:
+        torch.diagonal(g).sub_(row_sums.squeeze(1))
+    else:
+        g.scatter_add_(1, positives.unsqueeze(1), row_sums.neg_())
     return g
 
 
@@ -157,30 +172,43 @@ class _BPR(torch.autograd.Function):
 
 
 class _BPRFactors(torch.autograd.Function):
-    """Unweighted BPR of the scores ``out @ weights.T + bias``, computed and
-    differentiated in a single (B, B + S) buffer (the training fast path)."""
+    """BPR of the scores ``out @ weights.T + bias``, computed and differentiated in a
+    single (B, N) buffer (the training fast path); see :func:`bpr_from_factors`."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor
+        ctx,
+        out: torch.Tensor,
+        weights: torch.Tensor,
+        bias: torch.Tensor,
+        positives: torch.Tensor | None,
+        col_weights: torch.Tensor | None,
     ) -> torch.Tensor:
         b, n = out.shape[0], weights.shape[0]
         d = torch.mm(out, weights.t()).add_(bias.t())
-        pos = torch.diagonal(d).clone().unsqueeze(1)
-        total, t = _bpr_terms_(torch.sub(pos, d, out=d))
-        ctx.save_for_backward(t, out, weights)
+        if positives is None:
+            pos = torch.diagonal(d).clone().unsqueeze(1)
+        else:
+            pos = d.gather(1, positives.unsqueeze(1))
+        total, t = _bpr_terms_(torch.sub(pos, d, out=d), col_weights)
+        # Columns of the duplicated score matrix this one stands for (a device scalar
+        # with weights: no host read).
+        norm = _bpr_norm(b, n) if col_weights is None else b * (col_weights.sum() - 1).clamp_min(1)
+        ctx.save_for_backward(t, out, weights, positives, col_weights)
+        ctx.norm = norm
         ctx.consumed = False
-        return (total - b * math.log(2.0)) / _bpr_norm(b, n)
+        # Each row's own term is -log sigmoid(0) = log 2.
+        return (total - b * math.log(2.0)) / norm
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         _consume(ctx)
-        t, out, weights = ctx.saved_tensors
-        g = _bpr_grad_(t, grad / _bpr_norm(*t.shape))
+        t, out, weights, positives, col_weights = ctx.saved_tensors
+        g = _bpr_grad_(t, grad / ctx.norm, positives, col_weights)
         grad_out = g @ weights if ctx.needs_input_grad[0] else None
         grad_weights = g.t() @ out if ctx.needs_input_grad[1] else None
         grad_bias = g.sum(dim=0).unsqueeze(1) if ctx.needs_input_grad[2] else None
-        return grad_out, grad_weights, grad_bias
+        return grad_out, grad_weights, grad_bias, None, None
 
 
 def _consume(ctx) -> None:
@@ -199,14 +227,25 @@ def bpr(scores: torch.Tensor, log_weights: torch.Tensor | None = None, **_: obje
     return _weighted_mean_over_negatives(per_pair, math.log(2.0), log_weights).mean()
 
 
-def bpr_from_factors(out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def bpr_from_factors(
+    out: torch.Tensor,
+    weights: torch.Tensor,
+    bias: torch.Tensor,
+    positives: torch.Tensor | None = None,
+    col_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """:func:`bpr` of the scores ``out @ weights.T + bias`` (``bias`` of shape ``(n, 1)``).
 
-    Equal to ``bpr(out @ weights.T + bias.T)`` in value and gradient, without the
-    intermediate (B, B + S) tensors: one buffer is scored, transformed and turned
-    into the gradient in place. Supports a single backward pass.
+    Without ``positives``, row ``i``'s positive is column ``i`` (as in :func:`bpr`).
+    With them, row ``i``'s positive is column ``positives[i]``, and ``col_weights``
+    gives how many columns of the full score matrix each column stands for: a batch
+    whose targets repeat can score each distinct target once. The value and the
+    gradients are those of the duplicated matrix, with every column's gradient
+    summed over its copies. No intermediate (B, N) tensors: one buffer is scored,
+    transformed and turned into the gradient in place. Supports a single backward
+    pass.
     """
-    return _BPRFactors.apply(out, weights, bias)
+    return _BPRFactors.apply(out, weights, bias, positives, col_weights)
 
 
 def top1(

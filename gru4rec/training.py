@@ -23,21 +23,44 @@ __all__ = ["EpochData", "LossConfig", "train_epoch"]
 
 @dataclass(frozen=True)
 class EpochData:
-    """A training schedule on the device."""
+    """A training schedule on the device.
+
+    ``target_*`` describe each step's distinct targets (for losses that score each
+    distinct target once): ``target_unique[target_offsets[t]:target_offsets[t + 1]]``
+    are step ``t``'s distinct targets, ``target_weights`` how many rows have each, and
+    ``target_pos`` the position of each row's target in its step's list.
+    """
 
     inputs: torch.Tensor  # input item of every row
     targets: torch.Tensor  # next item of every row
     keep: torch.Tensor  # (rows, 1) float: 0 where the slot starts a new session
     step_offsets: np.ndarray  # host copy: slicing needs Python ints
+    target_unique: torch.Tensor | None = None
+    target_weights: torch.Tensor | None = None
+    target_pos: torch.Tensor | None = None
+    target_offsets: np.ndarray | None = None
 
     @classmethod
     def build(cls, items: np.ndarray, schedule: Schedule, device: torch.device) -> EpochData:
         events = schedule.events
+        targets = items[events + 1]
+        # Distinct targets per step, with numpy once per fit: key = (step, item).
+        n_steps = schedule.n_steps
+        step = np.repeat(np.arange(n_steps, dtype=np.int64), schedule.batch_sizes)
+        n_keys = int(targets.max()) + 1 if len(targets) else 1
+        keys, inverse, counts = np.unique(
+            step * n_keys + targets, return_inverse=True, return_counts=True
+        )
+        target_offsets = np.searchsorted(keys // n_keys, np.arange(n_steps + 1))
         return cls(
             inputs=torch.as_tensor(items[events], device=device),
-            targets=torch.as_tensor(items[events + 1], device=device),
+            targets=torch.as_tensor(targets, device=device),
             keep=torch.as_tensor(~schedule.resets, dtype=torch.float32, device=device)[:, None],
             step_offsets=schedule.step_offsets,
+            target_unique=torch.as_tensor(keys % n_keys, device=device),
+            target_weights=torch.as_tensor(counts, dtype=torch.float32, device=device),
+            target_pos=torch.as_tensor(inverse.reshape(-1) - target_offsets[step], device=device),
+            target_offsets=target_offsets,
         )
 
     @property
@@ -122,6 +145,7 @@ def train_epoch(
     out_table, bias_table = model.item_output, model.item_bias
     window_loss: torch.Tensor | None = None
     updates: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
+    fast_bpr = loss.name == "bpr"
     for t in range(n_steps):
         s, e = int(offs[t]), int(offs[t + 1])
         b = e - s
@@ -137,12 +161,16 @@ def train_epoch(
             negatives = sampler.draw()
 
         # Leaves hold only the rows this step reads; their grads go to the optimiser.
+        positives = col_weights = None
         if loss.full:
             out_leaf = out_table.detach().requires_grad_(True)
             bias_leaf = bias_table.detach().requires_grad_(True)
             cols = None
         else:
-            cols = y if negatives is None else torch.cat([y, negatives])
+            if fast_bpr:
+                cols, positives, col_weights = _bpr_columns(data, t, y, negatives, log_mult)
+            else:
+                cols = y if negatives is None else torch.cat([y, negatives])
             out_leaf = model.gather_rows(out_table, cols)
             bias_leaf = model.gather_rows(bias_table, cols)
         if model.constrained:
@@ -154,9 +182,9 @@ def train_epoch(
             emb_name = "item_embedding"
 
         out, hidden = model.step(emb, hidden, dropout_embed, dropout_hidden, generator)
-        if loss.name == "bpr" and log_mult is None:
+        if fast_bpr:
             # The default loss: scored and differentiated in one buffer.
-            step_loss = bpr_from_factors(out, out_leaf, bias_leaf)
+            step_loss = bpr_from_factors(out, out_leaf, bias_leaf, positives, col_weights)
         else:
             scores = model.score(out, out_leaf, bias_leaf)
             step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
@@ -179,6 +207,37 @@ def train_epoch(
             updates = []
             hidden = [hl.detach() for hl in hidden]
     return total
+
+
+def _bpr_columns(
+    data: EpochData,
+    step: int,
+    targets: torch.Tensor,
+    negatives: torch.Tensor | None,
+    log_mult: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Columns scored by :func:`bpr_from_factors` at ``step``: the distinct targets
+    (when known), then the negatives; each row's positive column; column weights."""
+    positives = target_weights = None
+    cols = targets
+    if data.target_unique is not None:
+        a, z = int(data.target_offsets[step]), int(data.target_offsets[step + 1])
+        cols, target_weights = data.target_unique[a:z], data.target_weights[a:z]
+        offs = data.step_offsets
+        positives = data.target_pos[int(offs[step]) : int(offs[step + 1])]
+    if negatives is None:
+        return cols, positives, target_weights
+    if target_weights is None and log_mult is None:
+        return torch.cat([cols, negatives]), None, None
+    weights = [
+        target_weights
+        if target_weights is not None
+        else targets.new_ones(len(cols), dtype=torch.float32),
+        log_mult.exp()
+        if log_mult is not None
+        else negatives.new_ones(len(negatives), dtype=torch.float32),
+    ]
+    return torch.cat([cols, negatives]), positives, torch.cat(weights)
 
 
 # Update name of the output table's rows read as inputs (shared embedding).

@@ -362,3 +362,35 @@ def test_bpr_from_factors_equals_bpr_of_the_scores(spread):
         loss = losses.bpr_from_factors(*f)
         loss.backward(retain_graph=True)
         loss.backward()
+
+
+@pytest.mark.parametrize("spread", [1.0, 100.0])
+def test_bpr_from_factors_with_repeated_targets_equals_the_duplicated_columns(spread):
+    # Targets [7, 3, 7, 7, 5] and negatives [3, 9, 9]: scored as distinct columns
+    # [7, 3, 5, 3, 9] with weights [3, 1, 1, 1, 2] (the negative 3 stays its own column).
+    g = torch.Generator().manual_seed(5)
+    h, n_items = 4, 10
+    table = torch.randn(n_items, h, generator=g, dtype=torch.float64)
+    bias = torch.randn(n_items, 1, generator=g, dtype=torch.float64)
+    out = torch.randn(5, h, generator=g, dtype=torch.float64) * spread
+    dup_cols = torch.tensor([7, 3, 7, 7, 5, 3, 9, 9])
+    cols = torch.tensor([7, 3, 5, 3, 9])
+    positives = torch.tensor([0, 1, 0, 0, 2])
+    weights = torch.tensor([3.0, 1.0, 1.0, 1.0, 2.0], dtype=torch.float64)
+
+    ref_in = [out.clone().requires_grad_(True), table[dup_cols].requires_grad_(True)]
+    ref_bias = bias[dup_cols].requires_grad_(True)
+    ref = bpr(ref_in[0] @ ref_in[1].t() + ref_bias.t())
+    ref.backward()
+    got_in = [out.clone().requires_grad_(True), table[cols].requires_grad_(True)]
+    got_bias = bias[cols].requires_grad_(True)
+    got = losses.bpr_from_factors(got_in[0], got_in[1], got_bias, positives, weights)
+    got.backward()
+
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(got_in[0].grad, ref_in[0].grad)
+    # A distinct column's gradient is the sum over its copies.
+    owner = torch.tensor([0, 1, 0, 0, 2, 3, 4, 4])
+    for leaf, ref_leaf in [(got_in[1], ref_in[1]), (got_bias, ref_bias)]:
+        summed = torch.zeros_like(leaf).index_add_(0, owner, ref_leaf.grad)
+        torch.testing.assert_close(leaf.grad, summed)

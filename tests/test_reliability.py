@@ -643,19 +643,23 @@ def _poison_loss_in_epoch(monkeypatch, epoch: int, step: int = 1) -> None:
     """From step ``step`` of epoch ``epoch`` on, the training loss is NaN: NaN gradients then
     corrupt the weights in the middle of that epoch."""
     counter = _EpochCounter(monkeypatch)
-    real = training_module._scores_to_loss
     calls = {"epoch": -1, "step": 0}
 
-    def poisoned(*args, **kwargs):
-        loss = real(*args, **kwargs)
-        if calls["epoch"] != counter.current:
-            calls["epoch"], calls["step"] = counter.current, 0
-        calls["step"] += 1
-        if counter.current == epoch and calls["step"] > step:
-            loss = loss * float("nan")
-        return loss
+    def poison(real):
+        def poisoned(*args, **kwargs):
+            loss = real(*args, **kwargs)
+            if calls["epoch"] != counter.current:
+                calls["epoch"], calls["step"] = counter.current, 0
+            calls["step"] += 1
+            if counter.current == epoch and calls["step"] > step:
+                loss = loss * float("nan")
+            return loss
 
-    monkeypatch.setattr(training_module, "_scores_to_loss", poisoned)
+        return poisoned
+
+    # Every loss goes through one of these two (bpr's fast path through the second).
+    for name in ("_scores_to_loss", "bpr_from_factors"):
+        monkeypatch.setattr(training_module, name, poison(getattr(training_module, name)))
 
 
 @pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])

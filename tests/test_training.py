@@ -50,3 +50,41 @@ def test_short_last_step_rows_weigh_as_in_a_full_batch():
         torch.testing.assert_close(p.detach(), r.detach() - LR * r.grad)
     # The returned total stays the plain sum of the rows' losses.
     torch.testing.assert_close(total, first_total + row_loss.detach())
+
+
+def _random_sessions(n_sessions: int, n_items: int, seed: int):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 6, size=n_sessions)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return rng.integers(0, n_items, size=offsets[-1]), offsets
+
+
+def test_step_distinct_targets_and_their_positions():
+    items, offsets = _random_sessions(30, 4, seed=1)
+    data, _, _ = _setup(items, offsets, batch_size=8)
+    for t in range(len(data.step_offsets) - 1):
+        s, e = data.step_offsets[t], data.step_offsets[t + 1]
+        a, z = data.target_offsets[t], data.target_offsets[t + 1]
+        uniq = data.target_unique[a:z]
+        assert torch.equal(uniq, torch.unique(data.targets[s:e]))
+        assert torch.equal(uniq[data.target_pos[s:e]], data.targets[s:e])
+        counts = torch.bincount(data.target_pos[s:e], minlength=z - a).float()
+        assert torch.equal(data.target_weights[a:z], counts)
+
+
+def test_bpr_with_distinct_target_columns_trains_like_duplicated_columns():
+    # Few items, so targets repeat within a step: the distinct-column fast path must
+    # give the same model as scoring every row's target as its own column.
+    items, offsets = _random_sessions(60, N_ITEMS, seed=2)
+    loss_cfg = LossConfig("bpr")
+    nets = []
+    for distinct in (True, False):
+        data, net, _ = _setup(items, offsets, batch_size=8)
+        if not distinct:
+            data = EpochData(data.inputs, data.targets, data.keep, data.step_offsets)
+        opt = make_optimizer("adagrad", net.dense_parameters(), net.item_tables(), lr=0.1)
+        train_epoch(net, data, opt, loss_cfg, None, torch.Generator())
+        nets.append(net)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(nets[0].item_output, _setup(items, offsets, 8)[1].item_output)
