@@ -172,16 +172,23 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
 # -- reading events ------------------------------------------------------------------------------
 
 
+def _add_run_options(parser: argparse.ArgumentParser, quiet_help: str = "no progress bar") -> None:
+    """--threads, --quiet and the input columns: shared by train, evaluate and recommend."""
+    parser.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
+    parser.add_argument("--quiet", action="store_true", help=quiet_help)
+    _add_input_options(parser)
+
+
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input columns")
-    group.add_argument("--session-col", default="session_id", help="(default: session_id)")
-    group.add_argument("--item-col", default="item_id", help="(default: item_id)")
+    group.add_argument("--session-col", default="session_id", help="session id column")
+    group.add_argument("--item-col", default="item_id", help="item id column")
     group.add_argument(
         "--time-col",
         default="timestamp",
-        help="(default: timestamp); 'none': events are in time order within each session",
+        help="timestamp column; 'none': events are in time order within each session",
     )
-    group.add_argument("--sep", default=None, help="field separator (default: from the suffix)")
+    group.add_argument("--sep", default=None, help="field separator (None: from the suffix)")
 
 
 def _read(path: str, args: argparse.Namespace):
@@ -482,7 +489,7 @@ def _positive_int(text: str) -> int:
 
 
 _THREADS_HELP = (
-    "torch CPU threads (default: torch's choice; GRU4Rec's matrix products are small, and 1 is "
+    "torch CPU threads (None: torch's choice; GRU4Rec's matrix products are small, and 1 is "
     "often fastest, always on a busy machine)"
 )
 
@@ -531,9 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation sessions: the last item of each is held out and scored per epoch "
         "with --stopping-criterion; the best epoch is kept unless --keep-last",
     )
-    train.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
-    train.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
-    _add_input_options(train)
+    _add_run_options(train, quiet_help="no progress bar or summary lines")
     _add_estimator_options(train)
     train.set_defaults(func=_train)
 
@@ -554,9 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--last-only", action="store_true", help="only each session's last item")
     evaluate.add_argument("--ndcg", action="store_true", help="also print NDCG@K")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_input_options(evaluate)
+    _add_run_options(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     recommend = sub.add_parser(
@@ -571,9 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--model", required=True, help="a model written by 'train'")
     recommend.add_argument("-k", type=int, default=20, help="recommendations per session")
     recommend.add_argument("--out", help="output CSV (default: standard output)")
-    recommend.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
-    recommend.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_input_options(recommend)
+    _add_run_options(recommend)
     recommend.set_defaults(func=_recommend)
 
     demo = sub.add_parser(
