@@ -35,3 +35,16 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found: {path} (set GRU4REC_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def split():
+    """A small synthetic time split: ``(train, test, X, X_test)`` (events and matrices)."""
+    from gru4rec import InteractionMatrix
+    from gru4rec.datasets import make_synthetic_sessions, time_split
+
+    df = make_synthetic_sessions(300, 50, seed=3)
+    train, test = time_split(df, test_days=0.02)
+    X = InteractionMatrix.from_events(train)
+    X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+    return train, test, X, X_test

@@ -32,15 +32,6 @@ def small_ce(**kw) -> GRU4RecCrossEntropy:
 
 
 @pytest.fixture(scope="module")
-def split():
-    df = make_synthetic_sessions(300, 50, seed=3)
-    train, test = time_split(df, test_days=0.02)
-    X = InteractionMatrix.from_events(train)
-    X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
-    return train, test, X, X_test
-
-
-@pytest.fixture(scope="module")
 def fitted(split):
     _, _, X, _ = split
     return small().fit(X)

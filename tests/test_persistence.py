@@ -32,11 +32,8 @@ def small(**kw) -> GRU4RecNegSampling:
 
 
 @pytest.fixture(scope="module")
-def data():
-    df = make_synthetic_sessions(300, 50, seed=3)
-    train, test = time_split(df, test_days=0.02)
-    X = InteractionMatrix.from_events(train)
-    X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+def data(split):
+    _, _, X, X_test = split
     val_in, val_out = last_item_split(X_test)
     return X, X_test, val_in, val_out
 
