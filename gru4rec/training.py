@@ -227,15 +227,12 @@ def _bpr_columns(
         positives = data.target_pos[int(offs[step]) : int(offs[step + 1])]
     if negatives is None:
         return cols, positives, target_weights
-    if target_weights is None and log_mult is None:
+    neg_weights = None if log_mult is None else log_mult.exp()
+    if target_weights is None and neg_weights is None:
         return torch.cat([cols, negatives]), None, None
     weights = [
-        target_weights
-        if target_weights is not None
-        else targets.new_ones(len(cols), dtype=torch.float32),
-        log_mult.exp()
-        if log_mult is not None
-        else negatives.new_ones(len(negatives), dtype=torch.float32),
+        w if w is not None else torch.ones(len(c), device=c.device)
+        for w, c in ((target_weights, cols), (neg_weights, negatives))
     ]
     return torch.cat([cols, negatives]), positives, torch.cat(weights)
 
