@@ -2,22 +2,20 @@
 
 They keep recpack's constructor, ``fit`` / ``predict`` and properties, and
 orchestrate the modules that do the work: the matrix gives session arrays, the
-sampler module turns them into a session-parallel schedule and draws negatives,
-the model, losses and optimiser train, the stopping criterion picks the best
-epoch, and the checkpoint module persists it.
+schedule orders them into session-parallel mini-batches, the model, sampler,
+losses and optimiser are handed to the trainer, which runs the epochs while the
+stopping criterion's selection keeps the best one; inference scores sessions and
+the checkpoint module persists the result.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import itertools
-import numbers
 import os
 import pathlib
-import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,16 +25,20 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import inference
+from . import device as devices
+from . import params as param_table
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import LOSSES
+from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
-from .optim import OPTIMIZERS, make_optimizer
-from .samplers import NegativeSampler, session_parallel_schedule
-from .stopping import StoppingCriterion
-from .training import EpochData, LossConfig, train_epoch
+from .optim import RowSparseOptimizer
+from .samplers import NegativeSampler
+from .schedule import session_parallel_schedule, training_order
+from .stopping import Selection, StoppingCriterion, configured
+from .trainer import Parts, Progress, Trainer, TrainingDivergedError
+from .training import EpochData, LossConfig
+from .validation import Validation
 
 __all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
@@ -44,82 +46,24 @@ _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
 
 
-# -- parameter checks (run in fit, never in __init__) ------------------------------------------
-
-
-def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-
-
-def _check_float(
-    name: str,
-    value: Any,
-    low: float,
-    high: float | None = None,
-    *,
-    open_high: bool = True,
-    allow_none: bool = False,
-    open_low: bool = False,
-) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = value > low if open_low else value >= low
-    if ok and high is not None:
-        ok = value < high if open_high else value <= high
-    if not ok:
-        lo = "(" if open_low else "["
-        hi = "inf)" if high is None else (f"{high})" if open_high else f"{high}]")
-        raise ValueError(f"{name} must be a number in {lo}{low}, {hi}; got {value!r}")
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-
-
-def _resolve_device(device: Any) -> torch.device:
-    if isinstance(device, torch.device):
-        dev = device
-    elif isinstance(device, str):
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            raise ValueError(
-                f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}"
-            ) from None
-    else:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
-    return dev
-
-
-class TrainingDivergedError(FloatingPointError, ValueError):
-    """The training loss became NaN or infinite; the estimator keeps its last good model."""
-
-
 class _GRU4RecBase(BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
+
+    def __init__(self, **params: Any) -> None:
+        # The one constructor body: store every parameter unchanged (scikit-learn reads
+        # the subclasses' explicit signatures).
+        for name, value in params.items():
+            setattr(self, name, value)
 
     # -- subclass hooks ----------------------------------------------------------------------
 
     def _loss_config(self) -> LossConfig:
         raise NotImplementedError
 
-    def _n_negatives(self) -> int:
-        return 0
-
-    def _extra_params(self) -> dict[str, Any]:
-        return {}
+    def _build_sampler(
+        self, generator: torch.Generator, device: torch.device, n_steps: int
+    ) -> NegativeSampler | None:
+        return None
 
     # -- recpack properties -----------------------------------------------------------------
 
@@ -151,69 +95,12 @@ class _GRU4RecBase(BaseEstimator):
     @property
     def filename(self) -> str:
         """File that :meth:`save` writes: class name, criterion name and best value."""
-        criterion = getattr(self, "stopping_criterion_", None)
-        crit_name = (
-            criterion.name if criterion is not None else _criterion_name(self.stopping_criterion)
-        )
+        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
+        crit_name = criterion.name if isinstance(criterion, StoppingCriterion) else criterion
         best = getattr(self, "best_value_", None)
         if best is None:
             return f"{self.name}_{crit_name}.trch"
         return f"{self.name}_{crit_name}_{best:.4f}.trch"
-
-    # -- validation --------------------------------------------------------------------------
-
-    def _validate_params(self) -> None:
-        _check_int("num_layers", self.num_layers, 1)
-        _check_int("hidden_size", self.hidden_size, 1)
-        _check_int("num_components", self.num_components, 1)
-        _check_float("dropout", self.dropout, 0.0, 1.0)
-        _check_float("dropout_hidden", self.dropout_hidden, 0.0, 1.0, allow_none=True)
-        if self.optimization_algorithm not in OPTIMIZERS:
-            raise ValueError(
-                f"optimization_algorithm must be one of {OPTIMIZERS}; "
-                f"got {self.optimization_algorithm!r}"
-            )
-        _check_float("momentum", self.momentum, 0.0, 1.0)
-        _check_float("clipnorm", self.clipnorm, 0.0, open_low=True, allow_none=True)
-        _check_int("bptt", self.bptt, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("max_epochs", self.max_epochs, 1)
-        _check_float("learning_rate", self.learning_rate, 0.0, open_low=True)
-        if not isinstance(self.stopping_criterion, (str, StoppingCriterion)):
-            raise ValueError(
-                "stopping_criterion must be a criterion name or a StoppingCriterion; "
-                f"got {self.stopping_criterion!r}"
-            )
-        _check_bool("stop_early", self.stop_early)
-        _check_int("max_iter_no_change", self.max_iter_no_change, 1)
-        _check_float("min_improvement", self.min_improvement, 0.0)
-        _check_int("seed", self.seed, 0, allow_none=True)
-        if self.seed is not None and self.seed >= 2**63:
-            raise ValueError(f"seed must be below 2**63; got {self.seed!r}")
-        _check_bool("save_best_to_file", self.save_best_to_file)
-        _check_bool("keep_last", self.keep_last)
-        _check_int("predict_topK", self.predict_topK, 1, allow_none=True)
-        _check_int("validation_sample_size", self.validation_sample_size, 1, allow_none=True)
-        _check_bool("constrained_embedding", self.constrained_embedding)
-        _check_bool("verbose", self.verbose)
-        for name in ("session_col", "item_col", "time_col"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a column name (str); got {getattr(self, name)!r}")
-        _resolve_device(self.device)
-
-    def _make_criterion(self) -> StoppingCriterion:
-        settings = {
-            "stop_early": self.stop_early,
-            "max_iter_no_change": self.max_iter_no_change,
-            "min_improvement": self.min_improvement,
-        }
-        if isinstance(self.stopping_criterion, StoppingCriterion):
-            crit = copy.deepcopy(self.stopping_criterion)
-            for key, value in settings.items():
-                setattr(crit, key, value)
-            crit.reset()
-            return crit
-        return StoppingCriterion.create(self.stopping_criterion, **settings)
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -250,7 +137,10 @@ class _GRU4RecBase(BaseEstimator):
                 f"This {self.name} instance is not fitted yet; call fit() before using it."
             )
 
-    def _check_columns(self, X: InteractionMatrix, what: str = "X") -> None:
+    def _input(self, X: Any, what: str = "X") -> InteractionMatrix:
+        """Inference input: fitted check, encoding with the training vocabulary, shape check."""
+        self._check_fitted()
+        X = self._as_matrix(X, what, vocabulary=self.item_vocabulary_)
         if X.shape[1] != self.n_items_:
             raise ValueError(
                 f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
@@ -268,22 +158,7 @@ class _GRU4RecBase(BaseEstimator):
                 "build it with InteractionMatrix.from_events(..., "
                 "item_vocabulary=model.item_vocabulary_)"
             )
-
-    def _input(self, X: Any, what: str = "X") -> InteractionMatrix:
-        """Inference input: fitted check, encoding with the training vocabulary, shape check."""
-        self._check_fitted()
-        X = self._as_matrix(X, what, vocabulary=self.item_vocabulary_)
-        self._check_columns(X, what)
         return X
-
-    @staticmethod
-    def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:
-        if not X.has_timestamps:
-            raise ValueError(
-                f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
-                "session, so it needs an InteractionMatrix with a timestamp column"
-            )
-        return X.session_arrays()
 
     # -- fit ---------------------------------------------------------------------------------
 
@@ -291,6 +166,8 @@ class _GRU4RecBase(BaseEstimator):
         self,
         X: InteractionMatrix | pd.DataFrame,
         validation_data: tuple[Any, Any] | None = None,
+        *,
+        callbacks: Sequence[Callable[[Any, dict[str, Any]], Any]] | None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
 
@@ -306,191 +183,117 @@ class _GRU4RecBase(BaseEstimator):
             stopping criterion, and the best epoch is kept (unless
             ``keep_last``). Without it, no evaluation runs and the last epoch
             is kept.
+        callbacks : sequence of callables, optional
+            Each is called as ``callback(estimator, record)`` after every completed
+            epoch, with that epoch's record (the dict appended to ``history_``). An
+            exception raised by a callback ends the fit and propagates, and the
+            estimator keeps the weights of the last completed epoch.
 
         Returns
         -------
         self
         """
-        self._validate_params()
-        criterion = self._make_criterion()
+        param_table.validate(self.get_params(deep=False))
+        criterion = configured(
+            self.stopping_criterion,
+            stop_early=self.stop_early,
+            max_iter_no_change=self.max_iter_no_change,
+            min_improvement=self.min_improvement,
+        )
+        listeners = self._listeners(callbacks)
         X = self._as_matrix(X)
-        sessions = self._sessions(X)
-        if sessions.n_events == 0:
-            raise ValueError("X holds no events")
-        if int(sessions.lengths.max()) < 2:
-            raise ValueError(
-                "X has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
+        sessions = _training_sessions(X)
+        validation = None if validation_data is None else self._validation(validation_data, X)
+        self._set_data_attributes(X, sessions)
+        self.model_ = self._build_model()
+        trainer = Trainer(self._build_parts(sessions), self.learning_rate)
+        selection = Selection(criterion)
+        self.stopping_criterion_, self.history_ = criterion, trainer.history
+        self.best_value_ = self.best_epoch_ = None
+        n_steps = self.max_epochs * (len(trainer.parts.data.step_offsets) - 1)
+        progress = Progress(n_steps, self.max_epochs, self.verbose, self.name)
+        try:
+            trainer.run(
+                self.max_epochs,
+                [progress, *listeners],
+                selection=None if validation is None else selection,
+                evaluate=None if validation is None else self._evaluator(validation, criterion),
+                progress=progress,
             )
-        if validation_data is not None:
-            validation_data = self._check_validation(validation_data, X)
+        finally:
+            progress.close()
+            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+        if validation is not None and not self.keep_last and selection.best_state is not None:
+            self.model_.load_state_dict(selection.best_state)
+        if self.save_best_to_file:
+            self.save()
+        return self
 
-        device = _resolve_device(self.device)
-        self.device_ = device
+    def _listeners(self, callbacks: Any) -> list[Callable[[dict[str, Any]], None]]:
+        if callbacks is None:
+            return []
+        if not isinstance(callbacks, Sequence) or not all(map(callable, callbacks)):
+            raise ValueError(
+                f"callbacks must be a sequence of callables callback(estimator, record); "
+                f"got {callbacks!r}"
+            )
+        return [lambda record, cb=cb: cb(self, record) for cb in callbacks]
+
+    def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:
+        """The device, the seed and what the model learns about the data."""
+        self.device_ = devices.resolve(self.device)
         self.seed_ = (
             int(self.seed)
             if self.seed is not None
             else int(np.random.SeedSequence().generate_state(1)[0])
         )
-        generator = torch.Generator(device=device)
-        generator.manual_seed(self.seed_)
-        self._val_rng = np.random.default_rng(self.seed_)
-
-        n_items = X.shape[1]
-        self.n_items_ = n_items
+        self.n_items_ = X.shape[1]
         self.item_vocabulary_: Vocabulary | None = X.item_vocabulary
-        self.item_counts_ = np.bincount(sessions.items, minlength=n_items)
+        self.item_counts_ = np.bincount(sessions.items, minlength=self.n_items_)
 
+    def _build_model(self) -> GRU4RecNet:
         model = GRU4RecNet(
-            n_items,
+            self.n_items_,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             embedding_size=self.num_components,
             constrained=self.constrained_embedding,
         )
         model.reset_parameters(torch.Generator().manual_seed(self.seed_))
-        model.to(device)
-        self.model_ = model
+        return model.to(self.device_)
 
-        order = np.argsort(sessions.start_times, kind="stable")
+    def _build_parts(self, sessions: SessionArrays) -> Parts:
+        device = self.device_
+        generator = torch.Generator(device=device)
+        generator.manual_seed(self.seed_)
+        order = training_order(sessions.start_times)
         schedule = session_parallel_schedule(sessions.offsets, order, self.batch_size)
-        data = EpochData.build(sessions.items, schedule, device)
-        loss_cfg = self._loss_config()
-        sampler = None
-        if self._n_negatives() > 0:
-            sampler = NegativeSampler(
-                self.item_counts_,
-                self._sample_alpha(),
-                self._n_negatives(),
-                generator,
-                device,
-                # On the CPU, scoring each distinct negative once (weighted) is cheaper;
-                # on a GPU the variable count would cost a host sync per refill only,
-                # but duplicates are cheap there anyway.
-                dedup=device.type == "cpu",
-                # No more draws than the whole fit can use (tiny fits stay cheap).
-                buffer_size=min(2**22, self._n_negatives() * schedule.n_steps * self.max_epochs),
-            )
-        log_counts = None
-        if loss_cfg.logq > 0:
-            log_counts = torch.as_tensor(
-                np.log(np.maximum(self.item_counts_, 1)), dtype=torch.float32, device=device
-            )
-        optimizer = make_optimizer(
-            self.optimization_algorithm,
-            model.dense_parameters(),
-            model.item_tables(),
+        optimizer = RowSparseOptimizer(
+            self.model_.dense_parameters(),
+            self.model_.item_tables(),
+            algorithm=self.optimization_algorithm,
             lr=self.learning_rate,
             momentum=self.momentum,
         )
-        dropout_hidden = self.dropout if self.dropout_hidden is None else self.dropout_hidden
-
-        self.history_: list[dict[str, Any]] = []
-        self.stopping_criterion_ = criterion
-        self.best_value_: float | None = None
-        self.best_epoch_: int | None = None
-        best_state = None
-        # The weights after the last completed epoch: what an interrupted or
-        # diverged fit falls back to, so no half-updated model is ever left behind.
-        last_state = _snapshot(model)
-        progress = _progress(self.max_epochs, self.verbose, self.name)
-        try:
-            for epoch in range(self.max_epochs):
-                record = self._run_epoch(
-                    epoch,
-                    model,
-                    data,
-                    optimizer,
-                    loss_cfg,
-                    sampler,
-                    generator,
-                    dropout_hidden,
-                    log_counts,
-                )
-                b0 = int(data.step_offsets[1])  # the first step's rows: a bounded probe
-                probe = (data.inputs[:b0], data.targets[:b0])
-                if not (np.isfinite(record["train_loss"]) and _all_finite(model, *probe)):
-                    fallback = best_state if best_state is not None else last_state
-                    self._restore(fallback)
-                    kept = "best" if best_state is not None else "last completed epoch's"
-                    raise TrainingDivergedError(
-                        f"training loss became {record['train_loss']} in epoch {epoch}; try a "
-                        f"lower learning_rate (now {self.learning_rate}). The {kept} model "
-                        "was kept, so the estimator stays usable."
-                    )
-                if validation_data is not None:
-                    value = self._evaluate_criterion(criterion, *validation_data)
-                    improved = criterion.update(value)
-                    record[criterion.name] = value
-                    record["improved"] = improved
-                    if improved:
-                        self.best_value_ = float(value)
-                        self.best_epoch_ = epoch
-                        best_state = _snapshot(model, into=best_state)
-                self.history_.append(record)
-                last_state = _snapshot(model, into=last_state)
-                progress.update(record)
-                if validation_data is not None and criterion.should_stop:
-                    break
-        except KeyboardInterrupt:
-            self._restore(last_state)
-            done = len(self.history_)
-            warnings.warn(
-                f"fit interrupted during epoch {done}; the estimator keeps the model after "
-                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)"),
-                UserWarning,
-                stacklevel=2,
-            )
-        finally:
-            progress.close()
-        if validation_data is not None and not self.keep_last:
-            self._restore(best_state)
-        if self.save_best_to_file:
-            self.save()
-        return self
-
-    def _run_epoch(
-        self,
-        epoch,
-        model,
-        data,
-        optimizer,
-        loss_cfg,
-        sampler,
-        generator,
-        dropout_hidden,
-        log_counts,
-    ) -> dict[str, Any]:
-        start = time.perf_counter()
-        total = train_epoch(
-            model,
-            data,
-            optimizer,
-            loss_cfg,
-            sampler,
-            generator,
-            dropout_embed=self.dropout,
-            dropout_hidden=dropout_hidden,
-            clipnorm=self.clipnorm,
-            bptt=self.bptt,
-            log_counts=log_counts,
+        return Parts(
+            model=self.model_,
+            data=EpochData.build(sessions.items, schedule, device),
+            optimizer=optimizer,
+            loss=self._loss_config(),
+            sampler=self._build_sampler(generator, device, schedule.n_steps),
+            generator=generator,
+            step_options={
+                "dropout_embed": self.dropout,
+                "dropout_hidden": self.dropout
+                if self.dropout_hidden is None
+                else self.dropout_hidden,
+                "clipnorm": self.clipnorm,
+                "bptt": self.bptt,
+            },
         )
-        train_loss = float(total) / max(1, data.n_rows)  # the one host read of the epoch
-        seconds = time.perf_counter() - start
-        return {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "seconds": seconds,
-            "events_per_second": data.n_rows / seconds if seconds > 0 else float("inf"),
-        }
 
-    def _restore(self, state: dict[str, torch.Tensor] | None) -> None:
-        if state is not None:
-            self.model_.load_state_dict(state)
-
-    def _sample_alpha(self) -> float:
-        return 0.0
-
-    def _check_validation(self, validation_data: Any, X: InteractionMatrix) -> tuple[Any, Any]:
+    def _validation(self, validation_data: Any, X: InteractionMatrix) -> Validation:
+        """The checked validation pair, converted once for the whole fit."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
         n_items = X.shape[1]
@@ -510,69 +313,22 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError(
                 f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
             )
-        in_users = self._sessions(val_in, "validation_in").users
-        if not np.isin(in_users, np.flatnonzero(val_out.values.getnnz(axis=1))).any():
+        _sessions(val_in, "validation_in")
+        validation = Validation(val_in, val_out, self.validation_sample_size)
+        if len(validation.users) == 0:
             raise ValueError(
                 "validation_data: no session has events in both validation_in and validation_out"
             )
-        return val_in, val_out
+        return validation
 
-    def _evaluate_criterion(
-        self, criterion: StoppingCriterion, val_in: InteractionMatrix, val_out: InteractionMatrix
-    ) -> float:
-        users = np.intersect1d(
-            val_in.session_arrays().users, np.flatnonzero(val_out.values.getnnz(axis=1))
-        )
-        if self.validation_sample_size is not None and len(users) > self.validation_sample_size:
-            users = np.sort(self._val_rng.choice(users, self.validation_sample_size, replace=False))
-        val_in, val_out = val_in.users_in(users), val_out.users_in(users)
-        if criterion.needs == "ranks":
-            # Every position of the validation sessions: input followed by held-out items.
-            full = _concat(val_in, val_out)
-            return criterion.evaluate(ranks=self.next_item_ranks(full))
-        k = criterion.k if criterion.needs == "topk" else None
-        y_pred = self._predict_matrix(val_in, k)
-        return criterion.evaluate(y_true=val_out.values, y_pred=y_pred)
+    def _evaluator(self, validation: Validation, criterion: StoppingCriterion):
+        rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
+        return lambda: validation.evaluate(criterion, self._scorer(), rng)
 
     # -- inference ---------------------------------------------------------------------------
 
-    def _states(self, sessions: SessionArrays) -> torch.Tensor:
-        return inference.final_states(
-            self.model_, sessions.items, sessions.offsets, _EVAL_SLOTS, self.device_
-        )
-
-    def _predict_matrix(self, X: InteractionMatrix, top_k: int | None) -> sp.csr_matrix:
-        sessions = self._sessions(X)
-        n_users = X.shape[0]
-        if sessions.n_sessions == 0:
-            return sp.csr_matrix((n_users, self.n_items_), dtype=np.float32)
-        states = self._states(sessions)
-        users = sessions.users
-        if top_k is not None:
-            val, idx = inference.score_topk(
-                self.model_, states, top_k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
-            )
-            k = val.shape[1]
-            rows = np.repeat(users, k)
-            return sp.csr_matrix(
-                (val.cpu().numpy().ravel(), (rows, idx.cpu().numpy().ravel())),
-                shape=(n_users, self.n_items_),
-            )
-        # Full rows: the output itself is users x items, so build it a block of users at a time.
-        block = max(1, (1 << 22) // max(1, self.n_items_))
-        parts = []
-        with torch.no_grad():
-            for s in range(0, len(users), block):
-                scores = self.model_.score(
-                    states[s : s + block], self.model_.item_output, self.model_.item_bias
-                )
-                parts.append(sp.csr_matrix(scores.cpu().numpy()))
-        dense_rows = sp.vstack(parts, format="csr")
-        expand = sp.csr_matrix(
-            (np.ones(len(users), dtype=np.float32), (users, np.arange(len(users)))),
-            shape=(n_users, len(users)),
-        )
-        return (expand @ dense_rows).tocsr()
+    def _scorer(self) -> Scorer:
+        return Scorer(self.model_, self.device_, _EVAL_SLOTS, _SCORE_CHUNK)
 
     def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
         """Scores of every item for every user (session) with history in ``X``.
@@ -586,7 +342,8 @@ class _GRU4RecBase(BaseEstimator):
         scipy.sparse.csr_matrix of shape ``X.shape``
         """
         X = self._input(X)
-        return self._predict_matrix(X, self.predict_topK)
+        s = _sessions(X)
+        return self._scorer().predict(s.items, s.offsets, s.users, X.shape, self.predict_topK)
 
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
@@ -595,17 +352,8 @@ class _GRU4RecBase(BaseEstimator):
         every session is predicted (``last_only``: only the last one). Rank =
         number of items scoring at least as high as the true next item.
         """
-        X = self._input(X)
-        sessions = self._sessions(X)
-        return inference.next_item_ranks(
-            self.model_,
-            sessions.items,
-            sessions.offsets,
-            _EVAL_SLOTS,
-            self.device_,
-            last_only=last_only,
-            chunk_size=_SCORE_CHUNK,
-        )
+        s = _sessions(self._input(X))
+        return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
         """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
@@ -635,7 +383,7 @@ class _GRU4RecBase(BaseEstimator):
             best first.
         """
         self._check_fitted()
-        _check_int("k", k, 1)
+        param_table.Int(1).check("k", k)
         single = _is_single_session(sessions)
         batch = [sessions] if single else list(sessions)
         lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
@@ -649,24 +397,20 @@ class _GRU4RecBase(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        owner = np.repeat(np.arange(len(batch)), lengths)[known]
-        items = items[known]
-        kept = np.bincount(owner, minlength=len(batch))
-        states = torch.zeros(len(batch), self.model_.hidden_size, device=self.device_)
-        nonempty = np.flatnonzero(kept)
-        if len(nonempty):
-            offsets = np.zeros(len(nonempty) + 1, dtype=np.int64)
-            np.cumsum(kept[nonempty], out=offsets[1:])
-            found = inference.final_states(self.model_, items, offsets, _EVAL_SLOTS, self.device_)
-            states[torch.as_tensor(nonempty, device=self.device_)] = found
-        scores, idx = inference.score_topk(
-            self.model_, states, k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
-        )
-        idx_np = idx.cpu().numpy()
+        kept = np.bincount(np.repeat(np.arange(len(batch)), lengths)[known], minlength=len(batch))
+        offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+        np.cumsum(kept, out=offsets[1:])
+        idx, scores = self._recommend_indices(items[known], offsets, k)
         vocab = self.item_vocabulary_
-        ids = vocab.to_raw(idx_np.ravel()).reshape(idx_np.shape) if vocab is not None else idx_np
-        scores_np = scores.cpu().numpy()
-        return (ids[0], scores_np[0]) if single else (ids, scores_np)
+        ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
+        return (ids[0], scores[0]) if single else (ids, scores)
+
+    def _recommend_indices(
+        self, items: np.ndarray, offsets: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The recommendation path on item indices: top-``k`` indices and scores of the
+        sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from the zero state)."""
+        return self._scorer().recommend(items, offsets, k)
 
     def _item_indices(self, raw: list[Any]) -> np.ndarray:
         """Model indices of raw item ids, -1 for unknown ones."""
@@ -689,11 +433,14 @@ class _GRU4RecBase(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
         tags.input_tags.two_d_array = False
-        tags.non_deterministic = _may_use_cuda(self.device)
+        tags.non_deterministic = devices.may_be_nondeterministic(self.device)
         return tags
 
     def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {"requires_y": False, "non_deterministic": _may_use_cuda(self.device)}
+        return {
+            "requires_y": False,
+            "non_deterministic": devices.may_be_nondeterministic(self.device),
+        }
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -703,7 +450,6 @@ class _GRU4RecBase(BaseEstimator):
             params["stopping_criterion"] = params["stopping_criterion"].name
         if isinstance(params.get("device"), torch.device):
             params["device"] = str(params["device"])
-        crit = self.stopping_criterion_
         vocab = self.item_vocabulary_
         return {
             "class": self.name,
@@ -713,12 +459,7 @@ class _GRU4RecBase(BaseEstimator):
             "seed": int(self.seed_),
             "best_value": self.best_value_,
             "best_epoch": self.best_epoch_,
-            "criterion": {
-                "name": crit.name,
-                "minimize": crit.minimize,
-                "needs": crit.needs,
-                "k": crit.k,
-            },
+            "criterion": self.stopping_criterion_.to_dict(),
             "item_ids": None if vocab is None else vocab.ids.tolist(),
             "item_counts": self.item_counts_.tolist(),
             "history": self.history_,
@@ -742,11 +483,11 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
         params = dict(meta["params"])
         self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
-        self.stopping_criterion_ = _restored_criterion(meta["criterion"])
+        self.stopping_criterion_ = StoppingCriterion.from_dict(meta["criterion"])
         if self.stopping_criterion not in StoppingCriterion.FUNCTIONS:
             # A custom criterion was saved by name only; keep a placeholder that says so.
             self.stopping_criterion = self.stopping_criterion_
-        self.device_ = _runtime_device(self.device)
+        self.device_ = devices.runtime(self.device)
         self.n_items_ = int(meta["n_items"])
         self.seed_ = int(meta["seed"])
         self.best_value_ = meta["best_value"]
@@ -755,22 +496,13 @@ class _GRU4RecBase(BaseEstimator):
         self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
         ids = meta["item_ids"]
         self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
-        # The architecture the weights were trained with (older files: the parameters).
-        arch = meta.get("architecture") or {
-            "n_items": self.n_items_,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "embedding_size": self.num_components,
-            "constrained": self.constrained_embedding,
-        }
-        model = GRU4RecNet(**arch)
+        model = GRU4RecNet(**meta["architecture"])
         model.load_state_dict(state)
         self.model_ = model.to(self.device_)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_val_rng", None)
         if "model_" in state:
             buf = io.BytesIO()
             torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
@@ -786,11 +518,31 @@ class _GRU4RecBase(BaseEstimator):
         if isinstance(packed, tuple):
             arch, blob = packed
             weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-            device = _runtime_device(state["device_"])
+            device = devices.runtime(state["device_"])
             model = GRU4RecNet(**arch)
             model.load_state_dict(weights)
             self.model_ = model.to(device)
             self.device_ = device
+
+
+def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:
+    if not X.has_timestamps:
+        raise ValueError(
+            f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
+            "session, so it needs an InteractionMatrix with a timestamp column"
+        )
+    return X.session_arrays()
+
+
+def _training_sessions(X: InteractionMatrix) -> SessionArrays:
+    sessions = _sessions(X)
+    if sessions.n_events == 0:
+        raise ValueError("X holds no events")
+    if int(sessions.lengths.max()) < 2:
+        raise ValueError(
+            "X has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
+        )
+    return sessions
 
 
 def _is_single_session(sessions: Any) -> bool:
@@ -805,110 +557,9 @@ def _is_single_session(sessions: Any) -> bool:
     return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
 
 
-def _may_use_cuda(device: Any) -> bool:
-    # GPU kernels (index_add, scatter) are not bit-for-bit reproducible.
-    text = str(device)
-    return text.startswith("cuda") or (text == "auto" and torch.cuda.is_available())
-
-
-def _runtime_device(device: Any) -> torch.device:
-    """The device to load onto: the saved one, or the CPU when its CUDA is not available."""
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(
-            f"the model was trained on {device}, which is not available; loading it on the CPU",
-            UserWarning,
-            stacklevel=3,
-        )
-        return torch.device("cpu")
-    return _resolve_device(device)
-
-
-def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
-    raise ValueError(
-        "this model was saved with a custom stopping criterion, which cannot be stored in a "
-        "file; pass it again with set_params(stopping_criterion=...) before fitting"
-    )
-
-
-def _restored_criterion(meta: Any) -> StoppingCriterion:
-    if isinstance(meta, str):
-        meta = {"name": meta}
-    name = meta["name"]
-    if name in StoppingCriterion.FUNCTIONS:
-        overrides = {} if meta.get("k") is None else {"k": meta["k"]}
-        return StoppingCriterion.create(name, **overrides)
-    return StoppingCriterion(
-        _custom_criterion_unavailable,
-        minimize=bool(meta.get("minimize", False)),
-        needs=meta.get("needs", "ranks"),
-        k=meta.get("k"),
-        name=name,
-    )
-
-
-def _criterion_name(criterion: str | StoppingCriterion) -> str:
-    return criterion.name if isinstance(criterion, StoppingCriterion) else str(criterion)
-
-
-@torch.no_grad()
-def _all_finite(model: GRU4RecNet, inputs: torch.Tensor, targets: torch.Tensor) -> bool:
-    """Whether the weights, and the scores of a probe step from ``inputs``, are finite.
-
-    Weights can blow up to huge finite values that overflow in the next forward pass,
-    so a short forward pass is checked too (one device read per epoch).
-    """
-    was_training = model.training
-    model.eval()
-    out, _ = model.step(model.input_vectors(inputs), model.init_hidden(len(inputs), inputs.device))
-    scores = model.score_items(out, targets)
-    model.train(was_training)
-    flags = [torch.isfinite(p).all() for p in model.parameters()]
-    flags.append(torch.isfinite(scores).all())
-    return bool(torch.stack(flags).all())
-
-
-def _snapshot(
-    model: torch.nn.Module, into: dict[str, torch.Tensor] | None = None
-) -> dict[str, torch.Tensor]:
-    """A copy of the model's weights, written into ``into`` when given (no second copy)."""
-    if into is None:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    for k, v in model.state_dict().items():
-        into[k].copy_(v)
-    return into
-
-
-def _concat(a: InteractionMatrix, b: InteractionMatrix) -> InteractionMatrix:
-    """The events of ``a`` and ``b`` in one matrix (for every-position validation)."""
-    da, db = a.to_dataframe(), b.to_dataframe()
-    df = pd.concat([da, db], ignore_index=True)
-    cols = InteractionMatrix
-    return InteractionMatrix(
-        df, cols.ITEM_IX, cols.USER_IX, timestamp_ix=cols.TIMESTAMP_IX, shape=a.shape
-    )
-
-
-class _Progress:
-    def __init__(self, total: int, enabled: bool, desc: str) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="epoch")
-
-    def update(self, record: dict[str, Any]) -> None:
-        if self.bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in record.items() if isinstance(v, float)}
-            self.bar.set_postfix(shown, refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _progress(total: int, enabled: bool, desc: str) -> _Progress:
-    return _Progress(total, enabled, desc)
+def _own(frame: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's arguments from its ``locals()``."""
+    return {k: v for k, v in frame.items() if k not in ("self", "__class__")}
 
 
 class GRU4RecNegSampling(_GRU4RecBase):
@@ -1029,66 +680,26 @@ class GRU4RecNegSampling(_GRU4RecBase):
         item_col: str = "item_id",
         time_col: str = "timestamp",
     ) -> None:
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
-        self.num_components = num_components
-        self.dropout = dropout
-        self.loss_fn = loss_fn
-        self.optimization_algorithm = optimization_algorithm
-        self.momentum = momentum
-        self.clipnorm = clipnorm
-        self.bptt = bptt
-        self.num_negatives = num_negatives
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.learning_rate = learning_rate
-        self.stopping_criterion = stopping_criterion
-        self.stop_early = stop_early
-        self.max_iter_no_change = max_iter_no_change
-        self.min_improvement = min_improvement
-        self.seed = seed
-        self.save_best_to_file = save_best_to_file
-        self.keep_last = keep_last
-        self.predict_topK = predict_topK
-        self.validation_sample_size = validation_sample_size
-        self.sample_alpha = sample_alpha
-        self.bpreg = bpreg
-        self.elu_param = elu_param
-        self.dropout_hidden = dropout_hidden
-        self.constrained_embedding = constrained_embedding
-        self.logq = logq
-        self.device = device
-        self.verbose = verbose
-        self.session_col = session_col
-        self.item_col = item_col
-        self.time_col = time_col
-
-    def _validate_params(self) -> None:
-        super()._validate_params()
-        if self.loss_fn not in LOSSES:
-            raise ValueError(
-                f"loss_fn must be one of {', '.join(map(repr, LOSSES))}; got {self.loss_fn!r}"
-            )
-        _check_int("num_negatives", self.num_negatives, 1)
-        _check_float("sample_alpha", self.sample_alpha, 0.0)
-        _check_float("bpreg", self.bpreg, 0.0)
-        _check_float("elu_param", self.elu_param, 0.0)
-        _check_float("logq", self.logq, 0.0)
+        super().__init__(**_own(locals()))
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(
-            name=self.loss_fn,
-            bpreg=self.bpreg,
-            elu_param=self.elu_param,
-            logq=self.logq,
-            sample_alpha=self.sample_alpha,
+            name=self.loss_fn, bpreg=self.bpreg, elu_param=self.elu_param, logq=self.logq
         )
 
-    def _n_negatives(self) -> int:
-        return int(self.num_negatives)
-
-    def _sample_alpha(self) -> float:
-        return float(self.sample_alpha)
+    def _build_sampler(
+        self, generator: torch.Generator, device: torch.device, n_steps: int
+    ) -> NegativeSampler:
+        return NegativeSampler(
+            self.item_counts_,
+            float(self.sample_alpha),
+            self.num_negatives,
+            generator,
+            device,
+            dedup=devices.host_reads_are_free(device),
+            # No more draws than the whole fit can use (tiny fits stay cheap).
+            buffer_size=min(2**22, self.num_negatives * n_steps * self.max_epochs),
+        )
 
 
 class GRU4RecCrossEntropy(_GRU4RecBase):
@@ -1130,33 +741,7 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         item_col: str = "item_id",
         time_col: str = "timestamp",
     ) -> None:
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
-        self.num_components = num_components
-        self.dropout = dropout
-        self.optimization_algorithm = optimization_algorithm
-        self.momentum = momentum
-        self.clipnorm = clipnorm
-        self.bptt = bptt
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.learning_rate = learning_rate
-        self.stopping_criterion = stopping_criterion
-        self.stop_early = stop_early
-        self.max_iter_no_change = max_iter_no_change
-        self.min_improvement = min_improvement
-        self.seed = seed
-        self.save_best_to_file = save_best_to_file
-        self.keep_last = keep_last
-        self.predict_topK = predict_topK
-        self.validation_sample_size = validation_sample_size
-        self.dropout_hidden = dropout_hidden
-        self.constrained_embedding = constrained_embedding
-        self.device = device
-        self.verbose = verbose
-        self.session_col = session_col
-        self.item_col = item_col
-        self.time_col = time_col
+        super().__init__(**_own(locals()))
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .device import host_reads_are_free
+
 __all__ = [
     "LOSSES",
     "SAMPLED_LOSSES",
@@ -116,7 +118,7 @@ def _bpr_terms_(
     # -log(sigmoid(d)) is exact while sigmoid(d) is a normal float (d > -87); the check
     # reads one value back, free on a CPU. Elsewhere, or beyond that range, softplus(-d)
     # holds for any score.
-    if d.device.type == "cpu" and bool(d.min() >= -80.0):
+    if host_reads_are_free(d.device) and bool(d.min() >= -80.0):
         log_t = d.sigmoid_().log_()
         total = -(log_t.sum() if weights is None else log_t.sum(dim=0) @ weights)
         return total, log_t.exp_()

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-__all__ = ["OPTIMIZERS", "RowSparseOptimizer", "clip_grad_norm", "make_optimizer"]
+from .device import host_reads_are_free
+
+__all__ = ["OPTIMIZERS", "RowSparseOptimizer", "clip_grad_norm"]
 
 OPTIMIZERS = ("sgd", "adagrad")
 
@@ -143,7 +145,7 @@ class RowSparseOptimizer:
         pos = torch.arange(n, device=rows.device)
         owner.index_put_((rows,), pos)
         rep = owner.index_select(0, rows)  # one representative position per distinct row
-        compact = self.compact if self.compact is not None else rows.device.type == "cpu"
+        compact = self.compact if self.compact is not None else host_reads_are_free(rows.device)
         if compact:
             # Compact the distinct rows (no sort: torch's CPU sort costs more than the update).
             is_rep = rep == pos
@@ -212,10 +214,6 @@ class RowSparseOptimizer:
             self._owners[name] = owner
         return owner
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        """Every state tensor (for moving the optimiser along with the model)."""
-        return [*self._acc.values(), *self._vel.values()]
-
 
 def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) -> torch.Tensor:
     """Sum the stacked gradient blocks into ``n_out`` rows (stacked row ``i`` to ``target[i]``)."""
@@ -226,17 +224,6 @@ def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) ->
         out.index_add_(0, target[start:stop], block)
         start = stop
     return out
-
-
-def make_optimizer(
-    name: str,
-    dense_params: Iterable[torch.nn.Parameter],
-    tables: dict[str, torch.Tensor],
-    lr: float,
-    momentum: float = 0.0,
-) -> RowSparseOptimizer:
-    """Build the optimiser called ``name`` ('sgd' or 'adagrad')."""
-    return RowSparseOptimizer(dense_params, tables, algorithm=name, lr=lr, momentum=momentum)
 
 
 @torch.no_grad()

@@ -33,16 +33,19 @@ last two follow the session-based protocol of the GRU4Rec papers.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from gru4rec import metrics
 
-__all__ = ["NEEDS", "StoppingCriterion"]
+__all__ = ["NEEDS", "Selection", "StoppingCriterion", "configured", "snapshot"]
 
 #: What a criterion's function consumes; tells the estimator what to compute on validation data.
 NEEDS = ("topk", "scores", "ranks")
@@ -297,3 +300,103 @@ class StoppingCriterion:
             f"max_iter_no_change={self.max_iter_no_change}, "
             f"min_improvement={self.min_improvement})"
         )
+
+    # -- serialisation ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a checkpoint stores of the criterion: name, direction, input kind, cut-off."""
+        return {"name": self.name, "minimize": self.minimize, "needs": self.needs, "k": self.k}
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any]) -> StoppingCriterion:
+        """The criterion of :meth:`to_dict`: a named one is rebuilt; a custom one (whose
+        function a file cannot hold) becomes a placeholder that says so when evaluated."""
+        name = meta["name"]
+        if name in cls.FUNCTIONS:
+            return cls.create(name, **({} if meta.get("k") is None else {"k": meta["k"]}))
+        return cls(
+            _custom_criterion_unavailable,
+            minimize=bool(meta.get("minimize", False)),
+            needs=meta.get("needs", "ranks"),
+            k=meta.get("k"),
+            name=name,
+        )
+
+
+def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
+    raise ValueError(
+        "this model was saved with a custom stopping criterion, which cannot be stored in a "
+        "file; pass it again with set_params(stopping_criterion=...) before fitting"
+    )
+
+
+#: The settings an estimator passes on to its criterion, with their defaults (the same on
+#: both sides).
+SETTINGS = {"stop_early": False, "max_iter_no_change": 5, "min_improvement": 0.0}
+
+
+def configured(criterion: str | StoppingCriterion, **settings: Any) -> StoppingCriterion:
+    """A fresh criterion for one fit: a named one built with ``settings``, or a reset copy
+    of a given instance.
+
+    On a copy, ``settings`` fill in what the instance leaves at its defaults; what the user
+    set on the instance is kept, with a warning when ``settings`` asked for something else.
+    """
+    if not isinstance(criterion, StoppingCriterion):
+        return StoppingCriterion.create(criterion, **settings)
+    crit = copy.deepcopy(criterion)
+    crit.reset()
+    for key, value in settings.items():
+        own = getattr(crit, key)
+        if own == SETTINGS[key]:
+            setattr(crit, key, type(own)(value))
+        elif value != SETTINGS[key] and value != own:
+            warnings.warn(
+                f"the stopping criterion's own {key}={own!r} is kept over {key}={value!r}",
+                UserWarning,
+                stacklevel=3,
+            )
+    return crit
+
+
+def snapshot(
+    model: torch.nn.Module, into: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights, written into ``into`` when given (no second copy)."""
+    if into is None:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for k, v in model.state_dict().items():
+        into[k].copy_(v)
+    return into
+
+
+class Selection:
+    """The owner of "which epoch is best": the criterion's verdict on every validated epoch
+    (value, patience, ``min_improvement``) and a copy of the best epoch's weights.
+
+    Parameters
+    ----------
+    criterion : StoppingCriterion
+        A fresh criterion (see :func:`configured`); this object updates it.
+    """
+
+    def __init__(self, criterion: StoppingCriterion) -> None:
+        self.criterion = criterion
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def best_value(self) -> float | None:
+        return self.criterion.best_value
+
+    @property
+    def should_stop(self) -> bool:
+        return self.criterion.should_stop
+
+    def update(self, epoch: int, value: float, model: torch.nn.Module) -> bool:
+        """Record ``epoch``'s value; keep the model's weights when it is the new best."""
+        improved = self.criterion.update(value)
+        if improved:
+            self.best_epoch = epoch
+            self.best_state = snapshot(model, into=self.best_state)
+        return improved

@@ -7,6 +7,7 @@ value back from the device, and accumulates the loss on the device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +17,13 @@ import torch.nn.functional as F
 from .losses import bpr_from_factors, cross_entropy_full, get_loss
 from .model import GRU4RecNet
 from .optim import RowSparseOptimizer, clip_grad_norm
-from .samplers import NegativeSampler, Schedule
+from .samplers import NegativeSampler
+from .schedule import Schedule
 
-__all__ = ["EpochData", "LossConfig", "train_epoch"]
+__all__ = ["REPORT_EVERY", "EpochData", "LossConfig", "train_epoch"]
+
+#: Steps between two calls of ``train_epoch``'s ``on_steps``.
+REPORT_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,6 @@ class LossConfig:
     bpreg: float = 1.0
     elu_param: float = 0.0
     logq: float = 0.0
-    sample_alpha: float = 0.0
 
     @property
     def full(self) -> bool:
@@ -92,7 +96,7 @@ def _scores_to_loss(
     cfg: LossConfig,
     targets: torch.Tensor,
     negatives: torch.Tensor | None,
-    log_counts: torch.Tensor | None,
+    sampler: NegativeSampler | None,
     log_mult: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if cfg.full:
@@ -102,12 +106,8 @@ def _scores_to_loss(
         log_weights = torch.cat([log_mult.new_zeros(targets.shape[0]), log_mult])
     if cfg.name == "cross-entropy":
         bias = None
-        if cfg.logq > 0:
-            assert log_counts is not None
-            parts = [log_counts[targets]]
-            if negatives is not None:
-                parts.append(log_counts[negatives] * cfg.sample_alpha)
-            bias = torch.cat(parts) * cfg.logq
+        if cfg.logq > 0 and sampler is not None:
+            bias = sampler.log_probabilities(targets, negatives) * cfg.logq
         return get_loss("cross-entropy")(scores, logq_bias=bias, log_weights=log_weights)
     if cfg.elu_param > 0:
         scores = F.elu(scores, alpha=cfg.elu_param)
@@ -126,14 +126,15 @@ def train_epoch(
     dropout_hidden: float = 0.0,
     clipnorm: float | None = None,
     bptt: int = 1,
-    log_counts: torch.Tensor | None = None,
+    on_steps: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Run one epoch; return the summed training loss over rows (a device scalar).
 
     Each step's loss is the sum over its rows divided by the full batch size (the
     first step's row count), so every row weighs the same, also in the shrinking
     steps at the end of the epoch. Dividing the returned sum by ``data.n_rows``
-    gives the loss per event.
+    gives the loss per event. ``on_steps(n)``, when given, hears every
+    ``REPORT_EVERY`` steps (and at the end) how many steps were done since its last call.
     """
     model.train()
     device = data.inputs.device
@@ -187,7 +188,7 @@ def train_epoch(
             step_loss = bpr_from_factors(out, out_leaf, bias_leaf, positives, col_weights)
         else:
             scores = model.score(out, out_leaf, bias_leaf)
-            step_loss = _scores_to_loss(scores, loss, y, negatives, log_counts, log_mult)
+            step_loss = _scores_to_loss(scores, loss, y, negatives, sampler, log_mult)
         if b < batch:
             # Rows, not steps, carry equal weight: the shrinking steps at the end of an
             # epoch are scaled down to their share of a full batch, as the reference
@@ -206,6 +207,10 @@ def train_epoch(
             window_loss = None
             updates = []
             hidden = [hl.detach() for hl in hidden]
+        if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
+            on_steps(REPORT_EVERY)
+    if on_steps is not None and n_steps % REPORT_EVERY:
+        on_steps(n_steps % REPORT_EVERY)
     return total
 
 

@@ -7,12 +7,25 @@ import inspect
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from tiny import (
+    all_finite,
+    dense,
+    events,
+    index_matrix,
+    longer_events,
+    neg,
+    xent,
+)
 
+import gru4rec.trainer as trainer_module
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
 from gru4rec import estimator as est_module
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
@@ -585,7 +598,7 @@ def test_verbose_shows_a_progress_bar_and_default_is_silent(split, capsys):
     _, _, X, _ = split
     small(max_epochs=2, verbose=True).fit(X)
     err = capsys.readouterr().err
-    assert "GRU4RecNegSampling" in err and "2/2" in err
+    assert "GRU4RecNegSampling" in err and "epoch=2/2" in err
     small(max_epochs=1).fit(X)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
@@ -613,3 +626,302 @@ def test_training_walks_sessions_in_start_time_order(monkeypatch):
     assert not np.array_equal(order, np.arange(len(starts)))
     assert seen["batch_size"] == 4
     assert not seen["kw"].get("include_last", False)
+
+
+# -- bad input, unknown items, use before fit ------------------------------------------------------
+
+
+def test_empty_dataframe_raises():
+    with pytest.raises(ValueError, match="empty"):
+        neg().fit(events().iloc[:0])
+
+
+def test_empty_matrix_raises():
+    X = InteractionMatrix.from_events(events()).users_in([])
+    with pytest.raises(ValueError, match="no events"):
+        neg().fit(X)
+
+
+@pytest.mark.parametrize(
+    "X", [None, [[0, 1]], np.zeros((2, 3)), "events.csv"], ids=["none", "list", "array", "str"]
+)
+def test_unsupported_input_container_raises(X):
+    with pytest.raises(ValueError, match="InteractionMatrix"):
+        neg().fit(X)
+
+
+def test_sparse_matrix_without_timestamps_raises():
+    with pytest.raises(ValueError, match="timestamps"):
+        neg().fit(sp.csr_matrix(np.ones((2, 3))))
+
+
+def test_only_single_event_sessions_raises():
+    df = pd.DataFrame({"session_id": [0, 1, 2], "item_id": [5, 6, 5], "timestamp": [1, 2, 3]})
+    with pytest.raises(ValueError, match="2 or more events"):
+        neg().fit(df)
+
+
+def test_some_single_event_sessions_fit_and_predict():
+    df = pd.concat(
+        [
+            events(),
+            pd.DataFrame({"session_id": [7, 8], "item_id": [13, 14], "timestamp": [20, 21]}),
+        ],
+        ignore_index=True,
+    )
+    est = neg().fit(df)
+    assert np.isfinite(est.history_[0]["train_loss"])
+    pred = dense(est.predict(df))
+    assert pred.shape == (6, 5)
+    assert np.isfinite(pred).all()
+    # A single-event session still gets a full row of scores (from the state after its item).
+    assert (np.count_nonzero(pred, axis=1) > 0).all()
+    # One rank per (item, next item) pair: sessions of one event give none.
+    assert len(est.next_item_ranks(df)) == 2 + 1 + 3 + 2
+
+
+def test_predict_matrix_with_another_catalogue_size_raises():
+    est = neg().fit(index_matrix())
+    for n_items in (4, 9):
+        df = events()
+        df["item_id"] = (df["item_id"] - 10) % n_items
+        X = InteractionMatrix(df, "item_id", "session_id", "timestamp", shape=(4, n_items))
+        with pytest.raises(ValueError, match="items"):
+            est.predict(X)
+        with pytest.raises(ValueError, match="items"):
+            est.next_item_ranks(X)
+    # More users than in training is fine: users are not part of the model.
+    X = index_matrix(shape=(50, 5))
+
+
+def test_validation_data_of_another_shape_raises():
+    X = index_matrix()
+    wide = index_matrix(shape=(4, 9))
+    with pytest.raises(ValueError, match="items"):
+        neg().fit(X, validation_data=(wide, wide))
+    with pytest.raises(ValueError, match="items"):
+        neg().fit(X, validation_data=(X, wide))
+    with pytest.raises(ValueError, match="rows"):
+        neg().fit(X, validation_data=(X, index_matrix(shape=(9, 5))))
+    with pytest.raises(ValueError, match="pair"):
+        neg().fit(X, validation_data=X)
+    with pytest.raises(ValueError, match="timestamps"):
+        neg().fit(X, validation_data=(X.values, X.values))
+
+
+def test_validation_out_without_events_raises_before_training(monkeypatch):
+    X = InteractionMatrix.from_events(events())
+    calls = []
+    real = trainer_module.train_epoch
+    monkeypatch.setattr(
+        trainer_module, "train_epoch", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    with pytest.raises(ValueError, match="validation"):
+        neg().fit(X, validation_data=(X, X.users_in([])))
+    # Events in validation_out, but none for a session of validation_in: nothing to score.
+    with pytest.raises(ValueError, match="validation"):
+        neg().fit(X, validation_data=(X.users_in([0, 1]), X.users_in([2, 3])))
+    assert calls == []
+
+
+def test_predict_with_unknown_items_warns_with_count():
+    est = neg().fit(events())
+    df = events()
+    df.loc[[1, 7], "item_id"] = [99, 98]
+    with pytest.warns(UserWarning, match=r"dropped 2 of 12 events.*2 unknown items"):
+        pred = est.predict(df)
+    assert pred.shape == (4, 5)
+    assert np.isfinite(pred.data).all()
+    with pytest.warns(UserWarning, match="2 unknown items"):
+        ranks = est.next_item_ranks(df)
+    assert ((ranks >= 1) & (ranks <= 5)).all()
+    with pytest.raises(ValueError, match="none of the 12 events"):
+        est.predict(df.assign(item_id=99))
+
+
+def test_recommend_with_unknown_items_warns_with_count():
+    est = neg().fit(events())
+    with pytest.warns(UserWarning, match="skipped 2 of 4 items"):
+        ids, scores = est.recommend([[10, 99], [-5, 11]], k=3)
+    assert ids.shape == scores.shape == (2, 3)
+    assert np.isfinite(scores).all()
+    assert set(ids.ravel()) <= {10, 11, 12, 13, 14}
+    with pytest.raises(ValueError, match="k must be"):
+        est.recommend([10], k=0)
+    with pytest.raises(ValueError, match="sessions"):
+        est.recommend(None)
+
+
+@pytest.mark.filterwarnings("ignore:recommend skipped")
+def test_recommend_with_an_unknown_id_of_another_type_skips_only_that_id():
+    est = neg().fit(events())
+    with pytest.warns(UserWarning, match="skipped 1 of 3 items"):
+        ids, _ = est.recommend([[10, 11], ["x"]], k=3)
+    expected, _ = est.recommend([[10, 11], []], k=3)
+    np.testing.assert_array_equal(ids, expected)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e: e.predict(events()),
+        lambda e: e.next_item_ranks(events()),
+        lambda e: e.score(events()),
+        lambda e: e.recommend([10, 11]),
+        lambda e: e.save(),
+    ],
+    ids=["predict", "next_item_ranks", "score", "recommend", "save"],
+)
+@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
+def test_use_before_fit_raises_not_fitted(call, make):
+    with pytest.raises(NotFittedError, match="fit"):
+        call(make())
+
+
+# -- random event logs x random parameters (property-based) ----------------------------------------
+
+
+@st.composite
+def event_logs(draw) -> pd.DataFrame:
+    n = draw(st.integers(1, 24))
+    string_items = draw(st.booleans())
+    item = st.sampled_from(list("abcdefgh")) if string_items else st.integers(-3, 40)
+    return pd.DataFrame(
+        {
+            "session_id": draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)),
+            "item_id": draw(st.lists(item, min_size=n, max_size=n)),
+            # few distinct values: many ties within and across sessions
+            "timestamp": draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)),
+        }
+    )
+
+
+NEG_PARAMS = st.fixed_dictionaries(
+    {
+        "loss_fn": st.sampled_from(["bpr", "top1", "bpr-max", "top1-max", "cross-entropy"]),
+        "num_layers": st.integers(1, 2),
+        "bptt": st.integers(1, 2),
+        "constrained_embedding": st.booleans(),
+        "optimization_algorithm": st.sampled_from(["sgd", "adagrad"]),
+        "momentum": st.sampled_from([0.0, 0.5, 0.9]),
+        "dropout": st.sampled_from([0.0, 0.3]),
+        "dropout_hidden": st.sampled_from([None, 0.0, 0.5]),
+        "batch_size": st.integers(1, 8),
+        "num_negatives": st.integers(1, 8),
+        "sample_alpha": st.sampled_from([0.0, 0.5, 1.0]),
+        "logq": st.sampled_from([0.0, 1.0]),
+        "elu_param": st.sampled_from([0.0, 1.0]),
+        "clipnorm": st.sampled_from([None, 1.0]),
+        "predict_topK": st.sampled_from([None, 1, 3]),
+        "seed": st.integers(0, 2**31),
+    }
+)
+
+PROPERTY = settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _check_fit_predict(est, df: pd.DataFrame) -> None:
+    lengths = df.groupby("session_id").size()
+    trainable = bool((lengths >= 2).any())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # fitting on clean input must not warn
+            est.fit(df)
+    except ValueError as err:
+        assert not trainable, f"fit refused trainable data: {err}"
+        assert not hasattr(est, "model_")
+        return
+    assert trainable, "fit accepted data without a session of 2 or more events"
+    losses = [h["train_loss"] for h in est.history_]
+    assert len(losses) == est.max_epochs
+    assert np.isfinite(losses).all()
+    assert all_finite(est)
+
+    n_items = df["item_id"].nunique()
+    n_sessions = len(lengths)
+    assert est.n_items_ == n_items
+    pred = est.predict(df)
+    assert pred.shape == (n_sessions, n_items)
+    assert np.isfinite(pred.data).all()
+    k = est.predict_topK
+    per_row = np.diff(pred.indptr)
+    assert (per_row <= (n_items if k is None else min(k, n_items))).all()
+
+    ranks = est.next_item_ranks(df)
+    assert len(ranks) == int((lengths - 1).sum())
+    assert ((ranks >= 1) & (ranks <= n_items)).all()
+    last = est.next_item_ranks(df, last_only=True)
+    assert len(last) == int((lengths >= 2).sum())
+
+    ids, scores = est.recommend([df["item_id"].iloc[0]], k=3)
+    assert len(ids) == min(3, n_items)
+    assert np.isfinite(scores).all()
+
+
+@PROPERTY
+@given(df=event_logs(), params=NEG_PARAMS)
+def test_random_logs_and_parameters_fit_or_raise_value_error(df, params):
+    _check_fit_predict(neg(**params), df)
+
+
+@settings(PROPERTY, max_examples=12)
+@given(
+    df=event_logs(),
+    params=st.fixed_dictionaries(
+        {
+            "num_layers": st.integers(1, 2),
+            "bptt": st.integers(1, 2),
+            "constrained_embedding": st.booleans(),
+            "optimization_algorithm": st.sampled_from(["sgd", "adagrad"]),
+            "momentum": st.sampled_from([0.0, 0.5]),
+            "dropout": st.sampled_from([0.0, 0.3]),
+            "batch_size": st.integers(1, 8),
+            "predict_topK": st.sampled_from([None, 2]),
+        }
+    ),
+)
+def test_random_logs_cross_entropy_estimator(df, params):
+    _check_fit_predict(xent(**params), df)
+
+
+# -- threads ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
+def test_fit_and_inference_leave_torch_thread_settings_alone(make):
+    before = torch.get_num_threads()
+    interop = torch.get_num_interop_threads()
+    torch.set_num_threads(2)  # not 1, not the module's setting: a reset would show
+    try:
+        est = make(max_epochs=1)
+        est.fit(events(), validation_data=(events(), events()))
+        assert torch.get_num_threads() == 2
+        est.predict(events())
+        est.next_item_ranks(events())
+        est.recommend([10, 11])
+        est.score(events())
+        assert torch.get_num_threads() == 2
+        assert torch.get_num_interop_threads() == interop
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_joblib_thread_workers_give_the_sequential_results():
+    joblib = pytest.importorskip("joblib")
+    df = longer_events()
+
+    def fit_predict(seed):
+        return dense(neg(seed=seed).fit(df).predict(df))
+
+    sequential = [fit_predict(s) for s in (0, 1, 2)]
+    parallel = joblib.Parallel(n_jobs=2, backend="threading")(
+        joblib.delayed(fit_predict)(s) for s in (0, 1, 2)
+    )
+    for a, b in zip(parallel, sequential, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -12,6 +12,14 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import KFold
+from tiny import (
+    assert_same_weights,
+    dense,
+    events,
+    index_matrix,
+    neg,
+    weights,
+)
 
 from gru4rec.matrix import InteractionMatrix, SessionArrays, Vocabulary, _stable_order
 
@@ -478,3 +486,120 @@ def test_from_events_bad_input(data, kwargs, match):
 def test_not_a_dataframe():
     with pytest.raises(ValueError, match="df"):
         InteractionMatrix({"user": [0], "item": [0]}, "item", "user")
+
+
+# -- ids and timestamps given to fit ---------------------------------------------------------------
+
+
+def test_ids_outside_shape_raise():
+    with pytest.raises(ValueError, match="shape"):
+        index_matrix(shape=(4, 3))  # item indices go up to 4
+    with pytest.raises(ValueError, match="shape"):
+        index_matrix(shape=(2, 5))  # user indices go up to 3
+    with pytest.raises(ValueError, match="shape"):
+        index_matrix(shape=(4.0, 5.0))
+    df = events().assign(item_id=lambda d: d["item_id"] - 11)  # one index is -1
+    with pytest.raises(ValueError, match="negative"):
+        InteractionMatrix(df, "item_id", "session_id", "timestamp")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.nan, np.inf, -np.inf, None],
+    ids=["nan", "inf", "-inf", "none"],
+)
+def test_non_finite_timestamps_raise(bad):
+    df = events().astype({"timestamp": object if bad is None else float})
+    df.loc[4, "timestamp"] = bad
+    with pytest.raises(ValueError, match="timestamp"):
+        neg().fit(df)
+    fitted = neg().fit(events())
+    with pytest.raises(ValueError, match="timestamp"):
+        fitted.predict(df)
+
+
+def test_missing_datetime_raises():
+    df = events()
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s")
+    df.loc[3, "timestamp"] = pd.NaT
+    with pytest.raises(ValueError, match="timestamp.*missing"):
+        neg().fit(df)
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "bool"])
+def test_non_numeric_timestamps_raise(kind):
+    df = events()
+    df["timestamp"] = {
+        "str": df["timestamp"].astype(str),
+        "object": df["timestamp"].astype(object),
+        "bool": df["timestamp"] > 5,
+    }[kind]
+    with pytest.raises(ValueError, match="timestamp"):
+        neg().fit(df)
+
+
+def test_duplicate_timestamps_keep_row_order():
+    """Ties keep the rows' order: all-equal timestamps train exactly like increasing ones."""
+    ordered = events()
+    tied = ordered.assign(timestamp=0)
+    # Interleave the sessions' rows: the order within each session is what counts.
+    perm = np.argsort(tied.groupby("session_id").cumcount().to_numpy(), kind="stable")
+    assert not np.array_equal(perm, np.arange(len(tied)))
+    shuffled = tied.iloc[perm].reset_index(drop=True)
+    X_ord = InteractionMatrix.from_events(ordered)
+    X_tie = InteractionMatrix.from_events(shuffled, item_vocabulary=X_ord.item_vocabulary)
+    s_ord, s_tie = X_ord.session_arrays(), X_tie.session_arrays()
+    np.testing.assert_array_equal(s_tie.items, s_ord.items)
+    np.testing.assert_array_equal(s_tie.offsets, s_ord.offsets)
+
+    a = neg(max_epochs=2).fit(X_ord)
+    b = neg(max_epochs=2).fit(X_tie)
+    assert_same_weights(weights(a), weights(b))
+    np.testing.assert_array_equal(dense(a.predict(X_ord)), dense(b.predict(X_tie)))
+    np.testing.assert_array_equal(a.next_item_ranks(X_ord), b.next_item_ranks(X_tie))
+
+
+@pytest.mark.parametrize("column", ["item_id", "session_id"])
+@pytest.mark.parametrize("values", ["fraction", "string", "bool", "inf"])
+def test_non_integer_index_ids_raise(column, values):
+    df = events().assign(item_id=lambda d: d["item_id"] - 10)
+    df[column] = {
+        "fraction": df[column] + 0.5,
+        "string": "id" + df[column].astype(str),
+        "bool": df[column] > 1,
+        "inf": df[column].astype(float).replace(0, np.inf),
+    }[values]
+    with pytest.raises(ValueError, match=column):
+        InteractionMatrix(df, "item_id", "session_id", "timestamp")
+
+
+@pytest.mark.parametrize("column", ["item_id", "session_id"])
+def test_numeric_string_index_ids_raise(column):
+    df = events().assign(item_id=lambda d: d["item_id"] - 10)
+    df[column] = df[column].astype(str)
+    df.loc[0, column] = "0" + df.loc[0, column]  # '0' -> '00': another id, same number
+    with pytest.raises(ValueError, match=column):
+        InteractionMatrix(df, "item_id", "session_id", "timestamp")
+
+
+@pytest.mark.parametrize("column", ["item_id", "session_id"])
+def test_missing_raw_ids_raise(column):
+    df = events().astype({column: object})
+    df.loc[2, column] = None
+    with pytest.raises(ValueError, match=f"{column}.*missing"):
+        neg().fit(df)
+
+
+def test_mixed_raw_id_types_are_distinct_items():
+    df = events().assign(item_id=[1, "1", 2, "b", 3.5, 1, 2, "1", 2, "b", 1, 2])
+    est = neg().fit(df)
+    assert est.n_items_ == 5  # 1, "1", 2, "b", 3.5
+    assert np.isfinite(dense(est.predict(df))).all()
+
+
+@pytest.mark.parametrize("column", ["item_id", "session_id"])
+def test_unhashable_raw_ids_raise_value_error_naming_column(column):
+    df = events()
+    df[column] = [[v] for v in df[column]]
+    with pytest.raises(ValueError, match=column):
+        neg().fit(df)

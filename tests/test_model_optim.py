@@ -9,9 +9,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import (
+    accelerator_step_rows,
+    dense,
+    longer_events,
+    neg,
+    weights,
+)
 
 from gru4rec.model import GRU4RecNet, dropout
-from gru4rec.optim import OPTIMIZERS, RowSparseOptimizer, clip_grad_norm, make_optimizer
+from gru4rec.optim import OPTIMIZERS, RowSparseOptimizer, clip_grad_norm
 
 # -- model: initialisation -----------------------------------------------------------------------
 
@@ -265,13 +272,10 @@ def test_adagrad_first_step_moves_each_coordinate_by_about_lr():
     np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-5)
 
 
-def test_make_optimizer_and_unknown_algorithm():
+def test_unknown_algorithm_raises_naming_the_parameter():
     p = torch.nn.Parameter(torch.zeros(2))
-    opt = make_optimizer("sgd", [p], {}, lr=0.5, momentum=0.1)
-    assert isinstance(opt, RowSparseOptimizer)
-    assert (opt.algorithm, opt.lr, opt.momentum) == ("sgd", 0.5, 0.1)
     with pytest.raises(ValueError, match="optimization_algorithm"):
-        make_optimizer("adam", [p], {}, lr=0.1)
+        RowSparseOptimizer([p], {}, algorithm="adam", lr=0.1)
 
 
 # -- gradient clipping ---------------------------------------------------------------------------
@@ -306,5 +310,77 @@ def test_clip_grad_norm(scale, max_norm, seed, n):
             assert torch.allclose(a, b * coef, rtol=1e-4, atol=1e-7 * scale)
 
 
-def test_clip_grad_norm_empty_list_is_a_no_op():
-    clip_grad_norm([], 1.0)
+def test_clip_grad_norm_of_nothing_or_of_zeros_changes_nothing():
+    clip_grad_norm([], 1.0)  # a step without gradients (every row frozen) must not fail
+    grads = [torch.zeros(3), torch.zeros(2, 2)]
+    clip_grad_norm(grads, 1.0)
+    # A zero norm must not turn into 0 / 0.
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
+
+
+# -- the accelerator update branch, exercised on the CPU -------------------------------------------
+
+
+def _optimizer(algorithm: str, momentum: float, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    table = torch.randn(20, 6, generator=gen)
+    dense_p = torch.nn.Parameter(torch.randn(3, 3, generator=gen))
+    opt = RowSparseOptimizer(
+        [dense_p], {"t": table}, algorithm=algorithm, lr=0.1, momentum=momentum
+    )
+    return opt, table
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "adagrad"])
+@pytest.mark.parametrize("momentum", [0.0, 0.6])
+def test_update_repeated_matches_update_distinct(algorithm, momentum):
+    cpu_opt, cpu_table = _optimizer(algorithm, momentum)
+    acc_opt, acc_table = _optimizer(algorithm, momentum)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        rows = torch.randint(0, 20, (15,), generator=gen)  # with repeats
+        blocks = [torch.randn(7, 6, generator=gen), torch.randn(8, 6, generator=gen)]
+        cpu_opt.step_rows("t", rows, blocks)  # CPU branch: _update_distinct
+        accelerator_step_rows(acc_opt, "t", rows, [b.clone() for b in blocks])
+    torch.testing.assert_close(acc_table, cpu_table, rtol=1e-6, atol=1e-6)
+    acc_state = [*acc_opt._acc.values(), *acc_opt._vel.values()]
+    cpu_state = [*cpu_opt._acc.values(), *cpu_opt._vel.values()]
+    for a, b in zip(acc_state, cpu_state, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # Rows never drawn are untouched by both.
+    untouched = _optimizer(algorithm, momentum)[1]
+    never = torch.ones(20, dtype=torch.bool)
+    never[torch.randint(0, 20, (60,), generator=torch.Generator().manual_seed(1))] = False
+    torch.testing.assert_close(acc_table[never], untouched[never], rtol=0, atol=0)
+
+
+def test_update_repeated_equals_sequential_reference_on_repeated_rows():
+    """Against a from-scratch Adagrad + momentum: repeated rows' gradients are summed once."""
+    opt, table = _optimizer("adagrad", 0.5)
+    start = table.clone()
+    rows = torch.tensor([3, 5, 3, 3, 7])
+    grad = torch.arange(30, dtype=torch.float32).reshape(5, 6) / 10
+    accelerator_step_rows(opt, "t", rows, grad)
+    expected = start.clone()
+    for r in (3, 5, 7):
+        g = grad[rows == r].sum(0)
+        acc = opt.eps + g * g
+        expected[r] -= 0.1 * g / acc.sqrt()
+    torch.testing.assert_close(table, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(optimization_algorithm="adagrad", momentum=0.0),
+        dict(optimization_algorithm="sgd", momentum=0.5, constrained_embedding=True),
+    ],
+)
+def test_fit_through_accelerator_update_branch_matches_cpu_branch(monkeypatch, params):
+    df = longer_events(n_items=6)  # few items: many repeated rows per step
+    cpu = neg(max_epochs=2, **params).fit(df)
+    monkeypatch.setattr(RowSparseOptimizer, "step_rows", accelerator_step_rows)
+    acc = neg(max_epochs=2, **params).fit(df)
+    for key, value in weights(cpu).items():
+        torch.testing.assert_close(weights(acc)[key], value, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dense(acc.predict(df)), dense(cpu.predict(df)), rtol=1e-4, atol=1e-5)

@@ -23,6 +23,7 @@ from gru4rec import (
 )
 from gru4rec.checkpoint import FORMAT, CheckpointError
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
+from gru4rec.validation import Validation
 
 SMALL = dict(hidden_size=16, batch_size=32, num_negatives=16, device="cpu", seed=0)
 
@@ -62,16 +63,16 @@ def reference(data):
     return get
 
 
-def _script(monkeypatch, values, cls=GRU4RecNegSampling):
-    """Make the estimator's per-epoch criterion evaluation return ``values`` in turn."""
+def _script(monkeypatch, values):
+    """Make the per-epoch criterion evaluation return ``values`` in turn."""
     it = iter(values)
     calls = []
 
-    def fake(self, criterion, val_in, val_out):
+    def fake(self, criterion, scorer, rng):
         calls.append(criterion.name)
         return next(it)
 
-    monkeypatch.setattr(cls, "_evaluate_criterion", fake)
+    monkeypatch.setattr(Validation, "evaluate", fake)
     return calls
 
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from tiny import (
+    accelerator_step_rows,
+    dense,
+    many_sessions,
+    neg,
+)
 
+import gru4rec.training as training_module
+from gru4rec import estimator as est_module
 from gru4rec.losses import cross_entropy_full
 from gru4rec.model import GRU4RecNet
-from gru4rec.optim import make_optimizer
-from gru4rec.samplers import session_parallel_schedule
+from gru4rec.optim import RowSparseOptimizer
+from gru4rec.samplers import NegativeSampler
+from gru4rec.schedule import session_parallel_schedule
 from gru4rec.training import EpochData, LossConfig, train_epoch
 
 N_ITEMS, HIDDEN, LR = 7, 4, 0.1
@@ -20,7 +30,7 @@ def _setup(items: np.ndarray, offsets: np.ndarray, batch_size: int):
     data = EpochData.build(items, schedule, torch.device("cpu"))
     net = GRU4RecNet(N_ITEMS, hidden_size=HIDDEN, embedding_size=3)
     net.reset_parameters(torch.Generator().manual_seed(0))
-    opt = make_optimizer("sgd", net.dense_parameters(), net.item_tables(), lr=LR)
+    opt = RowSparseOptimizer(net.dense_parameters(), net.item_tables(), "sgd", lr=LR)
     return data, net, opt
 
 
@@ -82,9 +92,68 @@ def test_bpr_with_distinct_target_columns_trains_like_duplicated_columns():
         data, net, _ = _setup(items, offsets, batch_size=8)
         if not distinct:
             data = EpochData(data.inputs, data.targets, data.keep, data.step_offsets)
-        opt = make_optimizer("adagrad", net.dense_parameters(), net.item_tables(), lr=0.1)
+        opt = RowSparseOptimizer(net.dense_parameters(), net.item_tables(), "adagrad", lr=0.1)
         train_epoch(net, data, opt, loss_cfg, None, torch.Generator())
         nets.append(net)
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert not torch.equal(nets[0].item_output, _setup(items, offsets, 8)[1].item_output)
+
+
+# -- the accelerator paths and the shared bias update, exercised on the CPU ------------------------
+
+
+@pytest.mark.parametrize("loss_fn", ["cross-entropy", "bpr-max", "bpr", "top1-max"])
+def test_accelerator_sampling_path_trains_like_the_cpu_path(monkeypatch, loss_fn):
+    # On a GPU, negatives stay duplicated columns and the optimiser takes its no-sync
+    # branch; on the CPU, distinct negatives are weighted and rows compacted. Both must
+    # train the same model (up to float rounding): run the accelerator path here.
+    df = many_sessions()
+    params = dict(loss_fn=loss_fn, num_negatives=64, sample_alpha=1.0, max_epochs=2)
+    cpu_path = neg(**params).fit(df)
+
+    class Duplicated(NegativeSampler):
+        def __init__(self, *args, **kwargs):
+            kwargs["dedup"] = False
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(est_module, "NegativeSampler", Duplicated)
+    monkeypatch.setattr(RowSparseOptimizer, "step_rows", accelerator_step_rows)
+    accel_path = neg(**params).fit(df)
+    losses_cpu = [h["train_loss"] for h in cpu_path.history_]
+    losses_acc = [h["train_loss"] for h in accel_path.history_]
+    np.testing.assert_allclose(losses_acc, losses_cpu, rtol=1e-4)
+    np.testing.assert_allclose(
+        dense(accel_path.predict(df)), dense(cpu_path.predict(df)), rtol=1e-3, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("bptt", [1, 3])
+@pytest.mark.parametrize("constrained", [True, False])
+def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
+    monkeypatch, bptt, constrained
+):
+    # The output bias is updated in item_output's pass (its rows lead that pass); it must
+    # equal a separate update of the bias at exactly the output rows.
+    df = many_sessions()
+    params = dict(bptt=bptt, constrained_embedding=constrained, momentum=0.3, max_epochs=2)
+    shared = neg(**params).fit(df)
+
+    def plain_update(model, optimizer, updates, clipnorm):
+        # The straightforward semantics: each table updated on its own, at its own rows.
+        if clipnorm is not None:
+            grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+            training_module.clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
+        optimizer.step_dense()
+        per_table: dict[str, tuple[list, list]] = {}
+        for name, leaf, rows in updates:
+            entry = per_table.setdefault(name.split(":")[0], ([], []))
+            entry[0].append(rows)
+            entry[1].append(leaf.grad)
+        for name, (rows, grads) in per_table.items():
+            optimizer.step_rows(name, torch.cat(rows), torch.cat(grads))
+
+    monkeypatch.setattr(training_module, "_update", plain_update)
+    reference = neg(**params).fit(df)
+    for key, value in reference.model_.state_dict().items():
+        torch.testing.assert_close(shared.model_.state_dict()[key], value, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,203 @@
+"""The epoch loop: run epochs over built parts and report each one to whoever listens.
+
+The estimator builds the parts (network, schedule on the device, sampler, optimiser, loss)
+and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
+:func:`gru4rec.training.train_epoch`, and after each one
+
+1. checks that the loss and the weights are finite (else: :class:`TrainingDivergedError`,
+   with the best or last good weights restored),
+2. lets the :class:`~gru4rec.stopping.Selection` judge the epoch on validation data,
+3. appends the epoch's record to the history and calls every listener with it
+   (progress, user callbacks),
+4. stops when the selection's patience is used up.
+
+A ``KeyboardInterrupt`` keeps the weights of the last completed epoch, with a warning.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .model import GRU4RecNet
+from .optim import RowSparseOptimizer
+from .samplers import NegativeSampler
+from .stopping import Selection, snapshot
+from .training import EpochData, LossConfig, train_epoch
+
+__all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError"]
+
+#: A listener: called with each completed epoch's record.
+Listener = Callable[[dict[str, Any]], None]
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite; the estimator keeps its last good model."""
+
+
+@dataclass
+class Parts:
+    """Everything an epoch needs, built once per fit."""
+
+    model: GRU4RecNet
+    data: EpochData
+    optimizer: RowSparseOptimizer
+    loss: LossConfig
+    sampler: NegativeSampler | None
+    generator: torch.Generator
+    #: Keyword arguments of :func:`gru4rec.training.train_epoch` (dropout, clipnorm, bptt).
+    step_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Progress:
+    """A progress bar over the training steps of a fit, moved every
+    :data:`~gru4rec.training.REPORT_EVERY` steps (no host read per step); the epoch
+    records show as its postfix. Silent when disabled."""
+
+    def __init__(self, total_steps: int, max_epochs: int, enabled: bool, desc: str) -> None:
+        self.max_epochs = max_epochs
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm  # only a verbose fit pays for importing tqdm
+
+            self.bar = tqdm(total=total_steps, desc=desc, unit="step")
+
+    def steps(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            shown = {"epoch": f"{record['epoch'] + 1}/{self.max_epochs}"}
+            shown.update((k, f"{v:.4g}") for k, v in record.items() if isinstance(v, float))
+            self.bar.set_postfix(shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Trainer:
+    """Runs the epochs of one fit.
+
+    Parameters
+    ----------
+    parts : Parts
+    learning_rate : float
+        Only quoted in the divergence message.
+    """
+
+    def __init__(self, parts: Parts, learning_rate: float) -> None:
+        self.parts = parts
+        self.learning_rate = learning_rate
+        self.history: list[dict[str, Any]] = []
+
+    def run(
+        self,
+        max_epochs: int,
+        listeners: Sequence[Listener] = (),
+        selection: Selection | None = None,
+        evaluate: Callable[[], float] | None = None,
+        progress: Progress | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train up to ``max_epochs`` epochs; return the history (one record per epoch).
+
+        With ``selection`` and ``evaluate``, each epoch is scored (``evaluate()``) and judged.
+        An exception from a listener propagates after the last completed epoch's weights
+        are restored.
+        """
+        model = self.parts.model
+        # The weights after the last completed epoch: what an interrupted or diverged
+        # fit falls back to, so no half-updated model is ever left behind.
+        last = snapshot(model)
+        try:
+            for epoch in range(max_epochs):
+                record = self._epoch(epoch, progress)
+                self._check_finite(record, selection, last)
+                if selection is not None and evaluate is not None:
+                    value = evaluate()
+                    record[selection.criterion.name] = value
+                    record["improved"] = selection.update(epoch, value, model)
+                self.history.append(record)
+                last = snapshot(model, into=last)
+                for listener in listeners:
+                    listener(record)
+                if selection is not None and selection.should_stop:
+                    break
+        except KeyboardInterrupt:
+            model.load_state_dict(last)
+            done = len(self.history)
+            warnings.warn(
+                f"fit interrupted during epoch {done}; the estimator keeps the model after "
+                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)"),
+                UserWarning,
+                stacklevel=3,
+            )
+        except TrainingDivergedError:
+            raise
+        except BaseException:
+            model.load_state_dict(last)
+            raise
+        return self.history
+
+    def _epoch(self, epoch: int, progress: Progress | None) -> dict[str, Any]:
+        p = self.parts
+        start = time.perf_counter()
+        total = train_epoch(
+            p.model,
+            p.data,
+            p.optimizer,
+            p.loss,
+            p.sampler,
+            p.generator,
+            on_steps=None if progress is None or progress.bar is None else progress.steps,
+            **p.step_options,
+        )
+        train_loss = float(total) / max(1, p.data.n_rows)  # the one host read of the epoch
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "seconds": seconds,
+            "events_per_second": p.data.n_rows / seconds if seconds > 0 else float("inf"),
+        }
+
+    def _check_finite(
+        self, record: dict[str, Any], selection: Selection | None, last: dict[str, torch.Tensor]
+    ) -> None:
+        data = self.parts.data
+        b0 = int(data.step_offsets[1])  # the first step's rows: a bounded probe
+        probe = (data.inputs[:b0], data.targets[:b0])
+        if np.isfinite(record["train_loss"]) and _all_finite(self.parts.model, *probe):
+            return
+        best = None if selection is None else selection.best_state
+        self.parts.model.load_state_dict(best if best is not None else last)
+        kept = "best" if best is not None else "last completed epoch's"
+        raise TrainingDivergedError(
+            f"training loss became {record['train_loss']} in epoch {record['epoch']}; try a "
+            f"lower learning_rate (now {self.learning_rate}). The {kept} model "
+            "was kept, so the estimator stays usable."
+        )
+
+
+@torch.no_grad()
+def _all_finite(model: GRU4RecNet, inputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Whether the weights, and the scores of a probe step from ``inputs``, are finite.
+
+    Weights can blow up to huge finite values that overflow in the next forward pass,
+    so a short forward pass is checked too (one device read per epoch).
+    """
+    was_training = model.training
+    model.eval()
+    out, _ = model.step(model.input_vectors(inputs), model.init_hidden(len(inputs), inputs.device))
+    scores = model.score_items(out, targets)
+    model.train(was_training)
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    flags.append(torch.isfinite(scores).all())
+    return bool(torch.stack(flags).all())

@@ -1,0 +1,110 @@
+"""Validation data, converted once per fit, and the criterion's value of each epoch.
+
+``(validation_in, validation_out)`` becomes flat session arrays once: the histories of the
+validation sessions (for criteria on predicted items) and, for criteria on next-item ranks,
+each whole session (history followed by its held-out events). Each epoch then only takes
+the sampled sessions' slices, with numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .inference import Scorer
+from .matrix import InteractionMatrix
+from .stopping import StoppingCriterion
+
+__all__ = ["Validation"]
+
+
+class Validation:
+    """Evaluates a stopping criterion on validation data, one call per epoch.
+
+    Parameters
+    ----------
+    val_in, val_out : InteractionMatrix
+        Histories and held-out events, rows aligned; ``val_in`` has timestamps.
+    sample_size : int or None
+        Evaluate on this many randomly drawn sessions per epoch (None: all).
+    """
+
+    def __init__(
+        self,
+        val_in: InteractionMatrix,
+        val_out: InteractionMatrix,
+        sample_size: int | None,
+    ) -> None:
+        history = val_in.session_arrays()
+        self._y_true = val_out.values
+        self.users = np.intersect1d(history.users, np.flatnonzero(self._y_true.getnnz(axis=1)))
+        self.shape = val_in.shape
+        self.sample_size = sample_size
+        self._history = (history.items, history.offsets, history.users)
+        self._val_out = val_out
+        self._whole: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._history_ts = history.timestamps
+
+    def evaluate(
+        self, criterion: StoppingCriterion, scorer: Scorer, rng: np.random.Generator
+    ) -> float:
+        """The criterion's value for the model of ``scorer`` (one epoch's evaluation);
+        ``rng`` draws the sessions when ``sample_size`` asks for fewer than all."""
+        users = self.users
+        if self.sample_size is not None and len(users) > self.sample_size:
+            users = np.sort(rng.choice(users, self.sample_size, replace=False))
+        if criterion.needs == "ranks":
+            items, offsets, _ = _sessions_of(self._whole_sessions(), users)
+            return criterion.evaluate(ranks=scorer.next_item_ranks(items, offsets))
+        items, offsets, rows = _sessions_of(self._history, users)
+        k = criterion.k if criterion.needs == "topk" else None
+        y_pred = scorer.predict(items, offsets, rows, self.shape, k)
+        return criterion.evaluate(y_true=_rows_only(self._y_true, users), y_pred=y_pred)
+
+    def _whole_sessions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each session's history followed by its held-out events, ordered by time (a tie
+        keeps the history first), built on first use."""
+        if self._whole is None:
+            out = self._val_out.session_arrays()
+            if out.timestamps is None:
+                raise ValueError(
+                    "validation_out has no timestamps: next-item criteria order a session's "
+                    "held-out events after its history by time"
+                )
+            h_items, h_offsets, h_users = self._history
+            user = np.concatenate(
+                [np.repeat(h_users, np.diff(h_offsets)), np.repeat(out.users, out.lengths)]
+            )
+            ts = np.concatenate([self._history_ts, out.timestamps])
+            source = np.repeat([0, 1], [len(h_items), out.n_events])
+            order = np.lexsort((np.arange(len(user)), source, ts, user))
+            users, counts = np.unique(user[order], return_counts=True)
+            offsets = np.zeros(len(users) + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            self._whole = (np.concatenate([h_items, out.items])[order], offsets, users)
+        return self._whole
+
+
+def _sessions_of(
+    sessions: tuple[np.ndarray, np.ndarray, np.ndarray], users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sessions of ``users`` (a sorted subset of the sessions' users): items, offsets,
+    users."""
+    items, offsets, all_users = sessions
+    pick = np.searchsorted(all_users, users)
+    lengths = np.diff(offsets)[pick]
+    new_offsets = np.zeros(len(pick) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    take = np.repeat(offsets[pick] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+    return items[take], new_offsets, users
+
+
+def _rows_only(y: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``y`` with every row but ``rows`` emptied (same shape)."""
+    keep = np.zeros(y.shape[0], dtype=bool)
+    keep[rows] = True
+    counts = np.diff(y.indptr)
+    mask = np.repeat(keep, counts)
+    indptr = np.zeros(y.shape[0] + 1, dtype=y.indptr.dtype)
+    np.cumsum(counts * keep, out=indptr[1:])
+    return sp.csr_matrix((y.data[mask], y.indices[mask], indptr), shape=y.shape)

@@ -1,0 +1,211 @@
+"""Tests of gru4rec.trainer: the epoch loop, divergence, interrupts, listeners and progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny import (
+    all_finite,
+    assert_same_weights,
+    dense,
+    events,
+    initial_weights,
+    longer_events,
+    neg,
+    weights,
+    xent,
+)
+
+import gru4rec.trainer as trainer_module
+import gru4rec.training as training_module
+from gru4rec import InteractionMatrix
+from gru4rec.trainer import TrainingDivergedError
+
+
+def test_diverged_error_is_exported_by_the_package():
+    import gru4rec
+
+    assert gru4rec.TrainingDivergedError is TrainingDivergedError
+    assert "TrainingDivergedError" in gru4rec.__all__
+
+
+def test_huge_learning_rate_raises_diverged_error_and_keeps_initial_model():
+    est = neg(learning_rate=1e30, optimization_algorithm="sgd", clipnorm=None, max_epochs=3)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 0.*lower learning_rate") as info:
+        est.fit(events())
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, FloatingPointError)
+    assert est.history_ == []
+    # Diverged in the first epoch: the estimator holds its initial weights, no NaN ones.
+    assert all_finite(est)
+    assert_same_weights(weights(est), initial_weights(est))
+    pred = est.predict(events())
+    assert pred.shape == (4, 5)
+    assert np.isfinite(pred.data).all()
+    ranks = est.next_item_ranks(events())
+    assert ((ranks >= 1) & (ranks <= 5)).all()
+
+
+class _EpochCounter:
+    """Wraps ``gru4rec.trainer.train_epoch`` and counts the epochs (0-based ``current``)."""
+
+    def __init__(self, monkeypatch):
+        self.current = -1
+        real = trainer_module.train_epoch
+
+        def wrapped(*args, **kwargs):
+            self.current += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(trainer_module, "train_epoch", wrapped)
+
+
+def _poison_loss_in_epoch(monkeypatch, epoch: int, step: int = 1) -> None:
+    """From step ``step`` of epoch ``epoch`` on, the training loss is NaN: NaN gradients then
+    corrupt the weights in the middle of that epoch."""
+    counter = _EpochCounter(monkeypatch)
+    calls = {"epoch": -1, "step": 0}
+
+    def poison(real):
+        def poisoned(*args, **kwargs):
+            loss = real(*args, **kwargs)
+            if calls["epoch"] != counter.current:
+                calls["epoch"], calls["step"] = counter.current, 0
+            calls["step"] += 1
+            if counter.current == epoch and calls["step"] > step:
+                loss = loss * float("nan")
+            return loss
+
+        return poisoned
+
+    # Every loss goes through one of these two (bpr's fast path through the second).
+    for name in ("_scores_to_loss", "bpr_from_factors"):
+        monkeypatch.setattr(training_module, name, poison(getattr(training_module, name)))
+
+
+@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
+def test_nan_loss_in_a_later_epoch_keeps_the_last_good_epoch(monkeypatch, make):
+    df = longer_events()
+    reference = make(max_epochs=2).fit(df)
+
+    _poison_loss_in_epoch(monkeypatch, epoch=2)
+    est = make(max_epochs=4)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2\b.*learning_rate"):
+        est.fit(df)
+    assert len(est.history_) == 2
+    assert all_finite(est)
+    assert_same_weights(weights(est), weights(reference))
+    np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
+    np.testing.assert_array_equal(est.next_item_ranks(df), reference.next_item_ranks(df))
+
+
+def test_nan_loss_with_validation_keeps_the_best_epoch(monkeypatch):
+    df = longer_events()
+    X = InteractionMatrix.from_events(df)
+    val = (X, X)
+    reference = neg(max_epochs=2).fit(X, validation_data=val)
+
+    _poison_loss_in_epoch(monkeypatch, epoch=2)
+    est = neg(max_epochs=4)
+    with pytest.raises(TrainingDivergedError, match="epoch 2"):
+        est.fit(X, validation_data=val)
+    assert est.best_epoch_ == reference.best_epoch_
+    assert_same_weights(weights(est), weights(reference))
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2])
+def test_weights_overflowing_in_the_last_update_of_an_epoch_are_detected(n_epochs):
+    # One session of two events: one training step per epoch, so the loss of epoch 0 is
+    # computed before its only update, which overflows the weights (lr 1e30, no clipping).
+    # With 2 epochs, epoch 1's loss is NaN and fit falls back to the snapshot taken after
+    # epoch 0, whose weights are already non-finite.
+    df = pd.DataFrame({"session_id": [0, 0], "item_id": [1, 2], "timestamp": [1, 2]})
+    est = neg(learning_rate=1e30, optimization_algorithm="sgd", clipnorm=None, max_epochs=n_epochs)
+    with pytest.raises(TrainingDivergedError, match="epoch 0"):
+        est.fit(df)
+    assert all_finite(est)
+    assert np.isfinite(dense(est.predict(df))).all()
+
+
+def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1) -> None:
+    """Raise KeyboardInterrupt in epoch ``epoch`` after ``after_updates`` of its weight updates,
+    so the weights are half-updated when the interrupt arrives."""
+    counter = _EpochCounter(monkeypatch)
+    real = training_module._update
+    calls = {"epoch": -1, "n": 0}
+
+    def update(*args, **kwargs):
+        if calls["epoch"] != counter.current:
+            calls["epoch"], calls["n"] = counter.current, 0
+        if counter.current == epoch and calls["n"] == after_updates:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "_update", update)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
+def test_keyboard_interrupt_mid_epoch_keeps_last_completed_epoch(monkeypatch, k, make):
+    df = longer_events()
+    reference = make(max_epochs=k).fit(df)
+
+    _interrupt_in_epoch(monkeypatch, epoch=k, after_updates=2)
+    est = make(max_epochs=4)
+    with pytest.warns(UserWarning, match=rf"interrupted during epoch {k}\b.*after epoch {k - 1}"):
+        returned = est.fit(df)
+    assert returned is est
+    assert len(est.history_) == k
+    assert [h["epoch"] for h in est.history_] == list(range(k))
+    assert_same_weights(weights(est), weights(reference))
+    np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
+
+
+def test_keyboard_interrupt_in_first_epoch_keeps_initial_model(monkeypatch):
+    df = longer_events()
+    _interrupt_in_epoch(monkeypatch, epoch=0, after_updates=2)
+    est = neg(max_epochs=3)
+    with pytest.warns(UserWarning, match="interrupted.*no epoch completed"):
+        est.fit(df)
+    assert est.history_ == []
+    assert_same_weights(weights(est), initial_weights(est))
+    assert np.isfinite(dense(est.predict(df))).all()
+
+
+def test_keyboard_interrupt_between_epochs_via_train_epoch(monkeypatch):
+    """The brief's variant: train_epoch itself raises on its 3rd call."""
+    df = longer_events()
+    reference = neg(max_epochs=2).fit(df)
+    real = trainer_module.train_epoch
+    calls = []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "train_epoch", interrupting)
+    est = neg(max_epochs=5)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(df)
+    assert len(est.history_) == 2
+    np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
+    # The estimator is not left in a broken state: a plain refit works and matches a fresh fit.
+    monkeypatch.setattr(trainer_module, "train_epoch", real)
+    est.set_params(max_epochs=2).fit(df)
+    assert_same_weights(weights(est), weights(reference))
+
+
+def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
+    df = longer_events()
+    X = InteractionMatrix.from_events(df)
+    reference = neg(max_epochs=2).fit(X, validation_data=(X, X))
+    _interrupt_in_epoch(monkeypatch, epoch=2, after_updates=1)
+    est = neg(max_epochs=4)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, validation_data=(X, X))
+    assert est.best_epoch_ == reference.best_epoch_
+    assert_same_weights(weights(est), weights(reference))
