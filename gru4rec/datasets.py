@@ -475,26 +475,21 @@ def last_item_split(matrix: InteractionMatrix) -> tuple[InteractionMatrix, Inter
     """
     if not isinstance(matrix, InteractionMatrix):
         raise ValueError(f"matrix must be an InteractionMatrix, got {type(matrix).__name__}")
-    arrays = matrix.session_arrays()
-    order = matrix._session_row_order()
-    lengths = arrays.lengths
-    n_short = int((lengths < 2).sum())
+    events = matrix.to_dataframe()
+    users = events[InteractionMatrix.USER_IX].to_numpy()
+    times = events[InteractionMatrix.TIMESTAMP_IX] if matrix.has_timestamps else 0 * users
+    order = np.lexsort((np.asarray(times), users))  # stable: ties keep the row order
+    ids = events[InteractionMatrix.INTERACTION_IX].to_numpy()[order]
+    new_user = np.diff(users[order], prepend=-1, append=-1) != 0
+    first, last = new_user[:-1], new_user[1:]
+    n_short = int((first & last).sum())
     if n_short:
         warnings.warn(
             f"last_item_split: {n_short} sessions with fewer than 2 events go to neither side",
             UserWarning,
             stacklevel=2,
         )
-    last = arrays.offsets[1:] - 1
-    pos_out = last[lengths >= 2]
-    in_sorted = np.repeat(lengths >= 2, lengths)  # events of sessions long enough
-    in_sorted[pos_out] = False
-    n = arrays.n_events
-    mask_out = np.zeros(n, dtype=bool)
-    mask_out[order[pos_out]] = True
-    mask_in = np.zeros(n, dtype=bool)
-    mask_in[order[in_sorted]] = True
-    return matrix._take(mask_in), matrix._take(mask_out)
+    return matrix.interactions_in(ids[~last]), matrix.interactions_in(ids[last & ~first])
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,10 +10,7 @@ the checkpoint module persists the result.
 
 from __future__ import annotations
 
-import io
 import itertools
-import os
-import pathlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,12 +24,12 @@ from sklearn.exceptions import NotFittedError
 
 from . import device as devices
 from . import params as param_table
-from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .optim import RowSparseOptimizer
+from .persistence import Persistence
 from .samplers import NegativeSampler
 from .schedule import session_parallel_schedule, training_order
 from .stopping import Selection, StoppingCriterion, configured
@@ -46,7 +43,7 @@ _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
 
 
-class _GRU4RecBase(BaseEstimator):
+class _GRU4RecBase(Persistence, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
     def __init__(self, **params: Any) -> None:
@@ -91,16 +88,6 @@ class _GRU4RecBase(BaseEstimator):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def filename(self) -> str:
-        """File that :meth:`save` writes: class name, criterion name and best value."""
-        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
-        crit_name = criterion.name if isinstance(criterion, StoppingCriterion) else criterion
-        best = getattr(self, "best_value_", None)
-        if best is None:
-            return f"{self.name}_{crit_name}.trch"
-        return f"{self.name}_{crit_name}_{best:.4f}.trch"
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -293,33 +280,15 @@ class _GRU4RecBase(BaseEstimator):
         )
 
     def _validation(self, validation_data: Any, X: InteractionMatrix) -> Validation:
-        """The checked validation pair, converted once for the whole fit."""
+        """The validation pair, checked and converted once for the whole fit."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        n_items = X.shape[1]
         val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
         val_out = self._as_matrix(
             validation_data[1], "validation_data", X.item_vocabulary, val_in.user_vocabulary
         )
-        for m in (val_in, val_out):
-            if m.shape[1] != n_items:
-                raise ValueError(
-                    f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
-                )
-        if val_out.num_interactions == 0:
-            raise ValueError("validation_data: validation_out holds no events")
-        if val_in.shape[0] != val_out.shape[0]:
-            raise ValueError(
-                f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
-            )
-        _sessions(val_in, "validation_in")
-        validation = Validation(val_in, val_out, self.validation_sample_size)
-        if len(validation.users) == 0:
-            raise ValueError(
-                "validation_data: no session has events in both validation_in and validation_out"
-            )
-        return validation
+        return Validation(val_in, val_out, X.shape[1], self.validation_sample_size)
 
     def _evaluator(self, validation: Validation, criterion: StoppingCriterion):
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
@@ -441,88 +410,6 @@ class _GRU4RecBase(BaseEstimator):
             "requires_y": False,
             "non_deterministic": devices.may_be_nondeterministic(self.device),
         }
-
-    # -- persistence -------------------------------------------------------------------------
-
-    def _metadata(self) -> dict[str, Any]:
-        params = self.get_params(deep=False)
-        if isinstance(params.get("stopping_criterion"), StoppingCriterion):
-            params["stopping_criterion"] = params["stopping_criterion"].name
-        if isinstance(params.get("device"), torch.device):
-            params["device"] = str(params["device"])
-        vocab = self.item_vocabulary_
-        return {
-            "class": self.name,
-            "params": params,
-            "architecture": self.model_.config(),
-            "n_items": int(self.n_items_),
-            "seed": int(self.seed_),
-            "best_value": self.best_value_,
-            "best_epoch": self.best_epoch_,
-            "criterion": self.stopping_criterion_.to_dict(),
-            "item_ids": None if vocab is None else vocab.ids.tolist(),
-            "item_counts": self.item_counts_.tolist(),
-            "history": self.history_,
-        }
-
-    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
-        """Save the current model, atomically, to ``path`` (default: :attr:`filename`).
-
-        Returns the path written. The file holds the weights and plain
-        metadata (parameters, architecture, item ids, history) and loads with
-        ``torch.load(weights_only=True)``.
-        """
-        self._check_fitted()
-        target = self.filename if path is None else path
-        return save_checkpoint(target, self.model_.state_dict(), self._metadata())
-
-    def load(self, filename: str) -> _GRU4RecBase:
-        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
-        state, meta = load_checkpoint(filename, map_location="cpu")
-        if meta.get("class") != self.name:
-            raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
-        params = dict(meta["params"])
-        self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
-        self.stopping_criterion_ = StoppingCriterion.from_dict(meta["criterion"])
-        if self.stopping_criterion not in StoppingCriterion.FUNCTIONS:
-            # A custom criterion was saved by name only; keep a placeholder that says so.
-            self.stopping_criterion = self.stopping_criterion_
-        self.device_ = devices.runtime(self.device)
-        self.n_items_ = int(meta["n_items"])
-        self.seed_ = int(meta["seed"])
-        self.best_value_ = meta["best_value"]
-        self.best_epoch_ = meta["best_epoch"]
-        self.history_ = list(meta["history"])
-        self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
-        ids = meta["item_ids"]
-        self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
-        model = GRU4RecNet(**meta["architecture"])
-        model.load_state_dict(state)
-        self.model_ = model.to(self.device_)
-        return self
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        if "model_" in state:
-            buf = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
-            # The architecture travels with the weights: parameters may have been
-            # changed with set_params since the fit.
-            state["model_"] = (self.model_.config(), buf.getvalue())
-            state["device_"] = str(self.device_)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        packed = state.get("model_")
-        self.__dict__.update(state)
-        if isinstance(packed, tuple):
-            arch, blob = packed
-            weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-            device = devices.runtime(state["device_"])
-            model = GRU4RecNet(**arch)
-            model.load_state_dict(weights)
-            self.model_ = model.to(device)
-            self.device_ = device
 
 
 def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:

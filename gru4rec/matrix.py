@@ -637,6 +637,11 @@ class InteractionMatrix:
         _no_inplace(inplace)
         return self._take(np.isin(self._iid, _as_index_array(items, "items")))
 
+    def interactions_in(self, interaction_ids: Any, inplace: bool = False) -> InteractionMatrix:
+        """The interactions with the given ids (:attr:`interaction_ids`) only (same shape)."""
+        _no_inplace(inplace)
+        return self._take(np.isin(self._ids, _as_index_array(interaction_ids, "interaction_ids")))
+
     def timestamps_lt(self, timestamp: float, inplace: bool = False) -> InteractionMatrix:
         """Interactions with timestamp < ``timestamp``."""
         _no_inplace(inplace)

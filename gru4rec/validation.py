@@ -25,19 +25,32 @@ class Validation:
     ----------
     val_in, val_out : InteractionMatrix
         Histories and held-out events, rows aligned; ``val_in`` has timestamps.
+    n_items : int
+        Number of items of the training data.
     sample_size : int or None
         Evaluate on this many randomly drawn sessions per epoch (None: all).
+
+    Raises
+    ------
+    ValueError
+        When the pair does not fit the training data or leaves nothing to evaluate.
     """
 
     def __init__(
         self,
         val_in: InteractionMatrix,
         val_out: InteractionMatrix,
+        n_items: int,
         sample_size: int | None,
     ) -> None:
+        _check(val_in, val_out, n_items)
         history = val_in.session_arrays()
         self._y_true = val_out.values
         self.users = np.intersect1d(history.users, np.flatnonzero(self._y_true.getnnz(axis=1)))
+        if len(self.users) == 0:
+            raise ValueError(
+                "validation_data: no session has events in both validation_in and validation_out"
+            )
         self.shape = val_in.shape
         self.sample_size = sample_size
         self._history = (history.items, history.offsets, history.users)
@@ -83,6 +96,25 @@ class Validation:
             np.cumsum(counts, out=offsets[1:])
             self._whole = (np.concatenate([h_items, out.items])[order], offsets, users)
         return self._whole
+
+
+def _check(val_in: InteractionMatrix, val_out: InteractionMatrix, n_items: int) -> None:
+    for m in (val_in, val_out):
+        if m.shape[1] != n_items:
+            raise ValueError(
+                f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
+            )
+    if val_out.num_interactions == 0:
+        raise ValueError("validation_data: validation_out holds no events")
+    if val_in.shape[0] != val_out.shape[0]:
+        raise ValueError(
+            f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
+        )
+    if not val_in.has_timestamps:
+        raise ValueError(
+            "validation_in has no timestamps: GRU4Rec learns from the order of events in a "
+            "session, so it needs an InteractionMatrix with a timestamp column"
+        )
 
 
 def _sessions_of(

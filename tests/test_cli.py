@@ -167,6 +167,7 @@ def test_help(command, capsys):
     assert f"gru4rec {command}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_exit_status_and_message(tmp_path):
     env = {
         **os.environ,

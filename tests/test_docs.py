@@ -51,6 +51,7 @@ def test_code_examples_run(name, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out  # every example prints its result
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     for module in ("sphinx", "numpydoc"):
         if importlib.util.find_spec(module) is None:

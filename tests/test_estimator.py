@@ -594,16 +594,6 @@ def test_predict_on_matrix_without_events_gives_empty_rows(fitted, split):
     assert pred.shape == X_test.shape and pred.nnz == 0
 
 
-def test_verbose_shows_a_progress_bar_and_default_is_silent(split, capsys):
-    _, _, X, _ = split
-    small(max_epochs=2, verbose=True).fit(X)
-    err = capsys.readouterr().err
-    assert "GRU4RecNegSampling" in err and "epoch=2/2" in err
-    small(max_epochs=1).fit(X)
-    captured = capsys.readouterr()
-    assert captured.err == "" and captured.out == ""
-
-
 def test_training_walks_sessions_in_start_time_order(monkeypatch):
     # User (row) indices in reverse time order: index order and time order disagree.
     df = make_synthetic_sessions(40, 15, seed=2)

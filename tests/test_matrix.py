@@ -603,3 +603,13 @@ def test_unhashable_raw_ids_raise_value_error_naming_column(column):
     df[column] = [[v] for v in df[column]]
     with pytest.raises(ValueError, match=column):
         neg().fit(df)
+
+
+def test_interactions_in_keeps_the_given_interactions_shape_and_vocabularies():
+    X = InteractionMatrix.from_events(events())
+    kept = X.interactions_in([0, 5, 11])
+    assert kept.shape == X.shape and kept.item_vocabulary is X.item_vocabulary
+    assert sorted(kept.interaction_ids.tolist()) == [0, 5, 11]
+    assert X.interactions_in([]).num_interactions == 0
+    with pytest.raises(NotImplementedError):
+        X.interactions_in([0], inplace=True)

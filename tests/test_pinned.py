@@ -66,6 +66,7 @@ def pinned():
     return _pinned()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_fixed_seed_fit_gives_the_pinned_predictions(pinned, name):
     expected = np.load(PINNED)

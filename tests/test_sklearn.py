@@ -455,6 +455,7 @@ print(json.dumps([e.identifier for e in ests]))
 """
 
 
+@pytest.mark.slow
 def test_identifier_stable_across_processes():
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -580,6 +581,7 @@ GOOD = {"learning_rate": 0.1, "hidden_size": 16}
 DESIGNED_GRID = {"learning_rate": [1e-6, 0.1], "hidden_size": [2, 16]}
 
 
+@pytest.mark.slow
 def test_grid_search_2x2_n_jobs_2_finds_the_good_corner(designed):
     base = small(seed=0)
     search = GridSearchCV(
@@ -670,6 +672,7 @@ def test_validation_data_passes_through_grid_search(data, X, events, validation)
     _check_validation_search(search, vdata)
 
 
+@pytest.mark.slow
 def test_validation_data_with_metadata_routing(X, validation):
     old = sklearn.get_config()["enable_metadata_routing"]
     _SEEN_VALIDATION.clear()

@@ -1,0 +1,119 @@
+"""Saving and loading fitted estimators: checkpoint files and pickles.
+
+:class:`Persistence` gives the estimators :meth:`~Persistence.save`, :meth:`~Persistence.load`
+and pickling. A checkpoint holds the weights and plain metadata (parameters, architecture,
+item ids, history) and loads with ``torch.load(weights_only=True)``; a pickle carries the
+weights as a ``torch.save`` blob with the architecture they were trained with.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import device as devices
+from .checkpoint import load_checkpoint, save_checkpoint
+from .matrix import Vocabulary
+from .model import GRU4RecNet
+from .stopping import StoppingCriterion
+
+__all__ = ["Persistence"]
+
+
+class Persistence:
+    """What an estimator needs to be saved, loaded and pickled (a mixin)."""
+
+    @property
+    def filename(self) -> str:
+        """File that :meth:`save` writes: class name, criterion name and best value."""
+        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
+        crit_name = criterion.name if isinstance(criterion, StoppingCriterion) else criterion
+        best = getattr(self, "best_value_", None)
+        if best is None:
+            return f"{self.name}_{crit_name}.trch"
+        return f"{self.name}_{crit_name}_{best:.4f}.trch"
+
+    def _metadata(self) -> dict[str, Any]:
+        params = self.get_params(deep=False)
+        if isinstance(params.get("stopping_criterion"), StoppingCriterion):
+            params["stopping_criterion"] = params["stopping_criterion"].name
+        if isinstance(params.get("device"), torch.device):
+            params["device"] = str(params["device"])
+        vocab = self.item_vocabulary_
+        return {
+            "class": self.name,
+            "params": params,
+            "architecture": self.model_.config(),
+            "n_items": int(self.n_items_),
+            "seed": int(self.seed_),
+            "best_value": self.best_value_,
+            "best_epoch": self.best_epoch_,
+            "criterion": self.stopping_criterion_.to_dict(),
+            "item_ids": None if vocab is None else vocab.ids.tolist(),
+            "item_counts": self.item_counts_.tolist(),
+            "history": self.history_,
+        }
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
+        """Save the current model, atomically, to ``path`` (default: :attr:`filename`).
+
+        Returns the path written. The file holds the weights and plain
+        metadata (parameters, architecture, item ids, history) and loads with
+        ``torch.load(weights_only=True)``.
+        """
+        self._check_fitted()
+        target = self.filename if path is None else path
+        return save_checkpoint(target, self.model_.state_dict(), self._metadata())
+
+    def load(self, filename: str) -> Persistence:
+        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
+        state, meta = load_checkpoint(filename, map_location="cpu")
+        if meta.get("class") != self.name:
+            raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
+        params = dict(meta["params"])
+        self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
+        self.stopping_criterion_ = StoppingCriterion.from_dict(meta["criterion"])
+        if self.stopping_criterion not in StoppingCriterion.FUNCTIONS:
+            # A custom criterion was saved by name only; keep a placeholder that says so.
+            self.stopping_criterion = self.stopping_criterion_
+        self.device_ = devices.runtime(self.device)
+        self.n_items_ = int(meta["n_items"])
+        self.seed_ = int(meta["seed"])
+        self.best_value_ = meta["best_value"]
+        self.best_epoch_ = meta["best_epoch"]
+        self.history_ = list(meta["history"])
+        self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
+        ids = meta["item_ids"]
+        self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
+        model = GRU4RecNet(**meta["architecture"])
+        model.load_state_dict(state)
+        self.model_ = model.to(self.device_)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if "model_" in state:
+            buf = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
+            # The architecture travels with the weights: parameters may have been
+            # changed with set_params since the fit.
+            state["model_"] = (self.model_.config(), buf.getvalue())
+            state["device_"] = str(self.device_)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.get("model_")
+        self.__dict__.update(state)
+        if isinstance(packed, tuple):
+            arch, blob = packed
+            weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            device = devices.runtime(state["device_"])
+            model = GRU4RecNet(**arch)
+            model.load_state_dict(weights)
+            self.model_ = model.to(device)
+            self.device_ = device
