@@ -236,3 +236,26 @@ def test_interaction_matrix_without_timestamps_stays_an_error(distinct_times):
     X = InteractionMatrix.from_events(distinct_times[0], timestamp=None)
     with pytest.raises(ValueError, match="timestamps"):
         GRU4RecNegSampling(**_SMALL, time_col=None).fit(X)
+
+
+# -- the command line follows the same rule ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [([], "random"), (["--session-order", "time"], "time"), (["--time-col", "timestamp"], "time")],
+)
+def test_cli_without_time_column_trains_in_random_order(tmp_path, distinct_times, extra, expected):
+    from gru4rec.cli import main
+
+    df = distinct_times[0]
+    path = tmp_path / "events.csv"
+    if "--time-col" in extra:
+        df.to_csv(path, index=False)
+    else:
+        df.drop(columns="timestamp").to_csv(path, index=False)
+        extra = ["--time-col", "none", *extra]
+    model = tmp_path / "model.trch"
+    args = ["train", str(path), "--model", str(model), "--hidden-size", "8", "--max-epochs", "1"]
+    assert main([*args, "--quiet", *extra]) == 0
+    assert GRU4RecNegSampling().load(model).session_order == expected
