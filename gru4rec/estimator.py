@@ -31,7 +31,7 @@ from .model import GRU4RecNet
 from .optim import RowSparseOptimizer
 from .persistence import Persistence
 from .samplers import NegativeSampler
-from .schedule import session_parallel_schedule, training_order
+from .schedule import session_order, session_parallel_schedule
 from .stopping import Selection, StoppingCriterion, configured
 from .trainer import Parts, Progress, Trainer, TrainingDivergedError
 from .training import EpochData, LossConfig
@@ -40,6 +40,7 @@ from .validation import Validation
 __all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
 _EVAL_SLOTS = 512
+_ROW_TIME = "__gru4rec_row__"
 _SCORE_CHUNK = 32768
 
 
@@ -97,17 +98,25 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         what: str = "X",
         vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
+        first_row: int = 0,
     ) -> InteractionMatrix:
         """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
-        (None: a new one, as in ``fit``)."""
+        (None: a new one, as in ``fit``). With ``time_col=None`` the events are timed by
+        their row number plus ``first_row``."""
         if isinstance(X, InteractionMatrix):
             return X
         if isinstance(X, pd.DataFrame):
+            time_col = self.time_col
+            if time_col is None:
+                # Row order is the time order: the row number serves as the timestamp
+                # (counted on from first_row, so validation_out follows validation_in).
+                time_col = _ROW_TIME
+                X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
             return InteractionMatrix.from_events(
                 X,
                 user=self.session_col,
                 item=self.item_col,
-                timestamp=self.time_col,
+                timestamp=time_col,
                 item_vocabulary=vocabulary,
                 user_vocabulary=user_vocabulary,
             )
@@ -188,12 +197,16 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             min_improvement=self.min_improvement,
         )
         listeners = self._listeners(callbacks)
+        # Events without times carry no session order worth keeping: row order would
+        # train in id order.
+        random_order = isinstance(X, pd.DataFrame) and self.time_col is None
         X = self._as_matrix(X)
         sessions = _training_sessions(X)
         validation = None if validation_data is None else self._validation(validation_data, X)
         self._set_data_attributes(X, sessions)
         self.model_ = self._build_model()
-        trainer = Trainer(self._build_parts(sessions), self.learning_rate)
+        order = "random" if random_order else self.session_order
+        trainer = Trainer(self._build_parts(sessions, order), self.learning_rate)
         selection = Selection(criterion)
         self.stopping_criterion_, self.history_ = criterion, trainer.history
         self.best_value_ = self.best_epoch_ = None
@@ -249,12 +262,15 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         model.reset_parameters(torch.Generator().manual_seed(self.seed_))
         return model.to(self.device_)
 
-    def _build_parts(self, sessions: SessionArrays) -> Parts:
+    def _build_parts(self, sessions: SessionArrays, order: str) -> Parts:
         device = self.device_
         generator = torch.Generator(device=device)
         generator.manual_seed(self.seed_)
-        order = training_order(sessions.start_times)
-        schedule = session_parallel_schedule(sessions.offsets, order, self.batch_size)
+        # A stream of its own, so the validation sample draws stay as they were.
+        rng = np.random.default_rng((self.seed_, 1))
+        schedule = session_parallel_schedule(
+            sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
+        )
         optimizer = RowSparseOptimizer(
             self.model_.dense_parameters(),
             self.model_.item_tables(),
@@ -286,7 +302,11 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
         val_out = self._as_matrix(
-            validation_data[1], "validation_data", X.item_vocabulary, val_in.user_vocabulary
+            validation_data[1],
+            "validation_data",
+            X.item_vocabulary,
+            val_in.user_vocabulary,
+            first_row=len(validation_data[0]),
         )
         return Validation(val_in, val_out, X.shape[1], self.validation_sample_size)
 
@@ -518,6 +538,15 @@ class GRU4RecNegSampling(_GRU4RecBase):
         Show a progress bar per epoch.
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
+        ``time_col=None``: the frames have no time column; events are in time order
+        within each session (row order) and training visits the sessions in a seeded
+        random order.
+    session_order : {'time', 'random'}, default='time'
+        The order in which each epoch visits the training sessions. 'time': by start
+        time, oldest first, as the reference implementation does; sessions with equal
+        start times come in a random order drawn from the seed (never in id order).
+        'random': a seeded random order regardless of the times, for data whose start
+        times mean little (user histories numbered by position, one date per import).
 
     Attributes
     ----------
@@ -565,7 +594,8 @@ class GRU4RecNegSampling(_GRU4RecBase):
         verbose: bool = False,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))
 
@@ -626,7 +656,8 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         verbose: bool = False,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))
 

@@ -16,6 +16,7 @@ import numpy as np
 from . import device
 from .losses import LOSSES
 from .optim import OPTIMIZERS
+from .schedule import SESSION_ORDERS
 from .stopping import StoppingCriterion
 
 __all__ = ["PARAMS", "validate"]
@@ -83,10 +84,12 @@ class OneOf:
 
 @dataclass(frozen=True)
 class Text:
-    """A column name."""
+    """A column name (None too when ``none``)."""
+
+    none: bool = False
 
     def check(self, name: str, value: Any) -> None:
-        if not isinstance(value, str):
+        if not isinstance(value, str) and not (value is None and self.none):
             raise ValueError(f"{name} must be a column name (str); got {value!r}")
 
 
@@ -140,7 +143,8 @@ PARAMS: dict[str, Any] = {
     "verbose": Bool(),
     "session_col": Text(),
     "item_col": Text(),
-    "time_col": Text(),
+    "time_col": Text(none=True),
+    "session_order": OneOf(SESSION_ORDERS),
 }
 
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Schedule", "by_length", "session_parallel_schedule", "training_order"]
+__all__ = [
+    "SESSION_ORDERS",
+    "Schedule",
+    "by_length",
+    "session_order",
+    "session_parallel_schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -148,9 +154,35 @@ def session_parallel_schedule(
     )
 
 
-def training_order(start_times: np.ndarray) -> np.ndarray:
-    """Sessions in training order: by start time, oldest first (ties in session order)."""
-    return np.argsort(start_times, kind="stable")
+SESSION_ORDERS = ("time", "random")
+
+
+def session_order(
+    start_times: np.ndarray, rng: np.random.Generator, mode: str = "time"
+) -> np.ndarray:
+    """The order in which training visits the sessions.
+
+    ``mode='time'`` sorts the sessions by start time, as the reference does; sessions
+    that start at the same time come in an order drawn from ``rng``, never in id or
+    row order. In session-parallel training the sessions near the end of an epoch
+    leave the strongest mark, so an order that follows how ids were numbered (often
+    grouped by user segment, by first item, by import batch) would bias the model.
+    ``mode='random'`` ignores the times: a uniformly random permutation.
+
+    Parameters
+    ----------
+    start_times : np.ndarray, shape (n_sessions,)
+        Start time of every session.
+    rng : numpy.random.Generator
+        Source of the draw (the estimator's seeded generator).
+    mode : {'time', 'random'}
+    """
+    if mode not in SESSION_ORDERS:
+        raise ValueError(f"session order must be one of {SESSION_ORDERS}; got {mode!r}")
+    perm = rng.permutation(len(start_times))
+    if mode == "random":
+        return perm
+    return perm[np.argsort(np.asarray(start_times)[perm], kind="stable")]
 
 
 def by_length(offsets: np.ndarray) -> np.ndarray:

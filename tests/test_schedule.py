@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gru4rec.schedule import by_length, session_parallel_schedule, training_order
+from gru4rec.schedule import by_length, session_parallel_schedule
 
 
 def _offsets(lengths) -> np.ndarray:
@@ -160,11 +160,6 @@ def test_schedule_invariants_hold_for_random_sessions(lengths, batch_size, inclu
 
 
 # -- negative sampler ----------------------------------------------------------------------------
-
-
-def test_training_order_is_by_start_time_ties_in_session_order():
-    starts = np.array([5, 1, 5, 0, 1])
-    assert training_order(starts).tolist() == [3, 1, 4, 0, 2]
 
 
 def test_by_length_puts_the_longest_sessions_first():
