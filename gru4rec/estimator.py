@@ -10,8 +10,6 @@ the checkpoint module persists the result.
 
 from __future__ import annotations
 
-import itertools
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from . import device as devices
+from . import inputs
 from . import params as param_table
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
@@ -40,7 +39,6 @@ from .validation import Validation
 __all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
 _EVAL_SLOTS = 512
-_ROW_TIME = "__gru4rec_row__"
 _SCORE_CHUNK = 32768
 
 
@@ -92,69 +90,22 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
     # -- input conversion --------------------------------------------------------------------
 
-    def _as_matrix(
-        self,
-        X: Any,
-        what: str = "X",
-        vocabulary: Vocabulary | None = None,
-        user_vocabulary: Vocabulary | None = None,
-        first_row: int = 0,
-    ) -> InteractionMatrix:
-        """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
-        (None: a new one, as in ``fit``). With ``time_col=None`` the events are timed by
-        their row number plus ``first_row``."""
-        if isinstance(X, InteractionMatrix):
-            return X
-        if isinstance(X, pd.DataFrame):
-            time_col = self.time_col
-            if time_col is None:
-                # Row order is the time order: the row number serves as the timestamp
-                # (counted on from first_row, so validation_out follows validation_in).
-                time_col = _ROW_TIME
-                X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
-            return InteractionMatrix.from_events(
-                X,
-                user=self.session_col,
-                item=self.item_col,
-                timestamp=time_col,
-                item_vocabulary=vocabulary,
-                user_vocabulary=user_vocabulary,
-            )
-        if sp.issparse(X):
-            return InteractionMatrix.from_csr_matrix(X)
-        raise ValueError(
-            f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
-            f"matrix; got {type(X).__name__}"
-        )
-
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError(
                 f"This {self.name} instance is not fitted yet; call fit() before using it."
             )
 
-    def _input(self, X: Any, what: str = "X") -> InteractionMatrix:
-        """Inference input: fitted check, encoding with the training vocabulary, shape check."""
+    def _columns(self) -> inputs.Columns:
+        return inputs.Columns(self.session_col, self.item_col, self.time_col)
+
+    def _input(self, X: Any) -> tuple[SessionArrays, int]:
+        """Inference input: fitted check, training vocabulary, item check; the sessions
+        and the number of users (rows)."""
         self._check_fitted()
-        X = self._as_matrix(X, what, vocabulary=self.item_vocabulary_)
-        if X.shape[1] != self.n_items_:
-            raise ValueError(
-                f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
-                f"{self.n_items_}; build it with the training item vocabulary"
-            )
-        ours, theirs = self.item_vocabulary_, X.item_vocabulary
-        if (
-            ours is not None
-            and theirs is not None
-            and theirs is not ours
-            and not np.array_equal(ours.ids, theirs.ids)
-        ):
-            raise ValueError(
-                f"{what} was built with another item vocabulary than the training data; "
-                "build it with InteractionMatrix.from_events(..., "
-                "item_vocabulary=model.item_vocabulary_)"
-            )
-        return X
+        X = inputs.as_matrix(X, self._columns(), vocabulary=self.item_vocabulary_)
+        inputs.check_items(X, self.n_items_, self.item_vocabulary_)
+        return inputs.timed_sessions(X), X.shape[0]
 
     # -- fit ---------------------------------------------------------------------------------
 
@@ -200,8 +151,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         # Events without times carry no session order worth keeping: row order would
         # train in id order.
         random_order = isinstance(X, pd.DataFrame) and self.time_col is None
-        X = self._as_matrix(X)
-        sessions = _training_sessions(X)
+        X = inputs.as_matrix(X, self._columns())
+        sessions = inputs.timed_sessions(X, training=True)
         validation = None if validation_data is None else self._validation(validation_data, X)
         self._set_data_attributes(X, sessions)
         self.model_ = self._build_model()
@@ -299,14 +250,18 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """The validation pair, checked and converted once for the whole fit."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
+        columns = self._columns()
+        val_in = inputs.as_matrix(validation_data[0], columns, "validation_data", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
-        val_out = self._as_matrix(
+        val_out = inputs.as_matrix(
             validation_data[1],
+            columns,
             "validation_data",
             X.item_vocabulary,
             val_in.user_vocabulary,
-            first_row=len(validation_data[0]),
+            first_row=len(validation_data[0])
+            if isinstance(validation_data[0], pd.DataFrame)
+            else 0,
         )
         return Validation(val_in, val_out, X.shape[1], self.validation_sample_size)
 
@@ -330,9 +285,9 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         -------
         scipy.sparse.csr_matrix of shape ``X.shape``
         """
-        X = self._input(X)
-        s = _sessions(X)
-        return self._scorer().predict(s.items, s.offsets, s.users, X.shape, self.predict_topK)
+        s, n_users = self._input(X)
+        shape = (n_users, self.n_items_)
+        return self._scorer().predict(s.items, s.offsets, s.users, shape, self.predict_topK)
 
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
@@ -341,7 +296,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         every session is predicted (``last_only``: only the last one). Rank =
         number of items scoring at least as high as the true next item.
         """
-        s = _sessions(self._input(X))
+        s, _ = self._input(X)
         return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
@@ -373,23 +328,10 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """
         self._check_fitted()
         param_table.Int(1).check("k", k)
-        single = _is_single_session(sessions)
-        batch = [sessions] if single else list(sessions)
-        lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
-        flat = list(itertools.chain.from_iterable(batch))
-        items = self._item_indices(flat)
-        known = items >= 0
-        if not known.all():
-            warnings.warn(
-                f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the "
-                "model",
-                UserWarning,
-                stacklevel=2,
-            )
-        kept = np.bincount(np.repeat(np.arange(len(batch)), lengths)[known], minlength=len(batch))
-        offsets = np.zeros(len(batch) + 1, dtype=np.int64)
-        np.cumsum(kept, out=offsets[1:])
-        idx, scores = self._recommend_indices(items[known], offsets, k)
+        items, offsets, single = inputs.session_lists(
+            sessions, self.item_vocabulary_, self.n_items_
+        )
+        idx, scores = self._recommend_indices(items, offsets, k)
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
         return (ids[0], scores[0]) if single else (ids, scores)
@@ -400,21 +342,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """The recommendation path on item indices: top-``k`` indices and scores of the
         sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from the zero state)."""
         return self._scorer().recommend(items, offsets, k)
-
-    def _item_indices(self, raw: list[Any]) -> np.ndarray:
-        """Model indices of raw item ids, -1 for unknown ones."""
-        if self.item_vocabulary_ is not None:
-            return self.item_vocabulary_.index_of(raw) if raw else np.zeros(0, dtype=np.int64)
-        arr = np.asarray(raw)
-        if arr.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(
-                "this model was fitted on item indices, so sessions must hold integer item "
-                f"indices; got {arr.dtype} values"
-            )
-        arr = arr.astype(np.int64)
-        return np.where((arr >= 0) & (arr < self.n_items_), arr, -1)
 
     # -- scikit-learn ------------------------------------------------------------------------
 
@@ -430,38 +357,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             "requires_y": False,
             "non_deterministic": devices.may_be_nondeterministic(self.device),
         }
-
-
-def _sessions(X: InteractionMatrix, what: str = "X") -> SessionArrays:
-    if not X.has_timestamps:
-        raise ValueError(
-            f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
-            "session, so it needs an InteractionMatrix with a timestamp column"
-        )
-    return X.session_arrays()
-
-
-def _training_sessions(X: InteractionMatrix) -> SessionArrays:
-    sessions = _sessions(X)
-    if sessions.n_events == 0:
-        raise ValueError("X holds no events")
-    if int(sessions.lengths.max()) < 2:
-        raise ValueError(
-            "X has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
-        )
-    return sessions
-
-
-def _is_single_session(sessions: Any) -> bool:
-    if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
-        raise ValueError(
-            "sessions must be a list of item ids or a list of such lists; "
-            f"got {type(sessions).__name__}"
-        )
-    if len(sessions) == 0:
-        return True
-    first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
-    return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
 
 
 def _own(frame: dict[str, Any]) -> dict[str, Any]:

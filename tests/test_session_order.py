@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gru4rec import GRU4RecNegSampling
 from gru4rec.datasets import make_synthetic_sessions
+from gru4rec.inputs import Columns, as_matrix
 from gru4rec.matrix import InteractionMatrix
 from gru4rec.metrics import mrr_at_k
 from gru4rec.schedule import session_order
@@ -214,8 +215,7 @@ def test_time_col_none_uses_row_order_and_a_random_session_order(distinct_times)
 
 def test_time_col_none_events_keep_row_order_within_a_session():
     df = pd.DataFrame({"session_id": [1, 1, 1], "item_id": ["c", "a", "b"]})
-    est = GRU4RecNegSampling(**_SMALL, time_col=None)
-    X = est._as_matrix(df)
+    X = as_matrix(df, Columns("session_id", "item_id", None))
     assert list(X.item_vocabulary.ids[X.session_arrays().items]) == ["c", "a", "b"]
 
 

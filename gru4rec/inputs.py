@@ -1,0 +1,169 @@
+"""What users pass in, turned into what the network reads.
+
+Frames of raw events and matrices become an :class:`~gru4rec.matrix.InteractionMatrix`
+(encoded with the training vocabulary at inference), and then time-ordered
+:class:`~gru4rec.matrix.SessionArrays`; lists of raw-id sessions (``recommend``) become
+flat item indices plus offsets. Every check names what was wrong, before any work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+
+__all__ = ["Columns", "as_matrix", "check_items", "session_lists", "timed_sessions"]
+
+# The column that times the events of a frame without a time column (its row numbers).
+_ROW_TIME = "__gru4rec_row__"
+
+
+class Columns(NamedTuple):
+    """The columns of a frame of raw events; ``time`` None: the rows are in time order."""
+
+    session: str
+    item: str
+    time: str | None
+
+
+def as_matrix(
+    X: Any,
+    columns: Columns,
+    what: str = "X",
+    vocabulary: Vocabulary | None = None,
+    user_vocabulary: Vocabulary | None = None,
+    first_row: int = 0,
+) -> InteractionMatrix:
+    """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
+    (None: a new one, as in ``fit``). Without a time column the events are timed by
+    their row number plus ``first_row``."""
+    if isinstance(X, InteractionMatrix):
+        return X
+    if isinstance(X, pd.DataFrame):
+        time_col = columns.time
+        if time_col is None:
+            # Row order is the time order: the row number serves as the timestamp
+            # (counted on from first_row, so validation_out follows validation_in).
+            time_col = _ROW_TIME
+            X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
+        return InteractionMatrix.from_events(
+            X,
+            user=columns.session,
+            item=columns.item,
+            timestamp=time_col,
+            item_vocabulary=vocabulary,
+            user_vocabulary=user_vocabulary,
+        )
+    if sp.issparse(X):
+        return InteractionMatrix.from_csr_matrix(X)
+    raise ValueError(
+        f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
+        f"matrix; got {type(X).__name__}"
+    )
+
+
+def check_items(
+    X: InteractionMatrix, n_items: int, vocabulary: Vocabulary | None, what: str = "X"
+) -> InteractionMatrix:
+    """``X``, after checking that its columns are the training items."""
+    if X.shape[1] != n_items:
+        raise ValueError(
+            f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
+            f"{n_items}; build it with the training item vocabulary"
+        )
+    theirs = X.item_vocabulary
+    if (
+        vocabulary is not None
+        and theirs is not None
+        and theirs is not vocabulary
+        and not np.array_equal(vocabulary.ids, theirs.ids)
+    ):
+        raise ValueError(
+            f"{what} was built with another item vocabulary than the training data; "
+            "build it with InteractionMatrix.from_events(..., "
+            "item_vocabulary=model.item_vocabulary_)"
+        )
+    return X
+
+
+def timed_sessions(
+    X: InteractionMatrix, what: str = "X", *, training: bool = False
+) -> SessionArrays:
+    """The sessions of ``X``, which must have timestamps (and, for ``training``, at least
+    one session of 2 or more events)."""
+    if not X.has_timestamps:
+        raise ValueError(
+            f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
+            "session, so it needs an InteractionMatrix with a timestamp column"
+        )
+    sessions = X.session_arrays()
+    if training and sessions.n_events == 0:
+        raise ValueError(f"{what} holds no events")
+    if training and int(sessions.lengths.max()) < 2:
+        raise ValueError(
+            f"{what} has no session with 2 or more events; GRU4Rec learns from consecutive pairs"
+        )
+    return sessions
+
+
+def session_lists(
+    sessions: Sequence[Any] | Sequence[Sequence[Any]],
+    vocabulary: Vocabulary | None,
+    n_items: int,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One session or a batch of sessions of raw item ids as ``(items, offsets, single)``:
+    flat item indices, session offsets, and whether a single session was given.
+
+    Unknown items are skipped with a warning giving their number; without a vocabulary
+    (a model fitted on indices) the ids must be integer indices.
+    """
+    single = _is_single_session(sessions)
+    batch = [sessions] if single else list(sessions)
+    lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+    items = _item_indices(list(itertools.chain.from_iterable(batch)), vocabulary, n_items)
+    known = items >= 0
+    if not known.all():
+        warnings.warn(
+            f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the model",
+            UserWarning,
+            stacklevel=3,
+        )
+    kept = np.bincount(np.repeat(np.arange(len(batch)), lengths)[known], minlength=len(batch))
+    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+    np.cumsum(kept, out=offsets[1:])
+    return items[known], offsets, single
+
+
+def _is_single_session(sessions: Any) -> bool:
+    if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
+        raise ValueError(
+            "sessions must be a list of item ids or a list of such lists; "
+            f"got {type(sessions).__name__}"
+        )
+    if len(sessions) == 0:
+        return True
+    first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
+    return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+
+
+def _item_indices(raw: list[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:
+    """Model indices of raw item ids, -1 for unknown ones."""
+    if vocabulary is not None:
+        return vocabulary.index_of(raw) if raw else np.zeros(0, dtype=np.int64)
+    arr = np.asarray(raw)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            "this model was fitted on item indices, so sessions must hold integer item "
+            f"indices; got {arr.dtype} values"
+        )
+    arr = arr.astype(np.int64)
+    return np.where((arr >= 0) & (arr < n_items), arr, -1)
