@@ -32,7 +32,7 @@ from .persistence import Persistence
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
 from .stopping import Selection, StoppingCriterion, configured
-from .trainer import Parts, Progress, Trainer, TrainingDivergedError
+from .trainer import Parts, Trainer, TrainingDivergedError
 from .training import EpochData, LossConfig
 from .validation import Validation
 
@@ -141,38 +141,35 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         self
         """
         param_table.validate(self.get_params(deep=False))
-        criterion = configured(
-            self.stopping_criterion,
-            stop_early=self.stop_early,
-            max_iter_no_change=self.max_iter_no_change,
-            min_improvement=self.min_improvement,
+        selection = Selection(
+            configured(
+                self.stopping_criterion,
+                stop_early=self.stop_early,
+                max_iter_no_change=self.max_iter_no_change,
+                min_improvement=self.min_improvement,
+            )
         )
         listeners = self._listeners(callbacks)
         # Events without times carry no session order worth keeping: row order would
         # train in id order.
-        random_order = isinstance(X, pd.DataFrame) and self.time_col is None
+        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
         validation = None if validation_data is None else self._validation(validation_data, X)
         self._set_data_attributes(X, sessions)
         self.model_ = self._build_model()
-        order = "random" if random_order else self.session_order
-        trainer = Trainer(self._build_parts(sessions, order), self.learning_rate)
-        selection = Selection(criterion)
-        self.stopping_criterion_, self.history_ = criterion, trainer.history
-        self.best_value_ = self.best_epoch_ = None
-        n_steps = self.max_epochs * (len(trainer.parts.data.step_offsets) - 1)
-        progress = Progress(n_steps, self.max_epochs, self.verbose, self.name)
+        parts = self._build_parts(sessions, "random" if no_times else self.session_order)
+        trainer = Trainer(parts, self.learning_rate)
+        self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
         try:
             trainer.run(
                 self.max_epochs,
-                [progress, *listeners],
-                selection=None if validation is None else selection,
-                evaluate=None if validation is None else self._evaluator(validation, criterion),
-                progress=progress,
+                listeners,
+                *(() if validation is None else (selection, self._evaluator(validation))),
+                verbose=self.verbose,
+                desc=self.name,
             )
         finally:
-            progress.close()
             self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
         if validation is not None and not self.keep_last and selection.best_state is not None:
             self.model_.load_state_dict(selection.best_state)
@@ -265,9 +262,9 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         )
         return Validation(val_in, val_out, X.shape[1], self.validation_sample_size)
 
-    def _evaluator(self, validation: Validation, criterion: StoppingCriterion):
+    def _evaluator(self, validation: Validation) -> Callable[[], float]:
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
-        return lambda: validation.evaluate(criterion, self._scorer(), rng)
+        return lambda: validation.evaluate(self.stopping_criterion_, self._scorer(), rng)
 
     # -- inference ---------------------------------------------------------------------------
 

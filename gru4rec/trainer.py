@@ -104,14 +104,31 @@ class Trainer:
         listeners: Sequence[Listener] = (),
         selection: Selection | None = None,
         evaluate: Callable[[], float] | None = None,
-        progress: Progress | None = None,
+        *,
+        verbose: bool = False,
+        desc: str = "",
     ) -> list[dict[str, Any]]:
         """Train up to ``max_epochs`` epochs; return the history (one record per epoch).
 
         With ``selection`` and ``evaluate``, each epoch is scored (``evaluate()``) and judged.
         An exception from a listener propagates after the last completed epoch's weights
-        are restored.
+        are restored. ``verbose`` shows a progress bar over the steps, named ``desc``.
         """
+        n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
+        progress = Progress(n_steps, max_epochs, verbose, desc)
+        try:
+            return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
+        finally:
+            progress.close()
+
+    def _run(
+        self,
+        max_epochs: int,
+        listeners: Sequence[Listener],
+        selection: Selection | None,
+        evaluate: Callable[[], float] | None,
+        progress: Progress,
+    ) -> list[dict[str, Any]]:
         model = self.parts.model
         # The weights after the last completed epoch: what an interrupted or diverged
         # fit falls back to, so no half-updated model is ever left behind.
@@ -137,7 +154,7 @@ class Trainer:
                 f"fit interrupted during epoch {done}; the estimator keeps the model after "
                 + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)"),
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         except TrainingDivergedError:
             raise
@@ -146,7 +163,7 @@ class Trainer:
             raise
         return self.history
 
-    def _epoch(self, epoch: int, progress: Progress | None) -> dict[str, Any]:
+    def _epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:
         p = self.parts
         start = time.perf_counter()
         total = train_epoch(
@@ -156,7 +173,7 @@ class Trainer:
             p.loss,
             p.sampler,
             p.generator,
-            on_steps=None if progress is None or progress.bar is None else progress.steps,
+            on_steps=None if progress.bar is None else progress.steps,
             **p.step_options,
         )
         train_loss = float(total) / max(1, p.data.n_rows)  # the one host read of the epoch
