@@ -10,6 +10,9 @@ from tiny import (
     xent,
 )
 
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling
+from gru4rec.params import PARAMS, validate
+
 BAD_PARAMS = [
     # strings, floats, bools and None where an int is needed
     ("hidden_size", "8"),
@@ -109,3 +112,15 @@ def test_numpy_integers_are_accepted():
 def test_seed_beyond_64_bits_raises_naming_seed():
     with pytest.raises(ValueError, match="seed"):
         neg(seed=2**64).fit(events())
+
+
+def test_the_table_covers_both_signatures_and_their_defaults_agree():
+    neg_params = GRU4RecNegSampling().get_params()
+    ce_params = GRU4RecCrossEntropy().get_params()
+    assert set(neg_params) | set(ce_params) == set(PARAMS)
+    assert set(ce_params) < set(neg_params)
+    # The parameters both have start from the same defaults.
+    assert {k: v for k, v in neg_params.items() if k in ce_params} == ce_params
+    # Every default passes its own check.
+    validate(neg_params)
+    validate(ce_params)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from gru4rec import metrics
-from gru4rec.stopping import NEEDS, StoppingCriterion
+from gru4rec.stopping import NEEDS, Selection, StoppingCriterion, configured
 
 Y_TRUE = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]))
 Y_PRED = sp.csr_matrix(np.array([[0.9, 0.1, 0.0, 0.0], [0.5, 0.4, 0.3, 0.0], [0.1, 0, 0, 0]]))
@@ -227,3 +229,58 @@ def test_constructor_rejects_non_callable_and_accepts_numpy_numbers():
     )
     assert (crit.k, crit.max_iter_no_change, crit.min_improvement) == (5, 2, 0.0)
     assert NEEDS == ("topk", "scores", "ranks")
+
+
+# -- configured criteria, the selection of the best epoch, serialisation -------------------------
+
+
+def test_configured_named_criterion_takes_the_settings():
+    crit = configured("ndcg", stop_early=True, max_iter_no_change=2, min_improvement=0.1)
+    assert (crit.name, crit.stop_early, crit.max_iter_no_change, crit.min_improvement) == (
+        "ndcg",
+        True,
+        2,
+        0.1,
+    )
+
+
+def test_configured_instance_keeps_what_the_user_set_and_fills_in_the_rest():
+    mine = StoppingCriterion(metrics.recall_at_k, needs="ranks", k=20, max_iter_no_change=2)
+    mine.update(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        crit = configured(mine, stop_early=True, max_iter_no_change=5, min_improvement=0.01)
+    assert crit is not mine and crit.n_updates == 0 and mine.n_updates == 1
+    # Left at its default on the instance: the estimator's setting applies.
+    assert crit.stop_early is True and crit.min_improvement == 0.01
+    # Set on the instance: kept (the estimator's value is its own default, so no warning).
+    assert crit.max_iter_no_change == 2
+    # Set on both sides, differently: the instance wins, with a warning naming the setting.
+    with pytest.warns(UserWarning, match="max_iter_no_change=2 is kept over max_iter_no_change=7"):
+        crit = configured(mine, stop_early=False, max_iter_no_change=7, min_improvement=0.0)
+    assert crit.max_iter_no_change == 2
+
+
+def test_selection_keeps_the_best_epochs_weights():
+    model = torch.nn.Linear(2, 1)
+    selection = Selection(StoppingCriterion.create("recall"))
+    for epoch, value in enumerate([0.1, 0.3, 0.2]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        selection.update(epoch, value, model)
+    assert (selection.best_epoch, selection.best_value) == (1, 0.3)
+    assert torch.equal(selection.best_state["weight"], torch.ones(1, 2))
+    assert torch.equal(model.weight, torch.full((1, 2), 2.0))  # the model itself is untouched
+
+
+@pytest.mark.parametrize("name", ["recall", "mrr", "custom"])
+def test_to_dict_from_dict_round_trip(name):
+    if name == "custom":
+        crit = StoppingCriterion(metrics.mrr_at_k, minimize=True, needs="ranks", k=7, name="mine")
+    else:
+        crit = StoppingCriterion.create(name, k=11)
+    back = StoppingCriterion.from_dict(crit.to_dict())
+    assert back.to_dict() == crit.to_dict()
+    if name == "custom":  # the function cannot travel in a file: it says so when used
+        with pytest.raises(ValueError, match="custom stopping criterion"):
+            back.evaluate(ranks=np.array([1, 2]))
