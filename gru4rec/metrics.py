@@ -97,22 +97,7 @@ def recall_at_k(ranks: np.ndarray, k: int = 20) -> float:
 def mrr_at_k(ranks: np.ndarray, k: int = 20) -> float:
     """Next-item MRR@K: mean over events of ``1 / rank`` when ``rank <= k``, else 0.
 
-    Parameters
-    ----------
-    ranks : array-like of int, shape (n_events,)
-        1-based conservative ranks of the targets.
-    k : int, default=20
-        Cut-off.
-
-    Returns
-    -------
-    float
-        Mean reciprocal rank truncated at ``k``, in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        As for :func:`recall_at_k`.
+    In [0, 1]; parameters and errors as for :func:`recall_at_k`.
     """
     k = _check_k(k)
     ranks = _check_ranks(ranks)
@@ -123,24 +108,8 @@ def ndcg_at_k(ranks: np.ndarray, k: int = 20) -> float:
     """Next-item NDCG@K with a single relevant item per event.
 
     The ideal DCG of one relevant item is 1, so each event contributes ``1 / log2(rank + 1)``
-    when ``rank <= k`` and 0 otherwise.
-
-    Parameters
-    ----------
-    ranks : array-like of int, shape (n_events,)
-        1-based conservative ranks of the targets.
-    k : int, default=20
-        Cut-off.
-
-    Returns
-    -------
-    float
-        Mean NDCG@K over events, in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        As for :func:`recall_at_k`.
+    when ``rank <= k`` and 0 otherwise; the mean over events is in [0, 1]. Parameters and errors
+    as for :func:`recall_at_k`.
     """
     k = _check_k(k)
     ranks = _check_ranks(ranks)
@@ -310,12 +279,19 @@ def calibrated_recall_k(y_true: sp.spmatrix, y_pred: sp.spmatrix, k: int = 50) -
     return _recall(y_true, y_pred, k, calibrated=True)
 
 
-def _recall(y_true: Any, y_pred: Any, k: int, *, calibrated: bool) -> float:
+def _graded(y_true: Any, y_pred: Any, k: Any) -> tuple[Any, ...]:
+    """The checked inputs of a top-``k`` metric and what it is computed from: ``k``, the
+    number of rows, the users with truth and their number of true items, and per kept
+    prediction its row, rank and whether it is a hit."""
     k = _check_k(k)
     y_true, y_pred = _truth(y_true, y_pred)
     users, n_true = _users_with_truth(y_true)
-    rows, _, hit = _topk_hits(y_true, y_pred, k)
-    hits = np.bincount(rows[hit], minlength=y_true.shape[0])
+    return (k, y_true.shape[0], users, n_true, *_topk_hits(y_true, y_pred, k))
+
+
+def _recall(y_true: Any, y_pred: Any, k: int, *, calibrated: bool) -> float:
+    k, n_rows, users, n_true, rows, _, hit = _graded(y_true, y_pred, k)
+    hits = np.bincount(rows[hit], minlength=n_rows)
     denom = np.minimum(n_true, k) if calibrated else n_true
     return float(np.mean(hits[users] / denom[users]))
 
@@ -324,26 +300,11 @@ def ndcg_k(y_true: sp.spmatrix, y_pred: sp.spmatrix, k: int = 50) -> float:
     """NDCG@K as in recpack, with binary relevance.
 
     Per user with truth: ``DCG = sum over hits in the top k of 1 / log2(rank + 1)`` divided by the
-    ideal ``IDCG = sum_{j=1}^{min(k, |true(u)|)} 1 / log2(j + 1)``; averaged over users with truth.
-    Conventions as in :func:`recall_k`.
-
-    Parameters
-    ----------
-    y_true, y_pred : sparse matrix of shape (n_users, n_items)
-        Held-out interactions and predicted scores.
-    k : int, default=50
-        Length of the recommendation list.
-
-    Returns
-    -------
-    float
-        Mean NDCG over users with truth, in [0, 1].
+    ideal ``IDCG = sum_{j=1}^{min(k, |true(u)|)} 1 / log2(j + 1)``; averaged over users with truth,
+    in [0, 1]. Parameters and conventions as in :func:`recall_k`.
     """
-    k = _check_k(k)
-    y_true, y_pred = _truth(y_true, y_pred)
-    users, n_true = _users_with_truth(y_true)
-    rows, rank, hit = _topk_hits(y_true, y_pred, k)
-    dcg = np.bincount(rows[hit], weights=1.0 / np.log2(rank[hit] + 1.0), minlength=y_true.shape[0])
+    k, n_rows, users, n_true, rows, rank, hit = _graded(y_true, y_pred, k)
+    dcg = np.bincount(rows[hit], weights=1.0 / np.log2(rank[hit] + 1.0), minlength=n_rows)
     # idcg_cache[j] = ideal DCG of j hits.
     idcg_cache = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     idcg = idcg_cache[np.minimum(n_true[users], k)]
@@ -354,26 +315,11 @@ def precision_k(y_true: sp.spmatrix, y_pred: sp.spmatrix, k: int = 10) -> float:
     """Precision@K as in recpack: hits in the top ``k`` divided by ``k``.
 
     A list shorter than ``k`` (fewer stored predictions) is not rewarded: the missing places count
-    as misses. Averaged over users with truth; conventions as in :func:`recall_k`.
-
-    Parameters
-    ----------
-    y_true, y_pred : sparse matrix of shape (n_users, n_items)
-        Held-out interactions and predicted scores.
-    k : int, default=10
-        Length of the recommendation list.
-
-    Returns
-    -------
-    float
-        Mean precision over users with truth, in [0, 1].
+    as misses. The mean over users with truth, in [0, 1]; parameters (``k`` defaults to 10 here)
+    and conventions as in :func:`recall_k`.
     """
-    k = _check_k(k)
-    y_true, y_pred = _truth(y_true, y_pred)
-    users, _ = _users_with_truth(y_true)
-    rows, _, hit = _topk_hits(y_true, y_pred, k)
-    hits = np.bincount(rows[hit], minlength=y_true.shape[0])
-    return float(np.mean(hits[users] / k))
+    k, n_rows, users, _, rows, _, hit = _graded(y_true, y_pred, k)
+    return float(np.mean(np.bincount(rows[hit], minlength=n_rows)[users] / k))
 
 
 # --------------------------------------------------------------------------------------------
