@@ -67,8 +67,8 @@ def test_sorted_histories_are_time_ordered_and_stable(df):
     X = make(df)
     ref = reference_history(df)
     items = df["item"].to_numpy()
-    got_items = [(u, list(h)) for u, h in X.sorted_item_history()]
-    got_ids = [(u, list(h)) for u, h in X.sorted_interaction_history()]
+    got_items = [(u, list(h)) for u, h in X.sorted_item_history]
+    got_ids = [(u, list(h)) for u, h in X.sorted_interaction_history]
     assert got_ids == [(u, rows) for u, rows in ref.items()]
     assert got_items == [(u, [int(items[p]) for p in rows]) for u, rows in ref.items()]
 
@@ -78,15 +78,17 @@ def test_sorted_histories_are_time_ordered_and_stable(df):
 def test_history_without_timestamps_keeps_row_order(df):
     X = make(df)
     assert not X.has_timestamps
-    assert [(u, list(h)) for u, h in X.sorted_interaction_history()] == list(
-        reference_history(df).items()
-    )
+    assert [(u, list(h)) for u, h in X.interaction_history] == list(reference_history(df).items())
+    # the sorted histories need timestamps (AttributeError, as in recpack)
+    for name in ("sorted_item_history", "sorted_interaction_history"):
+        with pytest.raises(AttributeError, match="timestamps"):
+            getattr(X, name)
 
 
 def test_equal_timestamps_keep_input_order_explicit():
     df = pd.DataFrame({"user": [0, 0, 0, 0], "item": [3, 1, 2, 0], "ts": [5, 5, 1, 5]})
     X = make(df)
-    assert [list(h) for _, h in X.sorted_item_history()] == [[2, 3, 1, 0]]
+    assert [list(h) for _, h in X.sorted_item_history] == [[2, 3, 1, 0]]
 
 
 # --- counts -------------------------------------------------------------------------------------
@@ -123,7 +125,7 @@ def test_session_arrays_match_history(df):
     X = make(df)
     s = X.session_arrays()
     assert isinstance(s, SessionArrays)
-    hist = list(X.sorted_item_history())
+    hist = list(X.sorted_item_history)
     assert s.users.tolist() == [u for u, _ in hist]
     assert np.all(np.diff(s.users) > 0)
     assert s.offsets[0] == 0 and s.offsets[-1] == len(df) == s.n_events
@@ -221,7 +223,7 @@ def test_raw_ids_round_trip(users, items, data):
     np.testing.assert_array_equal(voc.index_of(voc.ids), np.arange(len(voc)))
     assert list(voc.to_raw(voc.index_of(i))) == i
     # histories in raw ids equal the events of each session ordered by time (stable)
-    for uix, hist in X.sorted_item_history():
+    for uix, hist in X.sorted_item_history:
         raw_u = X.user_vocabulary.to_raw([uix])[0]
         expect = df[df["session_id"] == raw_u].sort_values("timestamp", kind="stable")
         assert list(voc.to_raw(hist)) == expect["item_id"].tolist()
@@ -258,7 +260,7 @@ def test_from_events_with_training_vocabulary_drops_unknown_items():
         Xte = InteractionMatrix.from_events(test, item_vocabulary=Xtr.item_vocabulary)
     assert Xte.shape == (2, 3)
     assert Xte.item_vocabulary is Xtr.item_vocabulary
-    hist = list(Xte.sorted_item_history())
+    hist = list(Xte.sorted_item_history)
     assert len(hist) == 1
     assert list(Xte.item_vocabulary.to_raw(hist[0][1])) == ["c", "a"]
     # interaction ids point at the rows of the input frame
@@ -320,21 +322,22 @@ def test_timestamps_series_and_missing_timestamps():
     s = make(df).timestamps
     assert s.index.names == ["uid", "iid"] and s.loc[(1, 0)] == 20
     X = make(df[["user", "item"]])
+    # recpack: AttributeError from the timestamp accessors, KeyError from the filters
     for call in (
         lambda: X.timestamps,
+        lambda: X.last_timestamps_matrix,
+        lambda: X.get_timestamp(0),
+    ):
+        with pytest.raises(AttributeError, match="timestamps"):
+            call()
+    for call in (
         lambda: X.timestamps_lt(3),
         lambda: X.timestamps_gte(3),
         lambda: X.timestamps_gt(3),
         lambda: X.timestamps_lte(3),
     ):
-        with pytest.raises(ValueError, match="timestamps"):
+        with pytest.raises(KeyError, match="timestamps"):
             call()
-
-
-def test_inplace_is_refused():
-    X = make(pd.DataFrame({"user": [0], "item": [0], "ts": [0]}))
-    with pytest.raises(NotImplementedError):
-        X.users_in([0], inplace=True)
 
 
 def test_derived_matrices_keep_vocabularies():
