@@ -802,7 +802,11 @@ class InteractionMatrix:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None and mine is not theirs:
                 if not np.array_equal(mine.ids, theirs.ids):
-                    raise ValueError(f"the two matrices have different {name.replace('_', ' ')}s")
+                    kind = name.split("_")[0]
+                    raise ValueError(
+                        f"the two matrices number their {kind}s differently "
+                        f"(different {kind} vocabularies)"
+                    )
             vocabularies.append(mine if mine is not None else theirs)
         ts = None if self._ts is None else np.concatenate([self._ts, other._ts])
         n = self.num_interactions + other.num_interactions
