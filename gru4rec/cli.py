@@ -186,16 +186,23 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--time-col",
         default="timestamp",
-        help="timestamp column; 'none': events are in time order within each session",
+        help=(
+            "timestamp column; 'none': events are in time order within each session, "
+            "and training visits the sessions in a seeded random order"
+        ),
     )
     group.add_argument("--sep", default=None, help="field separator (None: from the suffix)")
+
+
+def _no_time(args: argparse.Namespace) -> bool:
+    return args.time_col is None or args.time_col.strip().lower() in _NONE
 
 
 def _read(path: str, args: argparse.Namespace):
     """The events of ``path`` with the canonical columns session_id, item_id, timestamp."""
     from . import datasets
 
-    no_time = args.time_col is None or args.time_col.strip().lower() in _NONE
+    no_time = _no_time(args)
     df = datasets.read_events(
         path,
         session_col=args.session_col,
@@ -297,6 +304,10 @@ def _train(args: argparse.Namespace) -> int:
         opts = ", ".join("--" + p.replace("_", "-") for p in unknown)
         raise ValueError(f"--estimator {args.estimator} takes no {opts}")
     params.setdefault("verbose", not args.quiet)
+    if _no_time(args):
+        # Row numbers stand in for the times; the sessions' order in the file is no
+        # time order, so train in a seeded random order unless told otherwise.
+        params.setdefault("session_order", "random")
     est = cls(**params)
 
     df = _read(args.events, args)
