@@ -1130,8 +1130,9 @@ def to_csr_matrix(X: Any, binary: bool = False) -> Any:
     return to_binary(out) if binary else out
 
 
-# The public members whose presence makes an object count as an InteractionMatrix.
-_SURFACE = ("shape", "values", "has_timestamps", "timestamps", "num_interactions", "users_in")
+# The public members whose presence makes an object count as an InteractionMatrix: those the
+# conversion reads, and the sorted history that marks an interaction log (not any sparse array).
+_SURFACE = ("shape", "values", "has_timestamps", "timestamps", "sorted_item_history")
 
 
 def is_interaction_matrix_like(obj: Any) -> bool:
