@@ -136,12 +136,12 @@ def test_empty_matrix_raises():
     "X", [None, [[0, 1]], np.zeros((2, 3)), "events.csv"], ids=["none", "list", "array", "str"]
 )
 def test_unsupported_input_container_raises(X):
-    with pytest.raises(ValueError, match="InteractionMatrix"):
+    with pytest.raises(TypeError, match="InteractionMatrix"):
         neg().fit(X)
 
 
 def test_sparse_matrix_without_timestamps_raises():
-    with pytest.raises(ValueError, match="timestamps"):
+    with pytest.raises(TypeError, match="timestamps"):
         neg().fit(sp.csr_matrix(np.ones((2, 3))))
 
 
@@ -311,7 +311,7 @@ def test_validation_data_of_another_shape_raises():
         neg().fit(X, validation_data=(X, index_matrix(shape=(9, 5))))
     with pytest.raises(ValueError, match="pair"):
         neg().fit(X, validation_data=X)
-    with pytest.raises(ValueError, match="timestamps"):
+    with pytest.raises(TypeError, match="validation_in is a scipy sparse matrix"):
         neg().fit(X, validation_data=(X.values, X.values))
 
 
