@@ -489,7 +489,13 @@ def last_item_split(matrix: InteractionMatrix) -> tuple[InteractionMatrix, Inter
             UserWarning,
             stacklevel=2,
         )
-    return matrix.interactions_in(ids[~last]), matrix.interactions_in(ids[last & ~first])
+    return _interactions(matrix, ids[~last]), _interactions(matrix, ids[last & ~first])
+
+
+def _interactions(matrix: InteractionMatrix, ids: np.ndarray) -> InteractionMatrix:
+    # interactions_in warns about an empty request (as recpack does); an empty side is normal
+    # here (no session long enough), so it is asked for as the matrix of no user.
+    return matrix.interactions_in(ids) if len(ids) else matrix.users_in([])
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         X: InteractionMatrix | pd.DataFrame,
         validation_data: tuple[Any, Any] | None = None,
         *,
+        y: None = None,
         callbacks: Sequence[Callable[[Any, dict[str, Any]], Any]] | None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
@@ -123,13 +124,17 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         X : InteractionMatrix or pandas.DataFrame
             Training events with timestamps; one user (row) per session. A
             DataFrame holds raw events in the columns ``session_id``,
-            ``item_id`` and ``timestamp``.
+            ``item_id`` and ``timestamp``. recpack's ``InteractionMatrix`` (any
+            object with its public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
-            ``(validation_in, validation_out)``: per epoch, predictions from
+            ``(validation_in, validation_out)``, both with timestamps and with the
+            items numbered as in ``X``: per epoch, predictions from
             ``validation_in`` are scored against ``validation_out`` with the
             stopping criterion, and the best epoch is kept (unless
             ``keep_last``). Without it, no evaluation runs and the last epoch
             is kept.
+        y : None
+            Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
         callbacks : sequence of callables, optional
             Each is called as ``callback(estimator, record)`` after every completed
             epoch, with that epoch's record (the dict appended to ``history_``). An
@@ -140,6 +145,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         -------
         self
         """
+        if y is not None:
+            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
         param_table.validate(self.get_params(deep=False))
         selection = Selection(
             configured(
@@ -247,20 +254,19 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """The validation pair, checked and converted once for the whole fit."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        columns = self._columns()
-        val_in = inputs.as_matrix(validation_data[0], columns, "validation_data", X.item_vocabulary)
-        # Rows of validation_out must be the same sessions as those of validation_in.
+        first, second = validation_data
+        columns, vocab = self._columns(), X.item_vocabulary
+        val_in = inputs.as_matrix(first, columns, "validation_in", vocab)
+        # Rows of validation_out are the sessions of validation_in; row-number times (no
+        # time column) count on after a DataFrame validation_in.
+        first_row = len(first) if isinstance(first, pd.DataFrame) else 0
         val_out = inputs.as_matrix(
-            validation_data[1],
-            columns,
-            "validation_data",
-            X.item_vocabulary,
-            val_in.user_vocabulary,
-            first_row=len(validation_data[0])
-            if isinstance(validation_data[0], pd.DataFrame)
-            else 0,
+            second, columns, "validation_out", vocab, val_in.user_vocabulary, first_row
         )
-        return Validation(val_in, val_out, X.shape[1], self.validation_sample_size)
+        for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
+            inputs.check_items(m, X.shape[1], vocab, what, fitted=False)
+            inputs.timed_sessions(m, what)
+        return Validation(val_in, val_out, self.validation_sample_size)
 
     def _evaluator(self, validation: Validation) -> Callable[[], float]:
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size

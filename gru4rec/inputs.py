@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix
 
 __all__ = ["Columns", "as_matrix", "check_items", "session_lists", "timed_sessions"]
 
@@ -61,19 +60,25 @@ def as_matrix(
             item_vocabulary=vocabulary,
             user_vocabulary=user_vocabulary,
         )
-    if sp.issparse(X):
-        return InteractionMatrix.from_csr_matrix(X)
-    raise ValueError(
-        f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
-        f"matrix; got {type(X).__name__}"
-    )
+    # Objects with recpack's InteractionMatrix surface are converted; anything else
+    # (a scipy matrix has no event order) is a TypeError saying what to pass.
+    return as_interaction_matrix(X, what)
 
 
 def check_items(
-    X: InteractionMatrix, n_items: int, vocabulary: Vocabulary | None, what: str = "X"
+    X: InteractionMatrix,
+    n_items: int,
+    vocabulary: Vocabulary | None,
+    what: str = "X",
+    fitted: bool = True,
 ) -> InteractionMatrix:
-    """``X``, after checking that its columns are the training items."""
+    """``X``, after checking that its columns are the training items (``fitted``: of the
+    fitted model; else of the training data ``X`` of the fit under way)."""
     if X.shape[1] != n_items:
+        if not fitted:
+            raise ValueError(
+                f"validation_data: {what} has {X.shape[1]} items (columns) but X has {n_items}"
+            )
         raise ValueError(
             f"{what} has {X.shape[1]} items (columns) but the model was fitted on "
             f"{n_items}; build it with the training item vocabulary"
@@ -85,6 +90,12 @@ def check_items(
         and theirs is not vocabulary
         and not np.array_equal(vocabulary.ids, theirs.ids)
     ):
+        if not fitted:
+            raise ValueError(
+                f"validation_data: {what} numbers its items differently from X (another "
+                "item vocabulary); build it with InteractionMatrix.from_events(..., "
+                "item_vocabulary=X.item_vocabulary)"
+            )
         raise ValueError(
             f"{what} was built with another item vocabulary than the training data; "
             "build it with InteractionMatrix.from_events(..., "

@@ -24,9 +24,8 @@ class Validation:
     Parameters
     ----------
     val_in, val_out : InteractionMatrix
-        Histories and held-out events, rows aligned; ``val_in`` has timestamps.
-    n_items : int
-        Number of items of the training data.
+        Histories and held-out events, rows aligned, with timestamps and the training items
+        (see :func:`gru4rec.inputs.check_items`).
     sample_size : int or None
         Evaluate on this many randomly drawn sessions per epoch (None: all).
 
@@ -40,10 +39,9 @@ class Validation:
         self,
         val_in: InteractionMatrix,
         val_out: InteractionMatrix,
-        n_items: int,
         sample_size: int | None,
     ) -> None:
-        _check(val_in, val_out, n_items)
+        _check(val_in, val_out)
         history = val_in.session_arrays()
         self._y_true = val_out.values
         self.users = np.intersect1d(history.users, np.flatnonzero(self._y_true.getnnz(axis=1)))
@@ -79,11 +77,6 @@ class Validation:
         keeps the history first), built on first use."""
         if self._whole is None:
             out = self._val_out.session_arrays()
-            if out.timestamps is None:
-                raise ValueError(
-                    "validation_out has no timestamps: next-item criteria order a session's "
-                    "held-out events after its history by time"
-                )
             h_items, h_offsets, h_users = self._history
             user = np.concatenate(
                 [np.repeat(h_users, np.diff(h_offsets)), np.repeat(out.users, out.lengths)]
@@ -98,22 +91,12 @@ class Validation:
         return self._whole
 
 
-def _check(val_in: InteractionMatrix, val_out: InteractionMatrix, n_items: int) -> None:
-    for m in (val_in, val_out):
-        if m.shape[1] != n_items:
-            raise ValueError(
-                f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
-            )
+def _check(val_in: InteractionMatrix, val_out: InteractionMatrix) -> None:
     if val_out.num_interactions == 0:
         raise ValueError("validation_data: validation_out holds no events")
     if val_in.shape[0] != val_out.shape[0]:
         raise ValueError(
             f"validation_in has {val_in.shape[0]} rows but validation_out {val_out.shape[0]}"
-        )
-    if not val_in.has_timestamps:
-        raise ValueError(
-            "validation_in has no timestamps: GRU4Rec learns from the order of events in a "
-            "session, so it needs an InteractionMatrix with a timestamp column"
         )
 
 

@@ -246,7 +246,7 @@ def test_predict_errors(fitted, split):
     wrong = InteractionMatrix.from_events(make_synthetic_sessions(5, 7, seed=1))
     with pytest.raises(ValueError, match="items"):
         fitted.predict(wrong)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="X must be an InteractionMatrix"):
         fitted.predict(np.zeros((3, 3)))
 
 
@@ -461,8 +461,8 @@ def test_x_without_timestamps_raises_clear_error(split, fitted):
     assert not no_ts.has_timestamps
     with pytest.raises(ValueError, match="timestamp"):
         small().fit(no_ts)
-    with pytest.raises(ValueError, match="timestamp"):
-        small().fit(X.values)  # a raw sparse matrix has no timestamps either
+    with pytest.raises(TypeError, match="InteractionMatrix with timestamps"):
+        small().fit(X.values)  # a raw sparse matrix has no timestamps: say what to pass
     with pytest.raises(ValueError, match="timestamp"):
         fitted.predict(no_ts)
     with pytest.raises(ValueError, match="timestamp"):
@@ -636,12 +636,12 @@ def test_empty_matrix_raises():
     "X", [None, [[0, 1]], np.zeros((2, 3)), "events.csv"], ids=["none", "list", "array", "str"]
 )
 def test_unsupported_input_container_raises(X):
-    with pytest.raises(ValueError, match="InteractionMatrix"):
+    with pytest.raises(TypeError, match="InteractionMatrix"):
         neg().fit(X)
 
 
 def test_sparse_matrix_without_timestamps_raises():
-    with pytest.raises(ValueError, match="timestamps"):
+    with pytest.raises(TypeError, match="timestamps"):
         neg().fit(sp.csr_matrix(np.ones((2, 3))))
 
 
@@ -695,7 +695,7 @@ def test_validation_data_of_another_shape_raises():
         neg().fit(X, validation_data=(X, index_matrix(shape=(9, 5))))
     with pytest.raises(ValueError, match="pair"):
         neg().fit(X, validation_data=X)
-    with pytest.raises(ValueError, match="timestamps"):
+    with pytest.raises(TypeError, match="validation_in is a scipy sparse matrix"):
         neg().fit(X, validation_data=(X.values, X.values))
 
 

@@ -35,7 +35,7 @@ def _whole_by_frames(val_in, val_out, users):
 
 def test_whole_sessions_equal_the_frame_concatenation(pair):
     X, val_in, val_out = pair
-    v = Validation(val_in, val_out, X.shape[1], None)
+    v = Validation(val_in, val_out, None)
     rng = np.random.default_rng(0)
     for users in (v.users, np.sort(rng.choice(v.users, 17, replace=False))):
         items, offsets, _ = _sessions_of(v._whole_sessions(), users)
@@ -46,7 +46,7 @@ def test_whole_sessions_equal_the_frame_concatenation(pair):
 
 def test_history_subsets_and_truth_rows_equal_the_matrix_filters(pair):
     X, val_in, val_out = pair
-    v = Validation(val_in, val_out, X.shape[1], None)
+    v = Validation(val_in, val_out, None)
     users = v.users[::3]
     items, offsets, rows = _sessions_of(v._history, users)
     ref = val_in.users_in(users).session_arrays()
@@ -60,8 +60,8 @@ def test_history_subsets_and_truth_rows_equal_the_matrix_filters(pair):
 def test_nothing_to_evaluate_raises(pair):
     X, val_in, val_out = pair
     with pytest.raises(ValueError, match="no session has events in both"):
-        Validation(val_in.users_in([0, 1]), val_out.users_in([2, 3]), X.shape[1], None)
+        Validation(val_in.users_in([0, 1]), val_out.users_in([2, 3]), None)
     with pytest.raises(ValueError, match="validation_out holds no events"):
-        Validation(val_in, val_out.users_in([]), X.shape[1], None)
-    with pytest.raises(ValueError, match="items"):
-        Validation(val_in, val_out, X.shape[1] + 1, None)
+        Validation(val_in, val_out.users_in([]), None)
+    with pytest.raises(ValueError, match="rows"):
+        Validation(val_in, InteractionMatrix.from_events(make_synthetic_sessions(5, 20)), None)
