@@ -9,12 +9,15 @@ epoch, and the checkpoint module persists it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import io
 import itertools
 import numbers
 import os
 import pathlib
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -103,6 +106,44 @@ def _resolve_device(device: Any) -> torch.device:
     return dev
 
 
+# -- torch threads (set per call, restored after) -----------------------------------------------
+
+_THREADS = threading.local()  # OpenMP thread counts are per OS thread, so is this flag
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    """Run the block with ``torch.set_num_threads(num_threads)``, restoring the count after.
+
+    None leaves torch alone. Nested calls (fit -> validation ranks) keep the outer setting.
+    """
+    if num_threads is None or getattr(_THREADS, "active", False):
+        yield
+        return
+    _check_int("num_threads", num_threads, 1, allow_none=True)
+    before = torch.get_num_threads()
+    if before != num_threads:
+        torch.set_num_threads(num_threads)
+    _THREADS.active = True
+    try:
+        yield
+    finally:
+        _THREADS.active = False
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _with_threads(method):
+    """Decorator: run an estimator method under the estimator's ``num_threads``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _torch_threads(getattr(self, "num_threads", None)):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became NaN or infinite; the estimator keeps its last good model."""
 
@@ -144,9 +185,6 @@ class _GRU4RecBase(BaseEstimator):
                 value = str(value)
             parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
-
-    def __str__(self) -> str:
-        return self.name
 
     @property
     def filename(self) -> str:
@@ -196,6 +234,7 @@ class _GRU4RecBase(BaseEstimator):
         _check_int("validation_sample_size", self.validation_sample_size, 1, allow_none=True)
         _check_bool("constrained_embedding", self.constrained_embedding)
         _check_bool("verbose", self.verbose)
+        _check_int("num_threads", self.num_threads, 1, allow_none=True)
         for name in ("session_col", "item_col", "time_col"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a column name (str); got {getattr(self, name)!r}")
@@ -287,6 +326,7 @@ class _GRU4RecBase(BaseEstimator):
 
     # -- fit ---------------------------------------------------------------------------------
 
+    @_with_threads
     def fit(
         self,
         X: InteractionMatrix | pd.DataFrame,
@@ -310,6 +350,15 @@ class _GRU4RecBase(BaseEstimator):
         Returns
         -------
         self
+
+        Notes
+        -----
+        Training runs with ``num_threads`` torch threads (default 1): GRU4Rec's
+        mini-batches are tens to hundreds of rows, too small for several CPU
+        threads to pay off, and on a busy machine every extra thread makes each
+        small step wait for the others. Raise it on a large, otherwise idle
+        machine with big batches or a large catalogue; ``None`` keeps torch's
+        own setting.
         """
         self._validate_params()
         criterion = self._make_criterion()
@@ -574,6 +623,7 @@ class _GRU4RecBase(BaseEstimator):
         )
         return (expand @ dense_rows).tocsr()
 
+    @_with_threads
     def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
         """Scores of every item for every user (session) with history in ``X``.
 
@@ -588,6 +638,7 @@ class _GRU4RecBase(BaseEstimator):
         X = self._input(X)
         return self._predict_matrix(X, self.predict_topK)
 
+    @_with_threads
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
 
@@ -607,6 +658,7 @@ class _GRU4RecBase(BaseEstimator):
             chunk_size=_SCORE_CHUNK,
         )
 
+    @_with_threads
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
         """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
         ranks = self.next_item_ranks(X)
@@ -614,8 +666,13 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError("X has no session with 2 or more events to score")
         return recall_at_k(ranks, 20)
 
+    @_with_threads
     def recommend(
-        self, sessions: Sequence[Any] | Sequence[Sequence[Any]], k: int = 20
+        self,
+        sessions: Sequence[Any] | Sequence[Sequence[Any]],
+        k: int = 20,
+        *,
+        exclude_seen: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
 
@@ -627,6 +684,13 @@ class _GRU4RecBase(BaseEstimator):
             matrix). Unknown items are skipped with a warning; a session with
             no known item is scored from the empty state.
         k : int, default=20
+        exclude_seen : bool, default=False
+            Leave out the items already in the session (implicit's
+            ``filter_already_liked_items``). Off by default: in session data,
+            going back to an item seen a few clicks ago is a real and frequent
+            next event, and the evaluation protocol counts it. Where fewer than
+            ``k`` unseen items exist, the last places hold seen items with
+            score ``-inf``.
 
         Returns
         -------
@@ -636,6 +700,7 @@ class _GRU4RecBase(BaseEstimator):
         """
         self._check_fitted()
         _check_int("k", k, 1)
+        _check_bool("exclude_seen", exclude_seen)
         single = _is_single_session(sessions)
         batch = [sessions] if single else list(sessions)
         lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
@@ -645,7 +710,7 @@ class _GRU4RecBase(BaseEstimator):
         if not known.all():
             warnings.warn(
                 f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the "
-                "model",
+                "model" + self._id_type_hint(flat, known),
                 UserWarning,
                 stacklevel=2,
             )
@@ -659,14 +724,30 @@ class _GRU4RecBase(BaseEstimator):
             np.cumsum(kept[nonempty], out=offsets[1:])
             found = inference.final_states(self.model_, items, offsets, _EVAL_SLOTS, self.device_)
             states[torch.as_tensor(nonempty, device=self.device_)] = found
+        n_extra = int(kept.max()) if exclude_seen and len(kept) and len(items) else 0
         scores, idx = inference.score_topk(
-            self.model_, states, k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
+            self.model_, states, k + n_extra, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
         )
         idx_np = idx.cpu().numpy()
+        scores_np = scores.cpu().numpy()
+        if n_extra:
+            idx_np, scores_np = _drop_seen(idx_np, scores_np, owner, items, self.n_items_, k)
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx_np.ravel()).reshape(idx_np.shape) if vocab is not None else idx_np
-        scores_np = scores.cpu().numpy()
         return (ids[0], scores_np[0]) if single else (ids, scores_np)
+
+    def _id_type_hint(self, raw: list[Any], known: np.ndarray) -> str:
+        """When no item is known and the ids are of another kind than the model's: say so."""
+        vocab = self.item_vocabulary_
+        if known.any() or vocab is None or not raw:
+            return ""
+        theirs, ours = _id_kind(np.asarray(pd.Index(raw, dtype=object))), _id_kind(vocab.ids)
+        if theirs == ours:
+            return ""
+        return (
+            f"; the request's ids are {theirs}s but the model's item ids are {ours}s "
+            f"(e.g. {_plain(vocab.ids[0])!r}): convert them to the type used in fit"
+        )
 
     def _item_indices(self, raw: list[Any]) -> np.ndarray:
         """Model indices of raw item ids, -1 for unknown ones."""
@@ -803,6 +884,38 @@ def _is_single_session(sessions: Any) -> bool:
         return True
     first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
     return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    """'number' or 'string': the kind of raw ids (those of an object array by their values)."""
+    if ids.dtype.kind in "biuf":
+        return "number"
+    if ids.dtype.kind in "US":
+        return "string"
+    if all(isinstance(v, (str, bytes)) for v in ids[:100]):
+        return "string"
+    if all(isinstance(v, (numbers.Number, np.number)) for v in ids[:100]):
+        return "number"
+    return "mixed"
+
+
+def _drop_seen(
+    idx: np.ndarray, scores: np.ndarray, owner: np.ndarray, items: np.ndarray, n_items: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row's candidates that are not among its session's ``items``.
+
+    ``owner[j]`` is the row of ``items[j]``; seen candidates move to the end with score -inf.
+    """
+    rows = np.arange(idx.shape[0])[:, None]
+    seen = np.isin(rows * n_items + idx, owner.astype(np.int64) * n_items + items)
+    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in score order
+    idx = np.take_along_axis(idx, order, axis=1)
+    scores = np.where(np.take_along_axis(seen, order, axis=1), -np.inf, scores[rows, order])
+    return idx, scores.astype(np.float32, copy=False)
 
 
 def _may_use_cuda(device: Any) -> bool:
@@ -978,6 +1091,10 @@ class GRU4RecNegSampling(_GRU4RecBase):
         Where to train and predict; 'auto' takes CUDA when available.
     verbose : bool, default=False
         Show a progress bar per epoch.
+    num_threads : int or None, default=1
+        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
+        ``score``; torch's setting is restored when they return. None leaves
+        torch's setting alone (all cores unless you changed it).
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
 
@@ -1025,6 +1142,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
         logq: float = 0.0,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
         time_col: str = "timestamp",
@@ -1059,6 +1177,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
         self.logq = logq
         self.device = device
         self.verbose = verbose
+        self.num_threads = num_threads
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col
@@ -1126,6 +1245,7 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         constrained_embedding: bool = False,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
         time_col: str = "timestamp",
@@ -1154,6 +1274,7 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         self.constrained_embedding = constrained_embedding
         self.device = device
         self.verbose = verbose
+        self.num_threads = num_threads
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col

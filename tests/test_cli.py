@@ -32,6 +32,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths = {"root": root, "train": root / "train.csv", "test": root / "test.csv"}
     train.to_csv(paths["train"], index=False)
     test.to_csv(paths["test"], index=False)
+    (root / "models").mkdir()
     paths["model"] = root / "models" / "model.trch"
     args = ["train", str(paths["train"]), "--model", str(paths["model"]), *SMALL]
     assert main([*args, "--num-negatives", "16", "--constrained-embedding", "--quiet"]) == 0
@@ -62,6 +63,8 @@ def test_every_constructor_parameter_is_an_option():
         for name in cls().get_params():
             if name in ("session_col", "item_col", "time_col"):  # the input column options
                 assert name in dests, name
+            elif name == "num_threads":  # --threads, as in evaluate and recommend
+                assert "threads" in dests
             else:
                 assert f"param_{name}" in dests, name
 

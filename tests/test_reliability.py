@@ -974,7 +974,7 @@ def test_predict_topk_scores_one_batch_and_chunk_at_a_time(monkeypatch):
 
 
 # =============================================================================================
-# Threads: the library never changes torch's global thread settings
+# Threads: fit and inference restore torch's thread settings when they return
 # =============================================================================================
 
 
