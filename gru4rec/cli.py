@@ -154,7 +154,8 @@ def _add_estimator_options(
     for name, default in params.items():
         convert, metavar = _converter(name, hints.get(name), default)
         text = docs.get(name, "")
-        text = (f"{text} " if text else "") + f"(default: {default})"
+        shown = "none" if default is None else default  # as the option spells it
+        text = (f"{text} " if text else "") + f"(default: {shown})"
         kwargs: dict[str, Any] = {}
         if isinstance(default, bool):
             kwargs = {"nargs": "?", "const": True}  # a bare --flag means true
@@ -560,8 +561,8 @@ def _threads(text: str) -> int | None:
 
 
 _THREADS_HELP = (
-    "torch CPU threads (default: 1: GRU4Rec's matrix products are small, and one thread is "
-    "fastest on most machines and always on a busy one; 'none': torch's choice, all cores)"
+    "torch CPU threads; 'none': torch's choice (all cores). 1, the default, is fastest for "
+    "GRU4Rec's small matrix products on most machines and always on a busy one"
 )
 
 
