@@ -270,9 +270,9 @@ class _GRU4RecBase(BaseEstimator):
         if isinstance(X, pd.DataFrame):
             return InteractionMatrix.from_events(
                 X,
-                user=self.session_col,
-                item=self.item_col,
-                timestamp=self.time_col,
+                session_col=self.session_col,
+                item_col=self.item_col,
+                time_col=self.time_col,
                 item_vocabulary=vocabulary,
                 user_vocabulary=user_vocabulary,
             )
