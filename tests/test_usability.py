@@ -220,3 +220,20 @@ def test_a_missing_default_column_names_the_parameter_to_set(call, events):
     df = events.rename(columns={"session_id": "visit"})
     with pytest.raises(ValueError, match=r"'session_id'.*set session_col="):
         call(df)
+
+
+# -- packaging ----------------------------------------------------------------------------------
+
+
+def test_licence_is_an_spdx_string_with_its_file():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "MIT"
+    assert (root / "LICENSE").read_text().startswith("MIT License")
+    # Setuptools reads SPDX strings from version 77 on.
+    assert any(
+        r.replace(" ", "").startswith("setuptools>=77") for r in meta["build-system"]["requires"]
+    )
