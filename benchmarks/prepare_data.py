@@ -7,8 +7,8 @@ exact command for each: ``benchmarks/README.md``.
 
     python benchmarks/prepare_data.py rsc15 RAW.txt [RAW.txt ...] --out DIR --test-days 0.5
     python benchmarks/prepare_data.py diginetica train-item-views.csv --out DIR --test-days 7
-    python benchmarks/prepare_data.py globo clicks_hour_*.csv.gz --out DIR --test-days 0.0833333333 \\
-        --tmax 2017-10-03T02:36:19
+    python benchmarks/prepare_data.py globo clicks_hour_*.csv.gz --out DIR \\
+        --test-days 0.0833333333 --tmax 2017-10-03T02:36:19
 
 Prints the event, session and item counts of each file it writes.
 """
