@@ -197,18 +197,25 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--time-col",
         default="timestamp",
-        help="timestamp column; 'none': events are in time order within each session",
+        help=(
+            "timestamp column; 'none': events are in time order within each session, "
+            "and training visits the sessions in a seeded random order"
+        ),
     )
     group.add_argument(
         "--sep", help="field separator (default: ',' for .csv, tab for .tsv, else guessed)"
     )
 
 
+def _no_time(args: argparse.Namespace) -> bool:
+    return args.time_col is None or args.time_col.strip().lower() in _NONE
+
+
 def _read(path: str, args: argparse.Namespace):
     """The events of ``path`` with the canonical columns session_id, item_id, timestamp."""
     from . import datasets
 
-    no_time = args.time_col is None or args.time_col.strip().lower() in _NONE
+    no_time = _no_time(args)
     df = datasets.read_events(
         path,
         session_col=args.session_col,
@@ -351,7 +358,9 @@ def _train(args: argparse.Namespace) -> int:
     from .matrix import InteractionMatrix
 
     cls = getattr(estimator, ESTIMATORS[args.estimator])
-    est = _make_estimator(cls, args)
+    # With --time-col none, row numbers stand in for the times; the sessions' order in the
+    # file is no time order, so train in a seeded random order unless told otherwise.
+    est = _make_estimator(cls, args, **({"session_order": "random"} if _no_time(args) else {}))
     _check_model_path(args.model)
 
     df = _read(args.events, args)
@@ -500,7 +509,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .metrics import mrr_at_k, recall_at_k
 
     args.estimator = "neg-sampling"
-    est = _make_estimator(GRU4RecNegSampling, args, **DEMO_PARAMS)
+    no_time = {"session_order": "random"} if args.events and _no_time(args) else {}
+    est = _make_estimator(GRU4RecNegSampling, args, **DEMO_PARAMS, **no_time)
     if args.events:
         df = _read(args.events, args)
         source = args.events

@@ -37,13 +37,14 @@ from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .optim import OPTIMIZERS, make_optimizer
-from .samplers import NegativeSampler, session_parallel_schedule
+from .samplers import SESSION_ORDERS, NegativeSampler, session_order, session_parallel_schedule
 from .stopping import StoppingCriterion
 from .training import EpochData, LossConfig, train_epoch
 
 __all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
 _EVAL_SLOTS = 512
+_ROW_TIME = "__gru4rec_row__"
 _SCORE_CHUNK = 32768
 
 
@@ -236,8 +237,13 @@ class _GRU4RecBase(BaseEstimator):
         _check_bool("verbose", self.verbose)
         _check_int("num_threads", self.num_threads, 1, allow_none=True)
         for name in ("session_col", "item_col", "time_col"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a column name (str); got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, str) and not (name == "time_col" and value is None):
+                raise ValueError(f"{name} must be a column name (str); got {value!r}")
+        if self.session_order not in SESSION_ORDERS:
+            raise ValueError(
+                f"session_order must be one of {SESSION_ORDERS}; got {self.session_order!r}"
+            )
         _resolve_device(self.device)
 
     def _make_criterion(self) -> StoppingCriterion:
@@ -262,17 +268,25 @@ class _GRU4RecBase(BaseEstimator):
         what: str = "X",
         vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
+        first_row: int = 0,
     ) -> InteractionMatrix:
         """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
-        (None: a new one, as in ``fit``)."""
+        (None: a new one, as in ``fit``). With ``time_col=None`` the events are timed by
+        their row number plus ``first_row``."""
         if isinstance(X, InteractionMatrix):
             return X
         if isinstance(X, pd.DataFrame):
+            time_col = self.time_col
+            if time_col is None:
+                # Row order is the time order: the row number serves as the timestamp
+                # (counted on from first_row, so validation_out follows validation_in).
+                time_col = _ROW_TIME
+                X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
             return InteractionMatrix.from_events(
                 X,
                 session_col=self.session_col,
                 item_col=self.item_col,
-                time_col=self.time_col,
+                time_col=time_col,
                 item_vocabulary=vocabulary,
                 user_vocabulary=user_vocabulary,
             )
@@ -362,6 +376,7 @@ class _GRU4RecBase(BaseEstimator):
         """
         self._validate_params()
         criterion = self._make_criterion()
+        raw_X = X
         X = self._as_matrix(X)
         sessions = self._sessions(X)
         if sessions.n_events == 0:
@@ -400,7 +415,7 @@ class _GRU4RecBase(BaseEstimator):
         model.to(device)
         self.model_ = model
 
-        order = np.argsort(sessions.start_times, kind="stable")
+        order = session_order(sessions.start_times, self._order_rng(), self._session_order(raw_X))
         schedule = session_parallel_schedule(sessions.offsets, order, self.batch_size)
         data = EpochData.build(sessions.items, schedule, device)
         loss_cfg = self._loss_config()
@@ -539,6 +554,17 @@ class _GRU4RecBase(BaseEstimator):
     def _sample_alpha(self) -> float:
         return 0.0
 
+    def _session_order(self, X: Any) -> str:
+        # Events without times carry no session order worth keeping: row order would
+        # train in id order.
+        if isinstance(X, pd.DataFrame) and self.time_col is None:
+            return "random"
+        return self.session_order
+
+    def _order_rng(self) -> np.random.Generator:
+        # A stream of its own, so the validation sample draws stay as they were.
+        return np.random.default_rng((self.seed_, 1))
+
     def _check_validation(self, validation_data: Any, X: InteractionMatrix) -> tuple[Any, Any]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
@@ -546,7 +572,11 @@ class _GRU4RecBase(BaseEstimator):
         val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
         val_out = self._as_matrix(
-            validation_data[1], "validation_data", X.item_vocabulary, val_in.user_vocabulary
+            validation_data[1],
+            "validation_data",
+            X.item_vocabulary,
+            val_in.user_vocabulary,
+            first_row=len(validation_data[0]),
         )
         for m in (val_in, val_out):
             if m.shape[1] != n_items:
@@ -1097,6 +1127,15 @@ class GRU4RecNegSampling(_GRU4RecBase):
         torch's setting alone (all cores unless you changed it).
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
+        ``time_col=None``: the frames have no time column; events are in time order
+        within each session (row order) and training visits the sessions in a seeded
+        random order.
+    session_order : {'time', 'random'}, default='time'
+        The order in which each epoch visits the training sessions. 'time': by start
+        time, oldest first, as the reference implementation does; sessions with equal
+        start times come in a random order drawn from the seed (never in id order).
+        'random': a seeded random order regardless of the times, for data whose start
+        times mean little (user histories numbered by position, one date per import).
 
     Attributes
     ----------
@@ -1145,7 +1184,8 @@ class GRU4RecNegSampling(_GRU4RecBase):
         num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -1181,6 +1221,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col
+        self.session_order = session_order
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -1248,7 +1289,8 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -1278,6 +1320,7 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col
+        self.session_order = session_order
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")
