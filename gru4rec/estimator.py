@@ -352,8 +352,10 @@ class _GRU4RecBase(BaseEstimator):
         ----------
         X : InteractionMatrix or pandas.DataFrame
             Training events with timestamps; one user (row) per session. A
-            DataFrame holds raw events in the columns ``session_id``,
-            ``item_id`` and ``timestamp``.
+            DataFrame holds raw events in the columns named by ``session_col``,
+            ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
+            ``timestamp`` by default); timestamps may be numbers, datetimes or
+            ISO-8601 strings.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
             ``(validation_in, validation_out)``: per epoch, predictions from
             ``validation_in`` are scored against ``validation_out`` with the
