@@ -11,7 +11,8 @@ Event files are CSV/TSV with a header holding ``session_id``, ``item_id`` and ``
 (other names with ``--session-col``/``--item-col``/``--time-col``; ``--time-col none`` uses the
 file order within each session). Every estimator parameter is an option of ``train``, generated
 from :meth:`GRU4RecNegSampling.get_params`. Bad input ends with a one-line message on stderr
-and exit status 2.
+and exit status 2; Ctrl-C with 130 (``train`` first saves the last completed epoch); a closed
+output pipe (``| head``) quietly with 141. Torch runs on ``--threads`` CPU threads (default 1).
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def _add_estimator_options(
     # the CLI reads events into the canonical columns the estimator expects.
     params = {name: defaults[name] for name in order if name not in _OWN_OPTIONS}
     params.update({k: v for k, v in (shown_defaults or {}).items() if k in params})
+    params["verbose"] = True  # the command line shows progress unless --quiet
     hints = typing.get_type_hints(GRU4RecNegSampling.__init__)
     docs = _param_docs(GRU4RecNegSampling)
     for name, default in params.items():
@@ -184,7 +186,7 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_run_options(parser: argparse.ArgumentParser, quiet_help: str = "no progress bar") -> None:
-    """--threads, --quiet and the input columns: shared by train, evaluate and recommend."""
+    """--threads, --quiet and the input columns: shared by every command."""
     parser.add_argument("--threads", type=_threads, default=1, metavar="N|none", help=_THREADS_HELP)
     parser.add_argument("--quiet", action="store_true", help=quiet_help)
     _add_input_options(parser)
