@@ -33,7 +33,7 @@ from sklearn.exceptions import NotFittedError
 from . import inference
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES
-from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix
 from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .optim import OPTIMIZERS, make_optimizer
@@ -290,12 +290,9 @@ class _GRU4RecBase(BaseEstimator):
                 item_vocabulary=vocabulary,
                 user_vocabulary=user_vocabulary,
             )
-        if sp.issparse(X):
-            return InteractionMatrix.from_csr_matrix(X)
-        raise ValueError(
-            f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
-            f"matrix; got {type(X).__name__}"
-        )
+        # Objects with recpack's InteractionMatrix surface are converted; anything else
+        # (a scipy matrix has no event order) is a TypeError saying what to pass.
+        return as_interaction_matrix(X, what)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -345,6 +342,8 @@ class _GRU4RecBase(BaseEstimator):
         self,
         X: InteractionMatrix | pd.DataFrame,
         validation_data: tuple[Any, Any] | None = None,
+        *,
+        y: None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
 
@@ -355,13 +354,17 @@ class _GRU4RecBase(BaseEstimator):
             DataFrame holds raw events in the columns named by ``session_col``,
             ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
             ``timestamp`` by default); timestamps may be numbers, datetimes or
-            ISO-8601 strings.
+            ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with
+            its public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
-            ``(validation_in, validation_out)``: per epoch, predictions from
+            ``(validation_in, validation_out)``, both with timestamps and with the
+            items numbered as in ``X``: per epoch, predictions from
             ``validation_in`` are scored against ``validation_out`` with the
             stopping criterion, and the best epoch is kept (unless
             ``keep_last``). Without it, no evaluation runs and the last epoch
             is kept.
+        y : None
+            Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
 
         Returns
         -------
@@ -376,6 +379,8 @@ class _GRU4RecBase(BaseEstimator):
         machine with big batches or a large catalogue; ``None`` keeps torch's
         own setting.
         """
+        if y is not None:
+            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
         self._validate_params()
         criterion = self._make_criterion()
         raw_X = X
@@ -571,20 +576,33 @@ class _GRU4RecBase(BaseEstimator):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
         n_items = X.shape[1]
-        val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
+        val_in = self._as_matrix(validation_data[0], "validation_in", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
         val_out = self._as_matrix(
             validation_data[1],
-            "validation_data",
+            "validation_out",
             X.item_vocabulary,
             val_in.user_vocabulary,
-            first_row=len(validation_data[0]),
+            # (row numbers count on only after a DataFrame; other inputs carry their times)
+            first_row=len(validation_data[0])
+            if isinstance(validation_data[0], pd.DataFrame)
+            else 0,
         )
-        for m in (val_in, val_out):
+        for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
             if m.shape[1] != n_items:
                 raise ValueError(
-                    f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
+                    f"validation_data: {what} has {m.shape[1]} items (columns) but X has {n_items}"
                 )
+            ours, theirs = X.item_vocabulary, m.item_vocabulary
+            if ours is not None and theirs is not None and theirs is not ours:
+                if not np.array_equal(ours.ids, theirs.ids):
+                    raise ValueError(
+                        f"validation_data: {what} numbers its items differently from X (another "
+                        "item vocabulary); build it with InteractionMatrix.from_events(..., "
+                        "item_vocabulary=X.item_vocabulary)"
+                    )
+            if not m.has_timestamps:
+                self._sessions(m, what)  # the error naming it
         if val_out.num_interactions == 0:
             raise ValueError("validation_data: validation_out holds no events")
         if val_in.shape[0] != val_out.shape[0]:
