@@ -75,3 +75,15 @@ def test_docs_build_without_warnings(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert (tmp_path / "html" / "api.html").is_file()
+
+
+USER_DOCS = ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.rst")))]
+WORK_TALK = re.compile(r"\b(issues?|issue tracker|helpers?|work items?)\b|#\d+", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", USER_DOCS)
+def test_user_docs_speak_of_the_package_only(name):
+    # No work-item numbers or word of how the package was developed in what users read.
+    text = (REPO_ROOT / name).read_text()
+    found = [m.group(0) for m in WORK_TALK.finditer(text)]
+    assert not found, f"{name}: {found}"
