@@ -6,12 +6,27 @@ CPU/GPU split is decided in one place.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import numbers
+import threading
 import warnings
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["host_reads_are_free", "may_be_nondeterministic", "resolve", "runtime"]
+__all__ = [
+    "host_reads_are_free",
+    "may_be_nondeterministic",
+    "resolve",
+    "runtime",
+    "torch_threads",
+    "with_threads",
+]
+
+_THREADS = threading.local()  # OpenMP thread counts are per OS thread, so is this flag
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 _HELP = "device must be 'auto', 'cpu' or 'cuda[:N]'"
 
@@ -69,3 +84,39 @@ def host_reads_are_free(device: torch.device) -> bool:
     repeated work is cheap there, so the fixed-size path is taken.
     """
     return torch.device(device).type == "cpu"
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(num_threads)``, restoring the count after.
+
+    None leaves torch alone. Nested calls (fit -> validation ranks) keep the outer setting.
+    """
+    if num_threads is None or getattr(_THREADS, "active", False):
+        yield
+        return
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise ValueError(f"num_threads must be an integer >= 1 or None; got {num_threads!r}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be an integer >= 1 or None; got {num_threads!r}")
+    before = torch.get_num_threads()
+    if before != num_threads:
+        torch.set_num_threads(num_threads)
+    _THREADS.active = True
+    try:
+        yield
+    finally:
+        _THREADS.active = False
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def with_threads(method: _Method) -> _Method:
+    """Decorator: run an estimator method under the estimator's ``num_threads``."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(getattr(self, "num_threads", None)):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -85,9 +85,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
 
-    def __str__(self) -> str:
-        return self.name
-
     # -- input conversion --------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
@@ -109,6 +106,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
     # -- fit ---------------------------------------------------------------------------------
 
+    @devices.with_threads
     def fit(
         self,
         X: InteractionMatrix | pd.DataFrame,
@@ -123,9 +121,11 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         ----------
         X : InteractionMatrix or pandas.DataFrame
             Training events with timestamps; one user (row) per session. A
-            DataFrame holds raw events in the columns ``session_id``,
-            ``item_id`` and ``timestamp``. recpack's ``InteractionMatrix`` (any
-            object with its public surface) is accepted too.
+            DataFrame holds raw events in the columns named by ``session_col``,
+            ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
+            ``timestamp`` by default); timestamps may be numbers, datetimes or
+            ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with
+            its public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
             ``(validation_in, validation_out)``, both with timestamps and with the
             items numbered as in ``X``: per epoch, predictions from
@@ -144,6 +144,15 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Returns
         -------
         self
+
+        Notes
+        -----
+        Training runs with ``num_threads`` torch threads (default 1): GRU4Rec's
+        mini-batches are tens to hundreds of rows, too small for several CPU
+        threads to pay off, and on a busy machine every extra thread makes each
+        small step wait for the others. Raise it on a large, otherwise idle
+        machine with big batches or a large catalogue; ``None`` keeps torch's
+        own setting.
         """
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
@@ -277,6 +286,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
     def _scorer(self) -> Scorer:
         return Scorer(self.model_, self.device_, _EVAL_SLOTS, _SCORE_CHUNK)
 
+    @devices.with_threads
     def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
         """Scores of every item for every user (session) with history in ``X``.
 
@@ -292,6 +302,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         shape = (n_users, self.n_items_)
         return self._scorer().predict(s.items, s.offsets, s.users, shape, self.predict_topK)
 
+    @devices.with_threads
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
 
@@ -302,6 +313,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         s, _ = self._input(X)
         return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
+    @devices.with_threads
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
         """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
         ranks = self.next_item_ranks(X)
@@ -309,8 +321,13 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             raise ValueError("X has no session with 2 or more events to score")
         return recall_at_k(ranks, 20)
 
+    @devices.with_threads
     def recommend(
-        self, sessions: Sequence[Any] | Sequence[Sequence[Any]], k: int = 20
+        self,
+        sessions: Sequence[Any] | Sequence[Sequence[Any]],
+        k: int = 20,
+        *,
+        exclude_seen: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
 
@@ -322,6 +339,13 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             matrix). Unknown items are skipped with a warning; a session with
             no known item is scored from the empty state.
         k : int, default=20
+        exclude_seen : bool, default=False
+            Leave out the items already in the session (implicit's
+            ``filter_already_liked_items``). Off by default: in session data,
+            going back to an item seen a few clicks ago is a real and frequent
+            next event, and the evaluation protocol counts it. Where fewer than
+            ``k`` unseen items exist, the last places hold seen items with
+            score ``-inf``.
 
         Returns
         -------
@@ -331,20 +355,23 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """
         self._check_fitted()
         param_table.Int(1).check("k", k)
+        param_table.Bool().check("exclude_seen", exclude_seen)
         items, offsets, single = inputs.session_lists(
             sessions, self.item_vocabulary_, self.n_items_
         )
-        idx, scores = self._recommend_indices(items, offsets, k)
+        idx, scores = self._recommend_indices(items, offsets, k, exclude_seen)
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
         return (ids[0], scores[0]) if single else (ids, scores)
 
+    @devices.with_threads
     def _recommend_indices(
-        self, items: np.ndarray, offsets: np.ndarray, k: int
+        self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The recommendation path on item indices: top-``k`` indices and scores of the
-        sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from the zero state)."""
-        return self._scorer().recommend(items, offsets, k)
+        """The recommendation path on item indices (also the command line's): top-``k``
+        indices and scores of the sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from
+        the zero state)."""
+        return self._scorer().recommend(items, offsets, k, exclude_seen)
 
     # -- scikit-learn ------------------------------------------------------------------------
 
@@ -433,7 +460,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
     device : {'auto', 'cpu', 'cuda'}, default='auto'
         Where to train and predict; 'auto' takes CUDA when available.
     verbose : bool, default=False
-        Show a progress bar per epoch.
+        Show a progress bar over the training steps.
+    num_threads : int or None, default=1
+        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
+        ``score``; torch's setting is restored when they return. None leaves
+        torch's setting alone (all cores unless you changed it).
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
         ``time_col=None``: the frames have no time column; events are in time order
@@ -490,6 +521,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
         logq: float = 0.0,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
         time_col: str | None = "timestamp",
@@ -552,6 +584,7 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         constrained_embedding: bool = False,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
         time_col: str | None = "timestamp",

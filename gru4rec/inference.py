@@ -118,12 +118,22 @@ class Scorer:
         return torch.cat(values), torch.cat(indices)
 
     def recommend(
-        self, items: np.ndarray, offsets: np.ndarray, k: int
+        self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """The one recommendation path: top-``k`` item indices and scores of every session,
-        best first, as host arrays of shape ``(n_sessions, min(k, n_items))``."""
-        scores, idx = self.top_k(self.final_states(items, offsets), k)
-        return idx.cpu().numpy(), scores.cpu().numpy()
+        best first, as host arrays of shape ``(n_sessions, min(k, n_items))``.
+
+        ``exclude_seen`` leaves out each session's own items; where fewer than ``k`` other
+        items exist, the last places hold seen items with score ``-inf``.
+        """
+        lengths = np.diff(offsets)
+        n_extra = int(lengths.max()) if exclude_seen and len(items) else 0
+        scores, idx = self.top_k(self.final_states(items, offsets), k + n_extra)
+        idx_np, scores_np = idx.cpu().numpy(), scores.cpu().numpy()
+        if n_extra:
+            owner = np.repeat(np.arange(len(lengths)), lengths)
+            idx_np, scores_np = _drop_seen(idx_np, scores_np, owner, items, self.model.n_items, k)
+        return idx_np, scores_np
 
     def predict(
         self,
@@ -199,3 +209,18 @@ class Scorer:
                     del scores  # free this chunk before the next one is computed
             ranks.index_copy_(0, events, rank)
         return ranks[torch.as_tensor(has_next, device=device)].cpu().numpy()
+
+
+def _drop_seen(
+    idx: np.ndarray, scores: np.ndarray, owner: np.ndarray, items: np.ndarray, n_items: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row's candidates that are not among its session's ``items``.
+
+    ``owner[j]`` is the row of ``items[j]``; seen candidates move to the end with score -inf.
+    """
+    rows = np.arange(idx.shape[0])[:, None]
+    seen = np.isin(rows * n_items + idx, owner.astype(np.int64) * n_items + items)
+    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in score order
+    idx = np.take_along_axis(idx, order, axis=1)
+    scores = np.where(np.take_along_axis(seen, order, axis=1), -np.inf, scores[rows, order])
+    return idx, scores.astype(np.float32, copy=False)

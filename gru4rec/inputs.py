@@ -9,6 +9,7 @@ flat item indices plus offsets. Every check names what was wrong, before any wor
 from __future__ import annotations
 
 import itertools
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -54,9 +55,9 @@ def as_matrix(
             X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
         return InteractionMatrix.from_events(
             X,
-            user=columns.session,
-            item=columns.item,
-            timestamp=time_col,
+            session_col=columns.session,
+            item_col=columns.item,
+            time_col=time_col,
             item_vocabulary=vocabulary,
             user_vocabulary=user_vocabulary,
         )
@@ -138,13 +139,15 @@ def session_lists(
     single = _is_single_session(sessions)
     batch = [sessions] if single else list(sessions)
     lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
-    items = _item_indices(list(itertools.chain.from_iterable(batch)), vocabulary, n_items)
+    flat = list(itertools.chain.from_iterable(batch))
+    items = _item_indices(flat, vocabulary, n_items)
     known = items >= 0
     if not known.all():
         warnings.warn(
-            f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the model",
+            f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the model"
+            + _id_type_hint(flat, known, vocabulary),
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     kept = np.bincount(np.repeat(np.arange(len(batch)), lengths)[known], minlength=len(batch))
     offsets = np.zeros(len(batch) + 1, dtype=np.int64)
@@ -178,3 +181,32 @@ def _item_indices(raw: list[Any], vocabulary: Vocabulary | None, n_items: int) -
         )
     arr = arr.astype(np.int64)
     return np.where((arr >= 0) & (arr < n_items), arr, -1)
+
+
+def _id_type_hint(raw: list[Any], known: np.ndarray, vocabulary: Vocabulary | None) -> str:
+    """When no item is known and the ids are of another kind than the model's: say so."""
+    if known.any() or vocabulary is None or not raw:
+        return ""
+    theirs = _id_kind(np.asarray(pd.Index(raw, dtype=object)))
+    ours = _id_kind(vocabulary.ids)
+    if theirs == ours:
+        return ""
+    first = vocabulary.ids[0]
+    first = first.item() if isinstance(first, np.generic) else first
+    return (
+        f"; the request's ids are {theirs}s but the model's item ids are {ours}s "
+        f"(e.g. {first!r}): convert them to the type used in fit"
+    )
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    """'number' or 'string': the kind of raw ids (those of an object array by their values)."""
+    if ids.dtype.kind in "biuf":
+        return "number"
+    if ids.dtype.kind in "US":
+        return "string"
+    if all(isinstance(v, (str, bytes)) for v in ids[:100]):
+        return "string"
+    if all(isinstance(v, (numbers.Number, np.number)) for v in ids[:100]):
+        return "number"
+    return "mixed"

@@ -263,10 +263,23 @@ def _check_frame(df: Any, columns: dict[str, str | None]) -> None:
     for arg, col in columns.items():
         if col is not None and col not in df.columns:
             raise ValueError(
-                f"column {col!r} (argument {arg}) not in df; columns are {list(df.columns)}"
+                f"column {col!r} not in df (columns {list(df.columns)}); set {arg}= to the "
+                "column that holds it"
             )
     if len(df) == 0:
         raise ValueError("df is empty: an InteractionMatrix needs at least one interaction")
+
+
+def _column_aliases(
+    session_col: str, item_col: str, time_col: str | None, aliases: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """The column names, with the older keywords ``user``/``item``/``timestamp`` mapped."""
+    names = {"user": session_col, "item": item_col, "timestamp": time_col}
+    unknown = set(aliases) - set(names)
+    if unknown:
+        raise TypeError(f"from_events() got unexpected keyword arguments {sorted(unknown)}")
+    names.update(aliases)
+    return names["user"], names["item"], names["timestamp"]
 
 
 def _check_no_missing(s: pd.Series, col: str, what: str) -> None:
@@ -324,13 +337,32 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
         ns = s.to_numpy().astype("datetime64[ns]").view(np.int64)
         return ns // 1_000_000_000
     values = s.to_numpy()
+    if values.dtype.kind in "OUS" and pd.api.types.infer_dtype(s, skipna=True) == "string":
+        return _iso_seconds(s, col)
     if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
-        raise ValueError(f"column {col!r} (timestamp) must be numeric or datetime, got {s.dtype}")
+        raise ValueError(
+            f"column {col!r} (timestamp) must hold numbers, datetimes or ISO-8601 strings, "
+            f"got {s.dtype}"
+        )
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         raise ValueError(f"column {col!r} (timestamp) has non-finite values (inf)")
     if values.dtype.kind == "u":
         values = values.astype(np.int64)
     return values
+
+
+def _iso_seconds(s: pd.Series, col: str) -> np.ndarray:
+    """ISO-8601 strings as int64 seconds since the epoch (UTC; naive times are taken as UTC)."""
+    try:
+        t = pd.to_datetime(s, format="ISO8601", utc=True)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"column {col!r} (timestamp) holds strings that are not ISO-8601 times ({reason}); "
+            "give numbers (seconds), datetimes or strings such as '2014-04-07T10:51:09Z'"
+        ) from None
+    ns = t.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    return ns // 1_000_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,23 +501,29 @@ class InteractionMatrix:
     def from_events(
         cls,
         df: pd.DataFrame,
-        user: str = "session_id",
-        item: str = "item_id",
-        timestamp: str | None = "timestamp",
+        session_col: str = "session_id",
+        item_col: str = "item_id",
+        time_col: str | None = "timestamp",
         item_vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
+        **aliases: Any,
     ) -> InteractionMatrix:
         """Build a matrix from an event log with arbitrary (int or string) user and item ids.
+
+        ``session_col``, ``item_col`` and ``time_col`` name the columns, as the estimators'
+        parameters of the same names do (``user=``, ``item=`` and ``timestamp=`` are accepted
+        as older spellings). Each session (user) becomes a row.
 
         New vocabularies number ids in their **order of first appearance** in ``df``. When
         ``item_vocabulary`` (for instance the training matrix's) is given, the matrix has
         ``len(item_vocabulary)`` columns and events whose item is not in it are dropped with a
         warning that gives their number; the session goes on from its previous known item.
-        The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers or
-        datetimes (converted to int64 seconds since the epoch, UTC); ``timestamp=None`` builds
-        a matrix without timestamps.
+        The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers, datetimes
+        or ISO-8601 strings (the last two become int64 seconds since the epoch, UTC);
+        ``time_col=None`` builds a matrix without timestamps.
         """
-        _check_frame(df, {"user": user, "item": item, "timestamp": timestamp})
+        user, item, timestamp = _column_aliases(session_col, item_col, time_col, aliases)
+        _check_frame(df, {"session_col": user, "item_col": item, "time_col": timestamp})
         _check_no_missing(df[user], user, "user")
         _check_no_missing(df[item], item, "item")
         ts = None if timestamp is None else _timestamp_column(df[timestamp], timestamp)

@@ -141,6 +141,7 @@ PARAMS: dict[str, Any] = {
     "logq": Real(0.0),
     "device": Check(device.resolve),
     "verbose": Bool(),
+    "num_threads": Int(1, none=True),
     "session_col": Text(),
     "item_col": Text(),
     "time_col": Text(none=True),
