@@ -144,15 +144,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Returns
         -------
         self
-
-        Notes
-        -----
-        Training runs with ``num_threads`` torch threads (default 1): GRU4Rec's
-        mini-batches are tens to hundreds of rows, too small for several CPU
-        threads to pay off, and on a busy machine every extra thread makes each
-        small step wait for the others. Raise it on a large, otherwise idle
-        machine with big batches or a large catalogue; ``None`` keeps torch's
-        own setting.
         """
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
@@ -464,7 +455,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
     num_threads : int or None, default=1
         Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
         ``score``; torch's setting is restored when they return. None leaves
-        torch's setting alone (all cores unless you changed it).
+        torch's setting alone (all cores unless you changed it). One thread is
+        the default because GRU4Rec's mini-batches are tens to hundreds of rows,
+        too small for several CPU threads to pay off, and on a busy machine every
+        extra thread makes each small step wait for the others. Raise it on a
+        large, otherwise idle machine with big batches or a large catalogue.
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
         ``time_col=None``: the frames have no time column; events are in time order
