@@ -17,7 +17,7 @@ import os
 import pathlib
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -291,6 +291,8 @@ class _GRU4RecBase(BaseEstimator):
         self,
         X: InteractionMatrix | pd.DataFrame,
         validation_data: tuple[Any, Any] | None = None,
+        *,
+        callbacks: Sequence[Callable[[Any, dict[str, Any]], Any]] | None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
 
@@ -306,12 +308,21 @@ class _GRU4RecBase(BaseEstimator):
             stopping criterion, and the best epoch is kept (unless
             ``keep_last``). Without it, no evaluation runs and the last epoch
             is kept.
+        callbacks : sequence of callables, optional
+            Each is called as ``callback(estimator, record)`` after every
+            completed epoch, with that epoch's record of ``history_`` (holding
+            the criterion's value under its name when validation ran): to log
+            or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
+            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An exception
+            raised by a callback ends ``fit`` and propagates, after the weights
+            of the last completed epoch are restored.
 
         Returns
         -------
         self
         """
         self._validate_params()
+        callbacks = _check_callbacks(callbacks)
         criterion = self._make_criterion()
         X = self._as_matrix(X)
         sessions = self._sessions(X)
@@ -429,6 +440,12 @@ class _GRU4RecBase(BaseEstimator):
                 self.history_.append(record)
                 last_state = _snapshot(model, into=last_state)
                 progress.update(record)
+                try:
+                    for callback in callbacks:
+                        callback(self, record)
+                except BaseException:
+                    self._restore(last_state)  # whatever the callback did to the weights
+                    raise
                 if validation_data is not None and criterion.should_stop:
                     break
         except KeyboardInterrupt:
@@ -791,6 +808,18 @@ class _GRU4RecBase(BaseEstimator):
             model.load_state_dict(weights)
             self.model_ = model.to(device)
             self.device_ = device
+
+
+def _check_callbacks(callbacks: Any) -> list[Callable[[Any, dict[str, Any]], Any]]:
+    if callbacks is None:
+        return []
+    if callable(callbacks) or isinstance(callbacks, str | bytes):
+        raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
+    return callbacks
 
 
 def _is_single_session(sessions: Any) -> bool:
