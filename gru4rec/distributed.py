@@ -28,7 +28,7 @@ def _import_dask():
     try:
         import dask
         import dask.dataframe as dd
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ImportError(
             "recommend_dask needs dask[dataframe]: pip install 'gru4rec[dask]'"
         ) from exc

@@ -3,6 +3,7 @@ MLflow callbacks of gru4rec.callbacks (skipped without those libraries)."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -48,8 +49,10 @@ def test_callbacks_do_not_change_the_fit(data):
     X, _ = data
     a = GRU4RecNegSampling(**PARAMS).fit(X)
     b = GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[lambda e, r: None])
-    for (_, pa), (_, pb) in zip(a.model_.state_dict().items(), b.model_.state_dict().items()):
-        assert torch.equal(pa, pb)
+    sa, sb = a.model_.state_dict(), b.model_.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
 
 
 class Stop(Exception):
@@ -165,3 +168,15 @@ def test_mlflow_callback_logs_params_and_every_epoch(data, tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert np.isfinite(est.best_value_)
+
+
+# -- without the optional libraries ---------------------------------------------------------
+
+
+def test_recommend_dask_without_dask_names_the_extra(monkeypatch):
+    from gru4rec.distributed import recommend_dask
+
+    monkeypatch.setitem(sys.modules, "dask", None)  # import dask now fails
+    monkeypatch.setitem(sys.modules, "dask.dataframe", None)
+    with pytest.raises(ImportError, match=r"gru4rec\[dask\]"):
+        recommend_dask(GRU4RecNegSampling(), None)
