@@ -24,9 +24,17 @@ PARAMS = dict(
 )
 
 
+#: A loaded CI machine can stall a worker's event loop for a while (importing torch): more
+#: patience than the default before a connection counts as lost.
+PATIENT = {"distributed.comm.timeouts.tcp": "300s", "distributed.comm.timeouts.connect": "120s"}
+
+
 @pytest.fixture(scope="module")
 def client():
+    import dask
+
     with (
+        dask.config.set(PATIENT),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,

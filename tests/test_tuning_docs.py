@@ -45,14 +45,19 @@ def test_tuning_page_has_the_promised_sections_and_blocks():
 
 
 def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
+    import dask
     import optuna
+
+    # A loaded CI machine can stall a worker's event loop for a while (importing torch): more
+    # patience than the default before a connection counts as lost.
+    patient = {"distributed.comm.timeouts.tcp": "300s", "distributed.comm.timeouts.connect": "120s"}
 
     monkeypatch.chdir(tmp_path)  # the study and MLflow databases land in the working directory
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     namespace: dict = {"__name__": "__example__"}
     workers: list[subprocess.Popen] = []
     try:
-        with warnings.catch_warnings():
+        with dask.config.set(patient), warnings.catch_warnings():
             # optuna-integration's OptunaSearchCV is marked experimental, and uses a deprecated
             # optuna module internally; neither is ours to fix.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
