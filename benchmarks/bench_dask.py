@@ -4,9 +4,11 @@ A small grid around the published RSC15 configuration (learning rate x momentum,
 training sessions, few epochs) is searched twice with ``GridSearchCV(refit=False)``: in this
 process with ``n_jobs=1``, then on a ``distributed.LocalCluster`` of ``--workers`` processes with
 one thread each through ``joblib.parallel_config(backend="dask")``. Prints both wall times (the
-cluster's start-up, including the workers' imports, reported apart) and whether the two
-``cv_results_`` are identical apart from their timing columns; writes a JSON of every number to
-``benchmarks/results/dask/``. Needs ``pip install -e '.[dask]'``.
+cluster's start-up reported apart; the workers' first import of torch counts in the search) and
+whether the two ``cv_results_`` are identical apart from their timing columns. The workers start
+without Dask's default ``MALLOC_TRIM_THRESHOLD_`` (see docs/tuning.rst; ``--dask-default-env``
+keeps it). Writes a JSON of every number to ``benchmarks/results/dask/``. Needs
+``pip install -e '.[dask]'``.
 
     python benchmarks/bench_dask.py                    # ../shared/data/rsc15_100k/train.csv
     python benchmarks/bench_dask.py --data DIR --workers 4 --folds 2 --epochs 2
@@ -33,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="Dask worker processes (1 thread each)")
     p.add_argument("--folds", type=int, default=2, help="K of the K-fold split over sessions")
     p.add_argument("--epochs", type=int, default=2, help="max_epochs of every fit")
+    p.add_argument(
+        "--dask-default-env",
+        action="store_true",
+        help="keep Dask's MALLOC_TRIM_THRESHOLD_ for the workers (slows torch's CPU training)",
+    )
     return p.parse_args(argv)
 
 
@@ -88,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     t_local = time.perf_counter() - start
     print(f"n_jobs=1: {t_local:.1f} s")
 
+    import dask
+
+    if not args.dask_default_env:  # what docs/tuning.rst recommends
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     start = time.perf_counter()
     with LocalCluster(n_workers=args.workers, threads_per_worker=1) as cluster, Client(cluster):
         t_up = time.perf_counter() - start
@@ -123,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "params": params,
             "folds": args.folds,
             "workers": args.workers,
+            "dask_default_env": args.dask_default_env,
             "seconds": {"n_jobs_1": t_local, "dask": t_dask, "cluster_start": t_up},
             "identical": identical,
             "differ": differ,

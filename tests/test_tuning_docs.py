@@ -7,6 +7,7 @@ while this process runs it a third time, so three processes share one SQLite stu
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -52,6 +53,7 @@ def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
     # patience than the default before a connection counts as lost.
     patient = {"distributed.comm.timeouts.tcp": "300s", "distributed.comm.timeouts.connect": "120s"}
 
+    saved_config = copy.deepcopy(dask.config.config)  # the page sets a worker option globally
     monkeypatch.chdir(tmp_path)  # the study and MLflow databases land in the working directory
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     namespace: dict = {"__name__": "__example__"}
@@ -81,6 +83,8 @@ def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
         for name in ("client", "cluster"):
             if name in namespace:
                 namespace[name].close()
+        dask.config.config.clear()
+        dask.config.config.update(saved_config)
     out = capsys.readouterr().out
     assert "learning_rate" in out
 
