@@ -14,7 +14,7 @@ every number and a PNG of test Recall@20 per epoch under ``benchmarks/results/<n
     python benchmarks/bench_accuracy.py --speed --publish     # + throughput plots, copy to docs/
 
 Event CSVs have a header with ``session_id,item_id,timestamp``. When the data is missing the script
-says so and exits with status 0.
+says what to do and exits with status 2.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str
     if path.is_dir():
         train_csv, test_csv = path / "train.csv", path / "test.csv"
         if not (train_csv.is_file() and test_csv.is_file()):
-            print(f"skipped: {path} has no train.csv and test.csv", file=sys.stderr)
+            print(benchlib.missing_data(path), file=sys.stderr)
             return None
         train = datasets.read_events(train_csv)
         test = datasets.read_events(test_csv)
@@ -128,9 +128,7 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str
         events = datasets.read_events(path)
         train, test = datasets.time_split(events, test_days=args.test_days)
         return train, test, path.name.split(".")[0]
-    print(
-        f"skipped: data not found: {path} (give --data DIR or --data EVENTS.csv)", file=sys.stderr
-    )
+    print(benchlib.missing_data(path), file=sys.stderr)
     return None
 
 
@@ -534,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     loaded = load_data(args)
     if loaded is None:
-        return 0
+        return 2
     train, test, data_name = loaded
     name = args.name or data_name
     out_dir = benchlib.RESULTS_DIR / name

@@ -36,7 +36,13 @@ def client():
     with (
         dask.config.set(PATIENT),
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            # An environment that would oversubscribe: torch's default in the workers is then
+            # 2 threads, so only the estimators' own num_threads keeps each fit at 1.
+            env={"OMP_NUM_THREADS": "2"},
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
@@ -60,7 +66,6 @@ class ThreadCheck:
                 f"fit on {worker.address} uses {torch.get_num_threads()} torch threads, "
                 f"the worker has {worker.state.nthreads}"
             )
-        record["worker"] = worker.address  # travels back inside history_
 
 
 def test_grid_search_on_dask_equals_n_jobs_1(client, events):
@@ -75,7 +80,8 @@ def test_grid_search_on_dask_equals_n_jobs_1(client, events):
     )
     with joblib.parallel_config(backend="dask"):
         remote.fit(X, callbacks=[ThreadCheck()])
-    assert client.run(torch.get_num_threads) == {w: 1 for w in client.scheduler_info()["workers"]}
+    # The workers' own default is 2 threads (the environment above); the fits ran with 1.
+    assert client.run(torch.get_num_threads) == {w: 2 for w in client.scheduler_info()["workers"]}
     assert set(local.cv_results_) == set(remote.cv_results_)
     for key, value in local.cv_results_.items():
         if key.endswith("_time"):
