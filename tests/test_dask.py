@@ -40,9 +40,6 @@ def client():
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            # An environment that would oversubscribe: torch's default in the workers is then
-            # 2 threads, so only the estimators' own num_threads keeps each fit at 1.
-            env={"OMP_NUM_THREADS": "2"},
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
@@ -78,10 +75,14 @@ def test_grid_search_on_dask_equals_n_jobs_1(client, events):
     remote = GridSearchCV(
         GRU4RecNegSampling(**PARAMS), grid, cv=cv, refit=False, error_score="raise"
     )
+    # Workers whose torch would oversubscribe their one thread: only the estimators' own
+    # num_threads (default 1) keeps each fit at the worker's thread count.
+    client.run(torch.set_num_threads, 2)
     with joblib.parallel_config(backend="dask"):
         remote.fit(X, callbacks=[ThreadCheck()])
-    # The workers' own default is 2 threads (the environment above); the fits ran with 1.
+    # ... and the workers' own setting is back afterwards.
     assert client.run(torch.get_num_threads) == {w: 2 for w in client.scheduler_info()["workers"]}
+    client.run(torch.set_num_threads, 1)
     assert set(local.cv_results_) == set(remote.cv_results_)
     for key, value in local.cv_results_.items():
         if key.endswith("_time"):
