@@ -136,10 +136,13 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         y : None
             Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
         callbacks : sequence of callables, optional
-            Each is called as ``callback(estimator, record)`` after every completed
-            epoch, with that epoch's record (the dict appended to ``history_``). An
-            exception raised by a callback ends the fit and propagates, and the
-            estimator keeps the weights of the last completed epoch.
+            Each is called as ``callback(estimator, record)`` after every
+            completed epoch, with that epoch's record of ``history_`` (holding
+            the criterion's value under its name when validation ran): to log
+            or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
+            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An exception
+            raised by a callback ends ``fit`` and propagates, after the weights
+            of the last completed epoch are restored.
 
         Returns
         -------
@@ -185,13 +188,15 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         return self
 
     def _listeners(self, callbacks: Any) -> list[Callable[[dict[str, Any]], None]]:
+        """The user's callbacks as the trainer's listeners (checked before any work)."""
         if callbacks is None:
             return []
-        if not isinstance(callbacks, Sequence) or not all(map(callable, callbacks)):
-            raise ValueError(
-                f"callbacks must be a sequence of callables callback(estimator, record); "
-                f"got {callbacks!r}"
-            )
+        if callable(callbacks) or isinstance(callbacks, str | bytes):
+            raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
+        callbacks = list(callbacks)
+        for i, callback in enumerate(callbacks):
+            if not callable(callback):
+                raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
         return [lambda record, cb=cb: cb(self, record) for cb in callbacks]
 
     def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:

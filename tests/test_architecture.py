@@ -15,7 +15,7 @@ LAYERS = [
     {"datasets", "inputs", "training", "inference", "persistence"},
     {"trainer", "validation", "params"},
     {"estimator"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "callbacks", "distributed", "__init__", "__main__"},
 ]
 
 

@@ -212,61 +212,7 @@ def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
     assert_same_weights(weights(est), weights(reference))
 
 
-# -- listeners: user callbacks and the progress bar ------------------------------------------------
-
-
-def test_callbacks_hear_every_epoch_with_the_history_record():
-    X = InteractionMatrix.from_events(longer_events())
-    heard = []
-    est = neg(max_epochs=3)
-    est.fit(X, validation_data=(X, X), callbacks=[lambda e, r: heard.append((e, r))])
-    assert [r["epoch"] for _, r in heard] == [0, 1, 2]
-    assert all(e is est for e, _ in heard)
-    # The very records of history_, with the criterion's value under its name.
-    assert all(r is h for (_, r), h in zip(heard, est.history_, strict=True))
-    assert all("recall" in r and "train_loss" in r for _, r in heard)
-    # Every callback is called, in order, after each epoch.
-    order = []
-    neg(max_epochs=2).fit(
-        X,
-        callbacks=[
-            lambda e, r: order.append(("a", r["epoch"])),
-            lambda e, r: order.append(("b", r["epoch"])),
-        ],
-    )
-    assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
-
-
-def test_a_callback_error_propagates_and_the_last_completed_epoch_is_kept():
-    df = longer_events()
-    X = InteractionMatrix.from_events(df)
-    reference = neg(max_epochs=2).fit(X, validation_data=(X, X))
-
-    def stop_after_two(est, record):
-        if record["epoch"] == 1:
-            raise RuntimeError("enough")
-
-    est = neg(max_epochs=5)
-    with pytest.raises(RuntimeError, match="enough"):
-        est.fit(X, validation_data=(X, X), callbacks=[stop_after_two])
-    assert len(est.history_) == 2
-    # The last completed epoch (not the best one): the model the callback saw.
-    assert_same_weights(weights(est), weights(reference.set_params(keep_last=True).fit(X, (X, X))))
-    assert est.best_epoch_ is not None
-    np.testing.assert_array_equal(est.next_item_ranks(df), est.next_item_ranks(df))
-    assert np.isfinite(dense(est.predict(df))).all()
-
-
-@pytest.mark.parametrize("bad", [print, [1], "f", [lambda e, r: None, None]])
-def test_callbacks_that_are_not_a_sequence_of_callables_raise_before_training(monkeypatch, bad):
-    calls = []
-    real = trainer_module.train_epoch
-    monkeypatch.setattr(
-        trainer_module, "train_epoch", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
-    with pytest.raises(ValueError, match="callbacks"):
-        neg().fit(events(), callbacks=bad)
-    assert calls == []
+# -- listeners: the progress bar (user callbacks: test_callbacks.py) ------------------------------------------------
 
 
 def test_progress_bar_moves_within_an_epoch_and_is_silent_when_not_verbose(monkeypatch, capsys):
