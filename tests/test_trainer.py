@@ -212,7 +212,7 @@ def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
     assert_same_weights(weights(est), weights(reference))
 
 
-# -- listeners: the progress bar (user callbacks: test_callbacks.py) ------------------------------------------------
+# -- listeners: the progress bar (user callbacks: test_callbacks.py) -----------------------------
 
 
 def test_progress_bar_moves_within_an_epoch_and_is_silent_when_not_verbose(monkeypatch, capsys):
