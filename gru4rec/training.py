@@ -13,8 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .losses import bpr_from_factors, cross_entropy_full, get_loss
-from .model import GRU4RecNet
+from .losses import (
+    bpr_from_factors,
+    bpr_max_value_grad,
+    bpr_value_grad,
+    cross_entropy_full,
+    cross_entropy_value_grad,
+    get_loss,
+)
+from .model import GRU4RecNet, dropout_mask, gru_cell_backward, gru_cell_forward
 from .optim import RowSparseOptimizer, clip_grad_norm
 from .samplers import NegativeSampler, Schedule
 
@@ -134,7 +141,55 @@ def train_epoch(
     first step's row count), so every row weighs the same, also in the shrinking
     steps at the end of the epoch. Dividing the returned sum by ``data.n_rows``
     gives the loss per event.
+
+    With ``bptt == 1`` and a sampled loss, every step is differentiated by hand
+    (:func:`_train_epoch_direct`: the same numbers, no autograd graph); otherwise
+    autograd differentiates the step (:func:`train_epoch_autograd`).
     """
+    if bptt == 1 and not loss.full and sampler is not None:
+        return _train_epoch_direct(
+            model,
+            data,
+            optimizer,
+            loss,
+            sampler,
+            generator,
+            dropout_embed=dropout_embed,
+            dropout_hidden=dropout_hidden,
+            clipnorm=clipnorm,
+            log_counts=log_counts,
+        )
+    return train_epoch_autograd(
+        model,
+        data,
+        optimizer,
+        loss,
+        sampler,
+        generator,
+        dropout_embed=dropout_embed,
+        dropout_hidden=dropout_hidden,
+        clipnorm=clipnorm,
+        bptt=bptt,
+        log_counts=log_counts,
+    )
+
+
+def train_epoch_autograd(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler | None,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    clipnorm: float | None = None,
+    bptt: int = 1,
+    log_counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`train_epoch` with autograd differentiating every step (the reference path;
+    any loss, any ``bptt``)."""
     model.train()
     device = data.inputs.device
     offs = data.step_offsets
@@ -207,6 +262,159 @@ def train_epoch(
             updates = []
             hidden = [hl.detach() for hl in hidden]
     return total
+
+
+@torch.no_grad()
+def _train_epoch_direct(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    clipnorm: float | None = None,
+    log_counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`train_epoch` for ``bptt == 1`` and a sampled loss, differentiated by hand.
+
+    The forward pass keeps what the backward pass needs; the loss gradient with respect to
+    the scores comes in closed form (:mod:`gru4rec.losses`' ``*_value_grad``; autograd over
+    the score matrix alone for the other losses), then the output layer and the GRU cells
+    are differentiated with a few matrix products. Random draws happen in the order of the
+    autograd path (negatives, then the dropout masks layer by layer), so both give the same
+    model from the same generator state.
+    """
+    model.train()
+    device = data.inputs.device
+    offs = data.step_offsets
+    n_steps = len(offs) - 1
+    batch = int(offs[1] - offs[0]) if n_steps else 0
+    hidden = model.init_hidden(batch, device)
+    total = torch.zeros((), device=device)
+    out_table, bias_table = model.item_output, model.item_bias
+    in_table = out_table if model.constrained else model.item_embedding
+    fast_bpr = loss.name == "bpr"
+    dense = model.dense_parameters()
+    for t in range(n_steps):
+        s, e = int(offs[t]), int(offs[t + 1])
+        b = e - s
+        x = data.inputs[s:e]
+        y = data.targets[s:e]
+        hidden = [hl[:b] * data.keep[s:e] for hl in hidden]
+        if sampler.dedup:
+            negatives, log_mult = sampler.draw_unique()
+        else:
+            negatives, log_mult = sampler.draw(), None
+        positives = col_weights = None
+        if fast_bpr:
+            cols, positives, col_weights = _bpr_columns(data, t, y, negatives, log_mult)
+        else:
+            cols = torch.cat([y, negatives])
+        weights = out_table.index_select(0, cols)
+        col_bias = bias_table.index_select(0, cols).t()
+        emb = in_table.index_select(0, x)
+
+        embed_mask = dropout_mask(emb, dropout_embed, generator)
+        inp = emb if embed_mask is None else emb * embed_mask
+        caches, masks = [], []
+        for i, cell in enumerate(model.cells):
+            inp, cache = gru_cell_forward(cell, inp, hidden[i])
+            mask = dropout_mask(inp, dropout_hidden, generator)
+            if mask is not None:
+                inp.mul_(mask)
+            hidden[i] = inp
+            caches.append(cache)
+            masks.append(mask)
+        out = inp
+
+        scale = b / batch if b < batch else 1.0
+        step_loss, grad_scores = _loss_value_grad(
+            out,
+            weights,
+            col_bias,
+            loss,
+            y,
+            negatives,
+            log_mult,
+            log_counts,
+            scale,
+            positives,
+            col_weights,
+        )
+        total += step_loss * batch
+
+        grad = grad_scores @ weights
+        grad_weights = grad_scores.t() @ out
+        grad_bias = grad_scores.sum(dim=0).unsqueeze(1)
+        for i in range(len(model.cells) - 1, -1, -1):
+            if masks[i] is not None:
+                grad.mul_(masks[i])
+            grad = gru_cell_backward(model.cells[i], caches[i], grad)
+        if embed_mask is not None:
+            grad.mul_(embed_mask)
+
+        if clipnorm is not None:
+            grads = [p.grad for p in dense] + [grad_weights, grad_bias, grad]
+            clip_grad_norm(grads, clipnorm)
+        optimizer.step_dense()
+        if model.constrained:
+            optimizer.step_rows(
+                "item_output",
+                torch.cat([cols, x]),
+                [grad_weights, grad],
+                leading={"item_bias": grad_bias},
+            )
+        else:
+            optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
+            optimizer.step_rows("item_embedding", x, grad)
+    return total
+
+
+def _loss_value_grad(
+    out: torch.Tensor,
+    weights: torch.Tensor,
+    col_bias: torch.Tensor,
+    cfg: LossConfig,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    log_mult: torch.Tensor | None,
+    log_counts: torch.Tensor | None,
+    scale: float,
+    positives: torch.Tensor | None,
+    col_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's loss (times ``scale``) and its gradient w.r.t. the scores ``out @ weights.T
+    + col_bias``, in closed form where :mod:`gru4rec.losses` has one."""
+    if cfg.name == "bpr":
+        scores = torch.addmm(col_bias, out, weights.t())
+        return bpr_value_grad(scores, positives, col_weights, scale)
+    log_weights = None
+    if log_mult is not None:
+        log_weights = torch.cat([log_mult.new_zeros(targets.shape[0]), log_mult])
+    if cfg.name == "cross-entropy":
+        # Every column bias (output bias, -logq log q, log multiplicity) in the one addmm.
+        if cfg.logq > 0:
+            assert log_counts is not None
+            logq = torch.cat([log_counts[targets], log_counts[negatives] * cfg.sample_alpha])
+            col_bias = col_bias - logq.mul_(cfg.logq)
+        if log_weights is not None:
+            col_bias = col_bias + log_weights
+        return cross_entropy_value_grad(torch.addmm(col_bias, out, weights.t()), scale)
+    if cfg.name == "bpr-max":
+        scores = torch.addmm(col_bias, out, weights.t())
+        result = bpr_max_value_grad(scores, cfg.bpreg, cfg.elu_param, log_weights, scale)
+        if result is not None:
+            return result
+    scores = torch.addmm(col_bias, out, weights.t())
+    # Any other loss (or bpr-max beyond its closed form's range): autograd over the scores.
+    with torch.enable_grad():
+        scores.requires_grad_(True)
+        value = _scores_to_loss(scores, cfg, targets, negatives, log_counts, log_mult) * scale
+        value.backward()
+    return value.detach(), scores.grad
 
 
 def _bpr_columns(

@@ -308,3 +308,32 @@ def test_clip_grad_norm(scale, max_norm, seed, n):
 
 def test_clip_grad_norm_empty_list_is_a_no_op():
     clip_grad_norm([], 1.0)
+
+
+@pytest.mark.parametrize("algorithm", OPTIMIZERS)
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+@pytest.mark.parametrize("compact", [True, False])
+def test_step_rows_with_leading_table_matches_per_row_reference(algorithm, momentum, compact):
+    # The output rows of a step (targets with repeats, then negatives) followed by the input
+    # rows, which repeat some of them; the bias table moves at the leading rows only.
+    gen = torch.Generator().manual_seed(4)
+    table, bias = torch.randn(9, 3, generator=gen), torch.randn(9, 1, generator=gen)
+    ref = RefOptimizer(table.numpy(), algorithm, lr=0.1, momentum=momentum)
+    ref_bias = RefOptimizer(bias.numpy(), algorithm, lr=0.1, momentum=momentum)
+    opt = RowSparseOptimizer(
+        [], {"t": table, "b": bias}, algorithm=algorithm, lr=0.1, momentum=momentum
+    )
+    opt.compact = compact
+    steps = [([1, 3, 1, 0, 5, 6], [3, 8, 8]), ([2, 2, 4], [2, 7]), ([0], [0, 0, 1])]
+    for out_rows, in_rows in steps:
+        g_out = torch.randn(len(out_rows), 3, generator=gen)
+        g_in = torch.randn(len(in_rows), 3, generator=gen)
+        g_bias = torch.randn(len(out_rows), 1, generator=gen)
+        before = bias.clone()
+        opt.step_rows("t", torch.tensor(out_rows + in_rows), [g_out, g_in], leading={"b": g_bias})
+        ref.step_rows(out_rows + in_rows, torch.cat([g_out, g_in]).numpy())
+        ref_bias.step_rows(out_rows, g_bias.numpy())
+        np.testing.assert_allclose(table.numpy(), ref.p, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(bias.numpy(), ref_bias.p, rtol=1e-5, atol=1e-6)
+        only_input = sorted(set(in_rows) - set(out_rows))
+        assert torch.equal(bias[only_input], before[only_input])
