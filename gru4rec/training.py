@@ -297,7 +297,6 @@ def _train_epoch_direct(
     out_table, bias_table = model.item_output, model.item_bias
     in_table = out_table if model.constrained else model.item_embedding
     fast_bpr = loss.name == "bpr"
-    dense = model.dense_parameters()
     for t in range(n_steps):
         s, e = int(offs[t]), int(offs[t + 1])
         b = e - s
@@ -356,21 +355,36 @@ def _train_epoch_direct(
         if embed_mask is not None:
             grad.mul_(embed_mask)
 
-        if clipnorm is not None:
-            grads = [p.grad for p in dense] + [grad_weights, grad_bias, grad]
-            clip_grad_norm(grads, clipnorm)
-        optimizer.step_dense()
-        if model.constrained:
-            optimizer.step_rows(
-                "item_output",
-                torch.cat([cols, x]),
-                [grad_weights, grad],
-                leading={"item_bias": grad_bias},
-            )
-        else:
-            optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
-            optimizer.step_rows("item_embedding", x, grad)
+        _update_direct(model, optimizer, cols, x, grad_weights, grad_bias, grad, clipnorm)
     return total
+
+
+def _update_direct(
+    model: GRU4RecNet,
+    optimizer: RowSparseOptimizer,
+    cols: torch.Tensor,
+    inputs: torch.Tensor,
+    grad_weights: torch.Tensor,
+    grad_bias: torch.Tensor,
+    grad_inputs: torch.Tensor,
+    clipnorm: float | None,
+) -> None:
+    """Apply one hand-differentiated step: the GRU from ``.grad``, the item rows from the
+    gradients of the scored columns ``cols`` and of the input rows ``inputs``."""
+    if clipnorm is not None:
+        grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+        clip_grad_norm([*grads, grad_weights, grad_bias, grad_inputs], clipnorm)
+    optimizer.step_dense()
+    if model.constrained:
+        optimizer.step_rows(
+            "item_output",
+            torch.cat([cols, inputs]),
+            [grad_weights, grad_inputs],
+            leading={"item_bias": grad_bias},
+        )
+    else:
+        optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
+        optimizer.step_rows("item_embedding", inputs, grad_inputs)
 
 
 def _loss_value_grad(

@@ -155,6 +155,25 @@ def test_dropout_scales_keeps_and_uses_only_the_generator():
     assert torch.equal(y, y2)
 
 
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.01])
+def test_dropout_mask_keeps_with_the_right_rate_in_every_lane(p):
+    # Four elements share one 64-bit draw: each of the four 16-bit lanes must be unbiased,
+    # and the mask's mean must be 1 (inverted dropout).
+    from gru4rec.model import dropout_mask
+
+    x = torch.empty(400_000)
+    mask = dropout_mask(x, p, torch.Generator().manual_seed(1))
+    kept = mask != 0
+    for lane in range(4):
+        assert float(kept[lane::4].float().mean()) == pytest.approx(1 - p, abs=0.005)
+    assert float(mask.mean()) == pytest.approx(1.0, abs=0.01)
+    values = mask.unique().tolist()
+    assert values[0] == 0.0 and len(values) == 2
+    assert values[1] == pytest.approx(1 / (1 - p), rel=1e-4)
+    odd = dropout_mask(torch.empty(3, 5), p, torch.Generator().manual_seed(1))
+    assert odd.shape == (3, 5)
+
+
 # -- optimiser: row-sparse updates ---------------------------------------------------------------
 
 
