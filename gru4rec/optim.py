@@ -66,11 +66,7 @@ class RowSparseOptimizer:
         # Compact the distinct rows of a step (CPU) or update every occurrence (no host
         # sync, for accelerators); None picks by the rows' device.
         self.compact: bool | None = None
-        # Item tables keep their optimiser state side by side in one (rows, k * width) tensor
-        # ([accumulator | velocity]): a step gathers and writes back each touched row's
-        # whole state in one pass. The accumulator and velocity are views of it.
-        self._state: dict[int, torch.Tensor] = {}
-        for p in self.dense_params:
+        for p in [*self.dense_params, *self.tables.values()]:
             if algorithm == "adagrad":
                 # eps lives in the accumulator from the start: sqrt(acc) is then
                 # sqrt(sum g^2 + eps), eps inside the root, with one pass fewer per step.
@@ -79,17 +75,6 @@ class RowSparseOptimizer:
                 )
             if self.momentum > 0:
                 self._vel[id(p)] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-        for p in self.tables.values():
-            w = p.shape[1]
-            parts = int(algorithm == "adagrad") + int(self.momentum > 0)
-            if not parts:
-                continue
-            state = p.new_zeros(p.shape[0], parts * w)
-            self._state[id(p)] = state
-            if algorithm == "adagrad":
-                self._acc[id(p)] = state[:, :w].fill_(self.eps)
-            if self.momentum > 0:
-                self._vel[id(p)] = state[:, parts * w - w :]
 
     @torch.no_grad()
     def step_dense(self) -> None:
@@ -105,6 +90,7 @@ class RowSparseOptimizer:
             # sqrt then divide: torch's CPU rsqrt is not vectorised (about 3x slower).
             denom = torch._foreach_sqrt(accs)
             if self.momentum > 0:
+                # v = m v + lr g / sqrt(acc) in two passes (no g / sqrt(acc) buffer).
                 vels = [self._vel[id(p)] for p in params]
                 torch._foreach_mul_(vels, self.momentum)
                 torch._foreach_addcdiv_(vels, grads, denom, value=self.lr)
@@ -160,13 +146,28 @@ class RowSparseOptimizer:
         blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
         n = rows.shape[0]
         owner = self._owner_map(name, table)
+        pos = torch.arange(n, device=rows.device)
+        owner.index_put_((rows,), pos)
+        rep = owner.index_select(0, rows)  # one representative position per distinct row
         compact = self.compact if self.compact is not None else rows.device.type == "cpu"
         if compact:
-            self._step_rows_cpu(table, rows, blocks, leading, owner)
+            # Compact the distinct rows (no sort: torch's CPU sort costs more than the update).
+            is_rep = rep == pos
+            uniq = rows[is_rep]
+            inverse = (torch.cumsum(is_rep, 0) - 1).index_select(0, rep)
+            g = _sum_blocks(blocks, inverse, uniq.shape[0])
+            self._update_distinct(table, uniq, g)
+            for other, other_grad in (leading or {}).items():
+                k = other_grad.shape[0]
+                touched = torch.zeros(uniq.shape[0], dtype=torch.bool, device=rows.device)
+                touched[inverse[:k]] = True
+                sel = touched.nonzero().squeeze(1)
+                g_other = other_grad.new_zeros(uniq.shape[0], other_grad.shape[1])
+                g_other.index_add_(0, inverse[:k], other_grad)
+                self._update_distinct(
+                    self.tables[other], uniq.index_select(0, sel), g_other.index_select(0, sel)
+                )
         else:
-            pos = torch.arange(n, device=rows.device)
-            owner.index_put_((rows,), pos)
-            rep = owner.index_select(0, rows)  # one representative position per distinct row
             # On an accelerator the size of the distinct set would cost a host sync:
             # every occurrence computes the same update from the same summed
             # gradient and old state instead, so the repeated writes agree.
@@ -180,67 +181,20 @@ class RowSparseOptimizer:
                     self.tables[other], rows[:k], g_other.index_select(0, rep[:k])
                 )
 
-    def _step_rows_cpu(
-        self,
-        table: torch.Tensor,
-        rows: torch.Tensor,
-        blocks: list[torch.Tensor],
-        leading: dict[str, torch.Tensor] | None,
-        owner: torch.Tensor,
-    ) -> None:
-        """Every occurrence of a row gets the gradient summed over its occurrences; then all
-        occurrences are updated from the same old state, so repeated writes agree.
-
-        Repeats are few (a step's negatives are distinct), so summing them touches a few rows
-        only; no compaction of the (many) distinct rows is needed.
-        """
-        n = rows.shape[0]
-        k = max((g.shape[0] for g in (leading or {}).values()), default=0)
-        pos = torch.arange(n, device=rows.device)
-        # Representatives: the leading rows win over the others (written last), so a row
-        # present among them is represented there and its leading gradients line up.
-        owner.index_put_((rows[k:],), pos[k:])
-        owner.index_put_((rows[:k],), pos[:k])
-        rep = owner.index_select(0, rows)
-        dup = (rep != pos).nonzero().squeeze(1)
-        g = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-        others = dict(leading or {})
-        if dup.numel():
-            to = rep.index_select(0, dup)
-            g = g.clone() if len(blocks) == 1 else g
-            g.index_add_(0, to, g.index_select(0, dup))
-            g.index_copy_(0, dup, g.index_select(0, to))
-            if others:
-                lead = dup < k
-                dup_k, to_k = dup[lead], to[lead]
-                for name, og in others.items():
-                    og = og.clone()
-                    og.index_add_(0, to_k, og.index_select(0, dup_k))
-                    og.index_copy_(0, dup_k, og.index_select(0, to_k))
-                    others[name] = og
-        self._update_rows(table, rows, g)
-        for name, og in others.items():
-            self._update_rows(self.tables[name], rows[:k], og)
-
-    def _update_rows(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
-        """Update ``table`` at ``rows`` (repeats allowed when their ``g`` rows are equal)."""
-        state = self._state.get(id(table))
-        w = table.shape[1]
-        if state is None:  # plain SGD
-            d = g * self.lr
+    def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
+        acc = self._acc.get(id(table))
+        d = g
+        if acc is not None:
+            acc.index_add_(0, rows, g * g)
+            a = acc.index_select(0, rows).sqrt_()
+            d = torch.div(g, a, out=a)
+        vel = self._vel.get(id(table))
+        if vel is not None:
+            d = vel.index_select(0, rows).mul_(self.momentum).add_(d, alpha=self.lr)
+            vel.index_copy_(0, rows, d)
+            table.index_add_(0, rows, d, alpha=-1.0)
         else:
-            st = state.index_select(0, rows)
-            if self.algorithm == "adagrad":
-                acc = st[:, :w].addcmul_(g, g)
-                d = acc.sqrt()
-                if self.momentum > 0:
-                    d = st[:, w:].mul_(self.momentum).addcdiv_(g, d, value=self.lr)
-                else:
-                    d = torch.div(g, d, out=d).mul_(self.lr)
-            else:
-                d = st.mul_(self.momentum).add_(g, alpha=self.lr)
-            state.index_copy_(0, rows, st)
-        table.index_copy_(0, rows, table.index_select(0, rows).sub_(d))
+            table.index_add_(0, rows, d, alpha=-self.lr)
 
     def _update_repeated(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(table))
@@ -266,12 +220,7 @@ class RowSparseOptimizer:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every state tensor (for moving the optimiser along with the model)."""
-        dense = {id(p) for p in self.dense_params}
-        return [
-            *(t for i, t in self._acc.items() if i in dense),
-            *(t for i, t in self._vel.items() if i in dense),
-            *self._state.values(),
-        ]
+        return [*self._acc.values(), *self._vel.values()]
 
 
 def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) -> torch.Tensor:

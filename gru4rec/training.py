@@ -405,18 +405,20 @@ def _loss_value_grad(
     if cfg.name == "bpr":
         scores = torch.addmm(col_bias, out, weights.t())
         return bpr_value_grad(scores, positives, col_weights, scale)
-    log_weights = None
-    if log_mult is not None:
-        log_weights = torch.cat([log_mult.new_zeros(targets.shape[0]), log_mult])
+    b = targets.shape[0]
     if cfg.name == "cross-entropy":
         # Every column bias (output bias, -logq log q, log multiplicity) in the one addmm.
         if cfg.logq > 0:
             assert log_counts is not None
-            logq = torch.cat([log_counts[targets], log_counts[negatives] * cfg.sample_alpha])
-            col_bias = col_bias - logq.mul_(cfg.logq)
-        if log_weights is not None:
-            col_bias = col_bias + log_weights
+            log_q = log_counts.index_select(0, torch.cat([targets, negatives]))
+            log_q[b:].mul_(cfg.sample_alpha)
+            col_bias = torch.add(col_bias, log_q, alpha=-cfg.logq)
+        if log_mult is not None:
+            col_bias[:, b:] += log_mult  # a fresh gather or sum: free to change
         return cross_entropy_value_grad(torch.addmm(col_bias, out, weights.t()), scale)
+    log_weights = None
+    if log_mult is not None:
+        log_weights = torch.cat([log_mult.new_zeros(b), log_mult])
     if cfg.name == "bpr-max":
         scores = torch.addmm(col_bias, out, weights.t())
         result = bpr_max_value_grad(scores, cfg.bpreg, cfg.elu_param, log_weights, scale)
