@@ -22,7 +22,7 @@ checkout of https://github.com/hidasib/GRU4Rec_PyTorch_Official (the folder hold
 ``gru4rec_pytorch.py``); it is never part of this repository.
 
 Event CSVs have a header with ``session_id,item_id,timestamp``. When the data is missing the script
-says so and exits with status 0.
+says what to do and exits with status 2.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str
     if path.is_dir():
         train_csv, test_csv = path / "train.csv", path / "test.csv"
         if not (train_csv.is_file() and test_csv.is_file()):
-            print(f"skipped: {path} has no train.csv and test.csv", file=sys.stderr)
+            print(benchlib.missing_data(path), file=sys.stderr)
             return None
         train = datasets.read_events(train_csv)
         test = datasets.read_events(test_csv)
@@ -164,9 +164,7 @@ def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str
         events = datasets.read_events(path)
         train, test = datasets.time_split(events, test_days=args.test_days)
         return train, test, path.name.split(".")[0]
-    print(
-        f"skipped: data not found: {path} (give --data DIR or --data EVENTS.csv)", file=sys.stderr
-    )
+    print(benchlib.missing_data(path), file=sys.stderr)
     return None
 
 
@@ -675,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     loaded = load_data(args)
     if loaded is None:
-        return 0
+        return 2
     train, test, data_name = loaded
     name = args.name or data_name
     out_dir = benchlib.RESULTS_DIR / name

@@ -51,6 +51,29 @@ def default_data_dir() -> Path:
     return base / "rsc15_100k"
 
 
+# How to build each benchmark data set from its public download (benchmarks/README.md, "Data").
+PREPARE_COMMANDS = {
+    "rsc15_100k": "python benchmarks/prepare_data.py rsc15 yoochoose-clicks-100k_train_full.txt "
+    "yoochoose-clicks-100k_test.txt --out ../shared/data/rsc15_100k --test-days 0.5",
+    "diginetica_sample": "python benchmarks/prepare_data.py diginetica "
+    "sample_train-item-views.csv --out ../shared/data/diginetica_sample --test-days 7",
+    "globo_g1_1day": "python benchmarks/prepare_data.py globo clicks_hour_0{24..47}.csv.gz "
+    "--out ../shared/data/globo_g1_1day --test-days 0.0833333333 --tmax 2017-10-03T02:36:19",
+}
+
+
+def missing_data(path: Path, what: str = "train.csv and test.csv") -> str:
+    """What to do when a benchmark's data is not there: the message a script prints."""
+    command = PREPARE_COMMANDS.get(path.name, PREPARE_COMMANDS["rsc15_100k"])
+    return (
+        f"data not found: {path} (needs {what}).\n"
+        "Download the raw files (sources and licences: benchmarks/README.md, 'Data') and build "
+        f"it with\n    {command}\n"
+        "or point the script at your own data with --data DIR (train.csv and test.csv) or "
+        "--data EVENTS.csv, or set GRU4REC_SHARED_DATA to the folder holding the data sets."
+    )
+
+
 def cpu_model() -> str:
     """The processor's model name (from /proc/cpuinfo on Linux)."""
     try:
@@ -203,3 +226,27 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def as_user_histories(train, test):
+    """The data recast as user histories with order keys instead of times.
+
+    Every event's timestamp becomes its position in its session (0, 1, 2, ...), as in
+    sequence-numbered user-history logs, so all sessions start at the same "time". The
+    training sessions are renumbered in the order in which they first appear in a log
+    sorted by item (their first item), as ids assigned while reading such a dump would be:
+    the ids then carry a drift that an id-ordered training would follow.
+    """
+    import numpy as np
+    import pandas as pd
+
+    def positions(df):
+        df = df.sort_values(["session_id", "timestamp"], kind="stable")
+        return df.assign(timestamp=df.groupby("session_id").cumcount().astype(np.int64))
+
+    train, test = positions(train), positions(test)
+    first = train[train["timestamp"] == 0].sort_values(["item_id", "session_id"], kind="stable")
+    new_id = pd.Series(np.arange(len(first), dtype=np.int64), index=first["session_id"].to_numpy())
+    train = train.assign(session_id=new_id.loc[train["session_id"]].to_numpy())
+    train = train.sort_values(["session_id", "timestamp"], kind="stable").reset_index(drop=True)
+    return train, test.reset_index(drop=True)

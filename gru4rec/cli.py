@@ -11,7 +11,8 @@ Event files are CSV/TSV with a header holding ``session_id``, ``item_id`` and ``
 (other names with ``--session-col``/``--item-col``/``--time-col``; ``--time-col none`` uses the
 file order within each session). Every estimator parameter is an option of ``train``, generated
 from :meth:`GRU4RecNegSampling.get_params`. Bad input ends with a one-line message on stderr
-and exit status 2.
+and exit status 2; Ctrl-C with 130 (``train`` first saves the last completed epoch); a closed
+output pipe (``| head``) quietly with 141. Torch runs on ``--threads`` CPU threads (default 1).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
+import signal
 import sys
 import time
 import types
@@ -126,8 +129,13 @@ def _converter(name: str, hint: Any, default: Any) -> tuple[Callable[[str], Any]
     return convert, metavar
 
 
-def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
-    """One option per constructor parameter of the estimators; returns the parameter names."""
+def _add_estimator_options(
+    parser: argparse.ArgumentParser, shown_defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """One option per constructor parameter of the estimators; returns the parameter names.
+
+    ``shown_defaults`` replaces the estimator's defaults in the help (``demo`` has its own).
+    """
     from .estimator import GRU4RecNegSampling
 
     group = parser.add_argument_group(
@@ -140,13 +148,16 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
     order = [p for p in inspect.signature(GRU4RecNegSampling.__init__).parameters if p != "self"]
     # The column options of the input group cover the estimator's column parameters:
     # the CLI reads events into the canonical columns the estimator expects.
-    params = {name: defaults[name] for name in order if name not in _COLUMN_PARAMS}
+    params = {name: defaults[name] for name in order if name not in _OWN_OPTIONS}
+    params.update({k: v for k, v in (shown_defaults or {}).items() if k in params})
+    params["verbose"] = True  # the command line shows progress unless --quiet
     hints = typing.get_type_hints(GRU4RecNegSampling.__init__)
     docs = _param_docs(GRU4RecNegSampling)
     for name, default in params.items():
         convert, metavar = _converter(name, hints.get(name), default)
         text = docs.get(name, "")
-        text = (f"{text} " if text else "") + f"(default: {default})"
+        shown = "none" if default is None else default  # as the option spells it
+        text = (f"{text} " if text else "") + f"(default: {shown})"
         kwargs: dict[str, Any] = {}
         if isinstance(default, bool):
             kwargs = {"nargs": "?", "const": True}  # a bare --flag means true
@@ -163,6 +174,8 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> list[str]:
 
 
 _COLUMN_PARAMS = ("session_col", "item_col", "time_col")
+# Estimator parameters with options of their own: the input columns and --threads.
+_OWN_OPTIONS = (*_COLUMN_PARAMS, "num_threads")
 
 
 def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,8 +186,8 @@ def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_run_options(parser: argparse.ArgumentParser, quiet_help: str = "no progress bar") -> None:
-    """--threads, --quiet and the input columns: shared by train, evaluate and recommend."""
-    parser.add_argument("--threads", type=_positive_int, help=_THREADS_HELP)
+    """--threads, --quiet and the input columns: shared by every command."""
+    parser.add_argument("--threads", type=_threads, default=1, metavar="N|none", help=_THREADS_HELP)
     parser.add_argument("--quiet", action="store_true", help=quiet_help)
     _add_input_options(parser)
 
@@ -186,16 +199,25 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--time-col",
         default="timestamp",
-        help="timestamp column; 'none': events are in time order within each session",
+        help=(
+            "timestamp column; 'none': events are in time order within each session, "
+            "and training visits the sessions in a seeded random order"
+        ),
     )
-    group.add_argument("--sep", default=None, help="field separator (None: from the suffix)")
+    group.add_argument(
+        "--sep", help="field separator (default: ',' for .csv, tab for .tsv, else guessed)"
+    )
+
+
+def _no_time(args: argparse.Namespace) -> bool:
+    return args.time_col is None or args.time_col.strip().lower() in _NONE
 
 
 def _read(path: str, args: argparse.Namespace):
     """The events of ``path`` with the canonical columns session_id, item_id, timestamp."""
     from . import datasets
 
-    no_time = args.time_col is None or args.time_col.strip().lower() in _NONE
+    no_time = _no_time(args)
     df = datasets.read_events(
         path,
         session_col=args.session_col,
@@ -276,11 +298,60 @@ def _load_model(path: str) -> Any:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
+def _check_model_path(path: str) -> None:
+    """Fail before any work when ``--model`` cannot be written where asked."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--model {path}: the directory {folder} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--model {path} is a directory; give a file name")
 
-        torch.set_num_threads(args.threads)
+
+def _fit_catching_ctrl_c(est: Any, X: Any, validation: Any) -> bool:
+    """``est.fit(X, ...)``; True when Ctrl-C interrupted it (fit then keeps the last epoch)."""
+    interrupted = False
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="fit interrupted")  # said below instead
+            est.fit(X, validation_data=validation)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return interrupted
+
+
+def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any:
+    """The estimator the options ask for, its parameters checked before any data is read."""
+    params = {**defaults, **_estimator_params(args)}
+    allowed = cls().get_params(deep=False)
+    unknown = [p for p in params if p not in allowed]
+    if unknown:
+        opts = ", ".join("--" + p.replace("_", "-") for p in unknown)
+        raise ValueError(f"--estimator {args.estimator} takes no {opts}")
+    if args.quiet:  # --quiet wins over --verbose
+        params["verbose"] = False
+    else:
+        params.setdefault("verbose", True)
+    params["num_threads"] = args.threads
+    est = cls(**params)
+    try:
+        est._validate_params()
+    except ValueError as exc:  # name the option, not the parameter
+        raise ValueError(_as_option_message(str(exc), params)) from None
+    return est
+
+
+def _as_option_message(text: str, params: dict[str, Any]) -> str:
+    name = text.split(" ", 1)[0]
+    if name in params:
+        return f"--{name.replace('_', '-')}: {text}"
+    return text
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -288,16 +359,11 @@ def _train(args: argparse.Namespace) -> int:
     from .datasets import last_item_split
     from .matrix import InteractionMatrix
 
-    _set_threads(args)
     cls = getattr(estimator, ESTIMATORS[args.estimator])
-    params = _estimator_params(args)
-    allowed = cls().get_params(deep=False)
-    unknown = [p for p in params if p not in allowed]
-    if unknown:
-        opts = ", ".join("--" + p.replace("_", "-") for p in unknown)
-        raise ValueError(f"--estimator {args.estimator} takes no {opts}")
-    params.setdefault("verbose", not args.quiet)
-    est = cls(**params)
+    # With --time-col none, row numbers stand in for the times; the sessions' order in the
+    # file is no time order, so train in a seeded random order unless told otherwise.
+    est = _make_estimator(cls, args, **({"session_order": "random"} if _no_time(args) else {}))
+    _check_model_path(args.model)
 
     df = _read(args.events, args)
     X = InteractionMatrix.from_events(df)
@@ -314,10 +380,16 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     start = time.perf_counter()
-    est.fit(X, validation_data=validation)
+    interrupted = _fit_catching_ctrl_c(est, X, validation)
     seconds = time.perf_counter() - start
     _save_model(est, args.model)
     epochs = len(est.history_)
+    if interrupted:
+        print(
+            f"interrupted: saved the model after {epochs} completed epoch(s) to {args.model}",
+            file=sys.stderr,
+        )
+        return 130
     kept = ""
     if est.best_epoch_ is not None and not est.keep_last:
         kept = f", kept epoch {est.best_epoch_ + 1} ({est.stopping_criterion_.name} "
@@ -331,8 +403,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
-    _set_threads(args)
     est = _load_model(args.model)
+    est.set_params(num_threads=args.threads)
     X = _matrix_over(_read(args.events, args), _model_items(est), args.events)
     sessions = X.session_arrays()
     chunks = list(_session_chunks(X))
@@ -364,10 +436,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _recommend(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    _set_threads(args)
     if args.k < 1:
         raise ValueError(f"-k must be >= 1; got {args.k}")
     est = _load_model(args.model)
+    est.set_params(num_threads=args.threads)
     df = _read(args.sessions, args)
     items = _model_items(est)
     X = _matrix_over(df, items, args.sessions)
@@ -379,7 +451,7 @@ def _recommend(args: argparse.Namespace) -> int:
     with _progress(n_sessions, not args.quiet, "recommend", "session") as bar:
         for start in range(0, n_sessions, _CHUNK):
             batch = raw[start : start + _CHUNK]
-            top, value = est.recommend(batch, k=args.k)
+            top, value = est.recommend(batch, k=args.k, exclude_seen=args.exclude_seen)
             ids.append(top)
             scores.append(value)
             bar.update(len(batch))
@@ -416,22 +488,41 @@ def _popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray
     return n_items - np.searchsorted(sorted_counts, counts[targets], side="left")
 
 
+# The demo's defaults: the published RSC15 configuration scaled down to a small data set.
+DEMO_PARAMS: dict[str, Any] = {
+    "loss_fn": "cross-entropy",
+    "logq": 1.0,
+    "constrained_embedding": True,
+    "num_negatives": 256,
+    "sample_alpha": 0.5,
+    "batch_size": 64,
+    "learning_rate": 0.1,
+    "momentum": 0.2,
+    "clipnorm": None,
+    "max_epochs": 5,
+    "seed": 0,
+}
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import datasets
     from .estimator import GRU4RecNegSampling
     from .matrix import InteractionMatrix
     from .metrics import mrr_at_k, recall_at_k
 
-    _set_threads(args)
+    args.estimator = "neg-sampling"
+    no_time = {"session_order": "random"} if args.events and _no_time(args) else {}
+    est = _make_estimator(GRU4RecNegSampling, args, **DEMO_PARAMS, **no_time)
     if args.events:
-        df = datasets.read_events(args.events)
+        df = _read(args.events, args)
         source = args.events
     else:
+        seed = est.seed if est.seed is not None else 0
         df = datasets.make_synthetic_sessions(
-            n_sessions=args.sessions, n_items=args.items, seed=args.seed
+            n_sessions=args.sessions, n_items=args.items, seed=seed
         )
         source = f"synthetic ({args.sessions} sessions, {args.items} items)"
-    span_days = (df["timestamp"].max() - df["timestamp"].min()) / 86400.0
+    span_days = (df[datasets.TIME].max() - df[datasets.TIME].min()) / 86400.0
     train_df, test_df = datasets.time_split(df, test_days=span_days * args.test_share)
     train = InteractionMatrix.from_events(train_df)
     test = InteractionMatrix.from_events(test_df, item_vocabulary=train.item_vocabulary)
@@ -440,20 +531,6 @@ def _demo(args: argparse.Namespace) -> int:
         f"train: {train.num_interactions} events, {train.num_active_users} sessions, "
         f"{train.shape[1]} items; test: {test.num_interactions} events, "
         f"{test.num_active_users} sessions"
-    )
-    est = GRU4RecNegSampling(
-        loss_fn=args.loss,
-        hidden_size=args.hidden_size,
-        batch_size=args.batch_size,
-        num_negatives=args.negatives,
-        sample_alpha=0.5,
-        constrained_embedding=True,
-        learning_rate=args.learning_rate,
-        momentum=0.2,
-        clipnorm=None,
-        max_epochs=args.epochs,
-        seed=args.seed,
-        verbose=True,
     )
     start = time.perf_counter()
     est.fit(train)
@@ -468,7 +545,8 @@ def _demo(args: argparse.Namespace) -> int:
         ("GRU4Rec", recall_at_k(ranks, 20), mrr_at_k(ranks, 20)),
         ("popularity", recall_at_k(pop, 20), mrr_at_k(pop, 20)),
     ]
-    print(f"\ntrained {args.epochs} epochs in {fit_s:.1f} s; {len(ranks)} test predictions")
+    epochs = len(est.history_)
+    print(f"\ntrained {epochs} epochs in {fit_s:.1f} s; {len(ranks)} test predictions")
     print(f"{'model':<12} {'Recall@20':>10} {'MRR@20':>10}")
     for name, rec, mrr in rows:
         print(f"{name:<12} {rec:>10.4f} {mrr:>10.4f}")
@@ -488,10 +566,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int | None:
+    if text.strip().lower() in _NONE:
+        return None
+    return _positive_int(text)
+
+
 _THREADS_HELP = (
-    "torch CPU threads (None: torch's choice; GRU4Rec's matrix products are small, and 1 is "
-    "often fastest, always on a busy machine)"
+    "torch CPU threads; 'none': torch's choice (all cores). 1, the default, is fastest for "
+    "GRU4Rec's small matrix products on most machines and always on a busy one"
 )
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds '(default: X)' to an option's help unless it is required, unset or already said."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or action.required
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        return f"{text} (default: {shown})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -512,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gru4rec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     train = sub.add_parser(
         "train",
@@ -522,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--logq 1 --constrained-embedding --num-negatives 2048 --sample-alpha 0.5 "
         "--batch-size 32 --learning-rate 0.2 --momentum 0.2 --dropout-hidden 0.4 "
         "--clipnorm none --max-epochs 10",
+        formatter_class=fmt,
     )
     train.add_argument("events", help="training events (CSV/TSV with a header)")
     train.add_argument("--model", required=True, help="where to write the fitted model")
@@ -529,8 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--estimator",
         choices=sorted(ESTIMATORS),
         default="neg-sampling",
-        help="GRU4RecNegSampling (sampled losses) or GRU4RecCrossEntropy (full softmax); "
-        "default: neg-sampling",
+        help="GRU4RecNegSampling (sampled losses) or GRU4RecCrossEntropy (full softmax)",
     )
     train.add_argument(
         "--validation",
@@ -567,37 +668,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="top-k next items for each session of a CSV",
         description="For every session, the k items scoring best after its last event, in the "
         "model's own item ids. Writes CSV rows session_id,rank,item_id,score (best first). "
-        "Already seen items are not removed.",
+        "Items already in the session are kept unless --exclude-seen (people do go back to "
+        "an item, and the evaluation counts it).",
         formatter_class=fmt,
     )
     recommend.add_argument("sessions", help="session events (CSV/TSV with a header)")
     recommend.add_argument("--model", required=True, help="a model written by 'train'")
     recommend.add_argument("-k", type=int, default=20, help="recommendations per session")
     recommend.add_argument("--out", help="output CSV (default: standard output)")
+    recommend.add_argument(
+        "--exclude-seen", action="store_true", help="leave out the items already in the session"
+    )
     _add_run_options(recommend)
     recommend.set_defaults(func=_recommend)
 
     demo = sub.add_parser(
         "demo",
         help="train and evaluate on generated sessions (or an event CSV)",
-        description="Train on generated sessions (or an event CSV split by time) and print "
-        "Recall@20 / MRR@20 next to a popularity baseline.",
+        description="Train on generated sessions (or an event file split by time) and print "
+        "Recall@20 / MRR@20 next to a popularity baseline. Takes train's options; its "
+        "defaults are the published RSC15 configuration scaled down to small data.",
         formatter_class=fmt,
     )
-    demo.add_argument("events", nargs="?", help="CSV of session_id,item_id,timestamp events")
-    demo.add_argument("--sessions", type=int, default=3000, help="generated sessions")
-    demo.add_argument("--items", type=int, default=1000, help="generated items")
-    demo.add_argument("--epochs", type=int, default=5)
-    demo.add_argument("--loss", default="cross-entropy")
-    demo.add_argument("--hidden-size", type=int, default=100)
-    demo.add_argument("--batch-size", type=int, default=64)
-    demo.add_argument("--negatives", type=int, default=256)
-    demo.add_argument("--learning-rate", type=float, default=0.1)
-    demo.add_argument("--test-share", type=float, default=0.1, help="share of the time span")
-    demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
-        "--threads", type=_positive_int, default=1, help="torch CPU threads (small model: 1)"
+        "events", nargs="?", help="events (CSV/TSV with a header; default: generated sessions)"
     )
+    demo.add_argument("--sessions", type=_positive_int, default=3000, help="generated sessions")
+    demo.add_argument("--items", type=_positive_int, default=1000, help="generated items")
+    demo.add_argument(
+        "--test-share",
+        type=float,
+        default=0.1,
+        help="the test set: sessions starting in this last share of the time span",
+    )
+    _add_run_options(demo)
+    _add_estimator_options(demo, shown_defaults=DEMO_PARAMS)
     demo.set_defaults(func=_demo)
     return parser
 
@@ -606,14 +711,36 @@ def _warn(message: str) -> None:
     print(f"gru4rec: warning: {message}", file=sys.stderr)
 
 
+def _stdout_closed() -> int:
+    """The reader of our output went away (``... | head``): stop quietly, as Unix tools do."""
+    # Python would report the broken pipe again when it flushes stdout at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    return 128 + 13  # killed by SIGPIPE, as the shell reports it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 on bad input)."""
+    """Run the command line; returns the exit status.
+
+    2 on bad input, 130 when interrupted with Ctrl-C (``train`` saves the last completed epoch
+    first), 141 when the output pipe closes early.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *rest, **kw: _warn(str(message))
         try:
             return args.func(args)
+        except BrokenPipeError:
+            return _stdout_closed()
+        except KeyboardInterrupt:
+            print("gru4rec: interrupted", file=sys.stderr)
+            return 130
         except (ValueError, OSError, FloatingPointError, KeyError) as exc:
             text = str(exc).strip().splitlines()
             first = text[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .matrix import InteractionMatrix
+from .matrix import InteractionMatrix, _timestamp_column
 
 __all__ = [
     "SESSION",
@@ -111,7 +111,8 @@ def _check_columns(df: pd.DataFrame, columns: dict[str, str], source: str = "df"
     for arg, col in columns.items():
         if col not in df.columns:
             raise ValueError(
-                f"column {col!r} (argument {arg}) not in {source}; columns are {list(df.columns)}"
+                f"column {col!r} not in {source} (columns {list(df.columns)}); set {arg}= to "
+                "the column that holds it"
             )
 
 
@@ -173,7 +174,9 @@ def read_events(
     -------
     pandas.DataFrame
         Columns ``session_id``, ``item_id`` and ``timestamp`` (when ``time_col`` is given), in
-        file order. Missing values raise ``ValueError``.
+        file order. Timestamps are numbers as in the file, or int64 seconds (UTC) when the
+        file holds ISO-8601 times such as ``2014-04-07T10:51:09.277Z``; other strings raise
+        ``ValueError``, as do missing values.
     """
     wanted = {"session_col": session_col, "item_col": item_col}
     if time_col is not None:
@@ -190,7 +193,11 @@ def read_events(
     rename = {session_col: SESSION, item_col: ITEM}
     if time_col is not None:
         rename[time_col] = TIME
-    return df[list(wanted.values())].rename(columns=rename)
+    df = df[list(wanted.values())].rename(columns=rename)
+    if time_col is not None and not pd.api.types.is_numeric_dtype(df[TIME].dtype):
+        # ISO-8601 strings (or anything else, which fails with the reason) become seconds.
+        df[TIME] = _timestamp_column(df[TIME], time_col)
+    return df
 
 
 def read_rsc15(path: Paths) -> pd.DataFrame:
@@ -324,14 +331,21 @@ def read_retailrocket(
 # --------------------------------------------------------------------------------------------
 
 
-def _session_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _session_order(df: pd.DataFrame, session_col: str, time_col: str) -> tuple[np.ndarray, Any]:
     """Row order by (session, time) stably, and the session codes."""
-    codes, _ = pd.factorize(df[SESSION], sort=False)
-    if TIME in df.columns:
-        order = np.lexsort((df[TIME].to_numpy(), codes))
+    codes, _ = pd.factorize(df[session_col], sort=False)
+    if time_col in df.columns:
+        order = np.lexsort((_seconds(df[time_col], time_col), codes))
     else:
         order = np.argsort(codes, kind="stable")
     return order, codes
+
+
+def _seconds(ts: pd.Series, time_col: str) -> np.ndarray:
+    """Timestamps as numbers: as given, or seconds for datetimes and ISO-8601 strings."""
+    if pd.api.types.is_numeric_dtype(ts.dtype) and not pd.api.types.is_bool_dtype(ts.dtype):
+        return ts.to_numpy()
+    return _timestamp_column(ts, time_col)
 
 
 def _sizes(values: pd.Series) -> np.ndarray:
@@ -346,16 +360,16 @@ def _check_positive_int(value: Any, arg: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def _check_events(df: Any, need_time: bool = False) -> None:
+def _check_events(df: Any, session_col: str, item_col: str, time_col: str | None = None) -> None:
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    cols = {"session": SESSION, "item": ITEM}
-    if need_time:
-        cols["timestamp"] = TIME
+    cols = {"session_col": session_col, "item_col": item_col}
+    if time_col is not None:
+        cols["time_col"] = time_col
     _check_columns(df, cols)
     if len(df) == 0:
         raise ValueError("df is empty")
-    _check_no_missing(df, [c for c in (SESSION, ITEM, TIME) if c in df.columns], "df")
+    _check_no_missing(df, list(cols.values()), "df")
 
 
 def preprocess(
@@ -363,34 +377,39 @@ def preprocess(
     min_session_length: int = 2,
     min_item_support: int = 5,
     remove_consecutive_duplicates: bool = False,
+    *,
+    session_col: str = SESSION,
+    item_col: str = ITEM,
+    time_col: str = TIME,
 ) -> pd.DataFrame:
     """The GRU4Rec filters, in this order:
 
     0. optionally remove an event whose item equals the previous event's item in the same
-       session (by time, stable);
+       session (by time, stable; by row order when there is no ``time_col`` column);
     1. drop sessions with fewer than ``min_session_length`` events;
     2. drop items with fewer than ``min_item_support`` events;
     3. drop sessions with fewer than ``min_session_length`` events again.
 
+    ``session_col``, ``item_col`` and ``time_col`` name the columns, as in the estimators.
     Each step logs how many events it removed (logger ``gru4rec.datasets``, INFO). The result
     keeps the input row order (index reset).
     """
-    _check_events(df)
+    _check_events(df, session_col, item_col)
     min_session_length = _check_positive_int(min_session_length, "min_session_length")
     min_item_support = _check_positive_int(min_item_support, "min_item_support")
     out = df
     if remove_consecutive_duplicates:
-        order, codes = _session_order(out)
-        items = out[ITEM].to_numpy()[order]
+        order, codes = _session_order(out, session_col, time_col)
+        items = out[item_col].to_numpy()[order]
         sess = codes[order]
         dup_sorted = np.zeros(len(order), dtype=bool)
         dup_sorted[1:] = (sess[1:] == sess[:-1]) & (items[1:] == items[:-1])
         dup = np.zeros(len(order), dtype=bool)
         dup[order] = dup_sorted
         out = _filter(out, ~dup, "consecutive duplicates")
-    out = _filter(out, _sizes(out[SESSION]) >= min_session_length, "short sessions")
-    out = _filter(out, _sizes(out[ITEM]) >= min_item_support, "rare items")
-    out = _filter(out, _sizes(out[SESSION]) >= min_session_length, "short sessions (again)")
+    out = _filter(out, _sizes(out[session_col]) >= min_session_length, "short sessions")
+    out = _filter(out, _sizes(out[item_col]) >= min_item_support, "rare items")
+    out = _filter(out, _sizes(out[session_col]) >= min_session_length, "short sessions (again)")
     return out.reset_index(drop=True)
 
 
@@ -410,19 +429,25 @@ def time_split(
     test_days: float,
     tmax: Any = None,
     min_test_session_length: int = 2,
+    *,
+    session_col: str = SESSION,
+    item_col: str = ITEM,
+    time_col: str = TIME,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split an event log by session start time.
 
     Test = sessions whose first event is at or after ``tmax - test_days * 86400`` seconds;
     ``tmax`` defaults to the last timestamp and may be a number (seconds), a string or a
-    datetime (UTC when naive). Sessions starting after ``tmax`` also go to test. Every session
-    lies wholly in train or in test. Test events whose item does not occur in train are then
-    dropped (the session goes on from its previous known item), and test sessions left with
-    fewer than ``min_test_session_length`` events are dropped. The counts are logged.
+    datetime (UTC when naive). Timestamps may be numbers (seconds), datetimes or ISO-8601
+    strings. Sessions starting after ``tmax`` also go to test. Every session lies wholly in
+    train or in test. Test events whose item does not occur in train are then dropped (the
+    session goes on from its previous known item), and test sessions left with fewer than
+    ``min_test_session_length`` events are dropped. The counts are logged.
+    ``session_col``, ``item_col`` and ``time_col`` name the columns, as in the estimators.
 
     Returns ``(train_df, test_df)``, each in input row order with a fresh index.
     """
-    _check_events(df, need_time=True)
+    _check_events(df, session_col, item_col, time_col)
     if isinstance(test_days, bool) or not isinstance(test_days, int | float | np.number):
         raise ValueError(f"test_days must be a positive number, got {test_days!r}")
     if not np.isfinite(test_days) or test_days <= 0:
@@ -430,22 +455,20 @@ def time_split(
     min_test_session_length = _check_positive_int(
         min_test_session_length, "min_test_session_length"
     )
-    ts = df[TIME]
-    if pd.api.types.is_datetime64_any_dtype(ts.dtype):
-        raise ValueError(f"column {TIME!r} must hold numbers (seconds); got datetimes")
+    ts = pd.Series(_seconds(df[time_col], time_col), index=df.index)
     t_max = float(ts.max()) if tmax is None else _to_seconds(tmax, "tmax")
     cutoff = t_max - float(test_days) * 86400.0
-    start = ts.groupby(df[SESSION], sort=False).transform("min").to_numpy()
+    start = ts.groupby(df[session_col], sort=False).transform("min").to_numpy()
     is_test = start >= cutoff
     train = df[~is_test]
     test = df[is_test]
-    n_test_sessions = test[SESSION].nunique()
+    n_test_sessions = test[session_col].nunique()
     if len(train) == 0:
         raise ValueError(f"test_days={test_days}: every session starts after the cutoff {cutoff}")
-    known = test[ITEM].isin(pd.unique(train[ITEM])).to_numpy()
+    known = test[item_col].isin(pd.unique(train[item_col])).to_numpy()
     n_unknown = int((~known).sum())
     test = test[known]
-    long = _sizes(test[SESSION]) >= min_test_session_length
+    long = _sizes(test[session_col]) >= min_test_session_length
     n_short_events = int((~long).sum())
     test = test[long]
     logger.info(
@@ -454,14 +477,14 @@ def time_split(
         "sessions shorter than %d; test %d events / %d sessions",
         cutoff,
         len(train),
-        train[SESSION].nunique(),
+        train[session_col].nunique(),
         n_test_sessions,
         n_unknown,
         n_short_events,
-        n_test_sessions - test[SESSION].nunique(),
+        n_test_sessions - test[session_col].nunique(),
         min_test_session_length,
         len(test),
-        test[SESSION].nunique(),
+        test[session_col].nunique(),
     )
     return train.reset_index(drop=True), test.reset_index(drop=True)
 

@@ -9,12 +9,15 @@ epoch, and the checkpoint module persists it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import io
 import itertools
 import numbers
 import os
 import pathlib
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,17 +33,18 @@ from sklearn.exceptions import NotFittedError
 from . import inference
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES
-from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix
 from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .optim import OPTIMIZERS, make_optimizer
-from .samplers import NegativeSampler, session_parallel_schedule
+from .samplers import SESSION_ORDERS, NegativeSampler, session_order, session_parallel_schedule
 from .stopping import StoppingCriterion
 from .training import EpochData, LossConfig, train_epoch
 
 __all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
 
 _EVAL_SLOTS = 512
+_ROW_TIME = "__gru4rec_row__"
 _SCORE_CHUNK = 32768
 
 
@@ -103,6 +107,44 @@ def _resolve_device(device: Any) -> torch.device:
     return dev
 
 
+# -- torch threads (set per call, restored after) -----------------------------------------------
+
+_THREADS = threading.local()  # OpenMP thread counts are per OS thread, so is this flag
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    """Run the block with ``torch.set_num_threads(num_threads)``, restoring the count after.
+
+    None leaves torch alone. Nested calls (fit -> validation ranks) keep the outer setting.
+    """
+    if num_threads is None or getattr(_THREADS, "active", False):
+        yield
+        return
+    _check_int("num_threads", num_threads, 1, allow_none=True)
+    before = torch.get_num_threads()
+    if before != num_threads:
+        torch.set_num_threads(num_threads)
+    _THREADS.active = True
+    try:
+        yield
+    finally:
+        _THREADS.active = False
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _with_threads(method):
+    """Decorator: run an estimator method under the estimator's ``num_threads``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _torch_threads(getattr(self, "num_threads", None)):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became NaN or infinite; the estimator keeps its last good model."""
 
@@ -144,9 +186,6 @@ class _GRU4RecBase(BaseEstimator):
                 value = str(value)
             parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
-
-    def __str__(self) -> str:
-        return self.name
 
     @property
     def filename(self) -> str:
@@ -196,9 +235,15 @@ class _GRU4RecBase(BaseEstimator):
         _check_int("validation_sample_size", self.validation_sample_size, 1, allow_none=True)
         _check_bool("constrained_embedding", self.constrained_embedding)
         _check_bool("verbose", self.verbose)
+        _check_int("num_threads", self.num_threads, 1, allow_none=True)
         for name in ("session_col", "item_col", "time_col"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a column name (str); got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, str) and not (name == "time_col" and value is None):
+                raise ValueError(f"{name} must be a column name (str); got {value!r}")
+        if self.session_order not in SESSION_ORDERS:
+            raise ValueError(
+                f"session_order must be one of {SESSION_ORDERS}; got {self.session_order!r}"
+            )
         _resolve_device(self.device)
 
     def _make_criterion(self) -> StoppingCriterion:
@@ -223,26 +268,31 @@ class _GRU4RecBase(BaseEstimator):
         what: str = "X",
         vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
+        first_row: int = 0,
     ) -> InteractionMatrix:
         """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
-        (None: a new one, as in ``fit``)."""
+        (None: a new one, as in ``fit``). With ``time_col=None`` the events are timed by
+        their row number plus ``first_row``."""
         if isinstance(X, InteractionMatrix):
             return X
         if isinstance(X, pd.DataFrame):
+            time_col = self.time_col
+            if time_col is None:
+                # Row order is the time order: the row number serves as the timestamp
+                # (counted on from first_row, so validation_out follows validation_in).
+                time_col = _ROW_TIME
+                X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
             return InteractionMatrix.from_events(
                 X,
-                user=self.session_col,
-                item=self.item_col,
-                timestamp=self.time_col,
+                session_col=self.session_col,
+                item_col=self.item_col,
+                time_col=time_col,
                 item_vocabulary=vocabulary,
                 user_vocabulary=user_vocabulary,
             )
-        if sp.issparse(X):
-            return InteractionMatrix.from_csr_matrix(X)
-        raise ValueError(
-            f"{what} must be an InteractionMatrix, a DataFrame of events or a scipy sparse "
-            f"matrix; got {type(X).__name__}"
-        )
+        # Objects with recpack's InteractionMatrix surface are converted; anything else
+        # (a scipy matrix has no event order) is a TypeError saying what to pass.
+        return as_interaction_matrix(X, what)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -287,10 +337,13 @@ class _GRU4RecBase(BaseEstimator):
 
     # -- fit ---------------------------------------------------------------------------------
 
+    @_with_threads
     def fit(
         self,
         X: InteractionMatrix | pd.DataFrame,
         validation_data: tuple[Any, Any] | None = None,
+        *,
+        y: None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
 
@@ -298,21 +351,39 @@ class _GRU4RecBase(BaseEstimator):
         ----------
         X : InteractionMatrix or pandas.DataFrame
             Training events with timestamps; one user (row) per session. A
-            DataFrame holds raw events in the columns ``session_id``,
-            ``item_id`` and ``timestamp``.
+            DataFrame holds raw events in the columns named by ``session_col``,
+            ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
+            ``timestamp`` by default); timestamps may be numbers, datetimes or
+            ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with
+            its public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
-            ``(validation_in, validation_out)``: per epoch, predictions from
+            ``(validation_in, validation_out)``, both with timestamps and with the
+            items numbered as in ``X``: per epoch, predictions from
             ``validation_in`` are scored against ``validation_out`` with the
             stopping criterion, and the best epoch is kept (unless
             ``keep_last``). Without it, no evaluation runs and the last epoch
             is kept.
+        y : None
+            Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
 
         Returns
         -------
         self
+
+        Notes
+        -----
+        Training runs with ``num_threads`` torch threads (default 1): GRU4Rec's
+        mini-batches are tens to hundreds of rows, too small for several CPU
+        threads to pay off, and on a busy machine every extra thread makes each
+        small step wait for the others. Raise it on a large, otherwise idle
+        machine with big batches or a large catalogue; ``None`` keeps torch's
+        own setting.
         """
+        if y is not None:
+            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
         self._validate_params()
         criterion = self._make_criterion()
+        raw_X = X
         X = self._as_matrix(X)
         sessions = self._sessions(X)
         if sessions.n_events == 0:
@@ -351,7 +422,7 @@ class _GRU4RecBase(BaseEstimator):
         model.to(device)
         self.model_ = model
 
-        order = np.argsort(sessions.start_times, kind="stable")
+        order = session_order(sessions.start_times, self._order_rng(), self._session_order(raw_X))
         schedule = session_parallel_schedule(sessions.offsets, order, self.batch_size)
         data = EpochData.build(sessions.items, schedule, device)
         loss_cfg = self._loss_config()
@@ -490,20 +561,48 @@ class _GRU4RecBase(BaseEstimator):
     def _sample_alpha(self) -> float:
         return 0.0
 
+    def _session_order(self, X: Any) -> str:
+        # Events without times carry no session order worth keeping: row order would
+        # train in id order.
+        if isinstance(X, pd.DataFrame) and self.time_col is None:
+            return "random"
+        return self.session_order
+
+    def _order_rng(self) -> np.random.Generator:
+        # A stream of its own, so the validation sample draws stay as they were.
+        return np.random.default_rng((self.seed_, 1))
+
     def _check_validation(self, validation_data: Any, X: InteractionMatrix) -> tuple[Any, Any]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
         n_items = X.shape[1]
-        val_in = self._as_matrix(validation_data[0], "validation_data", X.item_vocabulary)
+        val_in = self._as_matrix(validation_data[0], "validation_in", X.item_vocabulary)
         # Rows of validation_out must be the same sessions as those of validation_in.
         val_out = self._as_matrix(
-            validation_data[1], "validation_data", X.item_vocabulary, val_in.user_vocabulary
+            validation_data[1],
+            "validation_out",
+            X.item_vocabulary,
+            val_in.user_vocabulary,
+            # (row numbers count on only after a DataFrame; other inputs carry their times)
+            first_row=len(validation_data[0])
+            if isinstance(validation_data[0], pd.DataFrame)
+            else 0,
         )
-        for m in (val_in, val_out):
+        for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
             if m.shape[1] != n_items:
                 raise ValueError(
-                    f"validation_data has {m.shape[1]} items (columns) but X has {n_items}"
+                    f"validation_data: {what} has {m.shape[1]} items (columns) but X has {n_items}"
                 )
+            ours, theirs = X.item_vocabulary, m.item_vocabulary
+            if ours is not None and theirs is not None and theirs is not ours:
+                if not np.array_equal(ours.ids, theirs.ids):
+                    raise ValueError(
+                        f"validation_data: {what} numbers its items differently from X (another "
+                        "item vocabulary); build it with InteractionMatrix.from_events(..., "
+                        "item_vocabulary=X.item_vocabulary)"
+                    )
+            if not m.has_timestamps:
+                self._sessions(m, what)  # the error naming it
         if val_out.num_interactions == 0:
             raise ValueError("validation_data: validation_out holds no events")
         if val_in.shape[0] != val_out.shape[0]:
@@ -574,6 +673,7 @@ class _GRU4RecBase(BaseEstimator):
         )
         return (expand @ dense_rows).tocsr()
 
+    @_with_threads
     def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
         """Scores of every item for every user (session) with history in ``X``.
 
@@ -588,6 +688,7 @@ class _GRU4RecBase(BaseEstimator):
         X = self._input(X)
         return self._predict_matrix(X, self.predict_topK)
 
+    @_with_threads
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
 
@@ -607,6 +708,7 @@ class _GRU4RecBase(BaseEstimator):
             chunk_size=_SCORE_CHUNK,
         )
 
+    @_with_threads
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
         """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
         ranks = self.next_item_ranks(X)
@@ -614,8 +716,13 @@ class _GRU4RecBase(BaseEstimator):
             raise ValueError("X has no session with 2 or more events to score")
         return recall_at_k(ranks, 20)
 
+    @_with_threads
     def recommend(
-        self, sessions: Sequence[Any] | Sequence[Sequence[Any]], k: int = 20
+        self,
+        sessions: Sequence[Any] | Sequence[Sequence[Any]],
+        k: int = 20,
+        *,
+        exclude_seen: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
 
@@ -627,6 +734,13 @@ class _GRU4RecBase(BaseEstimator):
             matrix). Unknown items are skipped with a warning; a session with
             no known item is scored from the empty state.
         k : int, default=20
+        exclude_seen : bool, default=False
+            Leave out the items already in the session (implicit's
+            ``filter_already_liked_items``). Off by default: in session data,
+            going back to an item seen a few clicks ago is a real and frequent
+            next event, and the evaluation protocol counts it. Where fewer than
+            ``k`` unseen items exist, the last places hold seen items with
+            score ``-inf``.
 
         Returns
         -------
@@ -636,6 +750,7 @@ class _GRU4RecBase(BaseEstimator):
         """
         self._check_fitted()
         _check_int("k", k, 1)
+        _check_bool("exclude_seen", exclude_seen)
         single = _is_single_session(sessions)
         batch = [sessions] if single else list(sessions)
         lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
@@ -645,7 +760,7 @@ class _GRU4RecBase(BaseEstimator):
         if not known.all():
             warnings.warn(
                 f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the "
-                "model",
+                "model" + self._id_type_hint(flat, known),
                 UserWarning,
                 stacklevel=2,
             )
@@ -659,14 +774,30 @@ class _GRU4RecBase(BaseEstimator):
             np.cumsum(kept[nonempty], out=offsets[1:])
             found = inference.final_states(self.model_, items, offsets, _EVAL_SLOTS, self.device_)
             states[torch.as_tensor(nonempty, device=self.device_)] = found
+        n_extra = int(kept.max()) if exclude_seen and len(kept) and len(items) else 0
         scores, idx = inference.score_topk(
-            self.model_, states, k, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
+            self.model_, states, k + n_extra, _SCORE_CHUNK, block_rows=_EVAL_SLOTS
         )
         idx_np = idx.cpu().numpy()
+        scores_np = scores.cpu().numpy()
+        if n_extra:
+            idx_np, scores_np = _drop_seen(idx_np, scores_np, owner, items, self.n_items_, k)
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx_np.ravel()).reshape(idx_np.shape) if vocab is not None else idx_np
-        scores_np = scores.cpu().numpy()
         return (ids[0], scores_np[0]) if single else (ids, scores_np)
+
+    def _id_type_hint(self, raw: list[Any], known: np.ndarray) -> str:
+        """When no item is known and the ids are of another kind than the model's: say so."""
+        vocab = self.item_vocabulary_
+        if known.any() or vocab is None or not raw:
+            return ""
+        theirs, ours = _id_kind(np.asarray(pd.Index(raw, dtype=object))), _id_kind(vocab.ids)
+        if theirs == ours:
+            return ""
+        return (
+            f"; the request's ids are {theirs}s but the model's item ids are {ours}s "
+            f"(e.g. {_plain(vocab.ids[0])!r}): convert them to the type used in fit"
+        )
 
     def _item_indices(self, raw: list[Any]) -> np.ndarray:
         """Model indices of raw item ids, -1 for unknown ones."""
@@ -803,6 +934,38 @@ def _is_single_session(sessions: Any) -> bool:
         return True
     first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
     return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    """'number' or 'string': the kind of raw ids (those of an object array by their values)."""
+    if ids.dtype.kind in "biuf":
+        return "number"
+    if ids.dtype.kind in "US":
+        return "string"
+    if all(isinstance(v, (str, bytes)) for v in ids[:100]):
+        return "string"
+    if all(isinstance(v, (numbers.Number, np.number)) for v in ids[:100]):
+        return "number"
+    return "mixed"
+
+
+def _drop_seen(
+    idx: np.ndarray, scores: np.ndarray, owner: np.ndarray, items: np.ndarray, n_items: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row's candidates that are not among its session's ``items``.
+
+    ``owner[j]`` is the row of ``items[j]``; seen candidates move to the end with score -inf.
+    """
+    rows = np.arange(idx.shape[0])[:, None]
+    seen = np.isin(rows * n_items + idx, owner.astype(np.int64) * n_items + items)
+    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in score order
+    idx = np.take_along_axis(idx, order, axis=1)
+    scores = np.where(np.take_along_axis(seen, order, axis=1), -np.inf, scores[rows, order])
+    return idx, scores.astype(np.float32, copy=False)
 
 
 def _may_use_cuda(device: Any) -> bool:
@@ -978,8 +1141,21 @@ class GRU4RecNegSampling(_GRU4RecBase):
         Where to train and predict; 'auto' takes CUDA when available.
     verbose : bool, default=False
         Show a progress bar per epoch.
+    num_threads : int or None, default=1
+        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
+        ``score``; torch's setting is restored when they return. None leaves
+        torch's setting alone (all cores unless you changed it).
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
+        ``time_col=None``: the frames have no time column; events are in time order
+        within each session (row order) and training visits the sessions in a seeded
+        random order.
+    session_order : {'time', 'random'}, default='time'
+        The order in which each epoch visits the training sessions. 'time': by start
+        time, oldest first, as the reference implementation does; sessions with equal
+        start times come in a random order drawn from the seed (never in id order).
+        'random': a seeded random order regardless of the times, for data whose start
+        times mean little (user histories numbered by position, one date per import).
 
     Attributes
     ----------
@@ -1025,9 +1201,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
         logq: float = 0.0,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -1059,9 +1237,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
         self.logq = logq
         self.device = device
         self.verbose = verbose
+        self.num_threads = num_threads
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col
+        self.session_order = session_order
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -1126,9 +1306,11 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         constrained_embedding: bool = False,
         device: str = "auto",
         verbose: bool = False,
+        num_threads: int | None = 1,
         session_col: str = "session_id",
         item_col: str = "item_id",
-        time_col: str = "timestamp",
+        time_col: str | None = "timestamp",
+        session_order: str = "time",
     ) -> None:
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -1154,9 +1336,11 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         self.constrained_embedding = constrained_embedding
         self.device = device
         self.verbose = verbose
+        self.num_threads = num_threads
         self.session_col = session_col
         self.item_col = item_col
         self.time_col = time_col
+        self.session_order = session_order
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")

@@ -1,10 +1,15 @@
 """Interaction data: :class:`InteractionMatrix`, :class:`SessionArrays`, :class:`Vocabulary`.
 
-:class:`InteractionMatrix` re-implements the part of recpack's ``InteractionMatrix`` API that a
-recpack user touches. It holds one row per interaction (event): a user (session) index, an item
-index, optionally a timestamp, and an interaction id (the position of the event in the frame the
-matrix was first built from). The matrix is immutable: every method returns a new object and the
-arrays inside are read-only.
+:class:`InteractionMatrix` has the public surface of recpack's ``InteractionMatrix`` with the
+same semantics. It holds one row per interaction (event): a user (session) index, an item index,
+optionally a timestamp, and an interaction id (the position of the event in the frame the
+matrix was first built from). Filters return a new matrix, or change this one with
+``inplace=True``; the arrays inside are read-only, so a change replaces them and never alters a
+matrix that shares them. :func:`to_csr_matrix`, :func:`to_binary` and
+:class:`UnsupportedTypeError` are recpack's matrix utilities.
+
+:func:`as_interaction_matrix` turns any object with an InteractionMatrix's public surface (such
+as recpack's own) into this package's, through that public surface only.
 
 The estimators read a matrix through :meth:`InteractionMatrix.session_arrays`, a flat,
 order-preserving view (item index per event ordered by user, then time) computed once with numpy
@@ -13,17 +18,30 @@ and cached.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import numbers
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["InteractionMatrix", "SessionArrays", "Vocabulary"]
+__all__ = [
+    "InteractionMatrix",
+    "SessionArrays",
+    "UnsupportedTypeError",
+    "Vocabulary",
+    "as_interaction_matrix",
+    "is_interaction_matrix_like",
+    "to_binary",
+    "to_csr_matrix",
+]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -245,10 +263,23 @@ def _check_frame(df: Any, columns: dict[str, str | None]) -> None:
     for arg, col in columns.items():
         if col is not None and col not in df.columns:
             raise ValueError(
-                f"column {col!r} (argument {arg}) not in df; columns are {list(df.columns)}"
+                f"column {col!r} not in df (columns {list(df.columns)}); set {arg}= to the "
+                "column that holds it"
             )
     if len(df) == 0:
         raise ValueError("df is empty: an InteractionMatrix needs at least one interaction")
+
+
+def _column_aliases(
+    session_col: str, item_col: str, time_col: str | None, aliases: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """The column names, with the older keywords ``user``/``item``/``timestamp`` mapped."""
+    names = {"user": session_col, "item": item_col, "timestamp": time_col}
+    unknown = set(aliases) - set(names)
+    if unknown:
+        raise TypeError(f"from_events() got unexpected keyword arguments {sorted(unknown)}")
+    names.update(aliases)
+    return names["user"], names["item"], names["timestamp"]
 
 
 def _check_no_missing(s: pd.Series, col: str, what: str) -> None:
@@ -306,13 +337,32 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
         ns = s.to_numpy().astype("datetime64[ns]").view(np.int64)
         return ns // 1_000_000_000
     values = s.to_numpy()
+    if values.dtype.kind in "OUS" and pd.api.types.infer_dtype(s, skipna=True) == "string":
+        return _iso_seconds(s, col)
     if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
-        raise ValueError(f"column {col!r} (timestamp) must be numeric or datetime, got {s.dtype}")
+        raise ValueError(
+            f"column {col!r} (timestamp) must hold numbers, datetimes or ISO-8601 strings, "
+            f"got {s.dtype}"
+        )
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         raise ValueError(f"column {col!r} (timestamp) has non-finite values (inf)")
     if values.dtype.kind == "u":
         values = values.astype(np.int64)
     return values
+
+
+def _iso_seconds(s: pd.Series, col: str) -> np.ndarray:
+    """ISO-8601 strings as int64 seconds since the epoch (UTC; naive times are taken as UTC)."""
+    try:
+        t = pd.to_datetime(s, format="ISO8601", utc=True)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"column {col!r} (timestamp) holds strings that are not ISO-8601 times ({reason}); "
+            "give numbers (seconds), datetimes or strings such as '2014-04-07T10:51:09Z'"
+        ) from None
+    ns = t.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    return ns // 1_000_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,8 +373,11 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
 class InteractionMatrix:
     """Interactions of users (sessions) with items, with optional timestamps.
 
-    Mirrors recpack's ``InteractionMatrix``: one row per interaction, shape
-    ``(n_users, n_items)``, immutable (methods return new matrices).
+    Has the public surface of recpack's ``InteractionMatrix`` with its semantics: one row per
+    interaction (a user and an item interacting twice are two rows), shape
+    ``(n_users, n_items)``, filters that return a new matrix (or, with ``inplace=True``, change
+    this one and return None), the history iterators as properties, and recpack's file layout
+    in :meth:`save` / :meth:`load`.
 
     Parameters
     ----------
@@ -339,13 +392,31 @@ class InteractionMatrix:
     shape : (int, int), optional
         ``(n_users, n_items)``; defaults to ``(max user + 1, max item + 1)``.
 
-    Use :meth:`from_events` to build a matrix from raw (arbitrary) ids.
+    Notes
+    -----
+    Each interaction has an id: its row position in ``df``. Filters keep the ids of the rows
+    they keep; :meth:`union` and :meth:`load` number the rows afresh, as recpack does.
+
+    Use :meth:`from_events` to build a matrix from raw (arbitrary) ids: it then carries
+    :class:`Vocabulary` objects mapping indices back to those ids.
     """
 
     USER_IX = "uid"
     ITEM_IX = "iid"
     TIMESTAMP_IX = "ts"
     INTERACTION_IX = "interactionid"
+
+    @dataclass
+    class InteractionMatrixProperties:
+        """What :meth:`InteractionMatrix.save` writes besides the interactions."""
+
+        num_users: int
+        num_items: int
+        has_timestamps: bool
+
+        def to_dict(self) -> dict[str, Any]:
+            """The properties as a plain dict."""
+            return asdict(self)
 
     def __init__(
         self,
@@ -365,13 +436,17 @@ class InteractionMatrix:
     # -- internal construction ---------------------------------------------------------------
 
     def _init(self, uid, iid, ts, interaction_ids, shape, item_vocabulary, user_vocabulary):
+        self._shape = (int(shape[0]), int(shape[1]))
+        self.item_vocabulary: Vocabulary | None = item_vocabulary
+        self.user_vocabulary: Vocabulary | None = user_vocabulary
+        self._assign(uid, iid, ts, interaction_ids)
+
+    def _assign(self, uid, iid, ts, interaction_ids) -> None:
+        """Set the interaction arrays and drop every cache derived from them."""
         self._uid = _readonly(uid)
         self._iid = _readonly(iid)
         self._ts = None if ts is None else _readonly(ts)
         self._ids = _readonly(interaction_ids)
-        self._shape = (int(shape[0]), int(shape[1]))
-        self.item_vocabulary: Vocabulary | None = item_vocabulary
-        self.user_vocabulary: Vocabulary | None = user_vocabulary
         self._session_cache: tuple[SessionArrays, np.ndarray] | None = None
         self._values_cache: sp.csr_matrix | None = None
 
@@ -383,7 +458,7 @@ class InteractionMatrix:
         obj._init(uid, iid, ts, interaction_ids, shape, item_vocabulary, user_vocabulary)
         return obj
 
-    def _take(self, rows: np.ndarray) -> InteractionMatrix:
+    def _take(self, rows: Any) -> InteractionMatrix:
         """A matrix of the same shape and vocabularies holding the given rows (mask or indices)."""
         return type(self)._from_arrays(
             self._uid[rows],
@@ -394,6 +469,18 @@ class InteractionMatrix:
             self.item_vocabulary,
             self.user_vocabulary,
         )
+
+    def _select(self, rows: Any, inplace: bool) -> InteractionMatrix | None:
+        """:meth:`_take`, or with ``inplace`` keep only those rows here and return None."""
+        if not inplace:
+            return self._take(rows)
+        self._assign(
+            self._uid[rows],
+            self._iid[rows],
+            None if self._ts is None else self._ts[rows],
+            self._ids[rows],
+        )
+        return None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -414,23 +501,29 @@ class InteractionMatrix:
     def from_events(
         cls,
         df: pd.DataFrame,
-        user: str = "session_id",
-        item: str = "item_id",
-        timestamp: str | None = "timestamp",
+        session_col: str = "session_id",
+        item_col: str = "item_id",
+        time_col: str | None = "timestamp",
         item_vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
+        **aliases: Any,
     ) -> InteractionMatrix:
         """Build a matrix from an event log with arbitrary (int or string) user and item ids.
+
+        ``session_col``, ``item_col`` and ``time_col`` name the columns, as the estimators'
+        parameters of the same names do (``user=``, ``item=`` and ``timestamp=`` are accepted
+        as older spellings). Each session (user) becomes a row.
 
         New vocabularies number ids in their **order of first appearance** in ``df``. When
         ``item_vocabulary`` (for instance the training matrix's) is given, the matrix has
         ``len(item_vocabulary)`` columns and events whose item is not in it are dropped with a
         warning that gives their number; the session goes on from its previous known item.
-        The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers or
-        datetimes (converted to int64 seconds since the epoch, UTC); ``timestamp=None`` builds
-        a matrix without timestamps.
+        The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers, datetimes
+        or ISO-8601 strings (the last two become int64 seconds since the epoch, UTC);
+        ``time_col=None`` builds a matrix without timestamps.
         """
-        _check_frame(df, {"user": user, "item": item, "timestamp": timestamp})
+        user, item, timestamp = _column_aliases(session_col, item_col, time_col, aliases)
+        _check_frame(df, {"session_col": user, "item_col": item, "time_col": timestamp})
         _check_no_missing(df[user], user, "user")
         _check_no_missing(df[item], item, "item")
         ts = None if timestamp is None else _timestamp_column(df[timestamp], timestamp)
@@ -491,28 +584,70 @@ class InteractionMatrix:
     def from_csr_matrix(cls, X: sp.spmatrix | sp.sparray) -> InteractionMatrix:
         """Build a matrix without timestamps from a sparse count matrix.
 
-        A cell with value ``v`` (a positive integer) becomes ``v`` interactions; explicit zeros
-        are not interactions.
+        A cell with value ``v`` (a positive integer) becomes ``v`` interactions; zeros are not
+        interactions. As in recpack, the cells holding 1 come first (row by row), then the
+        cells holding more, each repeated ``v`` times; that is the interaction id order.
         """
         if not sp.issparse(X):
             raise ValueError(f"X must be a scipy sparse matrix, got {type(X).__name__}")
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D, got shape {X.shape}")
-        coo = sp.coo_matrix(X)
+        csr = sp.csr_matrix(X, copy=True)
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+        coo = csr.tocoo()  # canonical csr -> cells in row-major order
         data = np.asarray(coo.data)
-        nz = data != 0
-        data = data[nz]
         if data.size and (
             not np.all(np.isfinite(data)) or np.any(data < 0) or np.any(data != np.floor(data))
         ):
             raise ValueError("X must hold non-negative integer interaction counts")
         counts = data.astype(np.int64)
-        rows = np.repeat(coo.row[nz].astype(np.int64), counts)
-        cols = np.repeat(coo.col[nz].astype(np.int64), counts)
-        # Order interactions by row, then column, as a csr walk would.
-        order = np.lexsort((cols, rows))
-        rows, cols = rows[order], cols[order]
+        order = np.concatenate([np.flatnonzero(counts == 1), np.flatnonzero(counts > 1)])
+        rows = np.repeat(coo.row[order].astype(np.int64), counts[order])
+        cols = np.repeat(coo.col[order].astype(np.int64), counts[order])
         return cls._from_arrays(rows, cols, None, np.arange(rows.shape[0], dtype=np.int64), X.shape)
+
+    # -- recpack's file layout -----------------------------------------------------------------
+
+    def save(self, file_prefix: str) -> None:
+        """Write ``<file_prefix>.csv`` and ``<file_prefix>_properties.yaml`` (recpack's layout).
+
+        The csv holds the columns ``interactionid, uid, iid`` (and ``ts``) with a header; the
+        yaml file holds ``has_timestamps``, ``num_items`` and ``num_users``. recpack's
+        ``InteractionMatrix.load`` reads these files, and :meth:`load` reads recpack's. Raw-id
+        vocabularies are not part of the layout and are not written. Each file is written
+        atomically (a temporary file renamed into place).
+        """
+        df = self.to_dataframe()
+        columns = [self.INTERACTION_IX, self.USER_IX, self.ITEM_IX]
+        if self.has_timestamps:
+            columns.append(self.TIMESTAMP_IX)
+        props = self.properties
+        yaml_text = (
+            f"has_timestamps: {'true' if props.has_timestamps else 'false'}\n"
+            f"num_items: {props.num_items}\n"
+            f"num_users: {props.num_users}\n"
+        )
+        _write_atomically(f"{file_prefix}.csv", df[columns].to_csv(header=True, index=False))
+        _write_atomically(f"{file_prefix}_properties.yaml", yaml_text)
+
+    @classmethod
+    def load(cls, file_prefix: str) -> InteractionMatrix:
+        """Read a matrix written by :meth:`save` or by recpack's ``InteractionMatrix.save``.
+
+        As in recpack, the interactions get fresh ids ``0 .. n - 1`` in file order.
+        """
+        props_file = f"{file_prefix}_properties.yaml"
+        with open(props_file, encoding="utf-8") as f:
+            props = cls.InteractionMatrixProperties(**_read_properties(f.read(), props_file))
+        df = pd.read_csv(f"{file_prefix}.csv")
+        return cls(
+            df,
+            cls.ITEM_IX,
+            cls.USER_IX,
+            timestamp_ix=cls.TIMESTAMP_IX if props.has_timestamps else None,
+            shape=(props.num_users, props.num_items),
+        )
 
     # -- basic properties ----------------------------------------------------------------------
 
@@ -522,7 +657,15 @@ class InteractionMatrix:
         return self._shape
 
     @property
+    def properties(self) -> InteractionMatrix.InteractionMatrixProperties:
+        """Number of users and items and whether there are timestamps."""
+        return self.InteractionMatrixProperties(
+            num_users=self._shape[0], num_items=self._shape[1], has_timestamps=self.has_timestamps
+        )
+
+    @property
     def has_timestamps(self) -> bool:
+        """Whether the interactions have timestamps."""
         return self._ts is not None
 
     @property
@@ -532,45 +675,87 @@ class InteractionMatrix:
 
     @property
     def values(self) -> sp.csr_matrix:
-        """Counts of interactions per (user, item) as a float64 csr matrix (a fresh copy)."""
+        """Number of interactions per (user, item), as an int32 csr matrix (a fresh copy)."""
         if self._values_cache is None:
-            data = np.ones(self._uid.shape[0], dtype=np.float64)
-            m = sp.csr_matrix((data, (self._uid, self._iid)), shape=self._shape)
+            data = np.ones(self._uid.shape[0], dtype=np.int32)
+            m = sp.csr_matrix((data, (self._uid, self._iid)), shape=self._shape, dtype=np.int32)
             m.sum_duplicates()
             self._values_cache = m
         return self._values_cache.copy()
 
     @property
     def binary_values(self) -> sp.csr_matrix:
-        """1.0 where a user interacted with an item at least once."""
-        m = self.values
-        m.data[:] = 1.0
-        return m
+        """1 where a user interacted with an item at least once (int32 csr matrix)."""
+        return to_binary(self.values)
+
+    @property
+    def density(self) -> float:
+        """Fraction of the (user, item) cells with at least one interaction."""
+        n_users, n_items = self._shape
+        return self.values.nnz / (n_users * n_items)
 
     @property
     def active_users(self) -> set[int]:
+        """Users with at least one interaction."""
         return {int(u) for u in np.unique(self._uid)}
 
     @property
     def num_active_users(self) -> int:
+        """Number of users with at least one interaction."""
         return int(np.unique(self._uid).shape[0])
 
     @property
     def active_items(self) -> set[int]:
+        """Items with at least one interaction."""
         return {int(i) for i in np.unique(self._iid)}
 
     @property
     def num_active_items(self) -> int:
+        """Number of items with at least one interaction."""
         return int(np.unique(self._iid).shape[0])
 
     @property
     def timestamps(self) -> pd.Series:
-        """Timestamp of each interaction, indexed by a ``(uid, iid)`` MultiIndex."""
-        self._require_timestamps("timestamps")
+        """Timestamp of each interaction in row order, indexed by a ``(uid, iid)`` MultiIndex.
+
+        Raises AttributeError when the matrix has no timestamps.
+        """
+        self._require_timestamps()
         index = pd.MultiIndex.from_arrays(
             [np.asarray(self._uid), np.asarray(self._iid)], names=[self.USER_IX, self.ITEM_IX]
         )
-        return pd.Series(np.asarray(self._ts), index=index, name=self.TIMESTAMP_IX)
+        return pd.Series(np.array(self._ts), index=index, name=self.TIMESTAMP_IX)
+
+    def get_timestamp(self, interaction_id: int) -> Any:
+        """Timestamp of the interaction with this id.
+
+        Raises AttributeError without timestamps and KeyError for an unknown id.
+        """
+        self._require_timestamps()
+        hit = np.flatnonzero(self._ids == interaction_id)
+        if hit.size == 0:
+            raise KeyError(f"Interaction ID {interaction_id} not present in data")
+        return self._ts[hit[0]]
+
+    @property
+    def last_timestamps_matrix(self) -> sp.csr_matrix:
+        """csr matrix holding, per (user, item), the latest timestamp of their interactions.
+
+        Raises AttributeError when the matrix has no timestamps.
+        """
+        self._require_timestamps()
+        key = self._uid * self._shape[1] + self._iid
+        cells, inverse = np.unique(key, return_inverse=True)
+        latest = np.full(cells.shape[0], np.min(self._ts) if self._ts.size else 0, self._ts.dtype)
+        np.maximum.at(latest, inverse.reshape(-1), self._ts)
+        rows, cols = np.divmod(cells, self._shape[1]) if cells.size else (cells, cells)
+        return sp.csr_matrix((latest, (rows, cols)), shape=self._shape)
+
+    def eliminate_timestamps(self, inplace: bool = False) -> InteractionMatrix | None:
+        """The matrix without timestamps (``inplace``: drop them here and return None)."""
+        target = self if inplace else self.copy()
+        target._assign(target._uid, target._iid, None, target._ids)
+        return None if inplace else target
 
     @property
     def interaction_ids(self) -> np.ndarray:
@@ -624,42 +809,135 @@ class InteractionMatrix:
     # -- derived matrices ------------------------------------------------------------------------
 
     def copy(self) -> InteractionMatrix:
-        """A new matrix with the same content (arrays are immutable, so they are shared)."""
+        """An independent matrix with the same content.
+
+        The interaction arrays are read-only and every change (also ``inplace``) replaces
+        them, so the copy shares them safely.
+        """
         return self._take(slice(None))
 
-    def users_in(self, users: Any, inplace: bool = False) -> InteractionMatrix:
-        """Interactions of the given users only (same shape)."""
-        _no_inplace(inplace)
-        return self._take(np.isin(self._uid, _as_index_array(users, "users")))
+    def union(self, im: Any) -> InteractionMatrix:
+        """The interactions of this matrix followed by those of ``im``, ids numbered afresh.
 
-    def items_in(self, items: Any, inplace: bool = False) -> InteractionMatrix:
-        """Interactions with the given items only (same shape)."""
-        _no_inplace(inplace)
-        return self._take(np.isin(self._iid, _as_index_array(items, "items")))
+        Both must have the same shape and both or neither have timestamps (ValueError
+        otherwise); vocabularies, when both have one, must be the same. ``im`` may be any
+        object with an InteractionMatrix's public surface.
+        """
+        other = as_interaction_matrix(im, "im")
+        if self.has_timestamps != other.has_timestamps:
+            which = "this" if self.has_timestamps else "the other"
+            raise ValueError(
+                "both matrices must have timestamps, or neither; only "
+                f"{which} InteractionMatrix has timestamps"
+            )
+        if self.shape != other.shape:
+            raise ValueError(
+                f"shapes don't match: this InteractionMatrix has shape {self.shape}, "
+                f"the other {other.shape}"
+            )
+        vocabularies = []
+        for name in ("item_vocabulary", "user_vocabulary"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine is not theirs:
+                if not np.array_equal(mine.ids, theirs.ids):
+                    kind = name.split("_")[0]
+                    raise ValueError(
+                        f"the two matrices number their {kind}s differently "
+                        f"(different {kind} vocabularies)"
+                    )
+            vocabularies.append(mine if mine is not None else theirs)
+        ts = None if self._ts is None else np.concatenate([self._ts, other._ts])
+        n = self.num_interactions + other.num_interactions
+        return type(self)._from_arrays(
+            np.concatenate([self._uid, other._uid]),
+            np.concatenate([self._iid, other._iid]),
+            ts,
+            np.arange(n, dtype=np.int64),
+            self._shape,
+            *vocabularies,
+        )
 
-    def timestamps_lt(self, timestamp: float, inplace: bool = False) -> InteractionMatrix:
-        """Interactions with timestamp < ``timestamp``."""
-        _no_inplace(inplace)
-        self._require_timestamps("timestamps_lt")
-        return self._take(self._ts < timestamp)
+    def __add__(self, other: Any) -> InteractionMatrix:
+        return self.union(other)
 
-    def timestamps_lte(self, timestamp: float, inplace: bool = False) -> InteractionMatrix:
-        """Interactions with timestamp <= ``timestamp``."""
-        _no_inplace(inplace)
-        self._require_timestamps("timestamps_lte")
-        return self._take(self._ts <= timestamp)
+    def users_in(self, U: Any, inplace: bool = False) -> InteractionMatrix | None:
+        """Interactions of the users in ``U`` (a set or list of user indices) only."""
+        return self._select(np.isin(self._uid, _as_index_array(U, "U")), inplace)
 
-    def timestamps_gt(self, timestamp: float, inplace: bool = False) -> InteractionMatrix:
-        """Interactions with timestamp > ``timestamp``."""
-        _no_inplace(inplace)
-        self._require_timestamps("timestamps_gt")
-        return self._take(self._ts > timestamp)
+    def items_in(self, I: Any, inplace: bool = False) -> InteractionMatrix | None:  # noqa: E741
+        """Interactions with the items in ``I`` (a set or list of item indices) only."""
+        return self._select(np.isin(self._iid, _as_index_array(I, "I")), inplace)
 
-    def timestamps_gte(self, timestamp: float, inplace: bool = False) -> InteractionMatrix:
-        """Interactions with timestamp >= ``timestamp``."""
-        _no_inplace(inplace)
-        self._require_timestamps("timestamps_gte")
-        return self._take(self._ts >= timestamp)
+    def interactions_in(
+        self, interaction_ids: Any, inplace: bool = False
+    ) -> InteractionMatrix | None:
+        """The interactions with these ids only.
+
+        Warns (UserWarning) about ids not in the matrix, and when ``interaction_ids`` is empty.
+        """
+        ids = _as_index_array(interaction_ids, "interaction_ids")
+        unknown = np.setdiff1d(ids, self._ids)
+        if unknown.size:
+            warnings.warn(
+                f"IDs {set(unknown.tolist())} not present in data", UserWarning, stacklevel=2
+            )
+        if ids.size == 0:
+            warnings.warn(
+                "No interaction IDs given, returning empty InteractionMatrix.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self._select(np.isin(self._ids, ids), inplace)
+
+    def indices_in(self, u_i_lists: Any, inplace: bool = False) -> InteractionMatrix | None:
+        """The interactions of the given (user, item) pairs, pair by pair.
+
+        ``u_i_lists`` is ``(users, items)``, two sequences of equal length. As in recpack, the
+        result lists the interactions of the first pair (in row order), then of the second,
+        and so on, so a pair given twice gives its interactions twice. A pair without
+        interactions is a KeyError.
+        """
+        try:
+            users, items = u_i_lists
+        except (TypeError, ValueError):
+            raise ValueError("u_i_lists must be a pair (users, items)") from None
+        users = _as_index_array(users, "u_i_lists[0]")
+        items = _as_index_array(items, "u_i_lists[1]")
+        if users.shape != items.shape:
+            raise ValueError(
+                f"u_i_lists: {users.size} users but {items.size} items; both lists need one "
+                "entry per pair"
+            )
+        n_items = max(self._shape[1], int(items.max()) + 1 if items.size else 0)
+        key = self._uid * n_items + self._iid
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        wanted = users * n_items + items
+        lo = np.searchsorted(sorted_key, wanted, side="left")
+        hi = np.searchsorted(sorted_key, wanted, side="right")
+        counts = hi - lo
+        if np.any(counts == 0):
+            missing = np.column_stack([users, items])[counts == 0][:10].tolist()
+            raise KeyError(f"(user, item) pairs without interactions: {missing}")
+        start = np.repeat(lo - np.cumsum(counts) + counts, counts)
+        rows = order[start + np.arange(int(counts.sum()))]
+        return self._select(rows, inplace)
+
+    def timestamps_lt(self, timestamp: float, inplace: bool = False) -> InteractionMatrix | None:
+        """Interactions with timestamp < ``timestamp`` (KeyError without timestamps)."""
+        return self._select(self._timestamps_for("timestamps_lt") < timestamp, inplace)
+
+    def timestamps_lte(self, timestamp: float, inplace: bool = False) -> InteractionMatrix | None:
+        """Interactions with timestamp <= ``timestamp`` (KeyError without timestamps)."""
+        return self._select(self._timestamps_for("timestamps_lte") <= timestamp, inplace)
+
+    def timestamps_gt(self, timestamp: float, inplace: bool = False) -> InteractionMatrix | None:
+        """Interactions with timestamp > ``timestamp`` (KeyError without timestamps)."""
+        return self._select(self._timestamps_for("timestamps_gt") > timestamp, inplace)
+
+    def timestamps_gte(self, timestamp: float, inplace: bool = False) -> InteractionMatrix | None:
+        """Interactions with timestamp >= ``timestamp`` (KeyError without timestamps)."""
+        return self._select(self._timestamps_for("timestamps_gte") >= timestamp, inplace)
 
     def __getitem__(self, key: Any) -> InteractionMatrix:
         """Row selection (users), as sklearn's splitters index ``X[rows]`` / ``X[rows, ...]``.
@@ -701,33 +979,111 @@ class InteractionMatrix:
         """Row positions in :meth:`session_arrays` order."""
         return self._sessions()[1]
 
+    @property
+    def binary_item_history(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(user, items)`` per active user, users ascending; each item once, in the order
+        of its first interaction (row order)."""
+        if self._uid.size == 0:
+            return iter(())
+        key = self._uid * self._shape[1] + self._iid
+        _, first = np.unique(key, return_index=True)
+        first.sort()
+        return _grouped(self._uid[first], self._iid[first])
+
+    @property
+    def interaction_history(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(user, interaction ids)`` per active user, users ascending, ids in row order."""
+        return _grouped(self._uid, self._ids)
+
+    @property
     def sorted_item_history(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(user, items)`` per active user, users ascending, items in time order.
+        """``(user, items)`` per active user, users ascending, items by timestamp.
 
-        Equal timestamps keep the row order (stable); without timestamps the row order is used.
+        Interactions with equal timestamps keep their row order. Raises AttributeError when
+        the matrix has no timestamps.
         """
+        self._require_timestamps()
         s = self.session_arrays()
-        o = s.offsets
-        for k in range(s.n_sessions):
-            yield int(s.users[k]), s.items[o[k] : o[k + 1]]
+        return _split(s.users, s.items, s.offsets)
 
+    @property
     def sorted_interaction_history(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(user, interaction ids)`` per active user, in the order of
-        :meth:`sorted_item_history`."""
+        """``(user, interaction ids)`` per active user, in :attr:`sorted_item_history` order.
+
+        Raises AttributeError when the matrix has no timestamps.
+        """
+        self._require_timestamps()
         s, order = self._sessions()
-        ids = self._ids[order]
-        o = s.offsets
-        for k in range(s.n_sessions):
-            yield int(s.users[k]), ids[o[k] : o[k + 1]]
+        return _split(s.users, self._ids[order], s.offsets)
 
-    def _require_timestamps(self, what: str) -> None:
+    def _require_timestamps(self) -> None:
         if self._ts is None:
-            raise ValueError(f"{what} needs timestamps, and this matrix has none")
+            raise AttributeError("this InteractionMatrix has no timestamps")
+
+    def _timestamps_for(self, what: str) -> np.ndarray:
+        if self._ts is None:
+            raise KeyError(f"{what} needs timestamps, and this InteractionMatrix has none")
+        return self._ts
 
 
-def _no_inplace(inplace: bool) -> None:
-    if inplace:
-        raise NotImplementedError("InteractionMatrix is immutable: use inplace=False")
+def _grouped(keys: np.ndarray, values: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(key, values of that key in their order)`` per distinct key, keys ascending."""
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
+    offsets = np.r_[starts, keys.size]
+    return _split(keys[starts], values, offsets)
+
+
+def _split(
+    keys: np.ndarray, values: np.ndarray, offsets: np.ndarray
+) -> Iterator[tuple[int, np.ndarray]]:
+    for k in range(keys.shape[0]):
+        yield int(keys[k]), values[offsets[k] : offsets[k + 1]]
+
+
+def _write_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+_YAML_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _read_properties(text: str, filename: str) -> dict[str, Any]:
+    """The ``key: value`` lines of a properties file (the flat yaml that recpack writes)."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line == "---":
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"{filename}: cannot read the line {line!r} (want 'key: value')")
+        key, value = key.strip(), value.strip()
+        if key == "has_timestamps":
+            if value.lower() not in _YAML_BOOLS:
+                raise ValueError(f"{filename}: has_timestamps must be true or false, got {value!r}")
+            out[key] = _YAML_BOOLS[value.lower()]
+        elif key in ("num_users", "num_items"):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{filename}: {key} must be an integer, got {value!r}") from None
+        else:
+            raise ValueError(f"{filename}: unknown property {key!r}")
+    missing = {"has_timestamps", "num_users", "num_items"} - set(out)
+    if missing:
+        raise ValueError(f"{filename} lacks {sorted(missing)}")
+    return out
 
 
 def _as_index_array(values: Any, arg: str) -> np.ndarray:
@@ -738,7 +1094,7 @@ def _as_index_array(values: Any, arg: str) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{arg} must be integer indices, got dtype {arr.dtype}")
-    return arr.ravel()
+    return arr.ravel().astype(np.int64, copy=False)
 
 
 def _check_shape(shape: Any, uid: np.ndarray, iid: np.ndarray) -> tuple[int, int]:
@@ -757,3 +1113,153 @@ def _check_shape(shape: Any, uid: np.ndarray, iid: np.ndarray) -> tuple[int, int
             "(max user index + 1, max item index + 1)"
         )
     return int(n_users), int(n_items)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversions (recpack's matrix utilities) and objects with the same public surface
+# --------------------------------------------------------------------------------------------
+
+
+class UnsupportedTypeError(Exception):
+    """Raised by :func:`to_csr_matrix` for an object that is not a supported matrix type.
+
+    Parameters
+    ----------
+    X : object
+        The object received.
+    """
+
+    def __init__(self, X: Any):
+        super().__init__(
+            "supported matrix types are InteractionMatrix and csr_matrix; "
+            f"received {type(X).__name__}"
+        )
+
+
+def to_binary(X: sp.csr_matrix) -> sp.csr_matrix:
+    """``X`` with every nonzero value set to 1, in ``X``'s dtype."""
+    return X.astype(bool).astype(X.dtype)
+
+
+def to_csr_matrix(X: Any, binary: bool = False) -> Any:
+    """A csr matrix from an :class:`InteractionMatrix` (its :attr:`~InteractionMatrix.values`)
+    or a ``csr_matrix`` (itself); a tuple or list of them gives a tuple or list.
+
+    Parameters
+    ----------
+    X : InteractionMatrix, scipy.sparse.csr_matrix, or a tuple or list of them
+        Objects with an InteractionMatrix's public surface count as InteractionMatrix.
+    binary : bool, default False
+        Set every nonzero value to 1.
+
+    Raises
+    ------
+    UnsupportedTypeError
+        For any other type (a dense array, another sparse format, ...).
+    """
+    if isinstance(X, tuple | list):
+        return type(X)(to_csr_matrix(x, binary=binary) for x in X)
+    if isinstance(X, sp.csr_matrix):
+        out = X
+    elif isinstance(X, InteractionMatrix) or is_interaction_matrix_like(X):
+        out = X.values
+    else:
+        raise UnsupportedTypeError(X)
+    return to_binary(out) if binary else out
+
+
+# The public members whose presence makes an object count as an InteractionMatrix: those the
+# conversion reads, and the sorted history that marks an interaction log (not any sparse array).
+_SURFACE = ("shape", "values", "has_timestamps", "timestamps", "sorted_item_history")
+
+
+def is_interaction_matrix_like(obj: Any) -> bool:
+    """Whether ``obj`` has an InteractionMatrix's public surface (recpack's, for instance).
+
+    Looks the members up without running them (a ``timestamps`` property raises on a matrix
+    without timestamps, and ``values`` may be costly).
+    """
+    if isinstance(obj, InteractionMatrix):
+        return True
+    if isinstance(obj, type) or sp.issparse(obj) or isinstance(obj, pd.DataFrame):
+        return False
+    for name in _SURFACE:
+        try:
+            inspect.getattr_static(obj, name)
+        except AttributeError:
+            return False
+    return True
+
+
+def as_interaction_matrix(obj: Any, what: str = "X") -> InteractionMatrix:
+    """``obj`` as an :class:`InteractionMatrix` of this package.
+
+    An InteractionMatrix comes back unchanged. An object with an InteractionMatrix's public
+    surface (recpack's ``InteractionMatrix``, for instance) is converted through that
+    surface only: its ``timestamps`` series (user, item and timestamp of each interaction, in
+    its row order) when it has timestamps, else its ``values`` counts. The result has the
+    same shape; its interactions are numbered ``0 .. n - 1`` in the object's row order.
+
+    Parameters
+    ----------
+    obj : object
+        The matrix.
+    what : str, default "X"
+        The name used for ``obj`` in error messages.
+
+    Raises
+    ------
+    TypeError
+        For anything else, a scipy sparse matrix included (it has no timestamps, so it
+        cannot give the order of the events), with a message saying what to pass.
+    """
+    if isinstance(obj, InteractionMatrix):
+        return obj
+    if is_interaction_matrix_like(obj):
+        return _convert_matrix_like(obj, what)
+    if sp.issparse(obj):
+        raise TypeError(
+            f"{what} is a scipy sparse matrix ({type(obj).__name__}), which has no timestamps "
+            "and so no order of events; pass an InteractionMatrix with timestamps, "
+            "e.g. InteractionMatrix(df, item_ix, user_ix, timestamp_ix=...) or "
+            "InteractionMatrix.from_events(df), or a DataFrame of events "
+            "(InteractionMatrix.from_csr_matrix(X) converts counts without timestamps)"
+        )
+    raise TypeError(
+        f"{what} must be an InteractionMatrix (this package's, or an object with its public "
+        "surface such as recpack's) or a DataFrame of events; got "
+        f"{type(obj).__module__}.{type(obj).__name__}"
+    )
+
+
+def _convert_matrix_like(obj: Any, what: str) -> InteractionMatrix:
+    shape = obj.shape
+    try:
+        n_users, n_items = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}.shape must be a pair (n_users, n_items), got {shape!r}") from None
+    if not obj.has_timestamps:
+        counts = obj.values
+        if not sp.issparse(counts) or counts.shape != (n_users, n_items):
+            raise TypeError(f"{what}.values must be a sparse matrix of shape {(n_users, n_items)}")
+        return InteractionMatrix.from_csr_matrix(counts)
+    series = obj.timestamps
+    if not isinstance(series, pd.Series) or series.index.nlevels != 2:
+        raise TypeError(
+            f"{what}.timestamps must be a pandas Series indexed by (user, item); "
+            f"got {type(series).__name__}"
+        )
+    uid = _index_column(
+        pd.Series(series.index.get_level_values(0)), "user level", f"{what}.timestamps"
+    )
+    iid = _index_column(
+        pd.Series(series.index.get_level_values(1)), "item level", f"{what}.timestamps"
+    )
+    ts = _timestamp_column(series.reset_index(drop=True), f"{what}.timestamps")
+    if uid.size and (uid.max() >= n_users or iid.max() >= n_items):
+        raise ValueError(
+            f"{what}: user or item indices beyond its shape {(n_users, n_items)} "
+            f"(max {int(uid.max())}, {int(iid.max())})"
+        )
+    ids = np.arange(uid.shape[0], dtype=np.int64)
+    return InteractionMatrix._from_arrays(uid, iid, ts, ids, (n_users, n_items))

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["NegativeSampler", "Schedule", "session_parallel_schedule"]
+__all__ = [
+    "SESSION_ORDERS",
+    "NegativeSampler",
+    "Schedule",
+    "session_order",
+    "session_parallel_schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,37 @@ class Schedule:
     @property
     def batch_sizes(self) -> np.ndarray:
         return np.diff(self.step_offsets)
+
+
+SESSION_ORDERS = ("time", "random")
+
+
+def session_order(
+    start_times: np.ndarray, rng: np.random.Generator, mode: str = "time"
+) -> np.ndarray:
+    """The order in which training visits the sessions.
+
+    ``mode='time'`` sorts the sessions by start time, as the reference does; sessions
+    that start at the same time come in an order drawn from ``rng``, never in id or
+    row order. In session-parallel training the sessions near the end of an epoch
+    leave the strongest mark, so an order that follows how ids were numbered (often
+    grouped by user segment, by first item, by import batch) would bias the model.
+    ``mode='random'`` ignores the times: a uniformly random permutation.
+
+    Parameters
+    ----------
+    start_times : np.ndarray, shape (n_sessions,)
+        Start time of every session.
+    rng : numpy.random.Generator
+        Source of the draw (the estimator's seeded generator).
+    mode : {'time', 'random'}
+    """
+    if mode not in SESSION_ORDERS:
+        raise ValueError(f"session order must be one of {SESSION_ORDERS}; got {mode!r}")
+    perm = rng.permutation(len(start_times))
+    if mode == "random":
+        return perm
+    return perm[np.argsort(np.asarray(start_times)[perm], kind="stable")]
 
 
 def _assign_slots(counts: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

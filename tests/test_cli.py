@@ -32,6 +32,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     paths = {"root": root, "train": root / "train.csv", "test": root / "test.csv"}
     train.to_csv(paths["train"], index=False)
     test.to_csv(paths["test"], index=False)
+    (root / "models").mkdir()
     paths["model"] = root / "models" / "model.trch"
     args = ["train", str(paths["train"]), "--model", str(paths["model"]), *SMALL]
     assert main([*args, "--num-negatives", "16", "--constrained-embedding", "--quiet"]) == 0
@@ -62,6 +63,8 @@ def test_every_constructor_parameter_is_an_option():
         for name in cls().get_params():
             if name in ("session_col", "item_col", "time_col"):  # the input column options
                 assert name in dests, name
+            elif name == "num_threads":  # --threads, as in evaluate and recommend
+                assert "threads" in dests
             else:
                 assert f"param_{name}" in dests, name
 
@@ -183,3 +186,132 @@ def test_python_dash_m_exit_status_and_message(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("gru4rec: error:")
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def test_recommend_into_a_closed_pipe_stops_quietly(files, tmp_path):
+    # As in `gru4rec recommend ... | head`: the reader is gone before the output is written.
+    cmd = [sys.executable, "-m", "gru4rec", "recommend", str(files["test"]), "--model"]
+    proc = subprocess.Popen(
+        [*cmd, str(files["model"]), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "error" not in err
+
+
+def test_ctrl_c_during_train_saves_the_last_epoch_and_exits_130(files, tmp_path):
+    import signal
+    import threading
+
+    model = tmp_path / "m.trch"
+    cmd = [sys.executable, "-m", "gru4rec", "train", str(files["train"]), "--model", str(model)]
+    cmd += ["--hidden-size", "8", "--batch-size", "16", "--max-epochs", "100000", "--verbose"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
+    seen = bytearray()
+    first_epoch = threading.Event()
+
+    def read():
+        while chunk := proc.stderr.read1(4096):
+            seen.extend(chunk)
+            if b"| 2/100000" in seen:  # an epoch completed (the bar's count is past 1)
+                first_epoch.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert first_epoch.wait(timeout=120), seen.decode(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+    assert b"interrupted: saved the model" in seen, seen.decode(errors="replace")
+    est = GRU4RecNegSampling().load(model)
+    assert len(est.history_) >= 2
+
+
+def test_model_in_a_missing_directory_is_an_error_before_reading(files, capsys, tmp_path):
+    argv = ["train", str(tmp_path / "absent.csv"), "--model", str(tmp_path / "no" / "m.trch")]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert "does not exist" in line and "--model" in line
+    assert not (tmp_path / "no").exists()
+
+
+def test_bad_parameter_is_rejected_before_the_data_is_read(tmp_path, capsys):
+    argv = ["train", str(tmp_path / "absent.csv"), "--model", str(tmp_path / "m.trch")]
+    assert main([*argv, "--learning-rate", "-1"]) == 2
+    assert "--learning-rate" in _one_line_error(capsys)
+
+
+def test_quiet_wins_over_verbose(files, tmp_path, capsys):
+    model = tmp_path / "m.trch"
+    args = ["train", str(files["train"]), "--model", str(model), *SMALL]
+    assert main([*args, "--verbose", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert GRU4RecNegSampling().load(model).verbose is False
+
+
+def test_threads_option_reaches_the_estimator(files, tmp_path):
+    model = tmp_path / "m.trch"
+    args = ["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]
+    assert GRU4RecNegSampling().num_threads == 1  # the same default as --threads
+    assert main([*args, "--threads", "none"]) == 0
+    assert GRU4RecNegSampling().load(model).num_threads is None
+
+
+def test_recommend_exclude_seen(files, tmp_path):
+    out = tmp_path / "recs.csv"
+    args = ["recommend", str(files["test"]), "--model", str(files["model"]), "-k", "5"]
+    assert main([*args, "--out", str(out), "--quiet", "--exclude-seen"]) == 0
+    recs = pd.read_csv(out)
+    seen = pd.read_csv(files["test"])[["session_id", "item_id"]].drop_duplicates()
+    both = recs.merge(seen, on=["session_id", "item_id"])
+    assert len(both) == 0 and len(recs) == 5 * seen["session_id"].nunique()
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "recommend", "demo"])
+def test_help_says_each_default_once_and_never_none(command):
+    parser = _subparsers()[command]
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help text"
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        text = formatter._expand_help(action) if action.help else ""
+        assert "(default: None)" not in text, text
+        assert text.count("default") <= (0 if action.required else 1), text
+
+
+def test_demo_takes_trains_option_names():
+    parsers = _subparsers()
+    names = {s for a in parsers["train"]._actions for s in a.option_strings}
+    demo = {s for a in parsers["demo"]._actions for s in a.option_strings}
+    only_demo = demo - names
+    assert only_demo == {"--sessions", "--items", "--test-share"}, only_demo
+    assert {"--loss-fn", "--num-negatives", "--max-epochs", "--sep", "--quiet"} <= demo
+
+
+def test_demo_runs_with_trains_options(capsys):
+    argv = ["demo", "--sessions", "500", "--items", "100", "--max-epochs", "1"]
+    assert main([*argv, "--hidden-size", "8", "--num-negatives", "16", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "GRU4Rec" in out and "popularity" in out

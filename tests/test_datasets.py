@@ -301,11 +301,11 @@ def test_last_item_split_reconstructs_sessions(df):
     assert vin.item_vocabulary is X.item_vocabulary
     ids_in, ids_out = set(vin.interaction_ids.tolist()), set(vout.interaction_ids.tolist())
     assert not ids_in & ids_out
-    full = dict(X.sorted_item_history())
+    full = dict(X.sorted_item_history)
     long_users = {u for u, h in full.items() if len(h) >= 2}
     assert vout.active_users == long_users and vout.num_interactions == len(long_users)
     assert vin.active_users == long_users
-    hist_in, hist_out = dict(vin.sorted_item_history()), dict(vout.sorted_item_history())
+    hist_in, hist_out = dict(vin.sorted_item_history), dict(vout.sorted_item_history)
     for u in long_users:
         assert list(hist_in[u]) + list(hist_out[u]) == list(full[u])
     assert len(ids_in) + len(ids_out) + n_short == X.num_interactions

@@ -233,7 +233,7 @@ def test_predict_errors(fitted, split):
     wrong = InteractionMatrix.from_events(make_synthetic_sessions(5, 7, seed=1))
     with pytest.raises(ValueError, match="items"):
         fitted.predict(wrong)
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="X must be an InteractionMatrix"):
         fitted.predict(np.zeros((3, 3)))
 
 
@@ -448,8 +448,8 @@ def test_x_without_timestamps_raises_clear_error(split, fitted):
     assert not no_ts.has_timestamps
     with pytest.raises(ValueError, match="timestamp"):
         small().fit(no_ts)
-    with pytest.raises(ValueError, match="timestamp"):
-        small().fit(X.values)  # a raw sparse matrix has no timestamps either
+    with pytest.raises(TypeError, match="InteractionMatrix with timestamps"):
+        small().fit(X.values)  # a raw sparse matrix has no timestamps: say what to pass
     with pytest.raises(ValueError, match="timestamp"):
         fitted.predict(no_ts)
     with pytest.raises(ValueError, match="timestamp"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from collections import Counter
 
@@ -13,7 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import KFold
 
-from gru4rec.matrix import InteractionMatrix, SessionArrays, Vocabulary, _stable_order
+from gru4rec.matrix import (
+    InteractionMatrix,
+    SessionArrays,
+    UnsupportedTypeError,
+    Vocabulary,
+    _stable_order,
+    as_interaction_matrix,
+    is_interaction_matrix_like,
+    to_binary,
+    to_csr_matrix,
+)
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -67,8 +78,8 @@ def test_sorted_histories_are_time_ordered_and_stable(df):
     X = make(df)
     ref = reference_history(df)
     items = df["item"].to_numpy()
-    got_items = [(u, list(h)) for u, h in X.sorted_item_history()]
-    got_ids = [(u, list(h)) for u, h in X.sorted_interaction_history()]
+    got_items = [(u, list(h)) for u, h in X.sorted_item_history]
+    got_ids = [(u, list(h)) for u, h in X.sorted_interaction_history]
     assert got_ids == [(u, rows) for u, rows in ref.items()]
     assert got_items == [(u, [int(items[p]) for p in rows]) for u, rows in ref.items()]
 
@@ -78,15 +89,17 @@ def test_sorted_histories_are_time_ordered_and_stable(df):
 def test_history_without_timestamps_keeps_row_order(df):
     X = make(df)
     assert not X.has_timestamps
-    assert [(u, list(h)) for u, h in X.sorted_interaction_history()] == list(
-        reference_history(df).items()
-    )
+    assert [(u, list(h)) for u, h in X.interaction_history] == list(reference_history(df).items())
+    # the sorted histories need timestamps (AttributeError, as in recpack)
+    for name in ("sorted_item_history", "sorted_interaction_history"):
+        with pytest.raises(AttributeError, match="timestamps"):
+            getattr(X, name)
 
 
 def test_equal_timestamps_keep_input_order_explicit():
     df = pd.DataFrame({"user": [0, 0, 0, 0], "item": [3, 1, 2, 0], "ts": [5, 5, 1, 5]})
     X = make(df)
-    assert [list(h) for _, h in X.sorted_item_history()] == [[2, 3, 1, 0]]
+    assert [list(h) for _, h in X.sorted_item_history] == [[2, 3, 1, 0]]
 
 
 # --- counts -------------------------------------------------------------------------------------
@@ -123,7 +136,7 @@ def test_session_arrays_match_history(df):
     X = make(df)
     s = X.session_arrays()
     assert isinstance(s, SessionArrays)
-    hist = list(X.sorted_item_history())
+    hist = list(X.sorted_item_history)
     assert s.users.tolist() == [u for u, _ in hist]
     assert np.all(np.diff(s.users) > 0)
     assert s.offsets[0] == 0 and s.offsets[-1] == len(df) == s.n_events
@@ -221,7 +234,7 @@ def test_raw_ids_round_trip(users, items, data):
     np.testing.assert_array_equal(voc.index_of(voc.ids), np.arange(len(voc)))
     assert list(voc.to_raw(voc.index_of(i))) == i
     # histories in raw ids equal the events of each session ordered by time (stable)
-    for uix, hist in X.sorted_item_history():
+    for uix, hist in X.sorted_item_history:
         raw_u = X.user_vocabulary.to_raw([uix])[0]
         expect = df[df["session_id"] == raw_u].sort_values("timestamp", kind="stable")
         assert list(voc.to_raw(hist)) == expect["item_id"].tolist()
@@ -258,7 +271,7 @@ def test_from_events_with_training_vocabulary_drops_unknown_items():
         Xte = InteractionMatrix.from_events(test, item_vocabulary=Xtr.item_vocabulary)
     assert Xte.shape == (2, 3)
     assert Xte.item_vocabulary is Xtr.item_vocabulary
-    hist = list(Xte.sorted_item_history())
+    hist = list(Xte.sorted_item_history)
     assert len(hist) == 1
     assert list(Xte.item_vocabulary.to_raw(hist[0][1])) == ["c", "a"]
     # interaction ids point at the rows of the input frame
@@ -320,21 +333,22 @@ def test_timestamps_series_and_missing_timestamps():
     s = make(df).timestamps
     assert s.index.names == ["uid", "iid"] and s.loc[(1, 0)] == 20
     X = make(df[["user", "item"]])
+    # recpack: AttributeError from the timestamp accessors, KeyError from the filters
     for call in (
         lambda: X.timestamps,
+        lambda: X.last_timestamps_matrix,
+        lambda: X.get_timestamp(0),
+    ):
+        with pytest.raises(AttributeError, match="timestamps"):
+            call()
+    for call in (
         lambda: X.timestamps_lt(3),
         lambda: X.timestamps_gte(3),
         lambda: X.timestamps_gt(3),
         lambda: X.timestamps_lte(3),
     ):
-        with pytest.raises(ValueError, match="timestamps"):
+        with pytest.raises(KeyError, match="timestamps"):
             call()
-
-
-def test_inplace_is_refused():
-    X = make(pd.DataFrame({"user": [0], "item": [0], "ts": [0]}))
-    with pytest.raises(NotImplementedError):
-        X.users_in([0], inplace=True)
 
 
 def test_derived_matrices_keep_vocabularies():
@@ -478,3 +492,402 @@ def test_from_events_bad_input(data, kwargs, match):
 def test_not_a_dataframe():
     with pytest.raises(ValueError, match="df"):
         InteractionMatrix({"user": [0], "item": [0]}, "item", "user")
+
+
+# --- recpack 0.3.6's InteractionMatrix surface ------------------------------------------------
+# Written from recpack's documentation and observed behaviour: same names, same kind (property
+# or method), same return types and exceptions.
+
+SMALL_EVENTS = {"user": [2, 0, 0, 2, 0, 1], "item": [1, 3, 1, 1, 0, 2], "ts": [5, 3, 3, 1, 9, 4]}
+
+PROPERTIES = [
+    "shape",
+    "properties",
+    "values",
+    "binary_values",
+    "has_timestamps",
+    "timestamps",
+    "last_timestamps_matrix",
+    "indices",
+    "binary_item_history",
+    "interaction_history",
+    "sorted_interaction_history",
+    "sorted_item_history",
+    "active_users",
+    "num_active_users",
+    "active_items",
+    "num_active_items",
+    "num_interactions",
+    "density",
+]
+METHODS = [
+    "copy",
+    "union",
+    "__add__",
+    "save",
+    "get_timestamp",
+    "eliminate_timestamps",
+    "nonzero",
+    "timestamps_gt",
+    "timestamps_lt",
+    "timestamps_gte",
+    "timestamps_lte",
+    "users_in",
+    "items_in",
+    "interactions_in",
+    "indices_in",
+]
+
+
+def small() -> InteractionMatrix:
+    return make(pd.DataFrame(SMALL_EVENTS))
+
+
+def rows(m: InteractionMatrix) -> list[tuple[int, ...]]:
+    """(interaction id, user, item[, ts]) per row, in row order."""
+    df = m.to_dataframe()
+    cols = ["interactionid", "uid", "iid"] + (["ts"] if m.has_timestamps else [])
+    return [tuple(int(v) for v in r) for r in df[cols].to_numpy()]
+
+
+def test_surface_kinds_and_constants():
+    for name in PROPERTIES:
+        assert isinstance(inspect.getattr_static(InteractionMatrix, name), property), name
+    for name in METHODS:
+        assert inspect.isfunction(inspect.getattr_static(InteractionMatrix, name)), name
+    assert isinstance(inspect.getattr_static(InteractionMatrix, "load"), classmethod)
+    assert isinstance(inspect.getattr_static(InteractionMatrix, "from_csr_matrix"), classmethod)
+    assert (InteractionMatrix.USER_IX, InteractionMatrix.ITEM_IX) == ("uid", "iid")
+    assert InteractionMatrix.TIMESTAMP_IX == "ts"
+    assert InteractionMatrix.INTERACTION_IX == "interactionid"
+
+
+def test_properties_values_and_counts():
+    X = small()
+    props = X.properties
+    assert isinstance(props, InteractionMatrix.InteractionMatrixProperties)
+    assert props.to_dict() == {"num_users": 3, "num_items": 4, "has_timestamps": True}
+    V = X.values
+    assert isinstance(V, sp.csr_matrix) and V.dtype == np.int32
+    assert V.toarray().tolist() == [[1, 1, 0, 1], [0, 0, 1, 0], [0, 2, 0, 0]]
+    B = X.binary_values
+    assert isinstance(B, sp.csr_matrix) and B.dtype == np.int32
+    assert B.toarray().tolist() == [[1, 1, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]]
+    assert X.density == pytest.approx(5 / 12)
+    assert X.num_interactions == 6 and X.num_active_users == 3 and X.num_active_items == 4
+    users, items = X.indices
+    assert list(zip(users.tolist(), items.tolist(), strict=True)) == [
+        (0, 0),
+        (0, 1),
+        (0, 3),
+        (1, 2),
+        (2, 1),
+    ]
+
+
+def test_timestamp_accessors():
+    X = small()
+    s = X.timestamps
+    assert isinstance(s, pd.Series) and s.name == "ts" and s.index.names == ["uid", "iid"]
+    # one entry per interaction, in row order
+    assert list(s.items()) == [
+        ((2, 1), 5),
+        ((0, 3), 3),
+        ((0, 1), 3),
+        ((2, 1), 1),
+        ((0, 0), 9),
+        ((1, 2), 4),
+    ]
+    assert X.get_timestamp(4) == 9
+    with pytest.raises(KeyError):
+        X.get_timestamp(99)
+    last = X.last_timestamps_matrix
+    assert isinstance(last, sp.csr_matrix)
+    assert last.toarray().tolist() == [[9, 3, 0, 3], [0, 0, 4, 0], [0, 5, 0, 0]]
+    # filters keep ids, so get_timestamp still finds the kept interactions by id
+    assert X.timestamps_gt(4).get_timestamp(4) == 9
+
+
+def test_eliminate_timestamps():
+    X = small()
+    Y = X.eliminate_timestamps()
+    assert not Y.has_timestamps and X.has_timestamps
+    assert (Y.values != X.values).nnz == 0
+    X.session_arrays()
+    assert X.eliminate_timestamps(inplace=True) is None
+    assert not X.has_timestamps and X.session_arrays().timestamps is None
+    with pytest.raises(AttributeError):
+        getattr(X, "timestamps")  # noqa: B009
+
+
+FILTERS = [
+    ("timestamps_gt", 3),
+    ("timestamps_gte", 3),
+    ("timestamps_lt", 4),
+    ("timestamps_lte", 4),
+    ("users_in", [0, 1]),
+    ("items_in", {1}),
+    ("interactions_in", [0, 2, 5]),
+    ("indices_in", ([2, 0], [1, 3])),
+]
+
+
+@pytest.mark.parametrize(("name", "arg"), FILTERS)
+def test_filters_inplace_return_none_and_refresh_caches(name, arg):
+    X = small()
+    expect = getattr(X, name)(arg)
+    assert isinstance(expect, InteractionMatrix) and expect.shape == X.shape
+    assert X.num_interactions == 6  # inplace=False leaves the matrix alone
+    before_values, before_sessions = X.values, X.session_arrays()
+    shared = X.copy()
+    assert getattr(X, name)(arg, inplace=True) is None
+    assert rows(X) == rows(expect)
+    # caches computed before the change are not served afterwards
+    assert (X.values != expect.values).nnz == 0
+    assert X.values.sum() < before_values.sum()
+    assert X.session_arrays().n_events == expect.num_interactions < before_sessions.n_events
+    # a copy taken before is unaffected
+    assert shared.num_interactions == 6
+
+
+@pytest.mark.filterwarnings("ignore:No interaction IDs given")
+@SETTINGS
+@given(event_frames(), st.integers(0, 4), st.sets(st.integers(0, 6)), st.data())
+def test_inplace_equals_returned(df, t, users, data):
+    X = make(df)
+    ids = data.draw(st.sets(st.integers(0, len(df) - 1)))
+    for name, arg in [
+        ("timestamps_lt", t),
+        ("timestamps_gte", t),
+        ("users_in", users),
+        ("interactions_in", sorted(ids)),
+    ]:
+        target = X.copy()
+        assert getattr(target, name)(arg, inplace=True) is None
+        assert rows(target) == rows(getattr(X, name)(arg))
+
+
+def test_interactions_in_warns_about_unknown_and_empty():
+    X = small()
+    with pytest.warns(UserWarning, match=r"IDs \{7\} not present"):
+        Y = X.interactions_in([1, 7])
+    assert rows(Y) == [(1, 0, 3, 3)]
+    with pytest.warns(UserWarning, match="No interaction IDs given"):
+        assert X.interactions_in([]).num_interactions == 0
+
+
+def test_indices_in_goes_pair_by_pair():
+    X = small()
+    # pair order, row order within a pair; a pair given twice gives its rows twice
+    assert [r[0] for r in rows(X.indices_in(([0, 2], [1, 1])))] == [2, 0, 3]
+    assert [r[0] for r in rows(X.indices_in(([2, 0, 2], [1, 1, 1])))] == [0, 3, 2, 0, 3]
+    assert X.indices_in(([], [])).num_interactions == 0
+    with pytest.raises(KeyError):
+        X.indices_in(([0, 1], [1, 1]))  # (1, 1) has no interaction
+
+
+def test_history_properties():
+    X = small()
+    assert [(u, h.tolist()) for u, h in X.binary_item_history] == [
+        (0, [3, 1, 0]),
+        (1, [2]),
+        (2, [1]),
+    ]
+    assert [(u, h.tolist()) for u, h in X.interaction_history] == [
+        (0, [1, 2, 4]),
+        (1, [5]),
+        (2, [0, 3]),
+    ]
+    assert [(u, h.tolist()) for u, h in X.sorted_item_history] == [
+        (0, [3, 1, 0]),
+        (1, [2]),
+        (2, [1, 1]),
+    ]
+    assert [(u, h.tolist()) for u, h in X.sorted_interaction_history] == [
+        (0, [1, 2, 4]),
+        (1, [5]),
+        (2, [3, 0]),
+    ]
+    assert list(X.users_in([]).binary_item_history) == []
+
+
+def test_union_and_add():
+    X = small()
+    a, b = X.timestamps_gt(3), X.timestamps_lte(3)
+    u = a + b
+    assert isinstance(u, InteractionMatrix) and u.shape == X.shape
+    # a's rows then b's, ids numbered afresh
+    assert [r[0] for r in rows(u)] == list(range(6))
+    assert [r[1:] for r in rows(u)] == [r[1:] for r in rows(a) + rows(b)]
+    assert (u.values != X.values).nnz == 0
+    with pytest.raises(ValueError, match="timestamps"):
+        X.union(X.eliminate_timestamps())
+    with pytest.raises(ValueError, match="shape"):
+        X + make(pd.DataFrame(SMALL_EVENTS), shape=(5, 5))
+    e1 = InteractionMatrix.from_events(
+        pd.DataFrame({"session_id": [1], "item_id": ["a"], "timestamp": [0]})
+    )
+    e2 = InteractionMatrix.from_events(
+        pd.DataFrame({"session_id": [1], "item_id": ["b"], "timestamp": [0]})
+    )
+    with pytest.raises(ValueError, match="item vocabularies"):
+        e1 + e2
+    assert (e1 + e1.copy()).item_vocabulary is e1.item_vocabulary
+
+
+def test_save_writes_recpacks_layout(tmp_path):
+    X = small().timestamps_gt(3)
+    assert X.save(str(tmp_path / "m")) is None
+    assert (tmp_path / "m.csv").read_text().splitlines() == [
+        "interactionid,uid,iid,ts",
+        "0,2,1,5",
+        "4,0,0,9",
+        "5,1,2,4",
+    ]
+    yaml = (tmp_path / "m_properties.yaml").read_text()
+    assert yaml == "has_timestamps: true\nnum_items: 4\nnum_users: 3\n"
+    Y = InteractionMatrix.load(str(tmp_path / "m"))
+    assert Y.shape == (3, 4)
+    # as in recpack, loading numbers the interactions afresh
+    assert rows(Y) == [(0, 2, 1, 5), (1, 0, 0, 9), (2, 1, 2, 4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "m_properties.yaml"]
+
+
+def test_load_reads_files_in_recpacks_layout(tmp_path):
+    # what recpack writes for a matrix without timestamps (yaml by yaml.safe_dump)
+    (tmp_path / "r.csv").write_text("interactionid,uid,iid\n3,0,2\n7,4,0\n7,4,0\n")
+    (tmp_path / "r_properties.yaml").write_text(
+        "has_timestamps: false\nnum_items: 6\nnum_users: 5\n"
+    )
+    X = InteractionMatrix.load(str(tmp_path / "r"))
+    assert X.shape == (5, 6) and not X.has_timestamps
+    assert X.values.toarray()[4, 0] == 2 and X.num_interactions == 3
+    (tmp_path / "bad_properties.yaml").write_text(
+        "has_timestamps: maybe\nnum_items: 6\nnum_users: 5\n"
+    )
+    (tmp_path / "bad.csv").write_text("interactionid,uid,iid\n0,0,0\n")
+    with pytest.raises(ValueError, match="has_timestamps"):
+        InteractionMatrix.load(str(tmp_path / "bad"))
+
+
+@SETTINGS
+@given(event_frames(min_size=1), st.booleans())
+def test_save_load_round_trip(tmp_path_factory, df, drop_ts):
+    X = make(df)
+    if drop_ts:
+        X = X.eliminate_timestamps()
+    prefix = str(tmp_path_factory.mktemp("rt") / "x")
+    X.save(prefix)
+    Y = InteractionMatrix.load(prefix)
+    assert Y.shape == X.shape and Y.has_timestamps == X.has_timestamps
+    assert [r[1:] for r in rows(Y)] == [r[1:] for r in rows(X)]
+    if X.has_timestamps:
+        np.testing.assert_array_equal(Y.timestamps.to_numpy(), X.timestamps.to_numpy())
+
+
+def test_from_csr_matrix_orders_single_then_repeated_cells():
+    M = sp.csr_matrix(np.array([[2, 0, 1], [0, 1, 3]]))
+    X = InteractionMatrix.from_csr_matrix(M)
+    assert [r[1:] for r in rows(X)] == [(0, 2), (1, 1), (0, 0), (0, 0), (1, 2), (1, 2), (1, 2)]
+    assert X.shape == (2, 3) and (X.values != M).nnz == 0
+
+
+def test_to_csr_matrix_to_binary_and_unsupported_types():
+    X = small()
+    M = sp.csr_matrix(np.array([[0, 3], [2, 0]]))
+    assert isinstance(to_csr_matrix(X), sp.csr_matrix)
+    assert (to_csr_matrix(X) != X.values).nnz == 0
+    assert to_csr_matrix(M) is M
+    both = to_csr_matrix((X, M), binary=True)
+    assert isinstance(both, tuple) and len(both) == 2
+    assert both[1].toarray().tolist() == [[0, 1], [1, 0]] and both[1].dtype == M.dtype
+    assert isinstance(to_csr_matrix([M]), list)
+    B = to_binary(M)
+    assert B.dtype == M.dtype and B.toarray().tolist() == [[0, 1], [1, 0]]
+    for bad in (np.eye(2), M.tocoo(), pd.DataFrame({"a": [1]})):
+        with pytest.raises(UnsupportedTypeError, match=type(bad).__name__):
+            to_csr_matrix(bad)
+    assert issubclass(UnsupportedTypeError, Exception)
+
+
+# --- objects with the public surface of recpack's InteractionMatrix ---------------------------
+
+
+class LookAlike:
+    """A stand-in with recpack's public InteractionMatrix surface, built on a DataFrame that it
+    hides: touching a private member fails the test."""
+
+    def __init__(self, df: pd.DataFrame, shape: tuple[int, int], with_ts: bool = True):
+        object.__setattr__(self, "hidden", (df.reset_index(drop=True), with_ts))
+        self.shape = shape
+
+    def __getattribute__(self, name):
+        if name.startswith("_") and not name.startswith("__"):
+            raise AssertionError(f"private member {name} was read")
+        return object.__getattribute__(self, name)
+
+    @property
+    def _df(self):
+        raise AssertionError("_df was read")
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.hidden[1]
+
+    @property
+    def timestamps(self) -> pd.Series:
+        df, with_ts = self.hidden
+        if not with_ts:
+            raise AttributeError("no timestamps")
+        index = pd.MultiIndex.from_frame(df[["uid", "iid"]])
+        return pd.Series(df["ts"].to_numpy(), index=index, name="ts")
+
+    @property
+    def values(self) -> sp.csr_matrix:
+        df = self.hidden[0]
+        ones = np.ones(len(df), dtype=np.int32)
+        return sp.csr_matrix((ones, (df["uid"], df["iid"])), shape=self.shape, dtype=np.int32)
+
+    @property
+    def num_interactions(self) -> int:
+        return len(self.hidden[0])
+
+    def users_in(self, U, inplace=False):
+        raise NotImplementedError
+
+    @property
+    def sorted_item_history(self):
+        raise NotImplementedError
+
+
+def look_alike(df: pd.DataFrame, **kw) -> LookAlike:
+    frame = df.rename(columns={"user": "uid", "item": "iid"})
+    return LookAlike(frame, (int(frame["uid"].max()) + 1, int(frame["iid"].max()) + 1), **kw)
+
+
+@SETTINGS
+@given(event_frames())
+def test_look_alike_converts_through_public_surface(df):
+    obj = look_alike(df)
+    assert is_interaction_matrix_like(obj)
+    X = as_interaction_matrix(obj)
+    ref = make(df)
+    assert X.shape == ref.shape and rows(X) == rows(ref)
+    assert [(u, h.tolist()) for u, h in X.sorted_item_history] == [
+        (u, h.tolist()) for u, h in ref.sorted_item_history
+    ]
+    assert (to_csr_matrix(obj) != ref.values).nnz == 0
+    assert (ref + obj).num_interactions == 2 * len(df)
+
+
+def test_look_alike_without_timestamps_and_other_types():
+    obj = look_alike(pd.DataFrame(SMALL_EVENTS), with_ts=False)
+    X = as_interaction_matrix(obj)
+    assert not X.has_timestamps and (X.values != small().values).nnz == 0
+    assert as_interaction_matrix(X) is X
+    for bad in (pd.DataFrame(SMALL_EVENTS), np.eye(2), None, InteractionMatrix):
+        assert not is_interaction_matrix_like(bad)
+    with pytest.raises(TypeError, match="scipy sparse matrix.*InteractionMatrix with timestamps"):
+        as_interaction_matrix(small().values)
+    with pytest.raises(TypeError, match="must be an InteractionMatrix"):
+        as_interaction_matrix([[0, 1]], "X")

@@ -478,7 +478,10 @@ def test_identifier_stable_across_processes():
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_name_and_filename(cls, X, validation):
     est = small(cls, max_epochs=1)
-    assert est.name == cls.__name__ == str(est)
+    assert est.name == cls.__name__
+    # print() shows the parameters that differ from the defaults, as scikit-learn's repr does.
+    assert str(est) == repr(est) and str(est).startswith(f"{cls.__name__}(")
+    assert "max_epochs=1" in str(est) and "num_layers" not in str(est)
     assert est.filename == f"{cls.__name__}_recall.trch"
     crit = StoppingCriterion(gmetrics.recall_at_k, needs="ranks", k=20, name="nir20")
     assert cls(stopping_criterion=crit).filename == f"{cls.__name__}_nir20.trch"
