@@ -20,7 +20,7 @@ import pathlib
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -344,6 +344,7 @@ class _GRU4RecBase(BaseEstimator):
         validation_data: tuple[Any, Any] | None = None,
         *,
         y: None = None,
+        callbacks: Sequence[Callable[[Any, dict[str, Any]], Any]] | None = None,
     ) -> _GRU4RecBase:
         """Fit the network on the sessions of ``X``.
 
@@ -365,6 +366,14 @@ class _GRU4RecBase(BaseEstimator):
             is kept.
         y : None
             Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
+        callbacks : sequence of callables, optional
+            Each is called as ``callback(estimator, record)`` after every
+            completed epoch, with that epoch's record of ``history_`` (holding
+            the criterion's value under its name when validation ran): to log
+            or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
+            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An exception
+            raised by a callback ends ``fit`` and propagates, after the weights
+            of the last completed epoch are restored.
 
         Returns
         -------
@@ -382,6 +391,7 @@ class _GRU4RecBase(BaseEstimator):
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
         self._validate_params()
+        callbacks = _check_callbacks(callbacks)
         criterion = self._make_criterion()
         raw_X = X
         X = self._as_matrix(X)
@@ -500,6 +510,12 @@ class _GRU4RecBase(BaseEstimator):
                 self.history_.append(record)
                 last_state = _snapshot(model, into=last_state)
                 progress.update(record)
+                try:
+                    for callback in callbacks:
+                        callback(self, record)
+                except BaseException:
+                    self._restore(last_state)  # whatever the callback did to the weights
+                    raise
                 if validation_data is not None and criterion.should_stop:
                     break
         except KeyboardInterrupt:
@@ -922,6 +938,18 @@ class _GRU4RecBase(BaseEstimator):
             model.load_state_dict(weights)
             self.model_ = model.to(device)
             self.device_ = device
+
+
+def _check_callbacks(callbacks: Any) -> list[Callable[[Any, dict[str, Any]], Any]]:
+    if callbacks is None:
+        return []
+    if callable(callbacks) or isinstance(callbacks, str | bytes):
+        raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
+    return callbacks
 
 
 def _is_single_session(sessions: Any) -> bool:

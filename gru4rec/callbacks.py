@@ -1,0 +1,99 @@
+"""Per-epoch callbacks for ``fit(..., callbacks=[...])``: Optuna pruning, MLflow logging.
+
+``fit`` calls each callback as ``callback(estimator, record)`` after every completed epoch, with
+that epoch's record of ``history_``. Any callable of that shape works; these two connect the
+estimators to libraries that are optional dependencies (``pip install gru4rec[optuna]``,
+``gru4rec[mlflow]``), imported only when a callback is first called.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+__all__ = ["MLflowCallback", "OptunaPruningCallback"]
+
+
+def _monitored(estimator: Any, record: dict[str, Any], monitor: str | None) -> tuple[str, float]:
+    name = monitor if monitor is not None else estimator.stopping_criterion_.name
+    if name not in record:
+        raise ValueError(
+            f"epoch {record.get('epoch')} has no {name!r} value to report: pass "
+            "validation_data=(validation_in, validation_out) to fit, or monitor= a key of "
+            f"history_ ({', '.join(map(repr, record))})"
+        )
+    return name, float(record[name])
+
+
+class OptunaPruningCallback:
+    """Report each epoch's validation value to an Optuna trial, and prune the trial early.
+
+    After every epoch the value of the estimator's stopping criterion (``monitor``, by default
+    ``stopping_criterion``'s name, e.g. ``'mrr'``) is reported as the trial's intermediate
+    value at step ``epoch``; when the study's pruner decides the trial is hopeless,
+    ``optuna.TrialPruned`` is raised, which ends ``fit`` (the estimator keeps the last
+    completed epoch) and marks the trial pruned in ``study.optimize``. Give the study the
+    criterion's direction (``'maximize'`` for ``'mrr'``, ``'recall'``, ...).
+
+    Parameters
+    ----------
+    trial : optuna.trial.Trial
+    monitor : str, optional
+        The ``history_`` key to report; needs ``validation_data`` in ``fit`` unless it is
+        ``'train_loss'``.
+    """
+
+    def __init__(self, trial: Any, monitor: str | None = None) -> None:
+        self.trial = trial
+        self.monitor = monitor
+
+    def __call__(self, estimator: Any, record: dict[str, Any]) -> None:
+        import optuna
+
+        name, value = _monitored(estimator, record, self.monitor)
+        epoch = int(record["epoch"])
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {name} = {value:.6g}")
+
+
+class MLflowCallback:
+    """Log the estimator's parameters once and every epoch's record to the active MLflow run.
+
+    At the first epoch the constructor parameters are logged as run parameters; every epoch,
+    the numeric entries of its ``history_`` record (``train_loss``, ``seconds``,
+    ``events_per_second``, the criterion's value when validation ran) are logged as metrics at
+    step ``epoch``. Without an active run MLflow starts one; open one with
+    ``mlflow.start_run()`` to name it, or to log final metrics into the same run afterwards.
+
+    Parameters
+    ----------
+    prefix : str, default=''
+        Put before every metric name (e.g. ``'fold0/'``).
+    log_params : bool, default=True
+        Log ``estimator.get_params()`` at the first epoch.
+    """
+
+    def __init__(self, prefix: str = "", log_params: bool = True) -> None:
+        self.prefix = prefix
+        self.log_params = log_params
+
+    def __call__(self, estimator: Any, record: dict[str, Any]) -> None:
+        import mlflow
+
+        epoch = int(record["epoch"])
+        if self.log_params and epoch == 0:
+            mlflow.log_params({k: _param_text(v) for k, v in estimator.get_params().items()})
+        metrics = {
+            f"{self.prefix}{key}": float(value)
+            for key, value in record.items()
+            if key != "epoch"
+            and isinstance(value, numbers.Real)
+            and not isinstance(value, bool)  # e.g. "improved"
+        }
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+def _param_text(value: Any) -> str:
+    # MLflow stores parameters as text; repr keeps None and strings distinguishable.
+    return value if isinstance(value, str) else repr(value)

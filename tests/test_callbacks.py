@@ -1,0 +1,182 @@
+"""fit(..., callbacks=[...]): called once per epoch with the history record; the Optuna and
+MLflow callbacks of gru4rec.callbacks (skipped without those libraries)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gru4rec import GRU4RecNegSampling
+from gru4rec.datasets import last_item_split
+
+PARAMS = dict(num_negatives=16, batch_size=32, hidden_size=16, max_epochs=3, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data(split):
+    _, _, X, X_test = split
+    return X, last_item_split(X_test)
+
+
+def test_callbacks_see_each_epoch_record_as_it_is_appended(data):
+    X, _ = data
+    seen = []
+
+    def callback(est, record):
+        seen.append((record, len(est.history_), est.history_[-1] is record))
+
+    est = GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[callback])
+    assert [r["epoch"] for r, _, _ in seen] == [0, 1, 2]
+    assert [n for _, n, _ in seen] == [1, 2, 3]  # called after the record joined history_
+    assert all(last for _, _, last in seen)
+    assert [r for r, _, _ in seen] == est.history_
+
+
+def test_callback_record_holds_the_criterion_value_with_validation(data):
+    X, validation = data
+    values = []
+    est = GRU4RecNegSampling(**PARAMS, stopping_criterion="mrr")
+    est.fit(X, validation, callbacks=[lambda e, r: values.append(r["mrr"])])
+    assert values == [r["mrr"] for r in est.history_]
+    assert est.best_value_ == max(values)
+
+
+def test_callbacks_do_not_change_the_fit(data):
+    X, _ = data
+    a = GRU4RecNegSampling(**PARAMS).fit(X)
+    b = GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[lambda e, r: None])
+    sa, sb = a.model_.state_dict(), b.model_.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+class Stop(Exception):
+    pass
+
+
+def test_exception_in_callback_propagates_and_keeps_last_completed_epoch(data):
+    X, _ = data
+    weights = {}
+
+    def callback(est, record):
+        weights[record["epoch"]] = {k: v.clone() for k, v in est.model_.state_dict().items()}
+        if record["epoch"] == 1:
+            with torch.no_grad():  # a misbehaving callback: the weights must come back
+                est.model_.item_output.zero_()
+            raise Stop
+
+    est = GRU4RecNegSampling(**PARAMS)
+    with pytest.raises(Stop):
+        est.fit(X, callbacks=[callback])
+    assert [r["epoch"] for r in est.history_] == [0, 1]
+    for k, v in est.model_.state_dict().items():
+        assert torch.equal(v, weights[1][k]), k
+    assert est.recommend([0, 1], k=3)[0].shape == (3,)  # still usable
+
+
+@pytest.mark.parametrize("bad", [lambda e, r: None, [1], "abc"])
+def test_bad_callbacks_raise_before_training(data, bad):
+    X, _ = data
+    with pytest.raises(ValueError, match="callbacks"):
+        GRU4RecNegSampling(**PARAMS).fit(X, callbacks=bad)
+
+
+# -- Optuna -----------------------------------------------------------------------------------
+
+
+def test_optuna_pruning_callback_reports_every_epoch_and_prunes(data):
+    optuna = pytest.importorskip("optuna", reason="pip install -e '.[optuna]'")
+    from gru4rec.callbacks import OptunaPruningCallback
+
+    X, validation = data
+
+    class PruneAfter(optuna.pruners.BasePruner):
+        def __init__(self, step):
+            self.step = step
+
+        def prune(self, study, trial):
+            return trial.last_step is not None and trial.last_step >= self.step
+
+    fitted = {}
+
+    def objective(trial):
+        est = GRU4RecNegSampling(**PARAMS, stopping_criterion="mrr")
+        fitted[trial.number] = est
+        est.fit(X, validation, callbacks=[OptunaPruningCallback(trial)])
+        return est.best_value_
+
+    study = optuna.create_study(direction="maximize", pruner=PruneAfter(step=1))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    est = fitted[0]
+    assert len(est.history_) == 2  # fit stopped at the pruned epoch, not max_epochs
+    assert trial.intermediate_values == {r["epoch"]: r["mrr"] for r in est.history_}
+
+    # Never pruned: every epoch reported, the value returned.
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(trial.intermediate_values) == [0, 1, 2]
+    assert trial.value == pytest.approx(max(trial.intermediate_values.values()))
+
+
+def test_optuna_pruning_callback_without_validation_names_the_fix(data):
+    optuna = pytest.importorskip("optuna", reason="pip install -e '.[optuna]'")
+    from gru4rec.callbacks import OptunaPruningCallback
+
+    X, _ = data
+    trial = optuna.create_study().ask()
+    with pytest.raises(ValueError, match="validation_data"):
+        GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[OptunaPruningCallback(trial)])
+    # Monitoring the training loss needs no validation data.
+    GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[OptunaPruningCallback(trial, "train_loss")])
+    assert sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2]
+
+
+# -- MLflow -----------------------------------------------------------------------------------
+
+
+def test_mlflow_callback_logs_params_and_every_epoch(data, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="pip install -e '.[mlflow]'")
+    from gru4rec.callbacks import MLflowCallback
+
+    X, validation = data
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        est = GRU4RecNegSampling(**PARAMS, stopping_criterion="mrr")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            with mlflow.start_run() as run:
+                est.fit(X, validation, callbacks=[MLflowCallback(prefix="f/")])
+        client = mlflow.MlflowClient()
+        logged = client.get_run(run.info.run_id).data
+        assert logged.params["learning_rate"] == repr(est.learning_rate)
+        assert logged.params["dropout_hidden"] == "None"
+        for key in ("train_loss", "mrr", "seconds"):
+            history = client.get_metric_history(run.info.run_id, f"f/{key}")
+            steps = {m.step: m.value for m in history}
+            assert steps == pytest.approx({r["epoch"]: r[key] for r in est.history_}), key
+        assert "f/improved" not in logged.metrics
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert np.isfinite(est.best_value_)
+
+
+# -- without the optional libraries ---------------------------------------------------------
+
+
+def test_recommend_dask_without_dask_names_the_extra(monkeypatch):
+    from gru4rec.distributed import recommend_dask
+
+    monkeypatch.setitem(sys.modules, "dask", None)  # import dask now fails
+    monkeypatch.setitem(sys.modules, "dask.dataframe", None)
+    with pytest.raises(ImportError, match=r"gru4rec\[dask\]"):
+        recommend_dask(GRU4RecNegSampling(), None)
