@@ -11,7 +11,15 @@ every number and a PNG of test Recall@20 per epoch under ``benchmarks/results/<n
     python benchmarks/bench_accuracy.py --data events.csv --test-days 1
     python benchmarks/bench_accuracy.py --only rsc15-best --epochs 2 --seeds 3
     python benchmarks/bench_accuracy.py --with-recpack        # recpack 0.3.6 in its own venv
+    python benchmarks/bench_accuracy.py --official DIR --only rsc15-best --only diginetica-best \
+        --epochs 2 --seeds 3 --no-curves                      # side by side with the official code
     python benchmarks/bench_accuracy.py --speed --publish     # + throughput plots, copy to docs/
+
+``--official DIR`` also trains the official GRU4Rec (PyTorch) on the same data with the same
+configuration and thread count, alternating with ours seed by seed, in a virtual environment of its
+own (numpy < 2, pandas < 3, torch 2.13.0), and prints both epoch times and their ratio. DIR is a
+checkout of https://github.com/hidasib/GRU4Rec_PyTorch_Official (the folder holding
+``gru4rec_pytorch.py``); it is never part of this repository.
 
 Event CSVs have a header with ``session_id,item_id,timestamp``. When the data is missing the script
 says what to do and exits with status 2.
@@ -38,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 RECPACK_PINS = ["recpack==0.3.6", "numpy<2", "pandas<3", "torch==2.13.0"]
+OFFICIAL_PINS = ["numpy<2", "pandas<3", "torch==2.13.0"]
+OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
 K = 20
 
 
@@ -87,6 +97,32 @@ GRU_CONFIGS = {
         DIGINETICA_BEST,
     ),
 }
+
+
+def official_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The official GRU4Rec's parameters for one of our configurations (its paramfiles' names)."""
+    return {
+        "loss": params["loss_fn"],
+        "constrained_embedding": params["constrained_embedding"],
+        "embedding": 0,
+        "elu_param": params.get("elu_param", 0.0),
+        "layers": [params["hidden_size"]],
+        "n_epochs": params["max_epochs"],
+        "batch_size": params["batch_size"],
+        "dropout_p_embed": params["dropout"],
+        "dropout_p_hidden": params["dropout_hidden"],
+        "learning_rate": params["learning_rate"],
+        "momentum": params["momentum"],
+        "n_sample": params["num_negatives"],
+        "sample_alpha": params["sample_alpha"],
+        "bpreg": params.get("bpreg", 0.0),
+        "logq": params.get("logq", 0.0),
+    }
+
+
+# The configurations the official code can run (it has cross-entropy and bpr-max only).
+OFFICIAL_CONFIGS = ("rsc15-best", "diginetica-best")
+
 BASELINES = {
     "transitions": "first-order item transition counts (ties by popularity)",
     "popularity": "popularity (training counts)",
@@ -217,9 +253,9 @@ def run_baseline(name: str, X, T) -> dict[str, Any]:
 # -- our estimator ------------------------------------------------------------------------------
 
 
-def run_gru(key: str, X, T, validation, args: argparse.Namespace) -> dict[str, Any]:
+def gru_row(key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """An empty result row for our configuration ``key`` (its parameters under ``params``)."""
     import gru4rec
-    from gru4rec.metrics import mrr_at_k, recall_at_k
 
     cfg = GRU_CONFIGS[key]
     cls = getattr(gru4rec, cfg.estimator)
@@ -227,35 +263,50 @@ def run_gru(key: str, X, T, validation, args: argparse.Namespace) -> dict[str, A
     if args.epochs is not None:
         params["max_epochs"] = args.epochs
     epochs = params.get("max_epochs", cls().max_epochs)
-    row = _new_row(key, cfg.system, cfg.config.format(epochs=epochs), params=params)
+    return _new_row(key, cfg.system, cfg.config.format(epochs=epochs), params=params, load=[])
+
+
+def run_gru_seed(row: dict[str, Any], X, T, validation, seed: int, args) -> None:
+    """Train and evaluate our configuration of ``row`` once; append the numbers to ``row``."""
+    import gru4rec
+    from gru4rec.metrics import mrr_at_k, recall_at_k
+
+    key = row["key"]
+    cls = getattr(gru4rec, GRU_CONFIGS[key].estimator)
+    run_params = {**row["params"], "seed": seed, "device": args.device, "verbose": args.verbose}
+    if validation is not None:
+        # Test Recall@20 after every epoch, for the curve plot only: keep_last=True keeps the
+        # last epoch's model, so the test data never selects anything.
+        run_params.update(keep_last=True, stopping_criterion="next_item_recall")
+    est = cls(**run_params)
+    start = time.perf_counter()
+    est.fit(X, validation_data=validation)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    ranks = est.next_item_ranks(T)
+    eval_seconds = time.perf_counter() - start
+    seconds = [h["seconds"] for h in est.history_]
+    row["recall"].append(recall_at_k(ranks, K))
+    row["mrr"].append(mrr_at_k(ranks, K))
+    row["s_per_epoch"].append(statistics.median(seconds))
+    row["epoch_seconds"].append(seconds)
+    row["fit_seconds"].append(fit_seconds)
+    row["eval_seconds"].append(eval_seconds)
+    row["curves"].append([h.get("next_item_recall") for h in est.history_])
+    row["load"].append(benchlib.load_average())
+    row["n_predictions"] = int(len(ranks))
+    print(
+        f"  {key} seed {seed}: Recall@{K} {row['recall'][-1]:.4f} MRR@{K} {row['mrr'][-1]:.4f}"
+        f" {row['s_per_epoch'][-1]:.2f} s/epoch (fit {fit_seconds:.1f} s, "
+        f"eval {eval_seconds:.1f} s; load {row['load'][-1]})",
+        file=sys.stderr,
+    )
+
+
+def run_gru(key: str, X, T, validation, args: argparse.Namespace) -> dict[str, Any]:
+    row = gru_row(key, args)
     for seed in range(args.seeds):
-        run_params = {**params, "seed": seed, "device": args.device, "verbose": args.verbose}
-        if validation is not None:
-            # Test Recall@20 after every epoch, for the curve plot only: keep_last=True keeps the
-            # last epoch's model, so the test data never selects anything.
-            run_params.update(keep_last=True, stopping_criterion="next_item_recall")
-        est = cls(**run_params)
-        start = time.perf_counter()
-        est.fit(X, validation_data=validation)
-        fit_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        ranks = est.next_item_ranks(T)
-        eval_seconds = time.perf_counter() - start
-        seconds = [h["seconds"] for h in est.history_]
-        row["recall"].append(recall_at_k(ranks, K))
-        row["mrr"].append(mrr_at_k(ranks, K))
-        row["s_per_epoch"].append(statistics.median(seconds))
-        row["epoch_seconds"].append(seconds)
-        row["fit_seconds"].append(fit_seconds)
-        row["eval_seconds"].append(eval_seconds)
-        row["curves"].append([h.get("next_item_recall") for h in est.history_])
-        row["n_predictions"] = int(len(ranks))
-        print(
-            f"  {key} seed {seed}: Recall@{K} {row['recall'][-1]:.4f} MRR@{K} {row['mrr'][-1]:.4f}"
-            f" {row['s_per_epoch'][-1]:.2f} s/epoch (fit {fit_seconds:.1f} s, "
-            f"eval {eval_seconds:.1f} s)",
-            file=sys.stderr,
-        )
+        run_gru_seed(row, X, T, validation, seed, args)
     return row
 
 
@@ -270,18 +321,18 @@ def cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "gru4rec-bench"
 
 
-def recpack_python() -> Path | None:
-    """The interpreter of a venv holding recpack 0.3.6 (created on first use), or None."""
-    env_dir = cache_dir() / "recpack-0.3.6"
+def pinned_python(name: str, pins: list[str]) -> Path | None:
+    """The interpreter of a venv ``name`` holding ``pins`` (created on first use), or None."""
+    env_dir = cache_dir() / name
     python = env_dir / "bin" / "python"
     marker = env_dir / ".installed"
-    if marker.is_file() and python.is_file():
+    if marker.is_file() and python.is_file() and marker.read_text().split() == pins:
         return python
-    print(f"creating recpack's venv in {env_dir} (once) ...", file=sys.stderr)
+    print(f"creating the venv {env_dir} (once) ...", file=sys.stderr)
     try:
         venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *RECPACK_PINS],
+            [str(python), "-m", "pip", "install", "--quiet", *pins],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -291,12 +342,15 @@ def recpack_python() -> Path | None:
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or ""
         last = detail.strip().splitlines()[-1] if detail.strip() else str(exc)
-        print(
-            f"skipped recpack: could not install {' '.join(RECPACK_PINS)}: {last}", file=sys.stderr
-        )
+        print(f"skipped {name}: could not install {' '.join(pins)}: {last}", file=sys.stderr)
         return None
-    marker.write_text(" ".join(RECPACK_PINS) + "\n")
+    marker.write_text(" ".join(pins) + "\n")
     return python
+
+
+def recpack_python() -> Path | None:
+    """The interpreter of a venv holding recpack 0.3.6 (created on first use), or None."""
+    return pinned_python("recpack-0.3.6", RECPACK_PINS)
 
 
 def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace):
@@ -355,6 +409,89 @@ def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
     return row
 
 
+# -- the official GRU4Rec, in its own virtual environment ---------------------------------------
+
+
+def official_dir(args: argparse.Namespace) -> Path | None:
+    """The checkout given with --official, or None (with a message saying where to get it)."""
+    if not args.official:
+        print(
+            f"official GRU4Rec not run: give --official DIR, a checkout of {OFFICIAL_URL} "
+            "(e.g. git clone it beside this repository)",
+            file=sys.stderr,
+        )
+        return None
+    path = Path(args.official).expanduser().resolve()
+    if not (path / "gru4rec_pytorch.py").is_file():
+        print(
+            f"official GRU4Rec not run: {path} has no gru4rec_pytorch.py (a checkout of "
+            f"{OFFICIAL_URL} is needed)",
+            file=sys.stderr,
+        )
+        return None
+    return path
+
+
+class OfficialRunner:
+    """Runs the official GRU4Rec on the benchmark's data, one (configuration, seed) at a time."""
+
+    def __init__(self, path: Path, python: Path, train: pd.DataFrame, test: pd.DataFrame, tmp):
+        self.path, self.python = path, python
+        self.train_csv, self.test_csv = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
+        self.tmp = Path(tmp)
+        train.to_csv(self.train_csv, index=False)
+        test.to_csv(self.test_csv, index=False)
+
+    def row(self, key: str, params: dict[str, Any]) -> dict[str, Any]:
+        config = GRU_CONFIGS[key].config.format(epochs=params["max_epochs"])
+        return _new_row(
+            key, "official GRU4Rec (PyTorch)", config, params=official_params(params), load=[]
+        )
+
+    def run_seed(self, row: dict[str, Any], seed: int, args: argparse.Namespace) -> bool:
+        out = self.tmp / f"official_{row['key']}_{seed}.json"
+        cmd = [
+            str(self.python),
+            str(benchlib.BENCH_DIR / "official_worker.py"),
+            "--official",
+            str(self.path),
+            "--train",
+            str(self.train_csv),
+            "--test",
+            str(self.test_csv),
+            "--out",
+            str(out),
+            "--params",
+            json.dumps(row["params"]),
+            "--seed",
+            str(seed),
+            "--threads",
+            str(args.threads),
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            print(f"official run failed: {lines[-1] if lines else '?'}", file=sys.stderr)
+            return False
+        res = json.loads(out.read_text())
+        row["recall"].append(res["recall"])
+        row["mrr"].append(res["mrr"])
+        row["s_per_epoch"].append(statistics.median(res["epoch_seconds"]))
+        row["epoch_seconds"].append(res["epoch_seconds"])
+        row["fit_seconds"].append(res["fit_seconds"])
+        row["eval_seconds"].append(res["eval_seconds"])
+        row["load"].append(benchlib.load_average())
+        row["n_predictions"] = res["n_predictions"]
+        print(
+            f"  official {row['key']} seed {seed}: Recall@{K} {res['recall']:.4f} "
+            f"MRR@{K} {res['mrr']:.4f} {row['s_per_epoch'][-1]:.2f} s/epoch "
+            f"(load {row['load'][-1]})",
+            file=sys.stderr,
+        )
+        return True
+
+
 # -- outputs ------------------------------------------------------------------------------------
 
 
@@ -393,10 +530,12 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
 def machine_text(meta: dict[str, Any]) -> str:
     m = meta["machine"]
     load = m.get("load_average")
+    loads = meta.get("run_loads")
     return (
         f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), device "
         f"{m['device']}, torch {m['torch']}"
         + ("" if load is None else f", load average {load:.1f} at the end of the run")
+        + (f" ({min(loads):.1f}-{max(loads):.1f} after each training run)" if loads else "")
         + f"; measured {meta['date']}"
         + (f" at commit {m['git']}" if m.get("git") else "")
         + f", seeds: {meta['seeds']}"
@@ -412,31 +551,28 @@ def describe(meta: dict[str, Any]) -> str:
     )
 
 
-# Per-epoch training times measured with one torch thread on this split (the issue tracker's
-# reference figures) and the share of them each of our configurations may take.
-REFERENCE_EPOCH_SECONDS = {"rsc15-best": ("the official GRU4Rec", 16.9, 1 / 3)}
-RECPACK_REFERENCE_SECONDS = 15.0
-
-
 def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per configuration comparing its median epoch time with its reference."""
-    median = {r["key"]: statistics.median(r["s_per_epoch"]) for r in rows if r["s_per_epoch"]}
+    """One line per configuration measured side by side with another implementation in this run.
+
+    Only ratios between times measured in the same run are given, never against a figure from
+    elsewhere.
+    """
+    ours = {r["key"]: r for r in rows if r["system"].startswith("gru4rec") and r["s_per_epoch"]}
     lines = []
-    for key, (who, ref, share) in REFERENCE_EPOCH_SECONDS.items():
-        if key in median:
-            lines.append(
-                f"- {key}: {median[key]:.2f} s/epoch = {median[key] / ref:.1%} of {who}'s "
-                f"{ref} s (reference figure; target <= {share:.0%})"
-            )
-    if "recpack-defaults" in median:
-        ours = median["recpack-defaults"]
-        text = (
-            f"- recpack-defaults: {ours:.2f} s/epoch = {ours / RECPACK_REFERENCE_SECONDS:.1%} "
-            f"of recpack's reference {RECPACK_REFERENCE_SECONDS} s"
+    for r in rows:
+        if r["system"].startswith("official") and r["s_per_epoch"] and r["key"] in ours:
+            mine, theirs = ours[r["key"]], r
+        elif r["key"] == "recpack" and r["s_per_epoch"] and "recpack-defaults" in ours:
+            mine, theirs = ours["recpack-defaults"], r
+        else:
+            continue
+        a = statistics.median(mine["s_per_epoch"])
+        b = statistics.median(theirs["s_per_epoch"])
+        lines.append(
+            f"- {mine['key']}: gru4rec {a:.2f} s/epoch, {theirs['system']} {b:.2f} s/epoch: "
+            f"{b / a:.1f}x as fast (medians over {len(mine['s_per_epoch'])} + "
+            f"{len(theirs['s_per_epoch'])} runs, side by side)"
         )
-        if "recpack" in median:
-            text += f", {ours / median['recpack']:.1%} of recpack measured in this run"
-        lines.append(text + " (target <= 10%)")
     return lines
 
 
@@ -497,6 +633,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--with-recpack", action="store_true", help="also run recpack 0.3.6")
+    parser.add_argument(
+        "--official",
+        metavar="DIR",
+        help=f"also run the official GRU4Rec from DIR, a checkout of {OFFICIAL_URL}",
+    )
     parser.add_argument("--no-curves", action="store_true", help="skip per-epoch test Recall")
     parser.add_argument("--speed", action="store_true", help="also run bench_speed's sweeps")
     parser.add_argument("--publish", action="store_true", help="copy results to docs/ + README")
@@ -545,13 +686,35 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{name}: train {X.num_interactions} events / {X.num_active_users} sessions / "
         f"{X.shape[1]} items; test {T.num_interactions} events / {T.num_active_users} sessions; "
-        f"{args.threads} torch thread(s); running {', '.join(selected)}",
+        f"{args.threads} torch thread(s); load average {benchlib.load_average()}; "
+        f"running {', '.join(selected)}",
         file=sys.stderr,
     )
     rows = []
-    for key in selected:
-        if key in GRU_CONFIGS:
-            rows.append(run_gru(key, X, T, validation, args))
+    official = [k for k in selected if k in OFFICIAL_CONFIGS]
+    path = official_dir(args) if official else None
+    python = pinned_python("official-gru4rec", OFFICIAL_PINS) if path else None
+    with tempfile.TemporaryDirectory(prefix="gru4rec-bench-") as tmp:
+        runner = OfficialRunner(path, python, train, test, tmp) if python else None
+        for key in selected:
+            if key not in GRU_CONFIGS:
+                continue
+            if runner is None or key not in OFFICIAL_CONFIGS:
+                rows.append(run_gru(key, X, T, validation, args))
+                continue
+            # Back to back, alternating which goes first, so that a change in the machine's
+            # load hits both sides alike.
+            mine = gru_row(key, args)
+            theirs = runner.row(key, mine["params"])
+            for seed in range(args.seeds):
+                for side in (0, 1) if seed % 2 == 0 else (1, 0):
+                    if side == 0:
+                        run_gru_seed(mine, X, T, validation, seed, args)
+                    else:
+                        runner.run_seed(theirs, seed, args)
+            rows.append(mine)
+            if theirs["recall"]:
+                rows.append(theirs)
     if args.with_recpack:
         row = run_recpack(train, test, args)
         if row is not None:
@@ -562,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = benchlib.machine_facts(args.threads, args.device)
     n_predictions = next((r["n_predictions"] for r in rows if "n_predictions" in r), 0)
+    run_loads = [x for r in rows for x in r.get("load", []) if x is not None]
     meta = {
+        "run_loads": run_loads,
         "name": name,
         "date": time.strftime("%Y-%m-%d"),
         "seeds": args.seeds,

@@ -311,3 +311,86 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
         raise ValueError(
             f"loss_fn must be one of {', '.join(repr(k) for k in SAMPLED_LOSSES)}; got {name!r}"
         ) from None
+
+
+# -- closed-form value and score gradient (the training fast path) ------------------------------
+#
+# Each returns ``(loss, grad)`` for a score matrix that needs no autograd graph: ``loss`` is the
+# loss of the function named above (a mean over rows) times ``scale`` and ``grad`` its gradient
+# with respect to the scores, also times ``scale``. The score buffer may be consumed.
+
+
+def cross_entropy_value_grad(
+    logits: torch.Tensor, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cross_entropy_sampled` of ``logits`` (column biases already added), positives on
+    the diagonal; ``logits`` becomes the gradient."""
+    b = logits.shape[0]
+    lse = torch.logsumexp(logits, dim=1, keepdim=True)
+    diag = torch.diagonal(logits)
+    loss = (lse.sum() - diag.sum()) * (scale / b)
+    grad = logits.sub_(lse).exp_()  # the softmax
+    torch.diagonal(grad).sub_(1.0)
+    return loss, grad.mul_(scale / b)
+
+
+def bpr_max_value_grad(
+    scores: torch.Tensor,
+    bpreg: float,
+    elu_param: float = 0.0,
+    log_weights: torch.Tensor | None = None,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`bpr_max` of ``elu(scores)`` (no ELU when ``elu_param`` is 0) and its gradient.
+
+    With ``s`` the softmax over the negatives, ``q = sigmoid(r_i - r_ij)`` and
+    ``Z_i = sum_j s_ij q_ij``, ``R_i = sum_j s_ij r_ij^2``, the gradient of
+    ``-log Z_i + bpreg R_i`` is ``s_ij (1 - q_ij^2 / Z_i) + bpreg s_ij (r_ij^2 + 2 r_ij - R_i)``
+    for a negative and ``-sum_j s_ij q_ij (1 - q_ij) / Z_i`` for the positive. Returns None
+    when some ``Z_i`` is too small for that form (every sigmoid underflowing): the caller then
+    uses the log-sum-exp form of :func:`bpr_max`.
+    """
+    b = scores.shape[0]
+    e = F.elu_(scores, alpha=elu_param) if elu_param > 0 else scores
+    pos = torch.diagonal(e).unsqueeze(1).clone()
+    logits = e.clone() if log_weights is None else e + log_weights
+    torch.diagonal(logits).fill_(float("-inf"))
+    s = torch.softmax(logits, dim=1)
+    work = torch.mul(e, e, out=logits).mul_(s)
+    reg = work.sum(dim=1, keepdim=True)  # R_i
+    q = torch.sub(pos, e, out=work).sigmoid_()
+    sq = s * q
+    z = sq.sum(dim=1, keepdim=True)
+    if not bool(z.min() > 1e-30):
+        return None
+    sq.mul_(q)
+    pos_grad = (sq.sum(dim=1, keepdim=True) - z).div_(z)
+    grad = torch.sub(s, sq.div_(z), out=sq)
+    if bpreg != 0.0:
+        reg_grad = torch.add(e, 2.0, out=work).mul_(e).sub_(reg).mul_(s)
+        grad.add_(reg_grad, alpha=bpreg)
+    torch.diagonal(grad).copy_(pos_grad.squeeze(1))
+    loss = (bpreg * reg.sum() - z.log_().sum()) * (scale / b)
+    grad.mul_(scale / b)
+    if elu_param > 0:
+        # elu'(x) = 1 where x > 0, elu(x) + alpha elsewhere.
+        grad.mul_(torch.where(e > 0, 1.0, e + elu_param))
+    return loss, grad
+
+
+def bpr_value_grad(
+    scores: torch.Tensor,
+    positives: torch.Tensor | None = None,
+    col_weights: torch.Tensor | None = None,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`bpr_from_factors`'s loss and score gradient for a ready score matrix (consumed)."""
+    b, n = scores.shape
+    if positives is None:
+        pos = torch.diagonal(scores).clone().unsqueeze(1)
+    else:
+        pos = scores.gather(1, positives.unsqueeze(1))
+    total, t = _bpr_terms_(torch.sub(pos, scores, out=scores), col_weights)
+    norm = _bpr_norm(b, n) if col_weights is None else b * (col_weights.sum() - 1).clamp_min(1)
+    loss = (total - b * math.log(2.0)) * scale / norm
+    return loss, _bpr_grad_(t, scale / norm, positives, col_weights)

@@ -17,15 +17,85 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["GRU4RecNet", "dropout"]
+__all__ = ["GRU4RecNet", "dropout", "dropout_mask", "gru_cell_backward", "gru_cell_forward"]
+
+
+def dropout_mask(
+    x: torch.Tensor, p: float, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """The scaled keep mask of inverted dropout for a tensor like ``x`` (None when ``p <= 0``),
+    drawn from ``generator`` (never from the global RNG).
+
+    Each element keeps with probability ``1 - k / 65536``, ``k = round(p * 65536)`` (``p`` to
+    within 1e-5), and the kept ones are scaled by the inverse of that probability, so the
+    mask's expectation is exactly 1. One 64-bit draw gives four elements' 16-bit uniforms:
+    about 5x cheaper than ``bernoulli_``, which draws per element.
+    """
+    if p <= 0.0:
+        return None
+    k = min(max(round(p * 65536), 1), 65535)
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+    words.random_(-(2**63), 2**63 - 1, generator=generator)
+    r = words.view(torch.int16)[:n].view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
+    # r >= k - 32768 keeps: (r - threshold) is >= 0.5 there and <= -0.5 elsewhere.
+    return r.sub_(k - 32768.5).clamp_(0.0, 0.5).mul_(2.0 * 65536 / (65536 - k))
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
     """Inverted dropout drawing from ``generator`` (never from the global RNG)."""
-    if p <= 0.0:
-        return x
-    mask = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
-    return x * mask
+    mask = dropout_mask(x, p, generator)
+    return x if mask is None else x * mask
+
+
+GRUCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@torch.no_grad()
+def gru_cell_forward(
+    cell: nn.GRUCell, x: torch.Tensor, h: torch.Tensor
+) -> tuple[torch.Tensor, GRUCache]:
+    """``cell(x, h)`` without autograd, and what :func:`gru_cell_backward` needs.
+
+    PyTorch's gate order (reset, update, new): ``r, z = sigmoid(x W_rz + b + h U_rz + c)``,
+    ``n = tanh(x W_n + b_n + r (h U_n + c_n))``, ``h' = n + z (h - n)``.
+    """
+    k = cell.hidden_size
+    gi = torch.addmm(cell.bias_ih, x, cell.weight_ih.t())
+    gh = torch.addmm(cell.bias_hh, h, cell.weight_hh.t())
+    rz = gi[:, : 2 * k].add_(gh[:, : 2 * k]).sigmoid_()
+    gh_n = gh[:, 2 * k :]
+    n = gi[:, 2 * k :].addcmul_(rz[:, :k], gh_n).tanh_()
+    out = torch.sub(h, n).mul_(rz[:, k:]).add_(n)
+    return out, (x, h, rz, n, gh_n)
+
+
+@torch.no_grad()
+def gru_cell_backward(
+    cell: nn.GRUCell, cache: GRUCache, grad: torch.Tensor, need_input_grad: bool = True
+) -> torch.Tensor | None:
+    """Set the ``.grad`` of ``cell``'s parameters from the gradient of its output; return the
+    gradient of its input (the state it started from gets none: it is a constant)."""
+    x, h, rz, n, gh_n = cache
+    k = cell.hidden_size
+    b = grad.shape[0]
+    d_gi = torch.empty(b, 3 * k, dtype=grad.dtype, device=grad.device)
+    d_gh = torch.empty_like(d_gi)
+    z = rz[:, k:]
+    # d n_pre = grad (1 - z) (1 - n^2)
+    d_n = torch.mul(n, n, out=d_gi[:, 2 * k :]).neg_().add_(1.0)
+    d_n.mul_(grad).sub_(d_n * z)
+    torch.mul(d_n, gh_n, out=d_gi[:, :k])  # d r
+    torch.sub(h, n, out=d_gi[:, k : 2 * k]).mul_(grad)  # d z
+    d_rz = d_gi[:, : 2 * k]
+    d_rz.mul_(rz).sub_(d_rz * rz)  # through the sigmoids: d s (1 - s)
+    d_gh[:, : 2 * k] = d_rz
+    torch.mul(d_n, rz[:, :k], out=d_gh[:, 2 * k :])
+    cell.weight_ih.grad = d_gi.t() @ x
+    cell.bias_ih.grad = d_gi.sum(dim=0)
+    cell.weight_hh.grad = d_gh.t() @ h
+    cell.bias_hh.grad = d_gh.sum(dim=0)
+    return d_gi @ cell.weight_ih if need_input_grad else None
 
 
 def _glorot_(t: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator) -> None:

@@ -86,20 +86,26 @@ class RowSparseOptimizer:
             return
         grads = [p.grad for p in params]
         # Multi-tensor ops: one call per operation for all the (small) GRU tensors.
-        d = grads
         if self.algorithm == "adagrad":
             accs = [self._acc[id(p)] for p in params]
             torch._foreach_addcmul_(accs, grads, grads)
             # sqrt then divide: torch's CPU rsqrt is not vectorised (about 3x slower).
-            d = torch._foreach_sqrt(accs)
-            d = torch._foreach_div(grads, d)
-        if self.momentum > 0:
+            denom = torch._foreach_sqrt(accs)
+            if self.momentum > 0:
+                # v = m v + lr g / sqrt(acc) in two passes (no g / sqrt(acc) buffer).
+                vels = [self._vel[id(p)] for p in params]
+                torch._foreach_mul_(vels, self.momentum)
+                torch._foreach_addcdiv_(vels, grads, denom, value=self.lr)
+                torch._foreach_sub_(params, vels)
+            else:
+                torch._foreach_addcdiv_(params, grads, denom, value=-self.lr)
+        elif self.momentum > 0:
             vels = [self._vel[id(p)] for p in params]
             torch._foreach_mul_(vels, self.momentum)
-            torch._foreach_add_(vels, d, alpha=self.lr)
+            torch._foreach_add_(vels, grads, alpha=self.lr)
             torch._foreach_sub_(params, vels)
         else:
-            torch._foreach_add_(params, d, alpha=-self.lr)
+            torch._foreach_add_(params, grads, alpha=-self.lr)
         for p in params:
             p.grad = None
 

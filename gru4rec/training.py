@@ -14,8 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .losses import bpr_from_factors, cross_entropy_full, get_loss
-from .model import GRU4RecNet
+from .losses import (
+    bpr_from_factors,
+    bpr_max_value_grad,
+    bpr_value_grad,
+    cross_entropy_full,
+    cross_entropy_value_grad,
+    get_loss,
+)
+from .model import GRU4RecNet, dropout_mask, gru_cell_backward, gru_cell_forward
 from .optim import RowSparseOptimizer, clip_grad_norm
 from .samplers import NegativeSampler
 from .schedule import Schedule
@@ -135,7 +142,55 @@ def train_epoch(
     steps at the end of the epoch. Dividing the returned sum by ``data.n_rows``
     gives the loss per event. ``on_steps(n)``, when given, hears every
     ``REPORT_EVERY`` steps (and at the end) how many steps were done since its last call.
+
+    With ``bptt == 1`` and a sampled loss, every step is differentiated by hand
+    (:func:`_train_epoch_direct`: the same numbers, no autograd graph); otherwise
+    autograd differentiates the step (:func:`train_epoch_autograd`).
     """
+    if bptt == 1 and not loss.full and sampler is not None:
+        return _train_epoch_direct(
+            model,
+            data,
+            optimizer,
+            loss,
+            sampler,
+            generator,
+            dropout_embed=dropout_embed,
+            dropout_hidden=dropout_hidden,
+            clipnorm=clipnorm,
+            on_steps=on_steps,
+        )
+    return train_epoch_autograd(
+        model,
+        data,
+        optimizer,
+        loss,
+        sampler,
+        generator,
+        dropout_embed=dropout_embed,
+        dropout_hidden=dropout_hidden,
+        clipnorm=clipnorm,
+        bptt=bptt,
+        on_steps=on_steps,
+    )
+
+
+def train_epoch_autograd(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler | None,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    clipnorm: float | None = None,
+    bptt: int = 1,
+    on_steps: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """:func:`train_epoch` with autograd differentiating every step (the reference path;
+    any loss, any ``bptt``)."""
     model.train()
     device = data.inputs.device
     offs = data.step_offsets
@@ -212,6 +267,177 @@ def train_epoch(
     if on_steps is not None and n_steps % REPORT_EVERY:
         on_steps(n_steps % REPORT_EVERY)
     return total
+
+
+@torch.no_grad()
+def _train_epoch_direct(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    clipnorm: float | None = None,
+    on_steps: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """:func:`train_epoch` for ``bptt == 1`` and a sampled loss, differentiated by hand.
+
+    The forward pass keeps what the backward pass needs; the loss gradient with respect to
+    the scores comes in closed form (:mod:`gru4rec.losses`' ``*_value_grad``; autograd over
+    the score matrix alone for the other losses), then the output layer and the GRU cells
+    are differentiated with a few matrix products. Random draws happen in the order of the
+    autograd path (negatives, then the dropout masks layer by layer), so both give the same
+    model from the same generator state.
+    """
+    model.train()
+    device = data.inputs.device
+    offs = data.step_offsets
+    n_steps = len(offs) - 1
+    batch = int(offs[1] - offs[0]) if n_steps else 0
+    hidden = model.init_hidden(batch, device)
+    total = torch.zeros((), device=device)
+    out_table, bias_table = model.item_output, model.item_bias
+    in_table = out_table if model.constrained else model.item_embedding
+    fast_bpr = loss.name == "bpr"
+    for t in range(n_steps):
+        s, e = int(offs[t]), int(offs[t + 1])
+        b = e - s
+        x = data.inputs[s:e]
+        y = data.targets[s:e]
+        hidden = [hl[:b] * data.keep[s:e] for hl in hidden]
+        if sampler.dedup:
+            negatives, log_mult = sampler.draw_unique()
+        else:
+            negatives, log_mult = sampler.draw(), None
+        positives = col_weights = None
+        if fast_bpr:
+            cols, positives, col_weights = _bpr_columns(data, t, y, negatives, log_mult)
+        else:
+            cols = torch.cat([y, negatives])
+        weights = out_table.index_select(0, cols)
+        col_bias = bias_table.index_select(0, cols).t()
+        emb = in_table.index_select(0, x)
+
+        embed_mask = dropout_mask(emb, dropout_embed, generator)
+        inp = emb if embed_mask is None else emb * embed_mask
+        caches, masks = [], []
+        for i, cell in enumerate(model.cells):
+            inp, cache = gru_cell_forward(cell, inp, hidden[i])
+            mask = dropout_mask(inp, dropout_hidden, generator)
+            if mask is not None:
+                inp.mul_(mask)
+            hidden[i] = inp
+            caches.append(cache)
+            masks.append(mask)
+        out = inp
+
+        scale = b / batch if b < batch else 1.0
+        step_loss, grad_scores = _loss_value_grad(
+            out,
+            weights,
+            col_bias,
+            loss,
+            y,
+            negatives,
+            log_mult,
+            sampler,
+            scale,
+            positives,
+            col_weights,
+        )
+        total += step_loss * batch
+
+        grad = grad_scores @ weights
+        grad_weights = grad_scores.t() @ out
+        grad_bias = grad_scores.sum(dim=0).unsqueeze(1)
+        for i in range(len(model.cells) - 1, -1, -1):
+            if masks[i] is not None:
+                grad.mul_(masks[i])
+            grad = gru_cell_backward(model.cells[i], caches[i], grad)
+        if embed_mask is not None:
+            grad.mul_(embed_mask)
+
+        _update_direct(model, optimizer, cols, x, grad_weights, grad_bias, grad, clipnorm)
+        if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
+            on_steps(REPORT_EVERY)
+    if on_steps is not None and n_steps % REPORT_EVERY:
+        on_steps(n_steps % REPORT_EVERY)
+    return total
+
+
+def _update_direct(
+    model: GRU4RecNet,
+    optimizer: RowSparseOptimizer,
+    cols: torch.Tensor,
+    inputs: torch.Tensor,
+    grad_weights: torch.Tensor,
+    grad_bias: torch.Tensor,
+    grad_inputs: torch.Tensor,
+    clipnorm: float | None,
+) -> None:
+    """Apply one hand-differentiated step: the GRU from ``.grad``, the item rows from the
+    gradients of the scored columns ``cols`` and of the input rows ``inputs``."""
+    if clipnorm is not None:
+        grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+        clip_grad_norm([*grads, grad_weights, grad_bias, grad_inputs], clipnorm)
+    optimizer.step_dense()
+    if model.constrained:
+        optimizer.step_rows(
+            "item_output",
+            torch.cat([cols, inputs]),
+            [grad_weights, grad_inputs],
+            leading={"item_bias": grad_bias},
+        )
+    else:
+        optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
+        optimizer.step_rows("item_embedding", inputs, grad_inputs)
+
+
+def _loss_value_grad(
+    out: torch.Tensor,
+    weights: torch.Tensor,
+    col_bias: torch.Tensor,
+    cfg: LossConfig,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    log_mult: torch.Tensor | None,
+    sampler: NegativeSampler,
+    scale: float,
+    positives: torch.Tensor | None,
+    col_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's loss (times ``scale``) and its gradient w.r.t. the scores ``out @ weights.T
+    + col_bias``, in closed form where :mod:`gru4rec.losses` has one."""
+    if cfg.name == "bpr":
+        scores = torch.addmm(col_bias, out, weights.t())
+        return bpr_value_grad(scores, positives, col_weights, scale)
+    b = targets.shape[0]
+    if cfg.name == "cross-entropy":
+        # Every column bias (output bias, -logq log q, log multiplicity) in the one addmm.
+        if cfg.logq > 0:
+            log_q = sampler.log_probabilities(targets, negatives)
+            col_bias = torch.add(col_bias, log_q, alpha=-cfg.logq)
+        if log_mult is not None:
+            col_bias[:, b:] += log_mult  # a fresh gather or sum: free to change
+        return cross_entropy_value_grad(torch.addmm(col_bias, out, weights.t()), scale)
+    log_weights = None
+    if log_mult is not None:
+        log_weights = torch.cat([log_mult.new_zeros(b), log_mult])
+    if cfg.name == "bpr-max":
+        scores = torch.addmm(col_bias, out, weights.t())
+        result = bpr_max_value_grad(scores, cfg.bpreg, cfg.elu_param, log_weights, scale)
+        if result is not None:
+            return result
+    scores = torch.addmm(col_bias, out, weights.t())
+    # Any other loss (or bpr-max beyond its closed form's range): autograd over the scores.
+    with torch.enable_grad():
+        scores.requires_grad_(True)
+        value = _scores_to_loss(scores, cfg, targets, negatives, sampler, log_mult) * scale
+        value.backward()
+    return value.detach(), scores.grad
 
 
 def _bpr_columns(

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -394,3 +395,62 @@ def test_bpr_from_factors_with_repeated_targets_equals_the_duplicated_columns(sp
     for leaf, ref_leaf in [(got_in[1], ref_in[1]), (got_bias, ref_bias)]:
         summed = torch.zeros_like(leaf).index_add_(0, owner, ref_leaf.grad)
         torch.testing.assert_close(leaf.grad, summed)
+
+
+# -- closed-form values and score gradients (the hand-differentiated training step) -------------
+
+
+def _autograd_value_grad(fn, scores, scale):
+    s = scores.clone().requires_grad_(True)
+    value = fn(s) * scale
+    value.backward()
+    return value.detach(), s.grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(1, 5),
+    n_neg=st.integers(0, 6),
+    spread=st.sampled_from([0.1, 1.0, 5.0]),
+    weighted=st.booleans(),
+    elu=st.sampled_from([0.0, 0.5, 1.0]),
+    bpreg=st.sampled_from([0.0, 0.9]),
+    seed=st.integers(0, 2**16),
+)
+def test_bpr_max_value_grad_equals_autograd(b, n_neg, spread, weighted, elu, bpreg, seed):
+    from gru4rec.losses import bpr_max_value_grad
+
+    if b + n_neg < 2:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(b, b + n_neg, generator=gen, dtype=torch.float64) * spread
+    log_w = None
+    if weighted:
+        log_w = torch.cat([torch.zeros(b), torch.rand(n_neg, generator=gen) * 2]).double()
+
+    def ref(s):
+        return bpr_max(F.elu(s, alpha=elu) if elu > 0 else s, bpreg=bpreg, log_weights=log_w)
+
+    value, grad = bpr_max_value_grad(scores.clone(), bpreg, elu, log_w, scale=0.5)
+    ref_value, ref_grad = _autograd_value_grad(ref, scores, 0.5)
+    torch.testing.assert_close(value, ref_value)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def test_bpr_max_value_grad_declines_when_every_sigmoid_underflows():
+    from gru4rec.losses import bpr_max_value_grad
+
+    scores = torch.tensor([[-200.0, 0.0, 300.0], [0.0, -200.0, 300.0]])
+    assert bpr_max_value_grad(scores, 0.5) is None
+
+
+@pytest.mark.parametrize("spread", [0.1, 3.0, 40.0])
+def test_cross_entropy_value_grad_equals_autograd(spread):
+    from gru4rec.losses import cross_entropy_value_grad
+
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 9, generator=gen, dtype=torch.float64) * spread
+    value, grad = cross_entropy_value_grad(logits.clone(), scale=0.25)
+    ref_value, ref_grad = _autograd_value_grad(cross_entropy_sampled, logits, 0.25)
+    torch.testing.assert_close(value, ref_value)
+    torch.testing.assert_close(grad, ref_grad)

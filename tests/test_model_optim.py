@@ -162,6 +162,25 @@ def test_dropout_scales_keeps_and_uses_only_the_generator():
     assert torch.equal(y, y2)
 
 
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.01])
+def test_dropout_mask_keeps_with_the_right_rate_in_every_lane(p):
+    # Four elements share one 64-bit draw: each of the four 16-bit lanes must be unbiased,
+    # and the mask's mean must be 1 (inverted dropout).
+    from gru4rec.model import dropout_mask
+
+    x = torch.empty(400_000)
+    mask = dropout_mask(x, p, torch.Generator().manual_seed(1))
+    kept = mask != 0
+    for lane in range(4):
+        assert float(kept[lane::4].float().mean()) == pytest.approx(1 - p, abs=0.005)
+    assert float(mask.mean()) == pytest.approx(1.0, abs=0.01)
+    values = mask.unique().tolist()
+    assert values[0] == 0.0 and len(values) == 2
+    assert values[1] == pytest.approx(1 / (1 - p), rel=1e-4)
+    odd = dropout_mask(torch.empty(3, 5), p, torch.Generator().manual_seed(1))
+    assert odd.shape == (3, 5)
+
+
 # -- optimiser: row-sparse updates ---------------------------------------------------------------
 
 
@@ -384,3 +403,36 @@ def test_fit_through_accelerator_update_branch_matches_cpu_branch(monkeypatch, p
     for key, value in weights(cpu).items():
         torch.testing.assert_close(weights(acc)[key], value, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dense(acc.predict(df)), dense(cpu.predict(df)), rtol=1e-4, atol=1e-5)
+
+
+def test_clip_grad_norm_empty_list_is_a_no_op():
+    clip_grad_norm([], 1.0)
+
+
+@pytest.mark.parametrize("algorithm", OPTIMIZERS)
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+@pytest.mark.parametrize("compact", [True, False])
+def test_step_rows_with_leading_table_matches_per_row_reference(algorithm, momentum, compact):
+    # The output rows of a step (targets with repeats, then negatives) followed by the input
+    # rows, which repeat some of them; the bias table moves at the leading rows only.
+    gen = torch.Generator().manual_seed(4)
+    table, bias = torch.randn(9, 3, generator=gen), torch.randn(9, 1, generator=gen)
+    ref = RefOptimizer(table.numpy(), algorithm, lr=0.1, momentum=momentum)
+    ref_bias = RefOptimizer(bias.numpy(), algorithm, lr=0.1, momentum=momentum)
+    opt = RowSparseOptimizer(
+        [], {"t": table, "b": bias}, algorithm=algorithm, lr=0.1, momentum=momentum
+    )
+    opt.compact = compact
+    steps = [([1, 3, 1, 0, 5, 6], [3, 8, 8]), ([2, 2, 4], [2, 7]), ([0], [0, 0, 1])]
+    for out_rows, in_rows in steps:
+        g_out = torch.randn(len(out_rows), 3, generator=gen)
+        g_in = torch.randn(len(in_rows), 3, generator=gen)
+        g_bias = torch.randn(len(out_rows), 1, generator=gen)
+        before = bias.clone()
+        opt.step_rows("t", torch.tensor(out_rows + in_rows), [g_out, g_in], leading={"b": g_bias})
+        ref.step_rows(out_rows + in_rows, torch.cat([g_out, g_in]).numpy())
+        ref_bias.step_rows(out_rows, g_bias.numpy())
+        np.testing.assert_allclose(table.numpy(), ref.p, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(bias.numpy(), ref_bias.p, rtol=1e-5, atol=1e-6)
+        only_input = sorted(set(in_rows) - set(out_rows))
+        assert torch.equal(bias[only_input], before[only_input])

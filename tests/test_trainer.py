@@ -75,13 +75,16 @@ def _poison_loss_in_epoch(monkeypatch, epoch: int, step: int = 1) -> None:
                 calls["epoch"], calls["step"] = counter.current, 0
             calls["step"] += 1
             if counter.current == epoch and calls["step"] > step:
+                if isinstance(loss, tuple):  # (loss, gradient of the scores)
+                    return tuple(t * float("nan") for t in loss)
                 loss = loss * float("nan")
             return loss
 
         return poisoned
 
-    # Every loss goes through one of these two (bpr's fast path through the second).
-    for name in ("_scores_to_loss", "bpr_from_factors"):
+    # Every loss goes through one of these (bpr's autograd fast path through the second, every
+    # hand-differentiated step through the third).
+    for name in ("_scores_to_loss", "bpr_from_factors", "_loss_value_grad"):
         monkeypatch.setattr(training_module, name, poison(getattr(training_module, name)))
 
 
@@ -133,18 +136,22 @@ def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1) -> None
     """Raise KeyboardInterrupt in epoch ``epoch`` after ``after_updates`` of its weight updates,
     so the weights are half-updated when the interrupt arrives."""
     counter = _EpochCounter(monkeypatch)
-    real = training_module._update
     calls = {"epoch": -1, "n": 0}
 
-    def update(*args, **kwargs):
-        if calls["epoch"] != counter.current:
-            calls["epoch"], calls["n"] = counter.current, 0
-        if counter.current == epoch and calls["n"] == after_updates:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real(*args, **kwargs)
+    def interrupting(real):
+        def update(*args, **kwargs):
+            if calls["epoch"] != counter.current:
+                calls["epoch"], calls["n"] = counter.current, 0
+            if counter.current == epoch and calls["n"] == after_updates:
+                raise KeyboardInterrupt
+            calls["n"] += 1
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(training_module, "_update", update)
+        return update
+
+    # Autograd steps update through the first, hand-differentiated ones through the second.
+    for name in ("_update", "_update_direct"):
+        monkeypatch.setattr(training_module, name, interrupting(getattr(training_module, name)))
 
 
 @pytest.mark.parametrize("k", [1, 2])
