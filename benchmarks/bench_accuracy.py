@@ -620,6 +620,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--test-days", type=float, default=1.0, help="test span when --data is one events CSV"
     )
     parser.add_argument("--name", help="results folder name (default: the data's name)")
+    parser.add_argument(
+        "--user-histories",
+        action="store_true",
+        help="recast the data as order-keyed user histories (positions as times, ids numbered "
+        "in item-dump order; benchlib.as_user_histories)",
+    )
     parser.add_argument("--epochs", type=int, help="override every configuration's epochs")
     parser.add_argument(
         "--seeds", type=int, default=1, help="runs per configuration (seeds 0..N-1)"
@@ -675,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 2
     train, test, data_name = loaded
+    if args.user_histories:
+        train, test = benchlib.as_user_histories(train, test)
+        data_name += "_user_histories"
     name = args.name or data_name
     out_dir = benchlib.RESULTS_DIR / name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The prepared device check of issue 7, for a session whose task draws a GPU machine.
-# Run it there from the repository root, e.g. through the device tool:
+# A prepared check for a machine with a CUDA GPU. Run it from the repository root:
 #   bash benchmarks/gpu_check.sh            (writes under $OUT, or benchmarks/results/)
 # It runs the CUDA tests, CPU-vs-CUDA agreement, RSC15 training on the GPU and the 5M-event
 # synthetic scale run, and copies the tables where they come back from the device.
