@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,32 +157,16 @@ def train_epoch(
     (:func:`_train_epoch_direct`: the same numbers, no autograd graph); otherwise
     autograd differentiates the step (:func:`train_epoch_autograd`).
     """
+    args = (model, data, optimizer, loss, sampler, generator)
+    options: dict[str, Any] = {
+        "dropout_embed": dropout_embed,
+        "dropout_hidden": dropout_hidden,
+        "clipnorm": clipnorm,
+        "on_steps": on_steps,
+    }
     if bptt == 1 and not loss.full and sampler is not None:
-        return _train_epoch_direct(
-            model,
-            data,
-            optimizer,
-            loss,
-            sampler,
-            generator,
-            dropout_embed=dropout_embed,
-            dropout_hidden=dropout_hidden,
-            clipnorm=clipnorm,
-            on_steps=on_steps,
-        )
-    return train_epoch_autograd(
-        model,
-        data,
-        optimizer,
-        loss,
-        sampler,
-        generator,
-        dropout_embed=dropout_embed,
-        dropout_hidden=dropout_hidden,
-        clipnorm=clipnorm,
-        bptt=bptt,
-        on_steps=on_steps,
-    )
+        return _train_epoch_direct(*args, **options)
+    return train_epoch_autograd(*args, bptt=bptt, **options)
 
 
 def train_epoch_autograd(
