@@ -150,6 +150,26 @@ def _bpr_norm(b: int, n: int) -> int:
     return b * max(n - 1, 1)
 
 
+def _bpr_scores_(
+    scores: torch.Tensor, positives: torch.Tensor | None, col_weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | int]:
+    """BPR terms of a (B, N) score matrix, which becomes ``t = sigmoid(r_i - r_ij)`` in place.
+
+    Each row's positive is its diagonal column, or column ``positives[row]``; with
+    ``col_weights``, column ``j`` counts ``col_weights[j]`` times. Returns ``(sum -log t,
+    t, norm)``, ``norm`` the number of terms of the duplicated score matrix this one
+    stands for (a device scalar with weights: no host read).
+    """
+    b, n = scores.shape
+    if positives is None:
+        pos = torch.diagonal(scores).clone().unsqueeze(1)
+    else:
+        pos = scores.gather(1, positives.unsqueeze(1))
+    total, t = _bpr_terms_(torch.sub(pos, scores, out=scores), col_weights)
+    norm = _bpr_norm(b, n) if col_weights is None else b * (col_weights.sum() - 1).clamp_min(1)
+    return total, t, norm
+
+
 class _BPR(torch.autograd.Function):
     """Unweighted BPR with a hand-written backward (the default loss: worth fusing).
 
@@ -186,16 +206,9 @@ class _BPRFactors(torch.autograd.Function):
         positives: torch.Tensor | None,
         col_weights: torch.Tensor | None,
     ) -> torch.Tensor:
-        b, n = out.shape[0], weights.shape[0]
+        b = out.shape[0]
         d = torch.mm(out, weights.t()).add_(bias.t())
-        if positives is None:
-            pos = torch.diagonal(d).clone().unsqueeze(1)
-        else:
-            pos = d.gather(1, positives.unsqueeze(1))
-        total, t = _bpr_terms_(torch.sub(pos, d, out=d), col_weights)
-        # Columns of the duplicated score matrix this one stands for (a device scalar
-        # with weights: no host read).
-        norm = _bpr_norm(b, n) if col_weights is None else b * (col_weights.sum() - 1).clamp_min(1)
+        total, t, norm = _bpr_scores_(d, positives, col_weights)
         ctx.save_for_backward(t, out, weights, positives, col_weights)
         ctx.norm = norm
         ctx.consumed = False
@@ -385,12 +398,7 @@ def bpr_value_grad(
     scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`bpr_from_factors`'s loss and score gradient for a ready score matrix (consumed)."""
-    b, n = scores.shape
-    if positives is None:
-        pos = torch.diagonal(scores).clone().unsqueeze(1)
-    else:
-        pos = scores.gather(1, positives.unsqueeze(1))
-    total, t = _bpr_terms_(torch.sub(pos, scores, out=scores), col_weights)
-    norm = _bpr_norm(b, n) if col_weights is None else b * (col_weights.sum() - 1).clamp_min(1)
+    b = scores.shape[0]
+    total, t, norm = _bpr_scores_(scores, positives, col_weights)
     loss = (total - b * math.log(2.0)) * scale / norm
     return loss, _bpr_grad_(t, scale / norm, positives, col_weights)

@@ -295,6 +295,17 @@ def _factorize(s: pd.Series, col: str, arg: str) -> tuple[np.ndarray, Any]:
         raise ValueError(f"column {col!r} ({arg}) holds ids that are not hashable: {exc}") from None
 
 
+def _encode_ids(
+    s: pd.Series, col: str, arg: str, vocabulary: Vocabulary | None
+) -> tuple[np.ndarray, Vocabulary]:
+    """Dense int64 codes of raw ids and their vocabulary: ``vocabulary``'s indices (``-1``
+    for ids not in it), or, without one, a new vocabulary in order of first appearance."""
+    if vocabulary is not None:
+        return vocabulary.index_of(s), vocabulary
+    codes, uniques = _factorize(s, col, arg)
+    return np.asarray(codes, dtype=np.int64), Vocabulary(np.asarray(uniques))
+
+
 def _index_column(s: pd.Series, col: str, arg: str) -> np.ndarray:
     """Validate a column of 0-based integer indices; return int64."""
     _check_no_missing(s, col, arg)
@@ -532,22 +543,9 @@ class InteractionMatrix:
         if user_vocabulary is not None and not isinstance(user_vocabulary, Vocabulary):
             raise ValueError("user_vocabulary must be a Vocabulary or None")
 
-        keep = np.ones(len(df), dtype=bool)
-        if item_vocabulary is None:
-            iid, uniques = _factorize(df[item], item, "item")
-            item_vocabulary = Vocabulary(np.asarray(uniques))
-        else:
-            iid = item_vocabulary.index_of(df[item])
-            keep &= iid >= 0
-        if user_vocabulary is None:
-            uid, uniques = _factorize(df[user], user, "user")
-            user_vocabulary = Vocabulary(np.asarray(uniques))
-        else:
-            uid = user_vocabulary.index_of(df[user])
-            keep &= uid >= 0
-        uid = np.asarray(uid, dtype=np.int64)
-        iid = np.asarray(iid, dtype=np.int64)
-
+        iid, item_vocabulary = _encode_ids(df[item], item, "item", item_vocabulary)
+        uid, user_vocabulary = _encode_ids(df[user], user, "user", user_vocabulary)
+        keep = (iid >= 0) & (uid >= 0)
         n_drop = int(len(df) - keep.sum())
         if n_drop:
             if n_drop == len(df):
@@ -571,13 +569,7 @@ class InteractionMatrix:
         interaction_ids = np.flatnonzero(keep).astype(np.int64)
         shape = (len(user_vocabulary), len(item_vocabulary))
         return cls._from_arrays(
-            uid,
-            iid,
-            ts,
-            interaction_ids,
-            shape,
-            item_vocabulary,
-            user_vocabulary,
+            uid, iid, ts, interaction_ids, shape, item_vocabulary, user_vocabulary
         )
 
     @classmethod

@@ -7,8 +7,9 @@ value back from the device, and accumulates the loss on the device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +80,15 @@ class EpochData:
     def n_rows(self) -> int:
         return int(self.step_offsets[-1])
 
+    @property
+    def n_steps(self) -> int:
+        return len(self.step_offsets) - 1
+
+    @property
+    def batch_size(self) -> int:
+        """Rows of the first (full) step; 0 for an empty schedule."""
+        return int(self.step_offsets[1] - self.step_offsets[0]) if self.n_steps else 0
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -147,32 +157,16 @@ def train_epoch(
     (:func:`_train_epoch_direct`: the same numbers, no autograd graph); otherwise
     autograd differentiates the step (:func:`train_epoch_autograd`).
     """
+    args = (model, data, optimizer, loss, sampler, generator)
+    options: dict[str, Any] = {
+        "dropout_embed": dropout_embed,
+        "dropout_hidden": dropout_hidden,
+        "clipnorm": clipnorm,
+        "on_steps": on_steps,
+    }
     if bptt == 1 and not loss.full and sampler is not None:
-        return _train_epoch_direct(
-            model,
-            data,
-            optimizer,
-            loss,
-            sampler,
-            generator,
-            dropout_embed=dropout_embed,
-            dropout_hidden=dropout_hidden,
-            clipnorm=clipnorm,
-            on_steps=on_steps,
-        )
-    return train_epoch_autograd(
-        model,
-        data,
-        optimizer,
-        loss,
-        sampler,
-        generator,
-        dropout_embed=dropout_embed,
-        dropout_hidden=dropout_hidden,
-        clipnorm=clipnorm,
-        bptt=bptt,
-        on_steps=on_steps,
-    )
+        return _train_epoch_direct(*args, **options)
+    return train_epoch_autograd(*args, bptt=bptt, **options)
 
 
 def train_epoch_autograd(
@@ -192,30 +186,15 @@ def train_epoch_autograd(
     """:func:`train_epoch` with autograd differentiating every step (the reference path;
     any loss, any ``bptt``)."""
     model.train()
-    device = data.inputs.device
-    offs = data.step_offsets
-    n_steps = len(offs) - 1
-    batch = int(offs[1] - offs[0]) if n_steps else 0
-    hidden = model.init_hidden(batch, device)
-    total = torch.zeros((), device=device)
+    n_steps, batch = data.n_steps, data.batch_size
+    hidden = model.init_hidden(batch, data.inputs.device)
+    total = torch.zeros((), device=data.inputs.device)
     out_table, bias_table = model.item_output, model.item_bias
     window_loss: torch.Tensor | None = None
     updates: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
     fast_bpr = loss.name == "bpr"
-    for t in range(n_steps):
-        s, e = int(offs[t]), int(offs[t + 1])
-        b = e - s
-        x = data.inputs[s:e]
-        y = data.targets[s:e]
-        keep = data.keep[s:e]
+    for t, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
         hidden = [hl[:b] * keep for hl in hidden]
-        negatives = log_mult = None
-        if sampler is not None and sampler.dedup:
-            # Each distinct negative scored once, weighted by how often it was drawn.
-            negatives, log_mult = sampler.draw_unique()
-        elif sampler is not None:
-            negatives = sampler.draw()
-
         # Leaves hold only the rows this step reads; their grads go to the optimiser.
         positives = col_weights = None
         if loss.full:
@@ -262,10 +241,6 @@ def train_epoch_autograd(
             window_loss = None
             updates = []
             hidden = [hl.detach() for hl in hidden]
-        if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
-            on_steps(REPORT_EVERY)
-    if on_steps is not None and n_steps % REPORT_EVERY:
-        on_steps(n_steps % REPORT_EVERY)
     return total
 
 
@@ -293,46 +268,33 @@ def _train_epoch_direct(
     model from the same generator state.
     """
     model.train()
-    device = data.inputs.device
-    offs = data.step_offsets
-    n_steps = len(offs) - 1
-    batch = int(offs[1] - offs[0]) if n_steps else 0
-    hidden = model.init_hidden(batch, device)
-    total = torch.zeros((), device=device)
+    batch = data.batch_size
+    hidden = model.init_hidden(batch, data.inputs.device)
+    total = torch.zeros((), device=data.inputs.device)
     out_table, bias_table = model.item_output, model.item_bias
     in_table = out_table if model.constrained else model.item_embedding
     fast_bpr = loss.name == "bpr"
-    for t in range(n_steps):
-        s, e = int(offs[t]), int(offs[t + 1])
-        b = e - s
-        x = data.inputs[s:e]
-        y = data.targets[s:e]
-        hidden = [hl[:b] * data.keep[s:e] for hl in hidden]
-        if sampler.dedup:
-            negatives, log_mult = sampler.draw_unique()
-        else:
-            negatives, log_mult = sampler.draw(), None
-        positives = col_weights = None
+    for t, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
+        hidden = [hl[:b] * keep for hl in hidden]
         if fast_bpr:
             cols, positives, col_weights = _bpr_columns(data, t, y, negatives, log_mult)
         else:
-            cols = torch.cat([y, negatives])
+            cols, positives, col_weights = torch.cat([y, negatives]), None, None
         weights = out_table.index_select(0, cols)
         col_bias = bias_table.index_select(0, cols).t()
         emb = in_table.index_select(0, x)
 
         embed_mask = dropout_mask(emb, dropout_embed, generator)
-        inp = emb if embed_mask is None else emb * embed_mask
+        out = emb if embed_mask is None else emb * embed_mask
         caches, masks = [], []
         for i, cell in enumerate(model.cells):
-            inp, cache = gru_cell_forward(cell, inp, hidden[i])
-            mask = dropout_mask(inp, dropout_hidden, generator)
+            out, cache = gru_cell_forward(cell, out, hidden[i])
+            mask = dropout_mask(out, dropout_hidden, generator)
             if mask is not None:
-                inp.mul_(mask)
-            hidden[i] = inp
+                out.mul_(mask)
+            hidden[i] = out
             caches.append(cache)
             masks.append(mask)
-        out = inp
 
         scale = b / batch if b < batch else 1.0
         step_loss, grad_scores = _loss_value_grad(
@@ -361,11 +323,39 @@ def _train_epoch_direct(
             grad.mul_(embed_mask)
 
         _update_direct(model, optimizer, cols, x, grad_weights, grad_bias, grad, clipnorm)
+    return total
+
+
+def _steps(
+    data: EpochData,
+    sampler: NegativeSampler | None,
+    on_steps: Callable[[int], None] | None,
+) -> Iterator[
+    tuple[
+        int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None
+    ]
+]:
+    """Each step's ``(t, rows, inputs, targets, keep, negatives, log_mult)``, for both paths.
+
+    The negatives are drawn before the step's body runs (so before its dropout masks: the
+    draw order both paths share); with a deduplicating sampler each distinct negative is
+    scored once and ``log_mult`` holds the log of how often it was drawn (else ``None``, as
+    are both without a sampler). ``on_steps`` hears every ``REPORT_EVERY`` finished steps
+    and, at the end, of the rest.
+    """
+    offs, n_steps = data.step_offsets, data.n_steps
+    for t in range(n_steps):
+        s, e = int(offs[t]), int(offs[t + 1])
+        negatives = log_mult = None
+        if sampler is not None and sampler.dedup:
+            negatives, log_mult = sampler.draw_unique()
+        elif sampler is not None:
+            negatives = sampler.draw()
+        yield t, e - s, data.inputs[s:e], data.targets[s:e], data.keep[s:e], negatives, log_mult
         if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
             on_steps(REPORT_EVERY)
     if on_steps is not None and n_steps % REPORT_EVERY:
         on_steps(n_steps % REPORT_EVERY)
-    return total
 
 
 def _update_direct(
