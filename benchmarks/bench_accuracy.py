@@ -147,6 +147,16 @@ def _new_row(key: str, system: str, config: str, **extra: Any) -> dict[str, Any]
     }
 
 
+def _record_worker_result(row: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Append one seed's result, written by a worker process to ``path``, to ``row``."""
+    res = json.loads(path.read_text())
+    for key in ("recall", "mrr", "epoch_seconds", "fit_seconds", "eval_seconds"):
+        row[key].append(res[key])
+    row["s_per_epoch"].append(statistics.median(res["epoch_seconds"]))
+    row["n_predictions"] = res["n_predictions"]
+    return res
+
+
 def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
     """(train events, test events, data name), or None when the data is missing."""
     from gru4rec import datasets
@@ -391,15 +401,8 @@ def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
                     file=sys.stderr,
                 )
                 return None
-            res = json.loads(out.read_text())
-            row["recall"].append(res["recall"])
-            row["mrr"].append(res["mrr"])
-            row["s_per_epoch"].append(statistics.median(res["epoch_seconds"]))
-            row["epoch_seconds"].append(res["epoch_seconds"])
-            row["fit_seconds"].append(res["fit_seconds"])
-            row["eval_seconds"].append(res["eval_seconds"])
+            res = _record_worker_result(row, out)
             row["curves"].append([c["recall"] for c in res["curve"]])
-            row["n_predictions"] = res["n_predictions"]
             row["max_gap_vs_predict"] = res["max_gap_vs_predict"]
             print(
                 f"  recpack seed {seed}: Recall@{K} {res['recall']:.4f} MRR@{K} {res['mrr']:.4f} "
@@ -474,15 +477,8 @@ class OfficialRunner:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             print(f"official run failed: {lines[-1] if lines else '?'}", file=sys.stderr)
             return False
-        res = json.loads(out.read_text())
-        row["recall"].append(res["recall"])
-        row["mrr"].append(res["mrr"])
-        row["s_per_epoch"].append(statistics.median(res["epoch_seconds"]))
-        row["epoch_seconds"].append(res["epoch_seconds"])
-        row["fit_seconds"].append(res["fit_seconds"])
-        row["eval_seconds"].append(res["eval_seconds"])
+        res = _record_worker_result(row, out)
         row["load"].append(benchlib.load_average())
-        row["n_predictions"] = res["n_predictions"]
         print(
             f"  official {row['key']} seed {seed}: Recall@{K} {res['recall']:.4f} "
             f"MRR@{K} {res['mrr']:.4f} {row['s_per_epoch'][-1]:.2f} s/epoch "
