@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import inputs
+
 __all__ = ["recommend_dask"]
 
 #: Columns of the result besides the session and item columns.
@@ -124,9 +126,14 @@ def _recommend_partition(
     starts = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]]) if len(sids) else np.zeros(0, int)
     ids = sids[starts]
     if len(ids):
-        # recommend takes one list per session; building them is cheap next to the scoring.
-        sessions = [s.tolist() for s in np.split(part[item].to_numpy(), starts[1:])]
-        rec_items, rec_scores = model.recommend(sessions, k=k)
+        # The flat item column and the session lengths go straight to the index path.
+        lengths = np.diff(np.r_[starts, len(sids)])
+        items, offsets = inputs.flat_sessions(
+            part[item].to_numpy(), lengths, model.item_vocabulary_, model.n_items_
+        )
+        idx, rec_scores = model._recommend_indices(items, offsets, k)
+        vocab = model.item_vocabulary_
+        rec_items = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
     else:  # an empty partition (or the metadata)
         rec_items, rec_scores = np.zeros((0, 0), dtype=object), np.zeros((0, 0), np.float32)
     kk = rec_items.shape[1]

@@ -140,19 +140,34 @@ def session_lists(
     batch = [sessions] if single else list(sessions)
     lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
     flat = list(itertools.chain.from_iterable(batch))
-    items = _item_indices(flat, vocabulary, n_items)
+    items, offsets = flat_sessions(flat, lengths, vocabulary, n_items, stacklevel=5)
+    return items, offsets, single
+
+
+def flat_sessions(
+    raw: Sequence[Any],
+    lengths: np.ndarray,
+    vocabulary: Vocabulary | None,
+    n_items: int,
+    *,
+    stacklevel: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sessions given as one flat sequence of raw item ids and their lengths, as
+    ``(items, offsets)`` of model indices; unknown items are skipped with a warning."""
+    items = _item_indices(raw, vocabulary, n_items)
     known = items >= 0
     if not known.all():
         warnings.warn(
             f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the model"
-            + _id_type_hint(flat, known, vocabulary),
+            + _id_type_hint(list(raw), known, vocabulary),
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
-    kept = np.bincount(np.repeat(np.arange(len(batch)), lengths)[known], minlength=len(batch))
-    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+    n = len(lengths)
+    kept = np.bincount(np.repeat(np.arange(n), lengths)[known], minlength=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(kept, out=offsets[1:])
-    return items[known], offsets, single
+    return items[known], offsets
 
 
 def _is_single_session(sessions: Any) -> bool:
@@ -167,10 +182,10 @@ def _is_single_session(sessions: Any) -> bool:
     return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
 
 
-def _item_indices(raw: list[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:
+def _item_indices(raw: Sequence[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:
     """Model indices of raw item ids, -1 for unknown ones."""
     if vocabulary is not None:
-        return vocabulary.index_of(raw) if raw else np.zeros(0, dtype=np.int64)
+        return vocabulary.index_of(raw) if len(raw) else np.zeros(0, dtype=np.int64)
     arr = np.asarray(raw)
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
