@@ -11,7 +11,6 @@ import scipy.sparse as sp
 import torch
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
-from gru4rec.model import GRU4RecNet
 from gru4rec.optim import RowSparseOptimizer
 
 TINY = dict(hidden_size=8, num_components=8, batch_size=4, num_negatives=4, max_epochs=1)
@@ -73,15 +72,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 def initial_weights(est) -> dict[str, torch.Tensor]:
     """The weights a fit with ``est``'s parameters starts from (before any epoch)."""
-    model = GRU4RecNet(
-        est.n_items_,
-        hidden_size=est.hidden_size,
-        num_layers=est.num_layers,
-        embedding_size=est.num_components,
-        constrained=est.constrained_embedding,
-    )
-    model.reset_parameters(torch.Generator().manual_seed(est.seed_))
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model = est._build_model()
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def all_finite(est) -> bool:
