@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from .device import fused_kernels
+from .device import fused_kernels, matmul
 
 __all__ = ["GRU4RecNet", "dropout", "dropout_mask", "gru_cell_backward", "gru_cell_forward"]
 
@@ -64,8 +64,8 @@ def gru_cell_forward(
     ``n = tanh(x W_n + b_n + r (h U_n + c_n))``, ``h' = n + z (h - n)``.
     """
     k = cell.hidden_size
-    gi = torch.addmm(cell.bias_ih, x, cell.weight_ih.t())
-    gh = torch.addmm(cell.bias_hh, h, cell.weight_hh.t())
+    gi = matmul(x, cell.weight_ih.t(), cell.bias_ih)
+    gh = matmul(h, cell.weight_hh.t(), cell.bias_hh)
     rz = gi[:, : 2 * k].add_(gh[:, : 2 * k]).sigmoid_()
     gh_n = gh[:, 2 * k :]
     n = gi[:, 2 * k :].addcmul_(rz[:, :k], gh_n).tanh_()
@@ -128,9 +128,9 @@ def _gru_weight_grads(
     h: torch.Tensor,
     need_input_grad: bool,
 ) -> torch.Tensor | None:
-    cell.weight_ih.grad = d_gi.t() @ x
-    cell.weight_hh.grad = d_gh.t() @ h
-    return d_gi @ cell.weight_ih if need_input_grad else None
+    cell.weight_ih.grad = matmul(d_gi.t(), x)
+    cell.weight_hh.grad = matmul(d_gh.t(), h)
+    return matmul(d_gi, cell.weight_ih) if need_input_grad else None
 
 
 def _glorot_(t: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator) -> None:

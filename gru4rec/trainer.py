@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .device import blas_threads
 from .model import GRU4RecNet
 from .optim import RowSparseOptimizer
 from .samplers import NegativeSampler
@@ -117,7 +118,8 @@ class Trainer:
         n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
         progress = Progress(n_steps, max_epochs, verbose, desc)
         try:
-            return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
+            with blas_threads():
+                return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
         finally:
             progress.close()
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import matmul
 from .losses import (
     bpr_from_factors,
     bpr_max_value_grad,
@@ -312,8 +313,8 @@ def _train_epoch_direct(
         )
         total += step_loss * batch
 
-        grad = grad_scores @ weights
-        grad_weights = grad_scores.t() @ out
+        grad = matmul(grad_scores, weights)
+        grad_weights = matmul(grad_scores.t(), out)
         grad_bias = grad_scores.sum(dim=0).unsqueeze(1)
         for i in range(len(model.cells) - 1, -1, -1):
             grad = gru_cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
@@ -400,7 +401,7 @@ def _loss_value_grad(
     """The step's loss (times ``scale``) and its gradient w.r.t. the scores ``out @ weights.T
     + col_bias``, in closed form where :mod:`gru4rec.losses` has one."""
     if cfg.name == "bpr":
-        scores = torch.addmm(col_bias, out, weights.t())
+        scores = matmul(out, weights.t(), col_bias)
         return bpr_value_grad(scores, positives, col_weights, scale)
     b = targets.shape[0]
     if cfg.name == "cross-entropy":
@@ -410,16 +411,16 @@ def _loss_value_grad(
             col_bias = torch.add(col_bias, log_q, alpha=-cfg.logq)
         if log_mult is not None:
             col_bias[:, b:] += log_mult  # a fresh gather or sum: free to change
-        return cross_entropy_value_grad(torch.addmm(col_bias, out, weights.t()), scale)
+        return cross_entropy_value_grad(matmul(out, weights.t(), col_bias), scale)
     log_weights = None
     if log_mult is not None:
         log_weights = torch.cat([log_mult.new_zeros(b), log_mult])
     if cfg.name == "bpr-max":
-        scores = torch.addmm(col_bias, out, weights.t())
+        scores = matmul(out, weights.t(), col_bias)
         result = bpr_max_value_grad(scores, cfg.bpreg, cfg.elu_param, log_weights, scale)
         if result is not None:
             return result
-    scores = torch.addmm(col_bias, out, weights.t())
+    scores = matmul(out, weights.t(), col_bias)
     # Any other loss (or bpr-max beyond its closed form's range): autograd over the scores.
     with torch.enable_grad():
         scores.requires_grad_(True)

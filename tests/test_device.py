@@ -55,3 +55,31 @@ def test_model_trained_on_cuda_unpickles_on_the_cpu():
         warnings.simplefilter("error")
         again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(dense(again.predict(events())), dense(est.predict(events())))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (300, 300, 200)], ids=["small", "large"])
+@pytest.mark.parametrize("blas", ["numpy", "torch"])
+def test_matmul_gives_the_product_with_either_blas(monkeypatch, shape, blas):
+    from gru4rec import device
+
+    monkeypatch.setattr(device, "_numpy_blas", lambda: blas == "numpy")
+    m, k, n = shape
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+    bias = torch.randn(n, generator=g)
+    ref = a.double() @ b.double().t() + bias.double()
+    out = device.matmul(a, b.t(), bias)
+    assert out.shape == (m, n) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+    ref = ref - bias.double()
+    torch.testing.assert_close(device.matmul(a, b.t()).double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_blas_choice_can_be_forced_by_the_environment(monkeypatch):
+    from gru4rec import device
+
+    for value, expected in (("numpy", True), ("torch", False)):
+        monkeypatch.setenv("GRU4REC_BLAS", value)
+        device._numpy_blas.cache_clear()
+        assert device._numpy_blas() is expected
+    device._numpy_blas.cache_clear()
