@@ -115,6 +115,15 @@ def test_constructor_keeps_recpack_parameters_in_order_with_defaults():
     assert ce[: len(expected_ce)] == expected_ce
 
 
+def test_fit_takes_y_none_as_scikit_learn_passes_it(split):
+    X = split[2]
+    a = small(max_epochs=1).fit(X, y=None)
+    b = small(max_epochs=1).fit(X, None)
+    np.testing.assert_array_equal(a.predict(X).toarray(), b.predict(X).toarray())
+    with pytest.raises(ValueError, match="y must be None"):
+        small(max_epochs=1).fit(X, y=np.zeros(X.shape[0]))
+
+
 def test_clone_gives_unfitted_copy_with_same_params(fitted):
     c = clone(fitted)
     assert c.get_params() == fitted.get_params()
@@ -455,20 +464,6 @@ def test_bad_parameter_cross_entropy(split, param, value):
         model.fit(X)
 
 
-def test_x_without_timestamps_raises_clear_error(split, fitted):
-    _, _, X, _ = split
-    no_ts = InteractionMatrix.from_csr_matrix(X.values)
-    assert not no_ts.has_timestamps
-    with pytest.raises(ValueError, match="timestamp"):
-        small().fit(no_ts)
-    with pytest.raises(TypeError, match="InteractionMatrix with timestamps"):
-        small().fit(X.values)  # a raw sparse matrix has no timestamps: say what to pass
-    with pytest.raises(ValueError, match="timestamp"):
-        fitted.predict(no_ts)
-    with pytest.raises(ValueError, match="timestamp"):
-        small_ce().fit(no_ts)
-
-
 def test_x_with_only_single_event_sessions_raises(split):
     df = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
     with pytest.raises(ValueError, match="2 or more"):
@@ -640,11 +635,6 @@ def test_unsupported_input_container_raises(X):
         neg().fit(X)
 
 
-def test_sparse_matrix_without_timestamps_raises():
-    with pytest.raises(TypeError, match="timestamps"):
-        neg().fit(sp.csr_matrix(np.ones((2, 3))))
-
-
 def test_only_single_event_sessions_raises():
     df = pd.DataFrame({"session_id": [0, 1, 2], "item_id": [5, 6, 5], "timestamp": [1, 2, 3]})
     with pytest.raises(ValueError, match="2 or more events"):
@@ -727,28 +717,6 @@ def test_predict_with_unknown_items_warns_with_count():
     assert ((ranks >= 1) & (ranks <= 5)).all()
     with pytest.raises(ValueError, match="none of the 12 events"):
         est.predict(df.assign(item_id=99))
-
-
-def test_recommend_with_unknown_items_warns_with_count():
-    est = neg().fit(events())
-    with pytest.warns(UserWarning, match="skipped 2 of 4 items"):
-        ids, scores = est.recommend([[10, 99], [-5, 11]], k=3)
-    assert ids.shape == scores.shape == (2, 3)
-    assert np.isfinite(scores).all()
-    assert set(ids.ravel()) <= {10, 11, 12, 13, 14}
-    with pytest.raises(ValueError, match="k must be"):
-        est.recommend([10], k=0)
-    with pytest.raises(ValueError, match="sessions"):
-        est.recommend(None)
-
-
-@pytest.mark.filterwarnings("ignore:recommend skipped")
-def test_recommend_with_an_unknown_id_of_another_type_skips_only_that_id():
-    est = neg().fit(events())
-    with pytest.warns(UserWarning, match="skipped 1 of 3 items"):
-        ids, _ = est.recommend([[10, 11], ["x"]], k=3)
-    expected, _ = est.recommend([[10, 11], []], k=3)
-    np.testing.assert_array_equal(ids, expected)
 
 
 @pytest.mark.parametrize(
@@ -880,26 +848,7 @@ def test_random_logs_cross_entropy_estimator(df, params):
     _check_fit_predict(xent(**params), df)
 
 
-# -- threads ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
-def test_fit_and_inference_leave_torch_thread_settings_alone(make):
-    before = torch.get_num_threads()
-    interop = torch.get_num_interop_threads()
-    torch.set_num_threads(2)  # not 1, not the module's setting: a reset would show
-    try:
-        est = make(max_epochs=1)
-        est.fit(events(), validation_data=(events(), events()))
-        assert torch.get_num_threads() == 2
-        est.predict(events())
-        est.next_item_ranks(events())
-        est.recommend([10, 11])
-        est.score(events())
-        assert torch.get_num_threads() == 2
-        assert torch.get_num_interop_threads() == interop
-    finally:
-        torch.set_num_threads(before)
+# -- thread workers (torch's thread count: test_device.py) -----------------------------------------
 
 
 def test_joblib_thread_workers_give_the_sequential_results():

@@ -68,6 +68,12 @@ BAD_PARAMS = [
     ("verbose", None),
     ("session_col", None),
     ("time_col", 3),
+    ("session_order", "id"),
+    ("num_threads", 0),
+    ("num_threads", -1),
+    ("num_threads", 1.5),
+    ("num_threads", "2"),
+    ("num_threads", True),
     ("device", None),
     ("device", 0),
     ("device", "gpu"),
@@ -92,6 +98,7 @@ NEG_ONLY = [
 @pytest.mark.parametrize(("param", "value"), BAD_PARAMS + NEG_ONLY)
 def test_wrong_parameter_raises_value_error_naming_it(param, value):
     est = neg(**{param: value})
+    assert est.get_params()[param] is value  # stored unchanged, checked in fit
     with pytest.raises(ValueError, match=param):
         est.fit(events())
     assert not hasattr(est, "model_")
@@ -121,6 +128,7 @@ def test_the_table_covers_both_signatures_and_their_defaults_agree():
     assert set(ce_params) < set(neg_params)
     # The parameters both have start from the same defaults.
     assert {k: v for k, v in neg_params.items() if k in ce_params} == ce_params
+    assert neg_params["num_threads"] == 1  # so ce_params's too
     # Every default passes its own check.
     validate(neg_params)
     validate(ce_params)
