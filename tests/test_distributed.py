@@ -1,4 +1,5 @@
-"""Tuning and scoring on a real Dask LocalCluster (2 worker processes, 1 thread each)."""
+"""Tests of gru4rec.distributed on a real Dask LocalCluster (2 worker processes, 1 thread each):
+recommend_dask, and tuning and scoring with the Dask joblib backend."""
 
 from __future__ import annotations
 
