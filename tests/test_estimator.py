@@ -390,86 +390,6 @@ def test_learns_sequential_signal_far_above_popularity(signal_split, make):
     assert recall > pop + 0.25, (recall, pop)
 
 
-# -- parameters ----------------------------------------------------------------------------------
-
-BAD_NEG = [
-    ("loss_fn", "hinge"),
-    ("loss_fn", None),
-    ("hidden_size", -1),
-    ("hidden_size", 0),
-    ("num_layers", 0),
-    ("num_components", -5),
-    ("batch_size", -2),
-    ("batch_size", 1.5),
-    ("num_negatives", 0),
-    ("num_negatives", -3),
-    ("dropout", 1.0),
-    ("dropout", -0.1),
-    ("dropout_hidden", 1.2),
-    ("optimization_algorithm", "adam"),
-    ("device", "tpu"),
-    ("device", 3),
-    ("learning_rate", 0.0),
-    ("learning_rate", -0.1),
-    ("max_epochs", 0),
-    ("bptt", 0),
-    ("momentum", -0.5),
-    ("momentum", 1.5),
-    ("clipnorm", 0.0),
-    ("predict_topK", 0),
-    ("validation_sample_size", 0),
-    ("stopping_criterion", "auc"),
-    ("max_iter_no_change", 0),
-    ("min_improvement", -1.0),
-    ("seed", -1),
-    ("sample_alpha", -0.5),
-    ("bpreg", -1.0),
-    ("logq", -1.0),
-    ("elu_param", -1.0),
-    ("keep_last", "yes"),
-]
-
-
-@pytest.mark.parametrize(("param", "value"), BAD_NEG, ids=[f"{p}={v!r}" for p, v in BAD_NEG])
-def test_bad_parameter_raises_in_fit_naming_it(split, param, value):
-    _, _, X, _ = split
-    model = GRU4RecNegSampling(**{param: value})  # __init__ never raises
-    assert model.get_params()[param] is value
-    with pytest.raises(ValueError, match=param):
-        model.fit(X)
-    assert not hasattr(model, "model_")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
-def test_cuda_device_without_cuda_raises_value_error(split):
-    _, _, X, _ = split
-    with pytest.raises(ValueError, match="device"):
-        small(device="cuda").fit(X)
-
-
-BAD_CE = [
-    ("hidden_size", -1),
-    ("dropout", 1.0),
-    ("optimization_algorithm", "rmsprop"),
-    ("batch_size", 0),
-    ("device", "gpu"),
-]
-
-
-@pytest.mark.parametrize(("param", "value"), BAD_CE, ids=[f"{p}={v!r}" for p, v in BAD_CE])
-def test_bad_parameter_cross_entropy(split, param, value):
-    _, _, X, _ = split
-    model = GRU4RecCrossEntropy(**{param: value})
-    with pytest.raises(ValueError, match=param):
-        model.fit(X)
-
-
-def test_x_with_only_single_event_sessions_raises(split):
-    df = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
-    with pytest.raises(ValueError, match="2 or more"):
-        small().fit(InteractionMatrix.from_events(df))
-
-
 # -- losses and architectures --------------------------------------------------------------------
 
 LOSS_CONFIGS = [{"loss_fn": name} for name in LOSSES] + [
@@ -639,6 +559,9 @@ def test_only_single_event_sessions_raises():
     df = pd.DataFrame({"session_id": [0, 1, 2], "item_id": [5, 6, 5], "timestamp": [1, 2, 3]})
     with pytest.raises(ValueError, match="2 or more events"):
         neg().fit(df)
+    firsts = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
+    with pytest.raises(ValueError, match="2 or more events"):
+        neg().fit(InteractionMatrix.from_events(firsts))
 
 
 def test_some_single_event_sessions_fit_and_predict():
