@@ -13,7 +13,6 @@ import scipy.sparse as sp
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from tiny import (
     all_finite,
@@ -122,14 +121,6 @@ def test_fit_takes_y_none_as_scikit_learn_passes_it(split):
     np.testing.assert_array_equal(a.predict(X).toarray(), b.predict(X).toarray())
     with pytest.raises(ValueError, match="y must be None"):
         small(max_epochs=1).fit(X, y=np.zeros(X.shape[0]))
-
-
-def test_clone_gives_unfitted_copy_with_same_params(fitted):
-    c = clone(fitted)
-    assert c.get_params() == fitted.get_params()
-    assert not hasattr(c, "model_")
-    with pytest.raises(NotFittedError):
-        c.predict(InteractionMatrix.from_events(make_synthetic_sessions(3, 5)))
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -279,22 +270,6 @@ def test_same_seed_gives_identical_predictions(split):
     assert [h["train_loss"] for h in a.history_] == [h["train_loss"] for h in b.history_]
     assert not np.allclose(pa, pc)
     assert a.seed_ == 11
-
-
-def test_refit_equals_fresh_fit(split):
-    _, _, X, X_test = split
-    m = small(seed=4).fit(X)
-    first = _dense(m.predict(X_test))
-    m.fit(X)
-    assert np.array_equal(_dense(m.predict(X_test)), first)
-
-
-def test_seed_none_draws_a_seed_and_records_it(split):
-    _, _, X, X_test = split
-    a = small(seed=None, max_epochs=1).fit(X)
-    assert isinstance(a.seed_, int)
-    b = small(seed=a.seed_, max_epochs=1).fit(X)
-    assert np.array_equal(_dense(a.predict(X_test)), _dense(b.predict(X_test)))
 
 
 def _global_states():
