@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import kernels
+
 __all__ = [
+    "fused_kernels",
     "host_reads_are_free",
     "may_be_nondeterministic",
     "resolve",
@@ -84,6 +87,12 @@ def host_reads_are_free(device: torch.device) -> bool:
     repeated work is cheap there, so the fixed-size path is taken.
     """
     return torch.device(device).type == "cpu"
+
+
+def fused_kernels(device: torch.device) -> bool:
+    """Whether the training step uses :mod:`gru4rec.kernels` (compiled CPU loops) for its
+    element-wise passes: on the CPU when numba is installed, never on an accelerator."""
+    return kernels.AVAILABLE and torch.device(device).type == "cpu"
 
 
 @contextlib.contextmanager

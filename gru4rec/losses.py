@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .device import host_reads_are_free
+from . import kernels
+from .device import fused_kernels, host_reads_are_free
 
 __all__ = [
     "LOSSES",
@@ -339,6 +340,11 @@ def cross_entropy_value_grad(
     """:func:`cross_entropy_sampled` of ``logits`` (column biases already added), positives on
     the diagonal; ``logits`` becomes the gradient."""
     b = logits.shape[0]
+    if fused_kernels(logits.device):
+        # One vectorised softmax pass, then the loss and the gradient in one compiled pass.
+        probs = torch.softmax(logits, dim=1)
+        loss = kernels.softmax_xent_finish(logits.numpy(), probs.numpy(), scale / b)
+        return torch.tensor(loss, dtype=logits.dtype), probs
     lse = torch.logsumexp(logits, dim=1, keepdim=True)
     diag = torch.diagonal(logits)
     loss = (lse.sum() - diag.sum()) * (scale / b)

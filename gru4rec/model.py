@@ -17,6 +17,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from . import kernels
+from .device import fused_kernels
+
 __all__ = ["GRU4RecNet", "dropout", "dropout_mask", "gru_cell_backward", "gru_cell_forward"]
 
 
@@ -72,15 +75,36 @@ def gru_cell_forward(
 
 @torch.no_grad()
 def gru_cell_backward(
-    cell: nn.GRUCell, cache: GRUCache, grad: torch.Tensor, need_input_grad: bool = True
+    cell: nn.GRUCell,
+    cache: GRUCache,
+    grad: torch.Tensor,
+    need_input_grad: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Set the ``.grad`` of ``cell``'s parameters from the gradient of its output; return the
-    gradient of its input (the state it started from gets none: it is a constant)."""
+    """Set the ``.grad`` of ``cell``'s parameters from the gradient of its output (times the
+    dropout ``mask`` applied to that output, when given); return the gradient of its input
+    (the state it started from gets none: it is a constant)."""
     x, h, rz, n, gh_n = cache
     k = cell.hidden_size
     b = grad.shape[0]
     d_gi = torch.empty(b, 3 * k, dtype=grad.dtype, device=grad.device)
     d_gh = torch.empty_like(d_gi)
+    if fused_kernels(grad.device):
+        bias_ih = torch.empty(3 * k, dtype=grad.dtype)
+        bias_hh = torch.empty_like(bias_ih)
+        kernels.gru_backward(
+            grad.numpy(),
+            None if mask is None else mask.numpy(),
+            *(t.numpy() for t in (h, rz, n, gh_n)),
+            d_gi.numpy(),
+            d_gh.numpy(),
+            bias_ih.numpy(),
+            bias_hh.numpy(),
+        )
+        cell.bias_ih.grad, cell.bias_hh.grad = bias_ih, bias_hh
+        return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
+    if mask is not None:
+        grad = grad * mask
     z = rz[:, k:]
     # d n_pre = grad (1 - z) (1 - n^2)
     d_n = torch.mul(n, n, out=d_gi[:, 2 * k :]).neg_().add_(1.0)
@@ -91,10 +115,21 @@ def gru_cell_backward(
     d_rz.mul_(rz).sub_(d_rz * rz)  # through the sigmoids: d s (1 - s)
     d_gh[:, : 2 * k] = d_rz
     torch.mul(d_n, rz[:, :k], out=d_gh[:, 2 * k :])
-    cell.weight_ih.grad = d_gi.t() @ x
     cell.bias_ih.grad = d_gi.sum(dim=0)
-    cell.weight_hh.grad = d_gh.t() @ h
     cell.bias_hh.grad = d_gh.sum(dim=0)
+    return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
+
+
+def _gru_weight_grads(
+    cell: nn.GRUCell,
+    d_gi: torch.Tensor,
+    d_gh: torch.Tensor,
+    x: torch.Tensor,
+    h: torch.Tensor,
+    need_input_grad: bool,
+) -> torch.Tensor | None:
+    cell.weight_ih.grad = d_gi.t() @ x
+    cell.weight_hh.grad = d_gh.t() @ h
     return d_gi @ cell.weight_ih if need_input_grad else None
 
 

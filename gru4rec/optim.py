@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 
-from .device import host_reads_are_free
+from . import kernels
+from .device import fused_kernels, host_reads_are_free
 
 __all__ = ["OPTIMIZERS", "RowSparseOptimizer", "clip_grad_norm"]
 
@@ -65,6 +67,10 @@ class RowSparseOptimizer:
         self._acc: dict[int, torch.Tensor] = {}
         self._vel: dict[int, torch.Tensor] = {}
         self._owners: dict[str, torch.Tensor] = {}
+        self._owners_np: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # One compiled pass per update (gru4rec.kernels) on the CPU; None picks by device.
+        self.fused: bool | None = None
         # Compact the distinct rows of a step (CPU) or update every occurrence (no host
         # sync, for accelerators); None picks by the rows' device.
         self.compact: bool | None = None
@@ -85,6 +91,18 @@ class RowSparseOptimizer:
         if not params:
             return
         grads = [p.grad for p in params]
+        if self._fused(params[0]):
+            for p, g in zip(params, grads, strict=True):
+                kernels.dense_update(
+                    p.detach().view(-1).numpy(),
+                    g.contiguous().view(-1).numpy(),
+                    self._flat(self._acc.get(id(p))),
+                    self._flat(self._vel.get(id(p))),
+                    self.lr,
+                    self.momentum,
+                )
+                p.grad = None
+            return
         # Multi-tensor ops: one call per operation for all the (small) GRU tensors.
         if self.algorithm == "adagrad":
             accs = [self._acc[id(p)] for p in params]
@@ -146,6 +164,9 @@ class RowSparseOptimizer:
         """
         table = self.tables[name]
         blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
+        if self._fused(table) and len(blocks) <= 2 and len(leading or {}) <= 1:
+            self._step_rows_fused(name, table, rows, blocks, leading)
+            return
         n = rows.shape[0]
         owner = self._owner_map(name, table)
         pos = torch.arange(n, device=rows.device)
@@ -183,6 +204,58 @@ class RowSparseOptimizer:
                     self.tables[other], rows[:k], g_other.index_select(0, rep[:k])
                 )
 
+    def _fused(self, like: torch.Tensor) -> bool:
+        return self.fused if self.fused is not None else fused_kernels(like.device)
+
+    @staticmethod
+    def _flat(t: torch.Tensor | None) -> np.ndarray | None:
+        return None if t is None else t.view(-1).numpy()
+
+    def _step_rows_fused(
+        self,
+        name: str,
+        table: torch.Tensor,
+        rows: torch.Tensor,
+        blocks: list[torch.Tensor],
+        leading: dict[str, torch.Tensor] | None,
+    ) -> None:
+        owner = self._owners_np.get(name)
+        if owner is None or owner.shape[0] != table.shape[0]:
+            owner = self._owners_np[name] = np.full(table.shape[0], -1, dtype=np.int64)
+        n = rows.shape[0]
+        values = table.detach().numpy()
+        scratch = self._scratch.get(name)
+        if scratch is None or scratch[0].shape[0] < n:
+            size = max(n, 2 * (0 if scratch is None else scratch[0].shape[0]))
+            scratch = (
+                np.empty(size, np.int64),
+                np.empty((size, values.shape[1]), values.dtype),
+                np.empty(size, values.dtype),
+            )
+            self._scratch[name] = scratch
+        bias = None
+        if leading:
+            ((other, grad),) = leading.items()
+            b = self.tables[other]
+            bias = (
+                b.detach().numpy(),
+                _np(self._acc.get(id(b))),
+                _np(self._vel.get(id(b))),
+                grad.detach().contiguous().numpy(),
+            )
+        kernels.rows_update(
+            values,
+            _np(self._acc.get(id(table))),
+            _np(self._vel.get(id(table))),
+            owner,
+            rows.contiguous().numpy(),
+            [g.detach().contiguous().numpy() for g in blocks],
+            self.lr,
+            self.momentum,
+            scratch=scratch,
+            bias=bias,
+        )
+
     def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(table))
         d = g
@@ -219,6 +292,10 @@ class RowSparseOptimizer:
             owner = torch.zeros(table.shape[0], dtype=torch.int64, device=table.device)
             self._owners[name] = owner
         return owner
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.numpy()
 
 
 def _sum_blocks(blocks: list[torch.Tensor], target: torch.Tensor, n_out: int) -> torch.Tensor:

@@ -316,9 +316,7 @@ def _train_epoch_direct(
         grad_weights = grad_scores.t() @ out
         grad_bias = grad_scores.sum(dim=0).unsqueeze(1)
         for i in range(len(model.cells) - 1, -1, -1):
-            if masks[i] is not None:
-                grad.mul_(masks[i])
-            grad = gru_cell_backward(model.cells[i], caches[i], grad)
+            grad = gru_cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
         if embed_mask is not None:
             grad.mul_(embed_mask)
 

@@ -1,0 +1,341 @@
+"""Fused CPU kernels for the training step, compiled with numba when it is installed.
+
+A training step of GRU4Rec is made of a few matrix products and many small element-wise
+passes (optimiser updates of the touched item rows and of the GRU weights, the loss
+gradient). With one torch operator per pass, the per-operator overhead and the repeated
+trips through memory cost several times the arithmetic. Each function here does one such
+group of passes in a single loop over the data, on NumPy views of the (CPU) tensors, so
+nothing is copied.
+
+Every kernel computes what the torch code of :mod:`gru4rec.optim` and :mod:`gru4rec.losses`
+computes, in the same order of operations; results agree to float32 rounding (tests compare
+both). Without numba, :data:`AVAILABLE` is False and the callers use their torch code.
+Setting the environment variable ``GRU4REC_DISABLE_KERNELS=1`` forces the torch code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:  # numba is a dependency where it installs; the torch code is the fallback
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+__all__ = [
+    "AVAILABLE",
+    "dense_update",
+    "gru_backward",
+    "rows_update",
+    "softmax_xent_finish",
+]
+
+#: Whether the compiled kernels can be used (numba imports and they are not disabled).
+AVAILABLE = numba is not None and os.environ.get("GRU4REC_DISABLE_KERNELS", "") in ("", "0")
+
+
+def _jit(fn):
+    if numba is None:  # pragma: no cover
+        return fn
+    # error_model='numpy': no zero-division checks, which would keep the loops scalar.
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+
+
+@_jit
+def _rows_update(
+    table,
+    acc,
+    vel,
+    owner,
+    uniq,
+    gsum,
+    bsum,
+    rows,
+    g0,
+    g1,
+    bias,
+    bias_acc,
+    bias_vel,
+    g_bias,
+    lr,
+    mom,
+):  # pragma: no cover - compiled
+    n0 = g0.shape[0]
+    n = rows.shape[0]
+    dim = table.shape[1]
+    use_acc = acc.shape[0] > 0
+    use_vel = vel.shape[0] > 0
+    n_bias = g_bias.shape[0]
+    first = np.empty(n, np.int64)  # where each distinct row first occurs
+    dup = np.empty(n, np.int64)  # its row in gsum when it repeats, else -1
+    has_bias = np.zeros(n, np.bool_)
+    step = np.empty(dim, table.dtype)
+    k = 0
+    n_dup = 0
+    # Most rows occur once: their gradient is read in place. Repeated rows get their
+    # gradients summed in gsum, in order of appearance (as index_add_ does).
+    for i in range(n):
+        r = rows[i]
+        o = owner[r]
+        if o < 0:
+            o = k
+            owner[r] = k
+            uniq[k] = r
+            first[k] = i
+            dup[k] = -1
+            k += 1
+        else:
+            if dup[o] < 0:
+                dup[o] = n_dup
+                f = first[o]
+                gsum[n_dup, :] = g0[f] if f < n0 else g1[f - n0]
+                n_dup += 1
+            go = gsum[dup[o]]
+            src = g0[i] if i < n0 else g1[i - n0]
+            for d in range(dim):
+                go[d] += src[d]
+        if i < n_bias:
+            if has_bias[o]:
+                bsum[o] += g_bias[i, 0]
+            else:
+                bsum[o] = g_bias[i, 0]
+                has_bias[o] = True
+    for j in range(k):
+        r = uniq[j]
+        owner[r] = -1
+        if dup[j] >= 0:
+            gj = gsum[dup[j]]
+        else:
+            f = first[j]
+            gj = g0[f] if f < n0 else g1[f - n0]
+        tr = table[r]
+        if use_acc:
+            ar = acc[r]
+            for d in range(dim):
+                g = gj[d]
+                a = ar[d] + g * g
+                ar[d] = a
+                step[d] = g / np.sqrt(a)
+        else:
+            step[:] = gj
+        if use_vel:
+            vr = vel[r]
+            for d in range(dim):
+                v = vr[d] * mom + lr * step[d]
+                vr[d] = v
+                tr[d] -= v
+        else:
+            for d in range(dim):
+                tr[d] -= lr * step[d]
+        if has_bias[j]:
+            g = bsum[j]
+            if use_acc:
+                a = bias_acc[r, 0] + g * g
+                bias_acc[r, 0] = a
+                g = g / np.sqrt(a)
+            if use_vel:
+                v = bias_vel[r, 0] * mom + lr * g
+                bias_vel[r, 0] = v
+                bias[r, 0] -= v
+            else:
+                bias[r, 0] -= lr * g
+    return k
+
+
+def rows_update(
+    table: np.ndarray,
+    acc: np.ndarray | None,
+    vel: np.ndarray | None,
+    owner: np.ndarray,
+    rows: np.ndarray,
+    blocks: list[np.ndarray],
+    lr: float,
+    momentum: float,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bias: tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray] | None = None,
+) -> int:
+    """Row-sparse SGD/Adagrad(+momentum) update of ``table`` at ``rows``, in place.
+
+    ``blocks`` (one or two gradient arrays) stacked align with ``rows``; the gradients of
+    repeated rows are summed, then every distinct row is updated once:
+    ``acc += g**2; d = g / sqrt(acc); vel = momentum * vel + lr * d; table -= vel``
+    (``acc``/``vel`` None: no Adagrad scaling / no momentum). ``bias`` is
+    ``(table, acc, vel, grad)`` of a one-column table updated the same way at the first
+    ``len(grad)`` entries of ``rows``. ``owner`` is an int64 scratch array of the table's
+    length, all -1, and left so; ``scratch`` an int64 ``(n,)``, a ``(n, dim)`` and an ``(n,)`` array
+    of the table's dtype with ``n >= len(rows)``, reused between calls (a fresh buffer of
+    that size costs more in page faults than the update). Returns the number of distinct rows.
+    """
+    dtype = table.dtype
+    uniq, gsum, bsum = scratch
+    empty = np.empty((0, table.shape[1]), dtype)
+    g1 = blocks[1] if len(blocks) > 1 else empty
+    if bias is None:
+        col = np.empty((0, 1), dtype)
+        bias_args = (col, col, col, col)
+    else:
+        b_table, b_acc, b_vel, b_grad = bias
+        col = np.empty((0, 1), dtype)
+        bias_args = (
+            b_table,
+            col if b_acc is None else b_acc,
+            col if b_vel is None else b_vel,
+            b_grad,
+        )
+    return _rows_update(
+        table,
+        empty if acc is None else acc,
+        empty if vel is None else vel,
+        owner,
+        uniq,
+        gsum,
+        bsum,
+        rows,
+        blocks[0],
+        g1,
+        *bias_args,
+        dtype.type(lr),
+        dtype.type(momentum),
+    )
+
+
+@_jit
+def _dense_update(p, g, acc, vel, lr, mom):  # pragma: no cover - compiled
+    n = p.shape[0]
+    if acc.shape[0] > 0:
+        if vel.shape[0] > 0:
+            for i in range(n):
+                a = acc[i] + g[i] * g[i]
+                acc[i] = a
+                v = vel[i] * mom + lr * (g[i] / np.sqrt(a))
+                vel[i] = v
+                p[i] -= v
+        else:
+            for i in range(n):
+                a = acc[i] + g[i] * g[i]
+                acc[i] = a
+                p[i] -= lr * (g[i] / np.sqrt(a))
+    elif vel.shape[0] > 0:
+        for i in range(n):
+            v = vel[i] * mom + lr * g[i]
+            vel[i] = v
+            p[i] -= v
+    else:
+        for i in range(n):
+            p[i] -= lr * g[i]
+
+
+def dense_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    acc: np.ndarray | None,
+    vel: np.ndarray | None,
+    lr: float,
+    momentum: float,
+) -> None:
+    """The same update as :func:`rows_update` for every element of a flat ``param``, in one
+    pass over the four arrays."""
+    empty = np.empty(0, param.dtype)
+    _dense_update(
+        param,
+        grad,
+        empty if acc is None else acc,
+        empty if vel is None else vel,
+        param.dtype.type(lr),
+        param.dtype.type(momentum),
+    )
+
+
+@_jit
+def _softmax_xent_finish(logits, probs, scale):  # pragma: no cover - compiled
+    b, m = probs.shape
+    total = 0.0
+    for i in range(b):
+        p = probs[i, i]
+        if p > 1e-30:
+            total -= math.log(p)
+        else:  # the positive's probability underflowed: its loss from the logits
+            row = logits[i]
+            top = row.max()
+            s = 0.0
+            for j in range(m):
+                s += math.exp(row[j] - top)
+            total += top + math.log(s) - row[i]
+        probs[i, i] = p - 1.0
+    pr = probs.reshape(-1)
+    for j in range(pr.shape[0]):
+        pr[j] *= scale
+    return total * scale
+
+
+def softmax_xent_finish(logits: np.ndarray, probs: np.ndarray, scale: float) -> float:
+    """Sampled cross-entropy with the positives on the diagonal, from the row softmax
+    ``probs`` of ``logits``: returns ``scale * sum_i -log probs[i, i]`` and turns ``probs``
+    into the loss's gradient with respect to the logits, ``scale * (probs - I)``."""
+    return float(_softmax_xent_finish(logits, probs, probs.dtype.type(scale)))
+
+
+@_jit
+def _gru_backward(grad, mask, h, rz, n, gh_n, d_gi, d_gh, b_ih, b_hh):  # pragma: no cover
+    b, k = grad.shape
+    masked = mask.shape[0] > 0
+    b_ih[:] = 0.0
+    b_hh[:] = 0.0
+    for i in range(b):
+        gi = d_gi[i]
+        gh = d_gh[i]
+        for j in range(k):
+            g = grad[i, j] * mask[i, j] if masked else grad[i, j]
+            r = rz[i, j]
+            z = rz[i, k + j]
+            nn = n[i, j]
+            dn = (1.0 - nn * nn) * g
+            dn = dn - dn * z
+            dr = dn * gh_n[i, j]
+            dr = dr * r - dr * r * r
+            dz = (h[i, j] - nn) * g
+            dz = dz * z - dz * z * z
+            gi[j] = dr
+            gi[k + j] = dz
+            gi[2 * k + j] = dn
+            gh[j] = dr
+            gh[k + j] = dz
+            gh[2 * k + j] = dn * r
+        for j in range(3 * k):
+            b_ih[j] += gi[j]
+            b_hh[j] += gh[j]
+
+
+def gru_backward(
+    grad: np.ndarray,
+    mask: np.ndarray | None,
+    h: np.ndarray,
+    rz: np.ndarray,
+    n: np.ndarray,
+    gh_n: np.ndarray,
+    d_gi: np.ndarray,
+    d_gh: np.ndarray,
+    grad_bias_ih: np.ndarray,
+    grad_bias_hh: np.ndarray,
+) -> None:
+    """The element-wise part of a GRU cell's backward pass in one loop: from the gradient of
+    the output (times the dropout ``mask`` when given) and the forward pass's ``h``, ``rz``
+    (the reset and update gates), ``n`` and ``gh_n``, fill the gradients of the input-side and
+    hidden-side pre-activations ``d_gi``, ``d_gh`` (gate order: reset, update, new) and their
+    column sums (the bias gradients)."""
+    empty = np.empty((0, 0), grad.dtype)
+    _gru_backward(
+        grad,
+        empty if mask is None else mask,
+        h,
+        rz,
+        n,
+        gh_n,
+        d_gi,
+        d_gh,
+        grad_bias_ih,
+        grad_bias_hh,
+    )

@@ -1,0 +1,189 @@
+"""Tests of gru4rec.kernels: every compiled pass gives what the torch code gives.
+
+The reference in each test is the package's own torch code with the kernels switched off
+(``kernels.AVAILABLE = False``), which the rest of the suite checks against autograd and
+hand-computed values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+from gru4rec import kernels  # noqa: E402
+from gru4rec.device import fused_kernels  # noqa: E402
+from gru4rec.losses import cross_entropy_value_grad  # noqa: E402
+from gru4rec.model import gru_cell_backward, gru_cell_forward  # noqa: E402
+from gru4rec.optim import RowSparseOptimizer  # noqa: E402
+
+
+@pytest.fixture
+def torch_only(monkeypatch):
+    """Run the block with the kernels switched off (the torch reference code)."""
+
+    def switch(on: bool) -> None:
+        monkeypatch.setattr(kernels, "AVAILABLE", on)
+
+    return switch
+
+
+def test_kernels_are_used_on_the_cpu_only(monkeypatch):
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    assert fused_kernels(torch.device("cpu"))
+    assert not fused_kernels(torch.device("cuda"))
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    assert not fused_kernels(torch.device("cpu"))
+
+
+def _optimizer(algorithm: str, momentum: float, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(30, 6, generator=g)
+    bias = torch.randn(30, 1, generator=g)
+    dense = torch.nn.Parameter(torch.randn(4, 5, generator=g))
+    opt = RowSparseOptimizer(
+        [dense], {"out": table, "bias": bias}, algorithm, lr=0.1, momentum=momentum
+    )
+    return opt, table, bias, dense
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.integers(0, 29), min_size=1, max_size=25),
+    split=st.integers(0, 25),
+    n_bias=st.integers(0, 25),
+    algorithm=st.sampled_from(["sgd", "adagrad"]),
+    momentum=st.sampled_from([0.0, 0.4]),
+    seed=st.integers(0, 3),
+)
+def test_row_update_equals_the_torch_update(rows, split, n_bias, algorithm, momentum, seed):
+    # Repeated rows (their gradients summed first), two gradient blocks, a bias riding on
+    # the first rows: the state after three steps is that of the torch code.
+    split, n_bias = min(split, len(rows)), min(n_bias, len(rows))
+    idx = torch.tensor(rows)
+    g = torch.Generator().manual_seed(100 + seed)
+    grad = torch.randn(len(rows), 6, generator=g)
+    blocks = [grad[:split], grad[split:]] if 0 < split < len(rows) else [grad]
+    bias_grad = torch.randn(n_bias, 1, generator=g)
+    results = []
+    for fused in (False, True):
+        opt, table, bias, _ = _optimizer(algorithm, momentum, seed)
+        opt.fused = fused
+        for _ in range(3):
+            leading = {"bias": bias_grad} if n_bias else None
+            opt.step_rows("out", idx, blocks, leading=leading)
+        results.append((table, bias, *opt._acc.values(), *opt._vel.values()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    untouched = sorted(set(range(30)) - set(rows))
+    fresh = _optimizer(algorithm, momentum, seed)[1]
+    assert torch.equal(results[1][0][untouched], fresh[untouched])
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "adagrad"])
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_dense_update_equals_the_torch_update(algorithm, momentum):
+    results = []
+    for fused in (False, True):
+        opt, _, _, dense = _optimizer(algorithm, momentum)
+        opt.fused = fused
+        g = torch.Generator().manual_seed(5)
+        for _ in range(3):
+            dense.grad = torch.randn(4, 5, generator=g)
+            opt.step_dense()
+            assert dense.grad is None
+        results.append((dense.detach().clone(), *opt._acc.values(), *opt._vel.values()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(results[1][0], _optimizer(algorithm, momentum)[3].detach())
+
+
+def test_cross_entropy_kernel_equals_the_torch_loss_and_gradient(torch_only):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 40, generator=g) * 4
+    logits[2, 2] = -200.0  # the positive's probability underflows in float32
+    torch_only(False)
+    ref_loss, ref_grad = cross_entropy_value_grad(logits.clone(), scale=0.75)
+    torch_only(True)
+    loss, grad = cross_entropy_value_grad(logits.clone(), scale=0.75)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    assert float(loss) > 200 * 0.75 / 6  # the underflowed row's loss is counted in full
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_gru_backward_kernel_equals_the_torch_backward(torch_only, with_mask):
+    g = torch.Generator().manual_seed(1)
+    cell = torch.nn.GRUCell(5, 7)
+    x, h = torch.randn(4, 5, generator=g), torch.randn(4, 7, generator=g)
+    grad = torch.randn(4, 7, generator=g)
+    mask = (torch.rand(4, 7, generator=g) > 0.3).float() * 1.5 if with_mask else None
+    grads = []
+    for on in (False, True):
+        torch_only(on)
+        _, cache = gru_cell_forward(cell, x, h)
+        d_input = gru_cell_backward(cell, cache, grad.clone(), mask=mask)
+        grads.append([d_input] + [p.grad.clone() for p in cell.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # And both are autograd's gradient of sum(grad * mask * cell(x, h)).
+    cell.zero_grad()
+    xr = x.clone().requires_grad_(True)
+    out = cell(xr, h) * (mask if mask is not None else 1.0)
+    (out * grad).sum().backward()
+    torch.testing.assert_close(grads[1][0], xr.grad, rtol=1e-5, atol=1e-6)
+    for ours, ref in zip(grads[1][1:], cell.parameters(), strict=True):
+        torch.testing.assert_close(ours, ref.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(
+            loss_fn="cross-entropy",
+            logq=1.0,
+            sample_alpha=0.5,
+            momentum=0.2,
+            constrained_embedding=True,
+            dropout_hidden=0.3,
+        ),
+        dict(loss_fn="bpr-max", bpreg=0.5, elu_param=0.5, dropout=0.2, momentum=0.1),
+        dict(loss_fn="bpr", optimization_algorithm="sgd", learning_rate=0.05),
+    ],
+    ids=["xe-logq", "bpr-max", "bpr-sgd"],
+)
+def test_a_fit_with_kernels_trains_like_the_torch_code(torch_only, params):
+    from tiny import many_sessions, neg
+
+    from gru4rec import InteractionMatrix
+
+    X = InteractionMatrix.from_events(many_sessions())
+    fits = []
+    for on in (False, True):
+        torch_only(on)
+        est = neg(max_epochs=1, hidden_size=8, num_negatives=12, batch_size=6, seed=3, **params)
+        fits.append(est.fit(X))
+    ref, ours = (dict(e.model_.state_dict()) for e in fits)
+    for name in ref:
+        torch.testing.assert_close(ours[name], ref[name], rtol=1e-3, atol=1e-4)
+    assert fits[1].history_[0]["train_loss"] == pytest.approx(
+        fits[0].history_[0]["train_loss"], rel=1e-4
+    )
+
+
+def test_rows_update_leaves_the_owner_scratch_clean():
+    table = np.zeros((10, 3), np.float32)
+    owner = np.full(10, -1, np.int64)
+    scratch = (np.empty(4, np.int64), np.empty((4, 3), np.float32), np.empty(4, np.float32))
+    rows = np.array([3, 3, 7, 3])
+    k = kernels.rows_update(
+        table, None, None, owner, rows, [np.ones((4, 3), np.float32)], 0.5, 0.0, scratch=scratch
+    )
+    assert k == 2
+    assert (owner == -1).all()
+    np.testing.assert_array_equal(table[3], [-1.5] * 3)  # three gradients of 1, lr 0.5
+    np.testing.assert_array_equal(table[7], [-0.5] * 3)
