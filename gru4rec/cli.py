@@ -608,6 +608,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One ``add_argument`` call, as data."""
+    return flags, kwargs
+
+
+def _command(
+    sub: Any,
+    name: str,
+    summary: str,
+    description: str,
+    *arguments: tuple[tuple[str, ...], dict[str, Any]],
+    func: Callable[[argparse.Namespace], int],
+    quiet_help: str = "no progress bar",
+) -> argparse.ArgumentParser:
+    """A sub-command: its own ``arguments``, then the run options every command shares."""
+    command = sub.add_parser(
+        name, help=summary, description=description, formatter_class=_HelpFormatter
+    )
+    for flags, kwargs in arguments:
+        command.add_argument(*flags, **kwargs)
+    _add_run_options(command, quiet_help=quiet_help)
+    command.set_defaults(func=func)
+    return command
+
+
+_SAVED_MODEL = _arg("--model", required=True, help="a model written by 'train'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gru4rec`` argument parser with its four sub-commands."""
     from . import __version__
@@ -619,97 +647,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gru4rec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = _HelpFormatter
 
-    train = sub.add_parser(
+    train = _command(
+        sub,
         "train",
-        help="fit a model on an event CSV and save it",
-        description="Fit GRU4Rec on the sessions of an event file and save the model. "
+        "fit a model on an event CSV and save it",
+        "Fit GRU4Rec on the sessions of an event file and save the model. "
         "Example: gru4rec train train.csv --model model.trch --loss-fn cross-entropy "
         "--logq 1 --constrained-embedding --num-negatives 2048 --sample-alpha 0.5 "
         "--batch-size 32 --learning-rate 0.2 --momentum 0.2 --dropout-hidden 0.4 "
         "--clipnorm none --max-epochs 10",
-        formatter_class=fmt,
+        _arg("events", help="training events (CSV/TSV with a header)"),
+        _arg("--model", required=True, help="where to write the fitted model"),
+        _arg(
+            "--estimator",
+            choices=sorted(ESTIMATORS),
+            default="neg-sampling",
+            help="GRU4RecNegSampling (sampled losses) or GRU4RecCrossEntropy (full softmax)",
+        ),
+        _arg(
+            "--validation",
+            metavar="EVENTS",
+            help="validation sessions: the last item of each is held out and scored per epoch "
+            "with --stopping-criterion; the best epoch is kept unless --keep-last",
+        ),
+        func=_train,
+        quiet_help="no progress bar or summary lines",
     )
-    train.add_argument("events", help="training events (CSV/TSV with a header)")
-    train.add_argument("--model", required=True, help="where to write the fitted model")
-    train.add_argument(
-        "--estimator",
-        choices=sorted(ESTIMATORS),
-        default="neg-sampling",
-        help="GRU4RecNegSampling (sampled losses) or GRU4RecCrossEntropy (full softmax)",
-    )
-    train.add_argument(
-        "--validation",
-        metavar="EVENTS",
-        help="validation sessions: the last item of each is held out and scored per epoch "
-        "with --stopping-criterion; the best epoch is kept unless --keep-last",
-    )
-    _add_run_options(train, quiet_help="no progress bar or summary lines")
     _add_estimator_options(train)
-    train.set_defaults(func=_train)
 
-    evaluate = sub.add_parser(
+    _command(
+        sub,
         "evaluate",
-        help="Recall@K / MRR@K of a saved model on an event CSV",
-        description="Predict the next item at every position of every session (the state "
+        "Recall@K / MRR@K of a saved model on an event CSV",
+        "Predict the next item at every position of every session (the state "
         "starting from zero per session), rank it against the whole catalogue with "
         "conservative ties and print Recall@K and MRR@K. Events with items the model "
         "does not know are dropped (the session goes on from its previous known item).",
-        formatter_class=fmt,
+        _arg("events", help="test events (CSV/TSV with a header)"),
+        _SAVED_MODEL,
+        _arg("-k", type=_positive_int, nargs="+", default=[20], help="cut-off(s) of the metrics"),
+        _arg("--last-only", action="store_true", help="only each session's last item"),
+        _arg("--ndcg", action="store_true", help="also print NDCG@K"),
+        _arg("--json", action="store_true", help="print one JSON object"),
+        func=_evaluate,
     )
-    evaluate.add_argument("events", help="test events (CSV/TSV with a header)")
-    evaluate.add_argument("--model", required=True, help="a model written by 'train'")
-    evaluate.add_argument(
-        "-k", type=_positive_int, nargs="+", default=[20], help="cut-off(s) of the metrics"
-    )
-    evaluate.add_argument("--last-only", action="store_true", help="only each session's last item")
-    evaluate.add_argument("--ndcg", action="store_true", help="also print NDCG@K")
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_run_options(evaluate)
-    evaluate.set_defaults(func=_evaluate)
 
-    recommend = sub.add_parser(
+    _command(
+        sub,
         "recommend",
-        help="top-k next items for each session of a CSV",
-        description="For every session, the k items scoring best after its last event, in the "
+        "top-k next items for each session of a CSV",
+        "For every session, the k items scoring best after its last event, in the "
         "model's own item ids. Writes CSV rows session_id,rank,item_id,score (best first). "
         "Items already in the session are kept unless --exclude-seen (people do go back to "
         "an item, and the evaluation counts it).",
-        formatter_class=fmt,
+        _arg("sessions", help="session events (CSV/TSV with a header)"),
+        _SAVED_MODEL,
+        _arg("-k", type=int, default=20, help="recommendations per session"),
+        _arg("--out", help="output CSV (default: standard output)"),
+        _arg(
+            "--exclude-seen", action="store_true", help="leave out the items already in the session"
+        ),
+        func=_recommend,
     )
-    recommend.add_argument("sessions", help="session events (CSV/TSV with a header)")
-    recommend.add_argument("--model", required=True, help="a model written by 'train'")
-    recommend.add_argument("-k", type=int, default=20, help="recommendations per session")
-    recommend.add_argument("--out", help="output CSV (default: standard output)")
-    recommend.add_argument(
-        "--exclude-seen", action="store_true", help="leave out the items already in the session"
-    )
-    _add_run_options(recommend)
-    recommend.set_defaults(func=_recommend)
 
-    demo = sub.add_parser(
+    demo = _command(
+        sub,
         "demo",
-        help="train and evaluate on generated sessions (or an event CSV)",
-        description="Train on generated sessions (or an event file split by time) and print "
+        "train and evaluate on generated sessions (or an event CSV)",
+        "Train on generated sessions (or an event file split by time) and print "
         "Recall@20 / MRR@20 next to a popularity baseline. Takes train's options; its "
         "defaults are the published RSC15 configuration scaled down to small data.",
-        formatter_class=fmt,
+        _arg(
+            "events", nargs="?", help="events (CSV/TSV with a header; default: generated sessions)"
+        ),
+        _arg("--sessions", type=_positive_int, default=3000, help="generated sessions"),
+        _arg("--items", type=_positive_int, default=1000, help="generated items"),
+        _arg(
+            "--test-share",
+            type=float,
+            default=0.1,
+            help="the test set: sessions starting in this last share of the time span",
+        ),
+        func=_demo,
     )
-    demo.add_argument(
-        "events", nargs="?", help="events (CSV/TSV with a header; default: generated sessions)"
-    )
-    demo.add_argument("--sessions", type=_positive_int, default=3000, help="generated sessions")
-    demo.add_argument("--items", type=_positive_int, default=1000, help="generated items")
-    demo.add_argument(
-        "--test-share",
-        type=float,
-        default=0.1,
-        help="the test set: sessions starting in this last share of the time span",
-    )
-    _add_run_options(demo)
     _add_estimator_options(demo, shown_defaults=DEMO_PARAMS)
-    demo.set_defaults(func=_demo)
     return parser
 
 

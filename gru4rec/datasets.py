@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .matrix import InteractionMatrix, _timestamp_column
+from .matrix import InteractionMatrix, _check_columns, _timestamp_column
 
 __all__ = [
     "SESSION",
@@ -105,15 +105,6 @@ def _check_no_missing(df: pd.DataFrame, columns: Sequence[str], source: Any) -> 
         n = int(df[col].isna().sum())
         if n:
             raise ValueError(f"column {col!r} has {n} missing values in {source}")
-
-
-def _check_columns(df: pd.DataFrame, columns: dict[str, str], source: str = "df") -> None:
-    for arg, col in columns.items():
-        if col not in df.columns:
-            raise ValueError(
-                f"column {col!r} not in {source} (columns {list(df.columns)}); set {arg}= to "
-                "the column that holds it"
-            )
 
 
 def _sorted_events(

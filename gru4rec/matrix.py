@@ -257,15 +257,21 @@ class Vocabulary:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_columns(df: pd.DataFrame, columns: dict[str, Any], source: Any = "df") -> None:
+    """A ValueError for the first column of ``columns`` (parameter name -> column name) that
+    ``df`` lacks, naming the parameter to set."""
+    for arg, col in columns.items():
+        if col not in df.columns:
+            raise ValueError(
+                f"column {col!r} not in {source} (columns {list(df.columns)}); set {arg}= to the "
+                "column that holds it"
+            )
+
+
 def _check_frame(df: Any, columns: dict[str, str | None]) -> None:
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    for arg, col in columns.items():
-        if col is not None and col not in df.columns:
-            raise ValueError(
-                f"column {col!r} not in df (columns {list(df.columns)}); set {arg}= to the "
-                "column that holds it"
-            )
+    _check_columns(df, {arg: col for arg, col in columns.items() if col is not None})
     if len(df) == 0:
         raise ValueError("df is empty: an InteractionMatrix needs at least one interaction")
 

@@ -3,7 +3,6 @@ MLflow callbacks of gru4rec.callbacks (skipped without those libraries)."""
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import numpy as np
@@ -168,15 +167,3 @@ def test_mlflow_callback_logs_params_and_every_epoch(data, tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert np.isfinite(est.best_value_)
-
-
-# -- without the optional libraries ---------------------------------------------------------
-
-
-def test_recommend_dask_without_dask_names_the_extra(monkeypatch):
-    from gru4rec.distributed import recommend_dask
-
-    monkeypatch.setitem(sys.modules, "dask", None)  # import dask now fails
-    monkeypatch.setitem(sys.modules, "dask.dataframe", None)
-    with pytest.raises(ImportError, match=r"gru4rec\[dask\]"):
-        recommend_dask(GRU4RecNegSampling(), None)

@@ -170,25 +170,6 @@ def test_help(command, capsys):
     assert f"gru4rec {command}" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_python_dash_m_exit_status_and_message(tmp_path):
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "gru4rec", "evaluate", str(tmp_path / "none.csv"), "--model", "m"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0
-    assert proc.stderr.startswith("gru4rec: error:")
-
-
 def _env() -> dict[str, str]:
     return {
         **os.environ,
@@ -316,3 +297,24 @@ def test_demo_runs_with_trains_options(capsys):
     assert main([*argv, "--hidden-size", "8", "--num-negatives", "16", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "GRU4Rec" in out and "popularity" in out
+
+
+# -- without a time column, training visits sessions in a random order -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [([], "random"), (["--session-order", "time"], "time"), (["--time-col", "timestamp"], "time")],
+)
+def test_cli_without_time_column_trains_in_random_order(tmp_path, extra, expected):
+    df = make_synthetic_sessions(n_sessions=300, n_items=60, seed=3)
+    path = tmp_path / "events.csv"
+    if "--time-col" in extra:
+        df.to_csv(path, index=False)
+    else:
+        df.drop(columns="timestamp").to_csv(path, index=False)
+        extra = ["--time-col", "none", *extra]
+    model = tmp_path / "model.trch"
+    args = ["train", str(path), "--model", str(model), "--hidden-size", "8", "--max-epochs", "1"]
+    assert main([*args, "--quiet", *extra]) == 0
+    assert GRU4RecNegSampling().load(model).session_order == expected

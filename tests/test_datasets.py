@@ -24,6 +24,7 @@ from gru4rec.datasets import (
     read_rsc15,
     time_split,
 )
+from gru4rec.estimator import GRU4RecNegSampling
 from gru4rec.matrix import InteractionMatrix
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -374,6 +375,71 @@ def test_synthetic_sessions_have_sequential_signal():
 def test_synthetic_sessions_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_synthetic_sessions(**kwargs)
+
+
+# --- timestamps as ISO-8601 strings --------------------------------------------------------------
+
+
+def _iso(df: pd.DataFrame) -> pd.DataFrame:
+    times = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    return df.assign(timestamp=times.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    return make_synthetic_sessions(n_sessions=200, n_items=30, seed=5)
+
+
+def test_read_events_parses_iso_times(events, tmp_path):
+    path = tmp_path / "ev.csv"
+    _iso(events).rename(columns={"timestamp": "time"}).to_csv(path, index=False)
+    df = read_events(path, time_col="time")
+    assert df["timestamp"].dtype == np.int64
+    np.testing.assert_array_equal(df["timestamp"], events["timestamp"])
+    pd.DataFrame({"session_id": [1], "item_id": [2], "timestamp": ["noon"]}).to_csv(path)
+    with pytest.raises(ValueError, match="ISO-8601"):
+        read_events(path)
+
+
+def test_time_split_on_iso_strings_equals_split_on_seconds(events):
+    train, test = time_split(events, test_days=0.02)
+    train_s, test_s = time_split(_iso(events), test_days=0.02)
+    np.testing.assert_array_equal(train["session_id"], train_s["session_id"])
+    np.testing.assert_array_equal(test["item_id"], test_s["item_id"])
+
+
+# --- one naming of the event columns -------------------------------------------------------------
+
+RENAMED = {"session_id": "visit", "item_id": "product", "timestamp": "ts"}
+NAMES = dict(session_col="visit", item_col="product", time_col="ts")
+
+
+def test_the_same_column_parameters_everywhere(events):
+    df = events.rename(columns=RENAMED)
+    train, test = time_split(df, test_days=0.02, **NAMES)
+    expected_train, _ = time_split(events, test_days=0.02)
+    assert len(train) == len(expected_train)
+    kept = preprocess(df, min_item_support=2, **NAMES)
+    assert len(kept) == len(preprocess(events, min_item_support=2))
+    X = InteractionMatrix.from_events(train, **NAMES)
+    old_spelling = InteractionMatrix.from_events(
+        train, user="visit", item="product", timestamp="ts"
+    )
+    assert X.shape == old_spelling.shape
+    small = dict(hidden_size=8, batch_size=16, max_epochs=1, seed=0, device="cpu")
+    est = GRU4RecNegSampling(num_negatives=8, **small, **NAMES).fit(train)
+    assert 0.0 <= est.score(test) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda df: time_split(df, test_days=1), lambda df: preprocess(df)],
+    ids=["time_split", "preprocess"],
+)
+def test_a_missing_default_column_names_the_parameter_to_set(call, events):
+    df = events.rename(columns={"session_id": "visit"})
+    with pytest.raises(ValueError, match=r"'session_id'.*set session_col="):
+        call(df)
 
 
 # --- real data ------------------------------------------------------------------------------

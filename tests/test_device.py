@@ -1,4 +1,4 @@
-"""Tests of gru4rec.device: device choice, the CUDA-less fallbacks."""
+"""Tests of gru4rec.device: device choice, the CUDA-less fallbacks, torch's thread count."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tiny import (
@@ -16,7 +17,10 @@ from tiny import (
     xent,
 )
 
-from gru4rec import GRU4RecNegSampling
+import gru4rec.inference as inference
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
+from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
+from gru4rec.stopping import StoppingCriterion
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CUDA-less fallback")
@@ -83,3 +87,85 @@ def test_blas_choice_can_be_forced_by_the_environment(monkeypatch):
         device._numpy_blas.cache_clear()
         assert device._numpy_blas() is expected
     device._numpy_blas.cache_clear()
+
+
+# -- threads: num_threads while the estimator works, torch's setting restored after -------------
+
+
+@pytest.fixture
+def outer_threads():
+    """torch set to 3 threads around the test (not 1, not torch's default: a change shows)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield 3
+    torch.set_num_threads(before)
+
+
+def _recording_criterion(seen: list[int]) -> StoppingCriterion:
+    def recall_recording_threads(ranks):
+        seen.append(torch.get_num_threads())
+        return float(np.mean(ranks <= 20))
+
+    return StoppingCriterion(recall_recording_threads, needs="ranks", name="rec")
+
+
+@pytest.mark.parametrize(
+    "cls, num_threads",
+    [
+        (GRU4RecNegSampling, 1),
+        (GRU4RecNegSampling, None),
+        (GRU4RecCrossEntropy, 1),
+        (GRU4RecCrossEntropy, 2),  # one case with 2 threads: slow on a busy CI machine
+    ],
+)
+def test_fit_and_inference_run_with_num_threads_and_restore(
+    cls, num_threads, outer_threads, monkeypatch
+):
+    seen: list[int] = []
+    small = dict(hidden_size=8, batch_size=16, max_epochs=1, seed=0, device="cpu")
+    est = cls(num_threads=num_threads, stopping_criterion=_recording_criterion(seen), **small)
+    # Tiny data: several threads on a busy machine make every step wait (what this is about).
+    tiny = make_synthetic_sessions(n_sessions=80, n_items=15, seed=2)
+    train, test = time_split(tiny, test_days=0.02)
+    X = InteractionMatrix.from_events(train)
+    V = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
+    est.fit(X, validation_data=last_item_split(V))
+    expected = outer_threads if num_threads is None else num_threads
+    assert seen == [expected]
+    assert torch.get_num_threads() == outer_threads
+
+    topk = inference.Scorer.top_k
+    during: list[int] = []
+
+    def recording(*args, **kwargs):
+        during.append(torch.get_num_threads())
+        return topk(*args, **kwargs)
+
+    monkeypatch.setattr(inference.Scorer, "top_k", recording)
+    est.recommend([1, 2])
+    est.set_params(predict_topK=5)
+    est.predict(V)
+    assert during == [expected, expected]
+    assert torch.get_num_threads() == outer_threads
+    with pytest.raises(ValueError):  # an error inside still restores the setting
+        est.predict(pd.DataFrame({"x": [1]}))
+    assert torch.get_num_threads() == outer_threads
+
+
+@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
+def test_fit_and_inference_leave_torch_thread_settings_alone(make):
+    before = torch.get_num_threads()
+    interop = torch.get_num_interop_threads()
+    torch.set_num_threads(2)  # not 1, not the module's setting: a reset would show
+    try:
+        est = make(max_epochs=1)
+        est.fit(events(), validation_data=(events(), events()))
+        assert torch.get_num_threads() == 2
+        est.predict(events())
+        est.next_item_ranks(events())
+        est.recommend([10, 11])
+        est.score(events())
+        assert torch.get_num_threads() == 2
+        assert torch.get_num_interop_threads() == interop
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,6 @@ import scipy.sparse as sp
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from tiny import (
     all_finite,
@@ -115,12 +114,13 @@ def test_constructor_keeps_recpack_parameters_in_order_with_defaults():
     assert ce[: len(expected_ce)] == expected_ce
 
 
-def test_clone_gives_unfitted_copy_with_same_params(fitted):
-    c = clone(fitted)
-    assert c.get_params() == fitted.get_params()
-    assert not hasattr(c, "model_")
-    with pytest.raises(NotFittedError):
-        c.predict(InteractionMatrix.from_events(make_synthetic_sessions(3, 5)))
+def test_fit_takes_y_none_as_scikit_learn_passes_it(split):
+    X = split[2]
+    a = small(max_epochs=1).fit(X, y=None)
+    b = small(max_epochs=1).fit(X, None)
+    np.testing.assert_array_equal(a.predict(X).toarray(), b.predict(X).toarray())
+    with pytest.raises(ValueError, match="y must be None"):
+        small(max_epochs=1).fit(X, y=np.zeros(X.shape[0]))
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -272,22 +272,6 @@ def test_same_seed_gives_identical_predictions(split):
     assert a.seed_ == 11
 
 
-def test_refit_equals_fresh_fit(split):
-    _, _, X, X_test = split
-    m = small(seed=4).fit(X)
-    first = _dense(m.predict(X_test))
-    m.fit(X)
-    assert np.array_equal(_dense(m.predict(X_test)), first)
-
-
-def test_seed_none_draws_a_seed_and_records_it(split):
-    _, _, X, X_test = split
-    a = small(seed=None, max_epochs=1).fit(X)
-    assert isinstance(a.seed_, int)
-    b = small(seed=a.seed_, max_epochs=1).fit(X)
-    assert np.array_equal(_dense(a.predict(X_test)), _dense(b.predict(X_test)))
-
-
 def _global_states():
     return (
         torch.get_rng_state().clone(),
@@ -379,100 +363,6 @@ def test_learns_sequential_signal_far_above_popularity(signal_split, make):
     pop = _popularity_recall(X, X_test)
     assert pop < 0.5  # the data is not solvable by popularity
     assert recall > pop + 0.25, (recall, pop)
-
-
-# -- parameters ----------------------------------------------------------------------------------
-
-BAD_NEG = [
-    ("loss_fn", "hinge"),
-    ("loss_fn", None),
-    ("hidden_size", -1),
-    ("hidden_size", 0),
-    ("num_layers", 0),
-    ("num_components", -5),
-    ("batch_size", -2),
-    ("batch_size", 1.5),
-    ("num_negatives", 0),
-    ("num_negatives", -3),
-    ("dropout", 1.0),
-    ("dropout", -0.1),
-    ("dropout_hidden", 1.2),
-    ("optimization_algorithm", "adam"),
-    ("device", "tpu"),
-    ("device", 3),
-    ("learning_rate", 0.0),
-    ("learning_rate", -0.1),
-    ("max_epochs", 0),
-    ("bptt", 0),
-    ("momentum", -0.5),
-    ("momentum", 1.5),
-    ("clipnorm", 0.0),
-    ("predict_topK", 0),
-    ("validation_sample_size", 0),
-    ("stopping_criterion", "auc"),
-    ("max_iter_no_change", 0),
-    ("min_improvement", -1.0),
-    ("seed", -1),
-    ("sample_alpha", -0.5),
-    ("bpreg", -1.0),
-    ("logq", -1.0),
-    ("elu_param", -1.0),
-    ("keep_last", "yes"),
-]
-
-
-@pytest.mark.parametrize(("param", "value"), BAD_NEG, ids=[f"{p}={v!r}" for p, v in BAD_NEG])
-def test_bad_parameter_raises_in_fit_naming_it(split, param, value):
-    _, _, X, _ = split
-    model = GRU4RecNegSampling(**{param: value})  # __init__ never raises
-    assert model.get_params()[param] is value
-    with pytest.raises(ValueError, match=param):
-        model.fit(X)
-    assert not hasattr(model, "model_")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
-def test_cuda_device_without_cuda_raises_value_error(split):
-    _, _, X, _ = split
-    with pytest.raises(ValueError, match="device"):
-        small(device="cuda").fit(X)
-
-
-BAD_CE = [
-    ("hidden_size", -1),
-    ("dropout", 1.0),
-    ("optimization_algorithm", "rmsprop"),
-    ("batch_size", 0),
-    ("device", "gpu"),
-]
-
-
-@pytest.mark.parametrize(("param", "value"), BAD_CE, ids=[f"{p}={v!r}" for p, v in BAD_CE])
-def test_bad_parameter_cross_entropy(split, param, value):
-    _, _, X, _ = split
-    model = GRU4RecCrossEntropy(**{param: value})
-    with pytest.raises(ValueError, match=param):
-        model.fit(X)
-
-
-def test_x_without_timestamps_raises_clear_error(split, fitted):
-    _, _, X, _ = split
-    no_ts = InteractionMatrix.from_csr_matrix(X.values)
-    assert not no_ts.has_timestamps
-    with pytest.raises(ValueError, match="timestamp"):
-        small().fit(no_ts)
-    with pytest.raises(TypeError, match="InteractionMatrix with timestamps"):
-        small().fit(X.values)  # a raw sparse matrix has no timestamps: say what to pass
-    with pytest.raises(ValueError, match="timestamp"):
-        fitted.predict(no_ts)
-    with pytest.raises(ValueError, match="timestamp"):
-        small_ce().fit(no_ts)
-
-
-def test_x_with_only_single_event_sessions_raises(split):
-    df = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
-    with pytest.raises(ValueError, match="2 or more"):
-        small().fit(InteractionMatrix.from_events(df))
 
 
 # -- losses and architectures --------------------------------------------------------------------
@@ -640,15 +530,13 @@ def test_unsupported_input_container_raises(X):
         neg().fit(X)
 
 
-def test_sparse_matrix_without_timestamps_raises():
-    with pytest.raises(TypeError, match="timestamps"):
-        neg().fit(sp.csr_matrix(np.ones((2, 3))))
-
-
 def test_only_single_event_sessions_raises():
     df = pd.DataFrame({"session_id": [0, 1, 2], "item_id": [5, 6, 5], "timestamp": [1, 2, 3]})
     with pytest.raises(ValueError, match="2 or more events"):
         neg().fit(df)
+    firsts = make_synthetic_sessions(20, 10).groupby("session_id").head(1)
+    with pytest.raises(ValueError, match="2 or more events"):
+        neg().fit(InteractionMatrix.from_events(firsts))
 
 
 def test_some_single_event_sessions_fit_and_predict():
@@ -727,28 +615,6 @@ def test_predict_with_unknown_items_warns_with_count():
     assert ((ranks >= 1) & (ranks <= 5)).all()
     with pytest.raises(ValueError, match="none of the 12 events"):
         est.predict(df.assign(item_id=99))
-
-
-def test_recommend_with_unknown_items_warns_with_count():
-    est = neg().fit(events())
-    with pytest.warns(UserWarning, match="skipped 2 of 4 items"):
-        ids, scores = est.recommend([[10, 99], [-5, 11]], k=3)
-    assert ids.shape == scores.shape == (2, 3)
-    assert np.isfinite(scores).all()
-    assert set(ids.ravel()) <= {10, 11, 12, 13, 14}
-    with pytest.raises(ValueError, match="k must be"):
-        est.recommend([10], k=0)
-    with pytest.raises(ValueError, match="sessions"):
-        est.recommend(None)
-
-
-@pytest.mark.filterwarnings("ignore:recommend skipped")
-def test_recommend_with_an_unknown_id_of_another_type_skips_only_that_id():
-    est = neg().fit(events())
-    with pytest.warns(UserWarning, match="skipped 1 of 3 items"):
-        ids, _ = est.recommend([[10, 11], ["x"]], k=3)
-    expected, _ = est.recommend([[10, 11], []], k=3)
-    np.testing.assert_array_equal(ids, expected)
 
 
 @pytest.mark.parametrize(
@@ -880,26 +746,7 @@ def test_random_logs_cross_entropy_estimator(df, params):
     _check_fit_predict(xent(**params), df)
 
 
-# -- threads ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
-def test_fit_and_inference_leave_torch_thread_settings_alone(make):
-    before = torch.get_num_threads()
-    interop = torch.get_num_interop_threads()
-    torch.set_num_threads(2)  # not 1, not the module's setting: a reset would show
-    try:
-        est = make(max_epochs=1)
-        est.fit(events(), validation_data=(events(), events()))
-        assert torch.get_num_threads() == 2
-        est.predict(events())
-        est.next_item_ranks(events())
-        est.recommend([10, 11])
-        est.score(events())
-        assert torch.get_num_threads() == 2
-        assert torch.get_num_interop_threads() == interop
-    finally:
-        torch.set_num_threads(before)
+# -- thread workers (torch's thread count: test_device.py) -----------------------------------------
 
 
 def test_joblib_thread_workers_give_the_sequential_results():

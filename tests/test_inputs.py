@@ -1,12 +1,21 @@
-"""Tests of gru4rec.inputs: frames, matrices and raw-id session lists into what the model reads."""
+"""Tests of gru4rec.inputs: frames, matrices and raw-id session lists into what the model reads,
+and the estimators' input contract (as recpack's): what fit, predict, score and validation_data
+take.
+
+Objects with recpack's public InteractionMatrix surface are accepted (read through that surface
+only); inputs without timestamps are a ValueError naming them; scipy matrices and other types are
+a TypeError saying what to pass.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
-from gru4rec import InteractionMatrix, Vocabulary
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix, Vocabulary
+from gru4rec.datasets import last_item_split, make_synthetic_sessions
 from gru4rec.inputs import Columns, as_matrix, check_items, session_lists, timed_sessions
 
 COLUMNS = Columns("session_id", "item_id", "timestamp")
@@ -59,3 +68,104 @@ def test_check_items_and_timed_sessions_name_the_problem():
     no_ts = InteractionMatrix.from_csr_matrix(X.values)
     with pytest.raises(ValueError, match="validation_in has no timestamps"):
         timed_sessions(no_ts, "validation_in")
+
+
+def test_a_matrix_without_timestamps_is_an_error_even_with_time_col_none():
+    X = InteractionMatrix.from_events(make_synthetic_sessions(300, 60, seed=3), timestamp=None)
+    with pytest.raises(ValueError, match="timestamps"):
+        small(time_col=None).fit(X)
+
+
+# -- the estimators' input contract --------------------------------------------------------------
+
+
+def small(cls=GRU4RecNegSampling, **kw):
+    params = dict(hidden_size=8, batch_size=16, max_epochs=2, seed=0, device="cpu")
+    if cls is GRU4RecNegSampling:
+        params["num_negatives"] = 8
+    return cls(**{**params, **kw})
+
+
+class PublicOnly:
+    """recpack's public InteractionMatrix members of a wrapped matrix, and nothing else."""
+
+    def __init__(self, matrix: InteractionMatrix):
+        object.__setattr__(self, "wrapped", matrix)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"PublicOnly has no {name}")
+
+    shape = property(lambda self: self.wrapped.shape)
+    values = property(lambda self: self.wrapped.values)
+    has_timestamps = property(lambda self: self.wrapped.has_timestamps)
+    timestamps = property(lambda self: self.wrapped.timestamps)
+    num_interactions = property(lambda self: self.wrapped.num_interactions)
+    sorted_item_history = property(lambda self: self.wrapped.sorted_item_history)
+
+    def users_in(self, U, inplace=False):
+        return PublicOnly(self.wrapped.users_in(U))
+
+
+@pytest.fixture(scope="module")
+def data(split):
+    _, _, X, X_test = split
+    val_in, val_out = last_item_split(X_test)
+    return X, X_test, val_in, val_out
+
+
+@pytest.mark.parametrize("cls", [GRU4RecNegSampling, GRU4RecCrossEntropy])
+def test_look_alike_objects_work_everywhere(data, cls):
+    X, X_test, val_in, val_out = data
+    ref = small(cls).fit(X, validation_data=(val_in, val_out))
+    est = small(cls).fit(PublicOnly(X), validation_data=(PublicOnly(val_in), PublicOnly(val_out)))
+    assert [r["recall"] for r in est.history_] == [r["recall"] for r in ref.history_]
+    expect = ref.predict(X_test).toarray()
+    np.testing.assert_allclose(est.predict(PublicOnly(X_test)).toarray(), expect, rtol=1e-6)
+    np.testing.assert_allclose(ref.predict(PublicOnly(X_test)).toarray(), expect, rtol=1e-6)
+    assert est.score(PublicOnly(X_test)) == pytest.approx(ref.score(X_test))
+
+
+def test_no_timestamps_is_a_value_error_naming_the_input(data):
+    X, X_test, val_in, val_out = data
+    no_ts = X.eliminate_timestamps()
+    from_counts = InteractionMatrix.from_csr_matrix(X.values)
+    assert not from_counts.has_timestamps
+    for cls in (GRU4RecNegSampling, GRU4RecCrossEntropy):
+        for matrix in (no_ts, PublicOnly(no_ts), from_counts):
+            with pytest.raises(ValueError, match="X has no timestamps"):
+                small(cls).fit(matrix)
+    with pytest.raises(ValueError, match="validation_in has no timestamps"):
+        small().fit(X, validation_data=(val_in.eliminate_timestamps(), val_out))
+    with pytest.raises(ValueError, match="validation_out has no timestamps"):
+        small().fit(X, validation_data=(val_in, val_out.eliminate_timestamps()))
+    fitted = small(max_epochs=1).fit(X)
+    for matrix in (X_test.eliminate_timestamps(), InteractionMatrix.from_csr_matrix(X_test.values)):
+        with pytest.raises(ValueError, match="X has no timestamps"):
+            fitted.predict(matrix)
+
+
+def test_scipy_matrices_and_other_types_are_type_errors(data):
+    X, X_test, val_in, val_out = data
+    say_what_to_pass = "X is a scipy sparse matrix.*pass an InteractionMatrix with timestamps"
+    with pytest.raises(TypeError, match=say_what_to_pass):
+        small().fit(X.values)
+    with pytest.raises(TypeError, match=say_what_to_pass):
+        small().fit(sp.csr_matrix(np.ones((2, 3))))
+    with pytest.raises(TypeError, match="validation_out is a scipy sparse matrix"):
+        small().fit(X, validation_data=(val_in, val_out.values))
+    fitted = small(max_epochs=1).fit(X)
+    with pytest.raises(TypeError, match="X is a scipy sparse matrix"):
+        fitted.predict(X_test.values)
+    with pytest.raises(TypeError, match="X must be an InteractionMatrix"):
+        fitted.score(X_test.values.toarray())
+
+
+def test_validation_data_with_other_item_numbering_is_an_error(split, data):
+    _, test, X, _ = split
+    _, _, val_in, val_out = data
+    reversed_items = Vocabulary(X.item_ids[::-1])
+    renumbered = InteractionMatrix.from_events(test, item_vocabulary=reversed_items)
+    assert renumbered.shape[1] == X.shape[1]  # the column count alone cannot tell
+    for pair, name in (((renumbered, val_out), "validation_in"), ((val_in, renumbered), "")):
+        with pytest.raises(ValueError, match=f"{name}.*numbers its items differently"):
+            small().fit(X, validation_data=pair)

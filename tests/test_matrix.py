@@ -22,6 +22,7 @@ from tiny import (
     weights,
 )
 
+from gru4rec.datasets import make_synthetic_sessions
 from gru4rec.matrix import (
     InteractionMatrix,
     SessionArrays,
@@ -540,16 +541,49 @@ def test_missing_datetime_raises():
         neg().fit(df)
 
 
-@pytest.mark.parametrize("kind", ["str", "object", "bool"])
-def test_non_numeric_timestamps_raise(kind):
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("str", r"'timestamp'.*ISO-8601"),  # strings that are no times: name the column
+        ("iso+x", r"'timestamp'.*ISO-8601"),
+        ("object", "timestamp"),
+        ("bool", "timestamp"),
+    ],
+)
+def test_non_numeric_timestamps_raise(kind, match):
     df = events()
     df["timestamp"] = {
         "str": df["timestamp"].astype(str),
+        "iso+x": _iso(df)["timestamp"] + "x",
         "object": df["timestamp"].astype(object),
         "bool": df["timestamp"] > 5,
     }[kind]
-    with pytest.raises(ValueError, match="timestamp"):
+    with pytest.raises(ValueError, match=match):
         neg().fit(df)
+
+
+def _iso(df: pd.DataFrame) -> pd.DataFrame:
+    times = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+    return df.assign(timestamp=times.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_fit_on_iso_strings_equals_fit_on_seconds():
+    df = make_synthetic_sessions(n_sessions=200, n_items=30, seed=5)
+    a = neg(hidden_size=8, batch_size=16, num_negatives=8).fit(df)
+    b = neg(hidden_size=8, batch_size=16, num_negatives=8).fit(_iso(df))
+    assert a.history_[0]["train_loss"] == b.history_[0]["train_loss"]
+    np.testing.assert_array_equal(a.recommend([1, 2])[0], b.recommend([1, 2])[0])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda df: neg().fit(df), lambda df: InteractionMatrix.from_events(df)],
+    ids=["fit", "from_events"],
+)
+def test_a_missing_default_column_names_the_parameter_to_set(call):
+    df = events().rename(columns={"session_id": "visit"})
+    with pytest.raises(ValueError, match=r"'session_id'.*set session_col="):
+        call(df)
 
 
 def test_duplicate_timestamps_keep_row_order():

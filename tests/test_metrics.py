@@ -312,29 +312,38 @@ def test_bpr_loss_sampling_is_seeded_and_sized():
 
 
 def test_warp_loss_by_hand_with_forced_negatives():
-    # One user, truth {0}; the only negative is item 1, drawn U times.
+    # One user of two items, truth {0}; the only negative is item 1, so every draw is item 1
+    # and violates (0.5 + margin 1 > 1.0): the positive is estimated at rank 2 of 2 (all of
+    # the draws violate, times 2 items), weight ln(2 + 1), times the hinge 0.5. Numbers
+    # worked out by hand, not the implementation's expression.
     y_true = sp.csr_matrix(np.array([[1, 0]]))
     y_pred = sp.csr_matrix(np.array([[1.0, 0.5]]))
-    margin, U = 1.0, 4
-    hinge = margin + 0.5 - 1.0  # 0.5 > 0: all U draws violate
-    expected = np.log(U * 2 / U + 1) * hinge
-    assert warp_loss_metric(y_true, y_pred, margin=margin, U=U) == pytest.approx(expected)
+    for U in (1, 4, 50):  # the share of violating draws, not their count, sets the rank
+        assert warp_loss_metric(y_true, y_pred, margin=1.0, U=U) == pytest.approx(0.5493061443)
+    # Scores and margin scaled by 3 scale the hinge, not the rank weight.
+    scaled = sp.csr_matrix(np.array([[3.0, 1.5]]))
+    assert warp_loss_metric(y_true, scaled, margin=3.0, U=4) == pytest.approx(3 * 0.5493061443)
     # With a score gap above the margin nothing violates: loss 0.
     y_pred_ok = sp.csr_matrix(np.array([[2.0, 0.5]]))
-    assert warp_loss_metric(y_true, y_pred_ok, margin=margin, U=U) == 0.0
+    assert warp_loss_metric(y_true, y_pred_ok, margin=1.0, U=4) == 0.0
 
 
 def test_warp_loss_counts_violations_in_the_rank_weight():
-    # Truth {0}; negatives 1 (violates) and 2 (does not). Count the violators drawn with the same
-    # generator to compute the expected loss exactly.
+    # Truth {0} of three items; negative 1 violates (hinge 0.5 + 0.9 - 1.0 = 0.4), negative 2
+    # does not. With U = 2 draws the estimated rank is 0, 1.5 or 3 (none, one or both draws
+    # hit item 1), so the loss is 0, 0.4 ln 2.5 or 0.4 ln 4, worked out by hand.
     y_true = sp.csr_matrix(np.array([[1, 0, 0]]))
     y_pred = sp.csr_matrix(np.array([[1.0, 0.9, -5.0]]))
-    margin, U = 0.5, 10
-    value = warp_loss_metric(y_true, y_pred, margin=margin, U=U, seed=7)
-    hinge = margin + 0.9 - 1.0
-    possible = {np.log(m * 3 / U + 1) * hinge for m in range(1, U + 1)}
-    assert any(value == pytest.approx(v) for v in possible)
-    assert 0 < value < np.log(3 + 1) * hinge
+    values = {
+        round(warp_loss_metric(y_true, y_pred, margin=0.5, U=2, seed=seed), 6) for seed in range(40)
+    }
+    assert values == {0.0, 0.366516, 0.554518}
+    # When both negatives violate every draw does: rank 3, weight ln 4; the hinge is the worst
+    # violator's (0.5 + 0.9 - 1.0), not the other's (0.5 + 0.7 - 1.0).
+    both = sp.csr_matrix(np.array([[1.0, 0.9, 0.7]]))
+    for seed in range(5):
+        value = warp_loss_metric(y_true, both, margin=0.5, U=10, seed=seed)
+        assert value == pytest.approx(0.554518, abs=1e-6)
 
 
 def test_losses_are_lower_for_better_scores():

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import NotFittedError
 
 from gru4rec import (
     GRU4RecCrossEntropy,
@@ -501,7 +502,8 @@ def test_pickle_and_joblib_of_a_fitted_estimator(fitted, data, tmp_path):
         assert copy_.get_params() == fitted.get_params(), how
         np.testing.assert_array_equal(_dense(copy_.predict(X_test)), expected)
         np.testing.assert_array_equal(copy_.next_item_ranks(X_test), ranks)
-        assert copy_.history_ == fitted.history_
+        assert copy_.score(X_test) == fitted.score(X_test)
+        assert copy_.history_ == fitted.history_ and copy_.seed_ == fitted.seed_
         assert copy_.best_value_ == fitted.best_value_
         assert copy_.filename == fitted.filename
 
@@ -513,6 +515,8 @@ def test_pickle_and_joblib_of_an_unfitted_estimator(data, tmp_path):
     for how, copy_ in _roundtrips(m, tmp_path):
         assert copy_.get_params() == m.get_params(), how
         assert not hasattr(copy_, "model_")
+        with pytest.raises(NotFittedError):
+            copy_.predict(X_test)
         np.testing.assert_array_equal(_dense(copy_.fit(X).predict(X_test)), expected)
 
 
@@ -529,7 +533,11 @@ def test_pickle_of_cross_entropy_estimator(data):
     params = {k: v for k, v in SMALL.items() if k != "num_negatives"}
     m = GRU4RecCrossEntropy(max_epochs=1, **params).fit(X)
     copy_ = pickle.loads(pickle.dumps(m))
+    assert type(copy_) is GRU4RecCrossEntropy and copy_.get_params() == m.get_params()
     np.testing.assert_array_equal(_dense(copy_.predict(X_test)), _dense(m.predict(X_test)))
+    np.testing.assert_array_equal(copy_.next_item_ranks(X_test), m.next_item_ranks(X_test))
+    assert copy_.score(X_test) == m.score(X_test)
+    assert copy_.seed_ == m.seed_ and copy_.history_ == m.history_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

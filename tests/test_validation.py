@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gru4rec import InteractionMatrix
+from gru4rec import GRU4RecNegSampling, InteractionMatrix
 from gru4rec.datasets import last_item_split, make_synthetic_sessions
 from gru4rec.validation import Validation, _rows_only, _sessions_of
 
@@ -65,3 +65,23 @@ def test_nothing_to_evaluate_raises(pair):
         Validation(val_in, val_out.users_in([]), None)
     with pytest.raises(ValueError, match="rows"):
         Validation(val_in, InteractionMatrix.from_events(make_synthetic_sessions(5, 20)), None)
+
+
+def test_validation_frames_without_a_time_column():
+    no_time = make_synthetic_sessions(n_sessions=300, n_items=60, seed=3).drop(columns="timestamp")
+    head = no_time.groupby("session_id").head(2)
+    tail = no_time.drop(head.index)
+    est = GRU4RecNegSampling(
+        hidden_size=16,
+        batch_size=16,
+        num_negatives=8,
+        max_epochs=2,
+        device="cpu",
+        seed=5,
+        time_col=None,
+        stopping_criterion="next_item_recall",
+        keep_last=True,
+    )
+    est.fit(no_time, validation_data=(head, tail))
+    assert len(est.history_) == 2
+    assert all(0.0 <= h["next_item_recall"] <= 1.0 for h in est.history_)
