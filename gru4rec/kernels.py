@@ -28,9 +28,11 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 __all__ = [
     "AVAILABLE",
     "dense_update",
+    "dropout_mask",
     "gru_backward",
     "rows_update",
     "softmax_xent_finish",
+    "xent_column_bias",
 ]
 
 #: Whether the compiled kernels can be used (numba imports and they are not disabled).
@@ -250,7 +252,7 @@ def dense_update(
 
 
 @_jit
-def _softmax_xent_finish(logits, probs, scale):  # pragma: no cover - compiled
+def _softmax_xent_finish(logits, probs, scale, col_sums):  # pragma: no cover - compiled
     b, m = probs.shape
     total = 0.0
     for i in range(b):
@@ -265,17 +267,78 @@ def _softmax_xent_finish(logits, probs, scale):  # pragma: no cover - compiled
                 s += math.exp(row[j] - top)
             total += top + math.log(s) - row[i]
         probs[i, i] = p - 1.0
-    pr = probs.reshape(-1)
-    for j in range(pr.shape[0]):
-        pr[j] *= scale
+    col_sums[:] = 0.0
+    for i in range(b):
+        row = probs[i]
+        for j in range(m):
+            g = row[j] * scale
+            row[j] = g
+            col_sums[j] += g
     return total * scale
 
 
-def softmax_xent_finish(logits: np.ndarray, probs: np.ndarray, scale: float) -> float:
+def softmax_xent_finish(
+    logits: np.ndarray, probs: np.ndarray, scale: float, col_sums: np.ndarray
+) -> float:
     """Sampled cross-entropy with the positives on the diagonal, from the row softmax
-    ``probs`` of ``logits``: returns ``scale * sum_i -log probs[i, i]`` and turns ``probs``
-    into the loss's gradient with respect to the logits, ``scale * (probs - I)``."""
-    return float(_softmax_xent_finish(logits, probs, probs.dtype.type(scale)))
+    ``probs`` of ``logits``: returns ``scale * sum_i -log probs[i, i]``, turns ``probs``
+    into the loss's gradient with respect to the logits, ``scale * (probs - I)``, and
+    writes that gradient's column sums (the gradient of the column biases) to ``col_sums``."""
+    return float(_softmax_xent_finish(logits, probs, probs.dtype.type(scale), col_sums))
+
+
+@_jit
+def _xent_column_bias(
+    bias, log_counts, targets, negatives, log_mult, alpha, logq, out
+):  # pragma: no cover - compiled
+    nb = targets.shape[0]
+    for j in range(nb):
+        t = targets[j]
+        out[j] = bias[t, 0] + (-logq) * log_counts[t]
+    weighted = log_mult.shape[0] > 0
+    for j in range(negatives.shape[0]):
+        c = negatives[j]
+        v = bias[c, 0] + (-logq) * (log_counts[c] * alpha)
+        out[nb + j] = v + log_mult[j] if weighted else v
+
+
+def xent_column_bias(
+    bias: np.ndarray,
+    log_counts: np.ndarray,
+    targets: np.ndarray,
+    negatives: np.ndarray,
+    log_mult: np.ndarray | None,
+    alpha: float,
+    logq: float,
+    out: np.ndarray,
+) -> None:
+    """The column biases of sampled cross-entropy in one pass: the output bias of every
+    scored item, minus ``logq`` times its log sampling probability (``log_counts`` for the
+    in-batch ``targets``, ``alpha * log_counts`` for the ``negatives``), plus the log
+    multiplicity of each distinct negative."""
+    dtype = bias.dtype
+    _xent_column_bias(
+        bias,
+        log_counts,
+        targets,
+        negatives,
+        np.empty(0, dtype) if log_mult is None else log_mult,
+        dtype.type(alpha),
+        dtype.type(logq),
+        out,
+    )
+
+
+@_jit
+def _dropout_mask(bits, threshold, scale, out):  # pragma: no cover - compiled
+    for i in range(out.shape[0]):
+        out[i] = scale if bits[i] >= threshold else 0.0
+
+
+def dropout_mask(bits: np.ndarray, threshold: int, scale: float, out: np.ndarray) -> None:
+    """Inverted-dropout keep mask from 16-bit uniform integers: ``out[i] = scale`` where
+    ``bits[i] >= threshold``, else 0."""
+    _dropout_mask(bits, np.int16(threshold), out.dtype.type(scale), out)
 
 
 @_jit

@@ -335,22 +335,27 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
 
 
 def cross_entropy_value_grad(
-    logits: torch.Tensor, scale: float = 1.0
+    logits: torch.Tensor, scale: float = 1.0, col_sums: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`cross_entropy_sampled` of ``logits`` (column biases already added), positives on
-    the diagonal; ``logits`` becomes the gradient."""
+    the diagonal, and its gradient with respect to ``logits`` (which may be overwritten).
+    ``col_sums``, when given (shape ``(columns,)``), receives the gradient's column sums."""
     b = logits.shape[0]
     if fused_kernels(logits.device):
         # One vectorised softmax pass, then the loss and the gradient in one compiled pass.
         probs = torch.softmax(logits, dim=1)
-        loss = kernels.softmax_xent_finish(logits.numpy(), probs.numpy(), scale / b)
+        sums = col_sums if col_sums is not None else torch.empty(logits.shape[1])
+        loss = kernels.softmax_xent_finish(logits.numpy(), probs.numpy(), scale / b, sums.numpy())
         return torch.tensor(loss, dtype=logits.dtype), probs
     lse = torch.logsumexp(logits, dim=1, keepdim=True)
     diag = torch.diagonal(logits)
     loss = (lse.sum() - diag.sum()) * (scale / b)
     grad = logits.sub_(lse).exp_()  # the softmax
     torch.diagonal(grad).sub_(1.0)
-    return loss, grad.mul_(scale / b)
+    grad.mul_(scale / b)
+    if col_sums is not None:
+        torch.sum(grad, dim=0, out=col_sums)
+    return loss, grad
 
 
 def bpr_max_value_grad(

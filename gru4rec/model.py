@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +41,13 @@ def dropout_mask(
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
     words.random_(-(2**63), 2**63 - 1, generator=generator)
+    if fused_kernels(x.device) and x.dtype == torch.float32:
+        mask = torch.empty(x.shape, dtype=x.dtype)
+        # The value the torch code below gives a kept element, rounded the same way.
+        keep = np.float32(2.0 * 65536 / (65536 - k)) * np.float32(0.5)
+        bits = words.view(torch.int16)[:n].numpy()
+        kernels.dropout_mask(bits, k - 32768, float(keep), mask.view(-1).numpy())
+        return mask
     r = words.view(torch.int16)[:n].view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
     # r >= k - 32768 keeps: (r - threshold) is >= 0.5 there and <= -0.5 elsewhere.
     return r.sub_(k - 32768.5).clamp_(0.0, 0.5).mul_(2.0 * 65536 / (65536 - k))

@@ -78,13 +78,19 @@ class NegativeSampler:
         this sampler, so ``P ~ count ** alpha``. Items without events count once.
         Columns: ``targets``, then ``negatives``.
         """
+        log_counts = self.log_counts()
+        parts = [log_counts[targets]]
+        if negatives is not None:
+            parts.append(log_counts[negatives] * self.alpha)
+        return torch.cat(parts)
+
+    def log_counts(self) -> torch.Tensor:
+        """``log(count)`` of every item (float32, on the device; items without events count
+        once): the log-probabilities of :meth:`log_probabilities` before the exponent."""
         if self._log_counts is None:
             log_counts = np.log(np.maximum(self._counts, 1))
             self._log_counts = torch.as_tensor(log_counts, dtype=torch.float32, device=self.device)
-        parts = [self._log_counts[targets]]
-        if negatives is not None:
-            parts.append(self._log_counts[negatives] * self.alpha)
-        return torch.cat(parts)
+        return self._log_counts
 
     def _sorted_uniforms(self, rows: int, n: int) -> torch.Tensor:
         # Cumulative sums of n + 1 exponentials, normalised, are the order statistics

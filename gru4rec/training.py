@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import matmul
+from . import kernels
+from .device import fused_kernels, matmul
 from .losses import (
     bpr_from_factors,
     bpr_max_value_grad,
@@ -282,7 +283,6 @@ def _train_epoch_direct(
         else:
             cols, positives, col_weights = torch.cat([y, negatives]), None, None
         weights = out_table.index_select(0, cols)
-        col_bias = bias_table.index_select(0, cols).t()
         emb = in_table.index_select(0, x)
 
         embed_mask = dropout_mask(emb, dropout_embed, generator)
@@ -298,10 +298,11 @@ def _train_epoch_direct(
             masks.append(mask)
 
         scale = b / batch if b < batch else 1.0
-        step_loss, grad_scores = _loss_value_grad(
+        step_loss, grad_scores, grad_bias = _loss_value_grad(
             out,
             weights,
-            col_bias,
+            cols,
+            bias_table,
             loss,
             y,
             negatives,
@@ -315,7 +316,6 @@ def _train_epoch_direct(
 
         grad = matmul(grad_scores, weights)
         grad_weights = matmul(grad_scores.t(), out)
-        grad_bias = grad_scores.sum(dim=0).unsqueeze(1)
         for i in range(len(model.cells) - 1, -1, -1):
             grad = gru_cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
         if embed_mask is not None:
@@ -386,6 +386,49 @@ def _update_direct(
 
 
 def _loss_value_grad(
+    out: torch.Tensor,
+    weights: torch.Tensor,
+    cols: torch.Tensor,
+    bias_table: torch.Tensor,
+    cfg: LossConfig,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    log_mult: torch.Tensor | None,
+    sampler: NegativeSampler,
+    scale: float,
+    positives: torch.Tensor | None,
+    col_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The step's loss (times ``scale``), its gradient w.r.t. the scores ``out @ weights.T +
+    bias[cols]`` (closed form where :mod:`gru4rec.losses` has one) and w.r.t. the column
+    biases ``bias[cols]`` (shape ``(columns, 1)``)."""
+    if cfg.name == "cross-entropy" and fused_kernels(out.device):
+        # Output bias, -logq log q and log multiplicity of every column in one pass.
+        col_bias = torch.empty(1, cols.shape[0])
+        kernels.xent_column_bias(
+            bias_table.numpy(),
+            sampler.log_counts().numpy(),
+            targets.numpy(),
+            negatives.numpy(),
+            None if log_mult is None else log_mult.numpy(),
+            sampler.alpha,
+            cfg.logq,
+            col_bias.numpy()[0],
+        )
+        grad_bias = torch.empty(cols.shape[0], 1)
+        value, grad = cross_entropy_value_grad(
+            matmul(out, weights.t(), col_bias), scale, col_sums=grad_bias.view(-1)
+        )
+        return value, grad, grad_bias
+    col_bias = bias_table.index_select(0, cols).t()
+    value, grad = _scores_value_grad(
+        out, weights, col_bias, cfg, targets, negatives, log_mult, sampler, scale, positives,
+        col_weights,
+    )  # fmt: skip
+    return value, grad, grad.sum(dim=0).unsqueeze(1)
+
+
+def _scores_value_grad(
     out: torch.Tensor,
     weights: torch.Tensor,
     col_bias: torch.Tensor,

@@ -187,3 +187,38 @@ def test_rows_update_leaves_the_owner_scratch_clean():
     assert (owner == -1).all()
     np.testing.assert_array_equal(table[3], [-1.5] * 3)  # three gradients of 1, lr 0.5
     np.testing.assert_array_equal(table[7], [-0.5] * 3)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.77])
+def test_dropout_mask_kernel_gives_the_torch_mask_exactly(torch_only, p):
+    from gru4rec.model import dropout_mask
+
+    x = torch.ones(13, 7)
+    masks = []
+    for on in (False, True):
+        torch_only(on)
+        masks.append(dropout_mask(x, p, torch.Generator().manual_seed(3)))
+    assert torch.equal(masks[0], masks[1])
+    assert 0 < int((masks[1] == 0).sum()) < x.numel()
+
+
+def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
+    from gru4rec.samplers import NegativeSampler
+
+    g = torch.Generator().manual_seed(0)
+    counts = np.array([5, 0, 3, 9, 1, 2])
+    sampler = NegativeSampler(counts, 0.5, 4, g, torch.device("cpu"))
+    bias = torch.randn(6, 1, generator=g)
+    targets, negatives = torch.tensor([3, 0, 3]), torch.tensor([1, 2, 5])
+    log_mult = torch.log(torch.tensor([1.0, 2.0, 3.0]))
+    out = np.empty(6, np.float32)
+    kernels.xent_column_bias(
+        bias.numpy(), sampler.log_counts().numpy(), targets.numpy(), negatives.numpy(),
+        log_mult.numpy(), 0.5, 0.8, out,
+    )  # fmt: skip
+    log_q = sampler.log_probabilities(targets, negatives)
+    expected = bias[torch.cat([targets, negatives]), 0] - 0.8 * log_q
+    expected[3:] += log_mult
+    np.testing.assert_allclose(out, expected.numpy(), rtol=1e-6, atol=1e-6)
+    # By hand for one negative: bias - logq * alpha * log(count) + log(multiplicity).
+    assert out[5] == pytest.approx(float(bias[5]) - 0.8 * 0.5 * np.log(2) + np.log(3), abs=1e-6)
