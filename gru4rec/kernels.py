@@ -33,6 +33,9 @@ __all__ = [
     "rows_update",
     "softmax_xent_finish",
     "xent_column_bias",
+    "xent_step_backward",
+    "xent_step_forward",
+    "xent_step_loss",
 ]
 
 #: Whether the compiled kernels can be used (numba imports and they are not disabled).
@@ -90,15 +93,24 @@ def _rows_update(
             dup[k] = -1
             k += 1
         else:
+            # Element loops throughout: a row view per row costs more than its update.
             if dup[o] < 0:
                 dup[o] = n_dup
                 f = first[o]
-                gsum[n_dup, :] = g0[f] if f < n0 else g1[f - n0]
+                if f < n0:
+                    for d in range(dim):
+                        gsum[n_dup, d] = g0[f, d]
+                else:
+                    for d in range(dim):
+                        gsum[n_dup, d] = g1[f - n0, d]
                 n_dup += 1
-            go = gsum[dup[o]]
-            src = g0[i] if i < n0 else g1[i - n0]
-            for d in range(dim):
-                go[d] += src[d]
+            q = dup[o]
+            if i < n0:
+                for d in range(dim):
+                    gsum[q, d] += g0[i, d]
+            else:
+                for d in range(dim):
+                    gsum[q, d] += g1[i - n0, d]
         if i < n_bias:
             if has_bias[o]:
                 bsum[o] += g_bias[i, 0]
@@ -108,30 +120,29 @@ def _rows_update(
     for j in range(k):
         r = uniq[j]
         owner[r] = -1
-        if dup[j] >= 0:
-            gj = gsum[dup[j]]
-        else:
-            f = first[j]
-            gj = g0[f] if f < n0 else g1[f - n0]
-        tr = table[r]
+        q = dup[j]
+        f = first[j]
+        for d in range(dim):
+            if q >= 0:
+                step[d] = gsum[q, d]
+            elif f < n0:
+                step[d] = g0[f, d]
+            else:
+                step[d] = g1[f - n0, d]
         if use_acc:
-            ar = acc[r]
             for d in range(dim):
-                g = gj[d]
-                a = ar[d] + g * g
-                ar[d] = a
+                g = step[d]
+                a = acc[r, d] + g * g
+                acc[r, d] = a
                 step[d] = g / np.sqrt(a)
-        else:
-            step[:] = gj
         if use_vel:
-            vr = vel[r]
             for d in range(dim):
-                v = vr[d] * mom + lr * step[d]
-                vr[d] = v
-                tr[d] -= v
+                v = vel[r, d] * mom + lr * step[d]
+                vel[r, d] = v
+                table[r, d] -= v
         else:
             for d in range(dim):
-                tr[d] -= lr * step[d]
+                table[r, d] -= lr * step[d]
         if has_bias[j]:
             g = bsum[j]
             if use_acc:
@@ -402,3 +413,162 @@ def gru_backward(
         grad_bias_ih,
         grad_bias_hh,
     )
+
+
+@_jit
+def _xent_forward(
+    x_idx,
+    y,
+    negs,
+    log_mult,
+    keep,
+    hidden,
+    in_table,
+    out_table,
+    bias,
+    log_counts,
+    alpha,
+    logq,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    e_bits,
+    e_thr,
+    e_keep,
+    h_bits,
+    h_thr,
+    h_keep,
+):  # pragma: no cover - compiled
+    dtype = out_table.dtype
+    b = x_idx.shape[0]
+    k = w_hh.shape[1]
+    e = w_ih.shape[1]
+    m = negs.shape[0]
+    n_cols = b + m
+    cols = np.empty(n_cols, np.int64)
+    cols[:b] = y
+    cols[b:] = negs
+    dim = out_table.shape[1]
+    weights = np.empty((n_cols, dim), dtype)
+    for j in range(n_cols):
+        c = cols[j]
+        for d in range(dim):  # element loops: a row view per item costs more than the copy
+            weights[j, d] = out_table[c, d]
+    col_bias = np.empty(n_cols, dtype)
+    _xent_column_bias(bias, log_counts, y, negs, log_mult, alpha, logq, col_bias)
+    x_in = np.empty((b, e), dtype)
+    for i in range(b):
+        r = x_idx[i]
+        if e_bits.shape[0] > 0:
+            for d in range(e):
+                keep_d = e_keep if e_bits[i * e + d] >= e_thr else np.float32(0.0)
+                x_in[i, d] = in_table[r, d] * keep_d
+        else:
+            for d in range(e):
+                x_in[i, d] = in_table[r, d]
+    h = np.empty((b, k), dtype)
+    for i in range(b):
+        for d in range(k):
+            h[i, d] = hidden[i, d] * keep[i]
+    gi = np.dot(x_in, w_ih.T)
+    gh = np.dot(h, w_hh.T)
+    rz = np.empty((b, 2 * k), dtype)
+    n = np.empty((b, k), dtype)
+    gh_n = np.empty((b, k), dtype)
+    out = np.empty((b, k), dtype)
+    h_mask = np.empty((b if h_bits.shape[0] > 0 else 0, k), dtype)
+    one = np.float32(1.0)
+    for i in range(b):
+        for j in range(2 * k):
+            v = (gi[i, j] + b_ih[j]) + (gh[i, j] + b_hh[j])
+            rz[i, j] = one / (one + np.exp(-v))
+        for j in range(k):
+            ghn = gh[i, 2 * k + j] + b_hh[2 * k + j]
+            gh_n[i, j] = ghn
+            nv = np.tanh((gi[i, 2 * k + j] + b_ih[2 * k + j]) + rz[i, j] * ghn)
+            n[i, j] = nv
+            o = (h[i, j] - nv) * rz[i, k + j] + nv
+            if h_bits.shape[0] > 0:
+                mv = h_keep if h_bits[i * k + j] >= h_thr else np.float32(0.0)
+                h_mask[i, j] = mv
+                o = o * mv
+            out[i, j] = o
+    # Transposed, (columns, rows): this product shape runs about twice as fast in BLAS.
+    logits_t = np.dot(weights, out.T)
+    for j in range(n_cols):
+        for i in range(b):
+            logits_t[j, i] += col_bias[j]
+    return cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t
+
+
+@_jit
+def _softmax_xent_finish_t(logits_t, probs_t, scale, col_sums):  # pragma: no cover
+    n_cols, b = probs_t.shape
+    total = 0.0
+    for i in range(b):
+        p = probs_t[i, i]
+        if p > 1e-30:
+            total -= math.log(p)
+        else:  # the positive's probability underflowed: its loss from the logits
+            top = logits_t[0, i]
+            for j in range(n_cols):
+                top = max(top, logits_t[j, i])
+            s = 0.0
+            for j in range(n_cols):
+                s += math.exp(logits_t[j, i] - top)
+            total += top + math.log(s) - logits_t[i, i]
+        probs_t[i, i] = p - 1.0
+    for j in range(n_cols):
+        acc = 0.0
+        for i in range(b):
+            g = probs_t[j, i] * scale
+            probs_t[j, i] = g
+            acc += g
+        col_sums[j, 0] = acc
+    return total * scale
+
+
+@_jit
+def _xent_backward(
+    grad, h_mask, x_in, h, rz, n, gh_n, e_bits, e_thr, e_keep, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh
+):  # pragma: no cover - compiled
+    dtype = grad.dtype
+    b, k = grad.shape
+    e = x_in.shape[1]
+    d_gi = np.empty((b, 3 * k), dtype)
+    d_gh = np.empty((b, 3 * k), dtype)
+    _gru_backward(grad, h_mask, h, rz, n, gh_n, d_gi, d_gh, g_b_ih, g_b_hh)
+    np.dot(d_gi.T, x_in, g_w_ih)
+    np.dot(d_gh.T, h, g_w_hh)
+    g_in = np.dot(d_gi, w_ih)  # (b, e)
+    if e_bits.shape[0] > 0:
+        for i in range(b):
+            for d in range(e):
+                g_in[i, d] *= e_keep if e_bits[i * e + d] >= e_thr else np.float32(0.0)
+    return g_in
+
+
+def xent_step_forward(*args):
+    """The forward pass of a one-layer GRU step under sampled cross-entropy, from the item
+    gather to the logits (column biases included), in one compiled call (argument order:
+    see ``_train_epoch_fused`` in :mod:`gru4rec.training`). Returns the arrays the backward
+    pass needs: ``cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t``, the logits
+    transposed to ``(columns, rows)``."""
+    return _xent_forward(*args)
+
+
+def xent_step_loss(
+    logits_t: np.ndarray, probs_t: np.ndarray, scale: float, col_grad: np.ndarray
+) -> float:
+    """:func:`softmax_xent_finish` on the transposed layout of :func:`xent_step_forward`:
+    ``probs_t`` (the softmax over each column of ``logits_t``) becomes the gradient, and
+    ``col_grad`` (shape ``(columns, 1)``) the gradient of the column biases."""
+    return float(_softmax_xent_finish_t(logits_t, probs_t, probs_t.dtype.type(scale), col_grad))
+
+
+def xent_step_backward(*args):
+    """The GRU part of the backward pass matching :func:`xent_step_forward`, from the
+    gradient of the layer's output: fills the GRU weight and bias gradients (the last four
+    arguments) and returns the gradient of the input rows."""
+    return _xent_backward(*args)

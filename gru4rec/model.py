@@ -21,7 +21,14 @@ from torch import nn
 from . import kernels
 from .device import fused_kernels, matmul
 
-__all__ = ["GRU4RecNet", "dropout", "dropout_mask", "gru_cell_backward", "gru_cell_forward"]
+__all__ = [
+    "GRU4RecNet",
+    "dropout",
+    "dropout_bits",
+    "dropout_mask",
+    "gru_cell_backward",
+    "gru_cell_forward",
+]
 
 
 def dropout_mask(
@@ -35,22 +42,33 @@ def dropout_mask(
     mask's expectation is exactly 1. One 64-bit draw gives four elements' 16-bit uniforms:
     about 5x cheaper than ``bernoulli_``, which draws per element.
     """
+    drawn = dropout_bits(x.numel(), p, generator, x.device)
+    if drawn is None:
+        return None
+    bits, threshold, keep = drawn
+    if fused_kernels(x.device) and x.dtype == torch.float32:
+        mask = torch.empty(x.shape, dtype=x.dtype)
+        kernels.dropout_mask(bits.numpy(), threshold, keep, mask.view(-1).numpy())
+        return mask
+    r = bits.view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
+    # r >= threshold keeps: (r - threshold + 0.5) is >= 0.5 there and <= -0.5 elsewhere.
+    return r.sub_(threshold - 0.5).clamp_(0.0, 0.5).mul_(2.0 * keep)
+
+
+def dropout_bits(
+    n: int, p: float, generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, int, float] | None:
+    """The random draws of :func:`dropout_mask` for ``n`` elements: 16-bit uniform integers,
+    the threshold at and above which an element is kept, and the value of a kept element
+    (None when ``p <= 0``; nothing is drawn then)."""
     if p <= 0.0:
         return None
     k = min(max(round(p * 65536), 1), 65535)
-    n = x.numel()
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), 2**63 - 1, generator=generator)
-    if fused_kernels(x.device) and x.dtype == torch.float32:
-        mask = torch.empty(x.shape, dtype=x.dtype)
-        # The value the torch code below gives a kept element, rounded the same way.
-        keep = np.float32(2.0 * 65536 / (65536 - k)) * np.float32(0.5)
-        bits = words.view(torch.int16)[:n].numpy()
-        kernels.dropout_mask(bits, k - 32768, float(keep), mask.view(-1).numpy())
-        return mask
-    r = words.view(torch.int16)[:n].view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
-    # r >= k - 32768 keeps: (r - threshold) is >= 0.5 there and <= -0.5 elsewhere.
-    return r.sub_(k - 32768.5).clamp_(0.0, 0.5).mul_(2.0 * 65536 / (65536 - k))
+    # float32(1 / (1 - k / 65536)), as a float32 multiplication computes it.
+    keep = float(np.float32(2.0 * 65536 / (65536 - k)) * np.float32(0.5))
+    return words.view(torch.int16)[:n], k - 32768, keep
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -204,6 +204,74 @@ class RowSparseOptimizer:
                     self.tables[other], rows[:k], g_other.index_select(0, rep[:k])
                 )
 
+    def dense_arrays(
+        self, params: Sequence[torch.Tensor]
+    ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """Flat NumPy views of each CPU parameter and of its Adagrad / momentum state, for
+        :meth:`step_dense_arrays` (taken once, used every step)."""
+        return [
+            (
+                p.detach().view(-1).numpy(),
+                self._flat(self._acc.get(id(p))),
+                self._flat(self._vel.get(id(p))),
+            )
+            for p in params
+        ]
+
+    def step_dense_arrays(
+        self,
+        views: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
+        grads: Sequence[np.ndarray],
+    ) -> None:
+        """:meth:`step_dense` from gradients given as NumPy arrays (the compiled step)."""
+        for (p, acc, vel), g in zip(views, grads, strict=True):
+            kernels.dense_update(p, g.reshape(-1), acc, vel, self.lr, self.momentum)
+
+    def step_rows_arrays(
+        self,
+        name: str,
+        rows: np.ndarray,
+        blocks: list[np.ndarray],
+        leading: tuple[str, np.ndarray] | None = None,
+    ) -> None:
+        """:meth:`step_rows` from NumPy rows and gradient blocks (the compiled step)."""
+        table = self.tables[name]
+        owner, scratch = self._row_scratch(name, table, rows.shape[0])
+        bias = None
+        if leading is not None:
+            b = self.tables[leading[0]]
+            bias = (b.numpy(), _np(self._acc.get(id(b))), _np(self._vel.get(id(b))), leading[1])
+        kernels.rows_update(
+            table.detach().numpy(),
+            _np(self._acc.get(id(table))),
+            _np(self._vel.get(id(table))),
+            owner,
+            rows,
+            blocks,
+            self.lr,
+            self.momentum,
+            scratch=scratch,
+            bias=bias,
+        )
+
+    def _row_scratch(
+        self, name: str, table: torch.Tensor, n: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        owner = self._owners_np.get(name)
+        if owner is None or owner.shape[0] != table.shape[0]:
+            owner = self._owners_np[name] = np.full(table.shape[0], -1, dtype=np.int64)
+        scratch = self._scratch.get(name)
+        if scratch is None or scratch[0].shape[0] < n:
+            size = max(n, 2 * (0 if scratch is None else scratch[0].shape[0]))
+            dtype = table.detach().numpy().dtype
+            scratch = (
+                np.empty(size, np.int64),
+                np.empty((size, table.shape[1]), dtype),
+                np.empty(size, dtype),
+            )
+            self._scratch[name] = scratch
+        return owner, scratch
+
     def _fused(self, like: torch.Tensor) -> bool:
         return self.fused if self.fused is not None else fused_kernels(like.device)
 
@@ -219,41 +287,15 @@ class RowSparseOptimizer:
         blocks: list[torch.Tensor],
         leading: dict[str, torch.Tensor] | None,
     ) -> None:
-        owner = self._owners_np.get(name)
-        if owner is None or owner.shape[0] != table.shape[0]:
-            owner = self._owners_np[name] = np.full(table.shape[0], -1, dtype=np.int64)
-        n = rows.shape[0]
-        values = table.detach().numpy()
-        scratch = self._scratch.get(name)
-        if scratch is None or scratch[0].shape[0] < n:
-            size = max(n, 2 * (0 if scratch is None else scratch[0].shape[0]))
-            scratch = (
-                np.empty(size, np.int64),
-                np.empty((size, values.shape[1]), values.dtype),
-                np.empty(size, values.dtype),
-            )
-            self._scratch[name] = scratch
-        bias = None
+        lead = None
         if leading:
             ((other, grad),) = leading.items()
-            b = self.tables[other]
-            bias = (
-                b.detach().numpy(),
-                _np(self._acc.get(id(b))),
-                _np(self._vel.get(id(b))),
-                grad.detach().contiguous().numpy(),
-            )
-        kernels.rows_update(
-            values,
-            _np(self._acc.get(id(table))),
-            _np(self._vel.get(id(table))),
-            owner,
+            lead = (other, grad.detach().contiguous().numpy())
+        self.step_rows_arrays(
+            name,
             rows.contiguous().numpy(),
             [g.detach().contiguous().numpy() for g in blocks],
-            self.lr,
-            self.momentum,
-            scratch=scratch,
-            bias=bias,
+            lead,
         )
 
     def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:

@@ -25,7 +25,13 @@ from .losses import (
     cross_entropy_value_grad,
     get_loss,
 )
-from .model import GRU4RecNet, dropout_mask, gru_cell_backward, gru_cell_forward
+from .model import (
+    GRU4RecNet,
+    dropout_bits,
+    dropout_mask,
+    gru_cell_backward,
+    gru_cell_forward,
+)
 from .optim import RowSparseOptimizer, clip_grad_norm
 from .samplers import NegativeSampler
 from .schedule import Schedule
@@ -167,6 +173,9 @@ def train_epoch(
         "on_steps": on_steps,
     }
     if bptt == 1 and not loss.full and sampler is not None:
+        if clipnorm is None and _fused_step_applies(model, loss):
+            del options["clipnorm"]
+            return _train_epoch_fused(*args, **options)
         return _train_epoch_direct(*args, **options)
     return train_epoch_autograd(*args, bptt=bptt, **options)
 
@@ -323,6 +332,95 @@ def _train_epoch_direct(
 
         _update_direct(model, optimizer, cols, x, grad_weights, grad_bias, grad, clipnorm)
     return total
+
+
+def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
+    """Whether :func:`_train_epoch_fused` covers this model and loss (else the direct path)."""
+    return (
+        loss.name == "cross-entropy"
+        and len(model.cells) == 1
+        and fused_kernels(model.item_output.device)
+        and model.item_output.dtype == torch.float32
+    )
+
+
+@torch.no_grad()
+def _train_epoch_fused(
+    model: GRU4RecNet,
+    data: EpochData,
+    optimizer: RowSparseOptimizer,
+    loss: LossConfig,
+    sampler: NegativeSampler,
+    generator: torch.Generator,
+    *,
+    dropout_embed: float = 0.0,
+    dropout_hidden: float = 0.0,
+    on_steps: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy on the CPU, with
+    each step in a few compiled calls (:mod:`gru4rec.kernels`) around torch's softmax and
+    the output layer's two gradient products.
+
+    The same computation in the same order, with the same random draws: negatives, then the
+    embedding's dropout bits, then the hidden layer's. Per step, Python only slices the
+    schedule and calls the kernels, on NumPy views of the tensors taken once per epoch.
+    """
+    model.train()
+    batch = data.batch_size
+    cell = model.cells[0]
+    in_table = model.item_output if model.constrained else model.item_embedding
+    tables = [t.detach().numpy() for t in (in_table, model.item_output, model.item_bias)]
+    params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    gru = [p.detach().numpy() for p in params]
+    grads = [np.empty_like(a) for a in gru]
+    dense_views = optimizer.dense_arrays(params)
+    log_counts = sampler.log_counts().numpy()
+    hidden = np.zeros((batch, model.hidden_size), dtype=np.float32)
+    no_bits = (np.empty(0, np.int16), np.int16(0), np.float32(0.0))
+    total = 0.0
+    for _, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
+        x_np = x.numpy()
+        e_bits = _bits(b * in_table.shape[1], dropout_embed, generator) or no_bits
+        h_bits = _bits(b * model.hidden_size, dropout_hidden, generator) or no_bits
+        cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.xent_step_forward(
+            x_np, y.numpy(), negatives.numpy(),
+            np.empty(0, np.float32) if log_mult is None else log_mult.numpy(),
+            keep.numpy().reshape(-1), hidden, tables[0], tables[1], tables[2], log_counts,
+            np.float32(sampler.alpha), np.float32(loss.logq), *gru, *e_bits, *h_bits,
+        )  # fmt: skip
+        hidden = out
+        probs_t = torch.softmax(torch.from_numpy(logits_t), dim=0)
+        scale = (b / batch if b < batch else 1.0) / b
+        g_bias = np.empty((len(cols), 1), np.float32)
+        step_loss = kernels.xent_step_loss(logits_t, probs_t.numpy(), scale, g_bias)
+        # The two output-layer products in torch: its BLAS runs these shapes fastest.
+        w_t, out_t = torch.from_numpy(weights), torch.from_numpy(out)
+        grad = torch.mm(probs_t.t(), w_t).numpy()
+        g_weights = torch.mm(probs_t, out_t).numpy()
+        g_in = kernels.xent_step_backward(
+            grad, h_mask, x_in, h, rz, n, gh_n, *e_bits, gru[0], *grads
+        )
+        total += step_loss * batch
+        optimizer.step_dense_arrays(dense_views, grads)
+        if model.constrained:
+            rows = np.concatenate([cols, x_np])
+            optimizer.step_rows_arrays(
+                "item_output", rows, [g_weights, g_in], ("item_bias", g_bias)
+            )
+        else:
+            optimizer.step_rows_arrays("item_output", cols, [g_weights], ("item_bias", g_bias))
+            optimizer.step_rows_arrays("item_embedding", x_np, [g_in])
+    return torch.tensor(total)
+
+
+def _bits(
+    n: int, p: float, generator: torch.Generator
+) -> tuple[np.ndarray, np.int16, np.float32] | None:
+    drawn = dropout_bits(n, p, generator)
+    if drawn is None:
+        return None
+    bits, threshold, keep = drawn
+    return bits.numpy(), np.int16(threshold), np.float32(keep)
 
 
 def _steps(

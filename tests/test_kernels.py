@@ -222,3 +222,51 @@ def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
     np.testing.assert_allclose(out, expected.numpy(), rtol=1e-6, atol=1e-6)
     # By hand for one negative: bias - logq * alpha * log(count) + log(multiplicity).
     assert out[5] == pytest.approx(float(bias[5]) - 0.8 * 0.5 * np.log(2) + np.log(3), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"constrained": False},
+        {"dedup": False},
+        {"dropout": (0.0, 0.0), "momentum": 0.0},
+        {"dropout": (0.5, 0.0)},
+    ],
+    ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout"],
+)
+@pytest.mark.parametrize("logq", [1.0, 0.0])
+def test_compiled_cross_entropy_step_trains_like_autograd(torch_only, variant, logq):
+    # The two-call compiled step against the plain reference computation (autograd, torch
+    # code), from the same generator state: same model, same optimiser path, same loss.
+    from test_training import _train_once
+
+    from gru4rec.training import LossConfig
+
+    cfg = LossConfig("cross-entropy", logq=logq)
+    torch_only(False)
+    ref, ref_totals = _train_once(False, cfg, **variant)
+    torch_only(True)
+    net, totals = _train_once("fused", cfg, **variant)
+    for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    for a, b in zip(totals, ref_totals, strict=True):
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
+    from gru4rec import training
+    from gru4rec.model import GRU4RecNet
+
+    calls = []
+    monkeypatch.setattr(training, "_train_epoch_fused", lambda *a, **k: calls.append("fused"))
+    monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
+    one, two = GRU4RecNet(5, 4, num_layers=1), GRU4RecNet(5, 4, num_layers=2)
+    xe, bpr = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
+    training.train_epoch(one, None, None, xe, object(), None)
+    training.train_epoch(one, None, None, xe, object(), None, clipnorm=1.0)
+    training.train_epoch(two, None, None, xe, object(), None)
+    training.train_epoch(one, None, None, bpr, object(), None)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    training.train_epoch(one, None, None, xe, object(), None)
+    assert calls == ["fused", "direct", "direct", "direct", "direct"]

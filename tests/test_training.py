@@ -194,7 +194,13 @@ def _train_once(
     kwargs = dict(dropout_embed=dropout[0], dropout_hidden=dropout[1], clipnorm=clipnorm)
     totals = []
     for _ in range(2):
-        if direct:
+        if direct == "fused":
+            from gru4rec.training import _train_epoch_fused
+
+            del kwargs["clipnorm"]
+            totals.append(_train_epoch_fused(net, data, opt, loss_cfg, sampler, gen, **kwargs))
+            kwargs["clipnorm"] = None
+        elif direct:
             totals.append(_train_epoch_direct(net, data, opt, loss_cfg, sampler, gen, **kwargs))
         else:
             totals.append(train_epoch_autograd(net, data, opt, loss_cfg, sampler, gen, **kwargs))
