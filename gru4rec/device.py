@@ -157,9 +157,9 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -
 
 @contextlib.contextmanager
 def blas_threads() -> Iterator[None]:
-    """Run the block with NumPy's BLAS limited to torch's thread count, when :func:`matmul`
-    uses it (by default OpenBLAS would start a thread per core)."""
-    if not _numpy_blas():
+    """Run the block with NumPy's and SciPy's BLAS limited to torch's thread count, when
+    :func:`matmul` or the compiled kernels use them (OpenBLAS would start a thread per core)."""
+    if not (_numpy_blas() or kernels.AVAILABLE):
         yield
         return
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency; costs ~ms
