@@ -245,14 +245,10 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             loss=self._loss_config(),
             sampler=self._build_sampler(generator, device, schedule.n_steps),
             generator=generator,
-            step_options={
-                "dropout_embed": self.dropout,
-                "dropout_hidden": self.dropout
-                if self.dropout_hidden is None
-                else self.dropout_hidden,
-                "clipnorm": self.clipnorm,
-                "bptt": self.bptt,
-            },
+            dropout_embed=self.dropout,
+            dropout_hidden=self.dropout if self.dropout_hidden is None else self.dropout_hidden,
+            clipnorm=self.clipnorm,
+            bptt=self.bptt,
         )
 
     def _validation(self, validation_data: Any, X: InteractionMatrix) -> Validation:

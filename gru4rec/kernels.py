@@ -263,21 +263,27 @@ def dense_update(
 
 
 @_jit
+def _positive_loss(p, row, i):  # pragma: no cover - compiled
+    """-log p, the cross-entropy of a row whose positive (column ``i``) has softmax
+    probability ``p``; from the row's logits when ``p`` underflowed."""
+    if p > 1e-30:
+        return -math.log(p)
+    top = row[0]
+    for j in range(row.shape[0]):
+        top = max(top, row[j])
+    s = 0.0
+    for j in range(row.shape[0]):
+        s += math.exp(row[j] - top)
+    return top + math.log(s) - row[i]
+
+
+@_jit
 def _softmax_xent_finish(logits, probs, scale, col_sums):  # pragma: no cover - compiled
     b, m = probs.shape
     total = 0.0
     for i in range(b):
-        p = probs[i, i]
-        if p > 1e-30:
-            total -= math.log(p)
-        else:  # the positive's probability underflowed: its loss from the logits
-            row = logits[i]
-            top = row.max()
-            s = 0.0
-            for j in range(m):
-                s += math.exp(row[j] - top)
-            total += top + math.log(s) - row[i]
-        probs[i, i] = p - 1.0
+        total += _positive_loss(probs[i, i], logits[i], i)
+        probs[i, i] -= 1.0
     col_sums[:] = 0.0
     for i in range(b):
         row = probs[i]
@@ -507,18 +513,8 @@ def _softmax_xent_finish_t(logits_t, probs_t, scale, col_sums):  # pragma: no co
     n_cols, b = probs_t.shape
     total = 0.0
     for i in range(b):
-        p = probs_t[i, i]
-        if p > 1e-30:
-            total -= math.log(p)
-        else:  # the positive's probability underflowed: its loss from the logits
-            top = logits_t[0, i]
-            for j in range(n_cols):
-                top = max(top, logits_t[j, i])
-            s = 0.0
-            for j in range(n_cols):
-                s += math.exp(logits_t[j, i] - top)
-            total += top + math.log(s) - logits_t[i, i]
-        probs_t[i, i] = p - 1.0
+        total += _positive_loss(probs_t[i, i], logits_t[:, i], i)
+        probs_t[i, i] -= 1.0
     for j in range(n_cols):
         acc = 0.0
         for i in range(b):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,10 +26,8 @@ import torch
 
 from .device import blas_threads
 from .model import GRU4RecNet
-from .optim import RowSparseOptimizer
-from .samplers import NegativeSampler
 from .stopping import Selection, snapshot
-from .training import EpochData, LossConfig, train_epoch
+from .training import Epoch, train_epoch
 
 __all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError"]
 
@@ -42,18 +39,8 @@ class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became NaN or infinite; the estimator keeps its last good model."""
 
 
-@dataclass
-class Parts:
-    """Everything an epoch needs, built once per fit."""
-
-    model: GRU4RecNet
-    data: EpochData
-    optimizer: RowSparseOptimizer
-    loss: LossConfig
-    sampler: NegativeSampler | None
-    generator: torch.Generator
-    #: Keyword arguments of :func:`gru4rec.training.train_epoch` (dropout, clipnorm, bptt).
-    step_options: dict[str, Any] = field(default_factory=dict)
+#: Everything an epoch needs, built once per fit (:class:`gru4rec.training.Epoch`).
+Parts = Epoch
 
 
 class Progress:
@@ -168,16 +155,7 @@ class Trainer:
     def _epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:
         p = self.parts
         start = time.perf_counter()
-        total = train_epoch(
-            p.model,
-            p.data,
-            p.optimizer,
-            p.loss,
-            p.sampler,
-            p.generator,
-            on_steps=None if progress.bar is None else progress.steps,
-            **p.step_options,
-        )
+        total = train_epoch(p, on_steps=None if progress.bar is None else progress.steps)
         train_loss = float(total) / max(1, p.data.n_rows)  # the one host read of the epoch
         seconds = time.perf_counter() - start
         return {

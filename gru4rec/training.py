@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from .optim import RowSparseOptimizer, clip_grad_norm
 from .samplers import NegativeSampler
 from .schedule import Schedule
 
-__all__ = ["REPORT_EVERY", "EpochData", "LossConfig", "train_epoch"]
+__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "LossConfig", "train_epoch"]
 
 #: Steps between two calls of ``train_epoch``'s ``on_steps``.
 REPORT_EVERY = 50
@@ -139,20 +139,23 @@ def _scores_to_loss(
     return get_loss(cfg.name)(scores, bpreg=cfg.bpreg, log_weights=log_weights)
 
 
-def train_epoch(
-    model: GRU4RecNet,
-    data: EpochData,
-    optimizer: RowSparseOptimizer,
-    loss: LossConfig,
-    sampler: NegativeSampler | None,
-    generator: torch.Generator,
-    *,
-    dropout_embed: float = 0.0,
-    dropout_hidden: float = 0.0,
-    clipnorm: float | None = None,
-    bptt: int = 1,
-    on_steps: Callable[[int], None] | None = None,
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class Epoch:
+    """What a training epoch runs on: the parts built once per fit and how steps train."""
+
+    model: GRU4RecNet
+    data: EpochData
+    optimizer: RowSparseOptimizer
+    loss: LossConfig
+    sampler: NegativeSampler | None
+    generator: torch.Generator
+    dropout_embed: float = 0.0
+    dropout_hidden: float = 0.0
+    clipnorm: float | None = None
+    bptt: int = 1
+
+
+def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
     """Run one epoch; return the summed training loss over rows (a device scalar).
 
     Each step's loss is the sum over its rows divided by the full batch size (the
@@ -162,40 +165,23 @@ def train_epoch(
     ``REPORT_EVERY`` steps (and at the end) how many steps were done since its last call.
 
     With ``bptt == 1`` and a sampled loss, every step is differentiated by hand
-    (:func:`_train_epoch_direct`: the same numbers, no autograd graph); otherwise
+    (:func:`_train_epoch_direct`: the same numbers, no autograd graph; on the CPU, one GRU
+    layer under cross-entropy runs as compiled calls, :func:`_train_epoch_fused`); otherwise
     autograd differentiates the step (:func:`train_epoch_autograd`).
     """
-    args = (model, data, optimizer, loss, sampler, generator)
-    options: dict[str, Any] = {
-        "dropout_embed": dropout_embed,
-        "dropout_hidden": dropout_hidden,
-        "clipnorm": clipnorm,
-        "on_steps": on_steps,
-    }
-    if bptt == 1 and not loss.full and sampler is not None:
-        if clipnorm is None and _fused_step_applies(model, loss):
-            del options["clipnorm"]
-            return _train_epoch_fused(*args, **options)
-        return _train_epoch_direct(*args, **options)
-    return train_epoch_autograd(*args, bptt=bptt, **options)
+    if run.bptt == 1 and not run.loss.full and run.sampler is not None:
+        if run.clipnorm is None and _fused_step_applies(run.model, run.loss):
+            return _train_epoch_fused(run, on_steps)
+        return _train_epoch_direct(run, on_steps)
+    return train_epoch_autograd(run, on_steps)
 
 
-def train_epoch_autograd(
-    model: GRU4RecNet,
-    data: EpochData,
-    optimizer: RowSparseOptimizer,
-    loss: LossConfig,
-    sampler: NegativeSampler | None,
-    generator: torch.Generator,
-    *,
-    dropout_embed: float = 0.0,
-    dropout_hidden: float = 0.0,
-    clipnorm: float | None = None,
-    bptt: int = 1,
-    on_steps: Callable[[int], None] | None = None,
-) -> torch.Tensor:
+def train_epoch_autograd(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
     """:func:`train_epoch` with autograd differentiating every step (the reference path;
     any loss, any ``bptt``)."""
+    model, data, optimizer, loss, sampler, generator = _parts(run)
+    bptt, clipnorm = run.bptt, run.clipnorm
+    dropout_embed, dropout_hidden = run.dropout_embed, run.dropout_hidden
     model.train()
     n_steps, batch = data.n_steps, data.batch_size
     hidden = model.init_hidden(batch, data.inputs.device)
@@ -256,19 +242,7 @@ def train_epoch_autograd(
 
 
 @torch.no_grad()
-def _train_epoch_direct(
-    model: GRU4RecNet,
-    data: EpochData,
-    optimizer: RowSparseOptimizer,
-    loss: LossConfig,
-    sampler: NegativeSampler,
-    generator: torch.Generator,
-    *,
-    dropout_embed: float = 0.0,
-    dropout_hidden: float = 0.0,
-    clipnorm: float | None = None,
-    on_steps: Callable[[int], None] | None = None,
-) -> torch.Tensor:
+def _train_epoch_direct(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
     """:func:`train_epoch` for ``bptt == 1`` and a sampled loss, differentiated by hand.
 
     The forward pass keeps what the backward pass needs; the loss gradient with respect to
@@ -278,6 +252,8 @@ def _train_epoch_direct(
     autograd path (negatives, then the dropout masks layer by layer), so both give the same
     model from the same generator state.
     """
+    model, data, optimizer, loss, sampler, generator = _parts(run)
+    dropout_embed, dropout_hidden, clipnorm = run.dropout_embed, run.dropout_hidden, run.clipnorm
     model.train()
     batch = data.batch_size
     hidden = model.init_hidden(batch, data.inputs.device)
@@ -307,19 +283,9 @@ def _train_epoch_direct(
             masks.append(mask)
 
         scale = b / batch if b < batch else 1.0
+        columns = _Columns(y, negatives, log_mult, sampler, scale, positives, col_weights)
         step_loss, grad_scores, grad_bias = _loss_value_grad(
-            out,
-            weights,
-            cols,
-            bias_table,
-            loss,
-            y,
-            negatives,
-            log_mult,
-            sampler,
-            scale,
-            positives,
-            col_weights,
+            out, weights, cols, bias_table, loss, columns
         )
         total += step_loss * batch
 
@@ -334,6 +300,12 @@ def _train_epoch_direct(
     return total
 
 
+def _parts(
+    run: Epoch,
+) -> tuple[GRU4RecNet, EpochData, RowSparseOptimizer, LossConfig, Any, torch.Generator]:
+    return run.model, run.data, run.optimizer, run.loss, run.sampler, run.generator
+
+
 def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
     """Whether :func:`_train_epoch_fused` covers this model and loss (else the direct path)."""
     return (
@@ -345,18 +317,7 @@ def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
 
 
 @torch.no_grad()
-def _train_epoch_fused(
-    model: GRU4RecNet,
-    data: EpochData,
-    optimizer: RowSparseOptimizer,
-    loss: LossConfig,
-    sampler: NegativeSampler,
-    generator: torch.Generator,
-    *,
-    dropout_embed: float = 0.0,
-    dropout_hidden: float = 0.0,
-    on_steps: Callable[[int], None] | None = None,
-) -> torch.Tensor:
+def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
     """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy on the CPU, with
     each step in a few compiled calls (:mod:`gru4rec.kernels`) around torch's softmax and
     the output layer's two gradient products.
@@ -365,6 +326,8 @@ def _train_epoch_fused(
     embedding's dropout bits, then the hidden layer's. Per step, Python only slices the
     schedule and calls the kernels, on NumPy views of the tensors taken once per epoch.
     """
+    model, data, optimizer, loss, sampler, generator = _parts(run)
+    dropout_embed, dropout_hidden = run.dropout_embed, run.dropout_hidden
     model.train()
     batch = data.batch_size
     cell = model.cells[0]
@@ -483,23 +446,30 @@ def _update_direct(
         optimizer.step_rows("item_embedding", inputs, grad_inputs)
 
 
+class _Columns(NamedTuple):
+    """A step's scored columns beyond the weights: targets, then negatives."""
+
+    targets: torch.Tensor
+    negatives: torch.Tensor
+    log_mult: torch.Tensor | None  # log multiplicity of each distinct negative
+    sampler: NegativeSampler
+    scale: float  # the step's share of a full batch
+    positives: torch.Tensor | None  # each row's positive column (bpr's distinct targets)
+    col_weights: torch.Tensor | None
+
+
 def _loss_value_grad(
     out: torch.Tensor,
     weights: torch.Tensor,
     cols: torch.Tensor,
     bias_table: torch.Tensor,
     cfg: LossConfig,
-    targets: torch.Tensor,
-    negatives: torch.Tensor,
-    log_mult: torch.Tensor | None,
-    sampler: NegativeSampler,
-    scale: float,
-    positives: torch.Tensor | None,
-    col_weights: torch.Tensor | None,
+    step: _Columns,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The step's loss (times ``scale``), its gradient w.r.t. the scores ``out @ weights.T +
     bias[cols]`` (closed form where :mod:`gru4rec.losses` has one) and w.r.t. the column
     biases ``bias[cols]`` (shape ``(columns, 1)``)."""
+    targets, negatives, log_mult, sampler, scale = step[:5]
     if cfg.name == "cross-entropy" and fused_kernels(out.device):
         # Output bias, -logq log q and log multiplicity of every column in one pass.
         col_bias = torch.empty(1, cols.shape[0])
@@ -519,28 +489,17 @@ def _loss_value_grad(
         )
         return value, grad, grad_bias
     col_bias = bias_table.index_select(0, cols).t()
-    value, grad = _scores_value_grad(
-        out, weights, col_bias, cfg, targets, negatives, log_mult, sampler, scale, positives,
-        col_weights,
-    )  # fmt: skip
+    value, grad = _scores_value_grad(out, weights, col_bias, cfg, step)
     return value, grad, grad.sum(dim=0).unsqueeze(1)
 
 
 def _scores_value_grad(
-    out: torch.Tensor,
-    weights: torch.Tensor,
-    col_bias: torch.Tensor,
-    cfg: LossConfig,
-    targets: torch.Tensor,
-    negatives: torch.Tensor,
-    log_mult: torch.Tensor | None,
-    sampler: NegativeSampler,
-    scale: float,
-    positives: torch.Tensor | None,
-    col_weights: torch.Tensor | None,
+    out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, cfg: LossConfig, step: _Columns
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The step's loss (times ``scale``) and its gradient w.r.t. the scores ``out @ weights.T
-    + col_bias``, in closed form where :mod:`gru4rec.losses` has one."""
+    + bias``, in closed form where :mod:`gru4rec.losses` has one."""
+    targets, negatives, log_mult, sampler, scale, positives, col_weights = step
+    col_bias = bias
     if cfg.name == "bpr":
         scores = matmul(out, weights.t(), col_bias)
         return bpr_value_grad(scores, positives, col_weights, scale)

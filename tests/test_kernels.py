@@ -263,10 +263,11 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
     one, two = GRU4RecNet(5, 4, num_layers=1), GRU4RecNet(5, 4, num_layers=2)
     xe, bpr = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
-    training.train_epoch(one, None, None, xe, object(), None)
-    training.train_epoch(one, None, None, xe, object(), None, clipnorm=1.0)
-    training.train_epoch(two, None, None, xe, object(), None)
-    training.train_epoch(one, None, None, bpr, object(), None)
+    epoch = training.Epoch
+    training.train_epoch(epoch(one, None, None, xe, object(), None))
+    training.train_epoch(epoch(one, None, None, xe, object(), None, clipnorm=1.0))
+    training.train_epoch(epoch(two, None, None, xe, object(), None))
+    training.train_epoch(epoch(one, None, None, bpr, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
-    training.train_epoch(one, None, None, xe, object(), None)
+    training.train_epoch(epoch(one, None, None, xe, object(), None))
     assert calls == ["fused", "direct", "direct", "direct", "direct"]

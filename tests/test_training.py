@@ -19,7 +19,7 @@ from gru4rec.model import GRU4RecNet
 from gru4rec.optim import RowSparseOptimizer
 from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
-from gru4rec.training import EpochData, LossConfig, train_epoch
+from gru4rec.training import Epoch, EpochData, LossConfig, train_epoch
 
 N_ITEMS, HIDDEN, LR = 7, 4, 0.1
 
@@ -43,12 +43,12 @@ def test_short_last_step_rows_weigh_as_in_a_full_batch():
     loss_cfg = LossConfig("full-cross-entropy")
     data, net, opt = _setup(items, offsets, batch_size=2)
     assert list(np.diff(data.step_offsets)) == [2, 1]
-    total = train_epoch(net, data, opt, loss_cfg, None, torch.Generator())
+    total = train_epoch(Epoch(net, data, opt, loss_cfg, None, torch.Generator()))
 
     # The same first step alone, then the last step's SGD update by hand.
     _, ref, ref_opt = _setup(items, offsets, batch_size=2)
     first = EpochData(data.inputs, data.targets, data.keep, data.step_offsets[:2])
-    first_total = train_epoch(ref, first, ref_opt, loss_cfg, None, torch.Generator())
+    first_total = train_epoch(Epoch(ref, first, ref_opt, loss_cfg, None, torch.Generator()))
     cell = ref.cells[0]
     params = [p.detach().clone().requires_grad_(True) for p in cell.parameters()]
     emb = ref.item_embedding[torch.tensor([4])]
@@ -93,7 +93,7 @@ def test_bpr_with_distinct_target_columns_trains_like_duplicated_columns():
         if not distinct:
             data = EpochData(data.inputs, data.targets, data.keep, data.step_offsets)
         opt = RowSparseOptimizer(net.dense_parameters(), net.item_tables(), "adagrad", lr=0.1)
-        train_epoch(net, data, opt, loss_cfg, None, torch.Generator())
+        train_epoch(Epoch(net, data, opt, loss_cfg, None, torch.Generator()))
         nets.append(net)
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -191,19 +191,17 @@ def _train_once(
     sampler = NegativeSampler(
         counts, 0.5, 30, gen, torch.device("cpu"), buffer_size=300, dedup=dedup
     )
-    kwargs = dict(dropout_embed=dropout[0], dropout_hidden=dropout[1], clipnorm=clipnorm)
+    run = Epoch(net, data, opt, loss_cfg, sampler, gen, dropout[0], dropout[1], clipnorm=clipnorm)
     totals = []
     for _ in range(2):
         if direct == "fused":
             from gru4rec.training import _train_epoch_fused
 
-            del kwargs["clipnorm"]
-            totals.append(_train_epoch_fused(net, data, opt, loss_cfg, sampler, gen, **kwargs))
-            kwargs["clipnorm"] = None
+            totals.append(_train_epoch_fused(run))
         elif direct:
-            totals.append(_train_epoch_direct(net, data, opt, loss_cfg, sampler, gen, **kwargs))
+            totals.append(_train_epoch_direct(run))
         else:
-            totals.append(train_epoch_autograd(net, data, opt, loss_cfg, sampler, gen, **kwargs))
+            totals.append(train_epoch_autograd(run))
     return net, totals
 
 
@@ -256,7 +254,7 @@ def test_train_epoch_uses_the_direct_path_only_where_it_applies(monkeypatch):
     monkeypatch.setattr(training, "train_epoch_autograd", lambda *a, **k: calls.append("auto"))
     sampler = object()
     cfg = LossConfig("bpr-max")
-    training.train_epoch(None, None, None, cfg, sampler, None)
-    training.train_epoch(None, None, None, cfg, sampler, None, bptt=2)
-    training.train_epoch(None, None, None, LossConfig("full-cross-entropy"), None, None)
+    training.train_epoch(Epoch(None, None, None, cfg, sampler, None))
+    training.train_epoch(Epoch(None, None, None, cfg, sampler, None, bptt=2))
+    training.train_epoch(Epoch(None, None, None, LossConfig("full-cross-entropy"), None, None))
     assert calls == ["direct", "auto", "auto"]
