@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import kernels
+from .device import fused_kernels
+
 __all__ = ["NegativeSampler"]
 
 
@@ -111,7 +114,12 @@ class NegativeSampler:
             u = self._sorted_uniforms(rows, n)
             self._buffer = (u * self.n_items).long().clamp_(max=self.n_items - 1)
         else:
-            idx = torch.searchsorted(self._cdf, self._sorted_uniforms(rows, n), right=True)
+            u = self._sorted_uniforms(rows, n)
+            if fused_kernels(self.device):
+                idx = torch.empty(u.shape, dtype=torch.int64)
+                kernels.search_sorted_rows(self._cdf.numpy(), u.numpy(), idx.numpy())
+            else:
+                idx = torch.searchsorted(self._cdf, u, right=True)
             self._buffer = idx.clamp_(max=self.n_items - 1)
         if self.dedup:
             self._compact()

@@ -271,3 +271,19 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     training.train_epoch(epoch(one, None, None, xe, object(), None))
     assert calls == ["fused", "direct", "direct", "direct", "direct"]
+
+
+@pytest.mark.parametrize("dedup", [False, True])
+def test_sampler_draws_the_same_negatives_with_the_merge_search(torch_only, dedup):
+    from gru4rec.samplers import NegativeSampler
+
+    counts = np.random.default_rng(0).integers(0, 50, size=300)
+    counts[[0, 7, 299]] = 0  # never drawn, also at the ends of the table
+    draws = []
+    for on in (False, True):
+        torch_only(on)
+        gen = torch.Generator().manual_seed(5)
+        sampler = NegativeSampler(counts, 0.7, 64, gen, torch.device("cpu"), 64 * 40, dedup)
+        draws.append(torch.cat([sampler.draw() for _ in range(90)]))  # three refills
+    assert torch.equal(draws[0], draws[1])
+    assert not bool(torch.isin(draws[1], torch.tensor([0, 7, 299])).any())
