@@ -92,15 +92,9 @@ class RowSparseOptimizer:
             return
         grads = [p.grad for p in params]
         if self._fused(params[0]):
-            for p, g in zip(params, grads, strict=True):
-                kernels.dense_update(
-                    p.detach().view(-1).numpy(),
-                    g.contiguous().view(-1).numpy(),
-                    self._flat(self._acc.get(id(p))),
-                    self._flat(self._vel.get(id(p))),
-                    self.lr,
-                    self.momentum,
-                )
+            flat = [g.contiguous().view(-1).numpy() for g in grads]
+            self.step_dense_arrays(self.dense_arrays(params), flat)
+            for p in params:
                 p.grad = None
             return
         # Multi-tensor ops: one call per operation for all the (small) GRU tensors.
