@@ -31,6 +31,7 @@ __all__ = [
     "AVAILABLE",
     "dense_update",
     "dropout_mask",
+    "elementwise",
     "gru_backward",
     "rows_update",
     "search_sorted_rows",
@@ -38,7 +39,7 @@ __all__ = [
     "xent_column_bias",
     "xent_step_backward",
     "xent_step_forward",
-    "xent_step_loss",
+    "xent_step_softmax_loss",
 ]
 
 #: Whether the compiled kernels can be used (numba imports and they are not disabled).
@@ -49,7 +50,108 @@ def _jit(fn):
     if numba is None:  # pragma: no cover
         return fn
     # error_model='numpy': no zero-division checks, which would keep the loops scalar.
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+    # contract: multiply-adds may fuse (one rounding instead of two).
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(fn)
+
+
+def _jit_inline(fn):
+    if numba is None:  # pragma: no cover
+        return fn
+    return numba.njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})(fn)
+
+
+if numba is not None:
+    from llvmlite import ir as _ir
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _bits_to_float32(typingctx, bits):  # pragma: no cover - compile-time
+        """The float32 whose bit pattern is the int32 ``bits`` (a register move)."""
+        sig = numba.types.float32(numba.types.int32)
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.FloatType())
+
+        return sig, codegen
+
+else:  # pragma: no cover
+
+    def _bits_to_float32(bits):
+        return np.array(bits, np.int32).view(np.float32)[()]
+
+
+_F = np.float32
+
+
+@_jit_inline
+def _exp(x):  # pragma: no cover - compiled
+    """float32 exp within 1 ulp, in plain arithmetic so that loops calling it vectorise
+    (numba's ``np.exp`` is a scalar library call, several times slower than the loop).
+
+    exp(x) = 2**k * exp(r) with k = round(x / ln 2), |r| <= ln 2 / 2, ln 2 split in two
+    for an exact reduction, and a degree-7 polynomial for exp(r)."""
+    xc = x if x < _F(88.75) else _F(88.75)  # also sends NaN here: the result stays NaN
+    xc = xc if xc > _F(-87.4) else _F(-87.4)
+    k = np.floor(xc * _F(1.44269504) + _F(0.5))  # in [-126, 128]
+    r = x - k * _F(0.693359375)
+    r = r - k * _F(-2.12194440e-4)
+    p = _F(1.9875691500e-4)
+    p = p * r + _F(1.3981999507e-3)
+    p = p * r + _F(8.3334519073e-3)
+    p = p * r + _F(4.1665795894e-2)
+    p = p * r + _F(1.6666665459e-1)
+    p = p * r + _F(5.0000001201e-1)
+    p = p * r * r + r + _F(1.0)
+    # 2**k in two halves: 2**128 (for x just below the overflow) is not a float32.
+    k1 = np.int32(k) >> np.int32(1)
+    k2 = np.int32(k) - k1
+    scaled = p * _bits_to_float32((k1 + np.int32(127)) << np.int32(23))
+    scaled = scaled * _bits_to_float32((k2 + np.int32(127)) << np.int32(23))
+    return _F(0.0) if x < _F(-87.33654) else scaled
+
+
+@_jit_inline
+def _sigmoid(x):  # pragma: no cover - compiled
+    return _F(1.0) / (_F(1.0) + _exp(-x))
+
+
+@_jit_inline
+def _tanh(x):  # pragma: no cover - compiled
+    """float32 tanh: a series near 0 (where 1 - 2 / (e**2x + 1) would cancel), else that."""
+    x2 = x * x
+    series = x + x * x2 * (
+        _F(-1.0 / 3.0) + x2 * (_F(2.0 / 15.0) + x2 * (_F(-17.0 / 315.0) + x2 * _F(62.0 / 2835.0)))
+    )
+    far = _F(1.0) - _F(2.0) / (_exp(_F(2.0) * x) + _F(1.0))
+    return series if x2 < _F(0.0625) else far
+
+
+@_jit
+def _exp_into(x, out):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        out[i] = _exp(x[i])
+
+
+@_jit
+def _sigmoid_into(x, out):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        out[i] = _sigmoid(x[i])
+
+
+@_jit
+def _tanh_into(x, out):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        out[i] = _tanh(x[i])
+
+
+def elementwise(name: str, x: np.ndarray) -> np.ndarray:
+    """The kernels' own float32 ``exp``, ``sigmoid`` or ``tanh`` of a 1-D array (what the
+    compiled steps compute; exposed for tests)."""
+    fn = {"exp": _exp_into, "sigmoid": _sigmoid_into, "tanh": _tanh_into}[name]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    fn(x, out)
+    return out
 
 
 @_jit
@@ -487,22 +589,22 @@ def _xent_forward(
     gh_n = np.empty((b, k), dtype)
     out = np.empty((b, k), dtype)
     h_mask = np.empty((b if h_bits.shape[0] > 0 else 0, k), dtype)
-    one = np.float32(1.0)
     for i in range(b):
         for j in range(2 * k):
             v = (gi[i, j] + b_ih[j]) + (gh[i, j] + b_hh[j])
-            rz[i, j] = one / (one + np.exp(-v))
+            rz[i, j] = _sigmoid(v)
         for j in range(k):
             ghn = gh[i, 2 * k + j] + b_hh[2 * k + j]
             gh_n[i, j] = ghn
-            nv = np.tanh((gi[i, 2 * k + j] + b_ih[2 * k + j]) + rz[i, j] * ghn)
+            nv = _tanh((gi[i, 2 * k + j] + b_ih[2 * k + j]) + rz[i, j] * ghn)
             n[i, j] = nv
-            o = (h[i, j] - nv) * rz[i, k + j] + nv
-            if h_bits.shape[0] > 0:
+            out[i, j] = (h[i, j] - nv) * rz[i, k + j] + nv
+    if h_bits.shape[0] > 0:
+        for i in range(b):
+            for j in range(k):
                 mv = h_keep if h_bits[i * k + j] >= h_thr else np.float32(0.0)
                 h_mask[i, j] = mv
-                o = o * mv
-            out[i, j] = o
+                out[i, j] *= mv
     # Transposed, (columns, rows): this product shape runs about twice as fast in BLAS.
     logits_t = np.dot(weights, out.T)
     for j in range(n_cols):
@@ -512,20 +614,48 @@ def _xent_forward(
 
 
 @_jit
-def _softmax_xent_finish_t(logits_t, probs_t, scale, col_sums):  # pragma: no cover
-    n_cols, b = probs_t.shape
-    total = 0.0
+def _softmax_xent_t(logits_t, scale, col_sums):  # pragma: no cover - compiled
+    n_cols, b = logits_t.shape
+    dtype = logits_t.dtype
+    top = np.empty(b, dtype)
+    total = np.zeros(b, dtype)
     for i in range(b):
-        total += _positive_loss(probs_t[i, i], logits_t[:, i], i)
-        probs_t[i, i] -= 1.0
+        top[i] = logits_t[0, i]
+    for j in range(n_cols):
+        for i in range(b):
+            v = logits_t[j, i]
+            top[i] = v if v > top[i] else top[i]
+    loss = 0.0
+    for i in range(b):
+        loss += top[i] - logits_t[i, i]
+    for j in range(n_cols):
+        for i in range(b):
+            e = _exp(logits_t[j, i] - top[i])
+            logits_t[j, i] = e
+            total[i] += e
+    for i in range(b):
+        loss += math.log(total[i])
+        total[i] = scale / total[i]
     for j in range(n_cols):
         acc = 0.0
         for i in range(b):
-            g = probs_t[j, i] * scale
-            probs_t[j, i] = g
+            g = logits_t[j, i] * total[i]
+            logits_t[j, i] = g
             acc += g
         col_sums[j, 0] = acc
-    return total * scale
+    for i in range(b):
+        logits_t[i, i] -= scale
+        col_sums[i, 0] -= scale
+    return loss * scale
+
+
+def xent_step_softmax_loss(logits_t: np.ndarray, scale: float, col_grad: np.ndarray) -> float:
+    """Sampled cross-entropy on the transposed layout of :func:`xent_step_forward`, softmax
+    included: returns ``scale * sum_i -log softmax_i[i]`` (the softmax of row ``i`` runs
+    over the column axis of ``logits_t``, whose first rows are the positives), turns
+    ``logits_t`` into the gradient with respect to it and writes the gradient's sums over
+    the rows (the column biases' gradient, shape ``(columns, 1)``) to ``col_grad``."""
+    return float(_softmax_xent_t(logits_t, logits_t.dtype.type(scale), col_grad))
 
 
 @_jit
@@ -555,15 +685,6 @@ def xent_step_forward(*args):
     pass needs: ``cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t``, the logits
     transposed to ``(columns, rows)``."""
     return _xent_forward(*args)
-
-
-def xent_step_loss(
-    logits_t: np.ndarray, probs_t: np.ndarray, scale: float, col_grad: np.ndarray
-) -> float:
-    """:func:`softmax_xent_finish` on the transposed layout of :func:`xent_step_forward`:
-    ``probs_t`` (the softmax over each column of ``logits_t``) becomes the gradient, and
-    ``col_grad`` (shape ``(columns, 1)``) the gradient of the column biases."""
-    return float(_softmax_xent_finish_t(logits_t, probs_t, probs_t.dtype.type(scale), col_grad))
 
 
 def xent_step_backward(*args):

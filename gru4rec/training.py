@@ -352,10 +352,10 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             np.float32(sampler.alpha), np.float32(loss.logq), *gru, *e_bits, *h_bits,
         )  # fmt: skip
         hidden = out
-        probs_t = torch.softmax(torch.from_numpy(logits_t), dim=0)
         scale = (b / batch if b < batch else 1.0) / b
         g_bias = np.empty((len(cols), 1), np.float32)
-        step_loss = kernels.xent_step_loss(logits_t, probs_t.numpy(), scale, g_bias)
+        step_loss = kernels.xent_step_softmax_loss(logits_t, scale, g_bias)
+        probs_t = torch.from_numpy(logits_t)  # now the logits' gradient
         # The two output-layer products in torch: its BLAS runs these shapes fastest.
         w_t, out_t = torch.from_numpy(weights), torch.from_numpy(out)
         grad = torch.mm(probs_t.t(), w_t).numpy()

@@ -287,3 +287,48 @@ def test_sampler_draws_the_same_negatives_with_the_merge_search(torch_only, dedu
         draws.append(torch.cat([sampler.draw() for _ in range(90)]))  # three refills
     assert torch.equal(draws[0], draws[1])
     assert not bool(torch.isin(draws[1], torch.tensor([0, 7, 299])).any())
+
+
+@pytest.mark.parametrize("name", ["exp", "sigmoid", "tanh"])
+def test_the_kernels_elementwise_functions_are_float32_accurate(name):
+    x = np.concatenate(
+        [np.linspace(-95, 95, 40001), np.linspace(-0.3, 0.3, 6001), [0.0, 88.7, -87.3]]
+    ).astype(np.float32)
+    ref = {"exp": np.exp, "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}[name](
+        x.astype(np.float64)
+    )
+    with np.errstate(over="ignore"):
+        out = kernels.elementwise(name, x)
+        expected = ref.astype(np.float32)
+    normal = np.isfinite(expected) & (np.abs(expected) >= np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(out[normal], ref[normal], rtol=6e-7, atol=0)
+    # Overflow gives inf, values below float32's normal range give 0 or a denormal.
+    assert np.array_equal(np.isinf(out), np.isinf(expected))
+    tiny = np.finfo(np.float32).tiny
+    assert np.all(np.abs(out[~normal & np.isfinite(expected)]) < tiny)
+    special = kernels.elementwise(name, np.array([np.inf, -np.inf, np.nan], np.float32))
+    expected = {"exp": [np.inf, 0.0], "sigmoid": [1.0, 0.0], "tanh": [1.0, -1.0]}[name]
+    assert special[:2].tolist() == expected and np.isnan(special[2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cols=st.integers(5, 60),
+    rows=st.integers(1, 5),
+    spread=st.sampled_from([0.1, 5.0, 60.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_softmax_kernel_equals_the_cross_entropy_loss(cols, rows, spread, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, cols, generator=g) * spread  # positives: the first columns
+    scale = 0.6
+    logits_ref = logits.clone().requires_grad_(True)
+    ref_loss = torch.nn.functional.cross_entropy(logits_ref, torch.arange(rows)) * scale
+    ref_loss.backward()
+    ref_grad = logits_ref.grad
+    logits_t = logits.t().contiguous().numpy()
+    col_grad = np.empty((cols, 1), np.float32)
+    loss = kernels.xent_step_softmax_loss(logits_t, scale / rows, col_grad)
+    assert loss == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-5)
+    np.testing.assert_allclose(logits_t, ref_grad.t().numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
