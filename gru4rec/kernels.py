@@ -616,6 +616,8 @@ def _xent_forward(
     dim = out_table.shape[1]
     weights = np.empty((n_cols, dim), dtype)
     for j in range(n_cols):
+        if j + _AHEAD < n_cols:
+            _prefetch_row(out_table, cols[j + _AHEAD])
         c = cols[j]
         for d in range(dim):  # element loops: a row view per item costs more than the copy
             weights[j, d] = out_table[c, d]
