@@ -35,7 +35,8 @@ class NegativeSampler:
         Generator on ``device``.
     device : torch.device
     buffer_size : int, default=2**22
-        Approximate number of items drawn at once.
+        Approximate number of items drawn at once. On the CPU with the compiled kernels,
+        the sorted draws also keep a float64 scratch of that size between refills.
     dedup : bool, default=False
         Also prepare each step's distinct items with their multiplicities
         (:meth:`draw_unique`). The boundaries between steps are read back to the
