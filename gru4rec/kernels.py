@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 
 __all__ = [
     "AVAILABLE",
+    "bpr_max_step_loss",
     "dense_update",
     "dropout_mask",
     "elementwise",
@@ -615,6 +616,13 @@ def _xent_forward(
     return cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t
 
 
+@_jit_inline
+def _row_sums(a, out):  # pragma: no cover - compiled
+    """``out[:, 0] = a.sum(1)`` as a BLAS matrix-vector product: a sum carried along a row
+    keeps the loop that computes ``a`` from vectorising."""
+    out[:, 0] = np.dot(a, np.ones(a.shape[1], a.dtype))
+
+
 @_jit
 def _softmax_xent_t(logits_t, scale, col_sums):  # pragma: no cover - compiled
     n_cols, b = logits_t.shape
@@ -639,15 +647,11 @@ def _softmax_xent_t(logits_t, scale, col_sums):  # pragma: no cover - compiled
         loss += math.log(total[i])
         total[i] = scale / total[i]
     for j in range(n_cols):
-        acc = 0.0
         for i in range(b):
-            g = logits_t[j, i] * total[i]
-            logits_t[j, i] = g
-            acc += g
-        col_sums[j, 0] = acc
+            logits_t[j, i] *= total[i]
     for i in range(b):
         logits_t[i, i] -= scale
-        col_sums[i, 0] -= scale
+    _row_sums(logits_t, col_sums)
     return loss * scale
 
 
@@ -658,6 +662,102 @@ def xent_step_softmax_loss(logits_t: np.ndarray, scale: float, col_grad: np.ndar
     ``logits_t`` into the gradient with respect to it and writes the gradient's sums over
     the rows (the column biases' gradient, shape ``(columns, 1)``) to ``col_grad``."""
     return float(_softmax_xent_t(logits_t, logits_t.dtype.type(scale), col_grad))
+
+
+@_jit
+def _bpr_max_t(scores_t, log_mult, bpreg, elu_param, scale, col_sums, work):  # pragma: no cover
+    n_cols, b = scores_t.shape
+    dtype = scores_t.dtype
+    weighted = log_mult.shape[0] > 0
+    use_elu = elu_param > 0
+    if use_elu:
+        flat = scores_t.reshape(-1)
+        for k in range(flat.shape[0]):
+            x = flat[k]
+            flat[k] = x if x > 0 else elu_param * (_exp(x) - _F(1.0))
+    top = np.full(b, -np.inf, dtype)
+    for j in range(n_cols):
+        lw = log_mult[j - b] if weighted and j >= b else _F(0.0)
+        for i in range(b):
+            v = scores_t[j, i] + lw
+            v = -np.inf if i == j else v  # a row's own positive is not its negative
+            top[i] = v if v > top[i] else top[i]
+    pos = np.empty(b, dtype)
+    for i in range(b):
+        pos[i] = scores_t[i, i]
+    total = np.zeros(b, dtype)
+    reg = np.zeros(b, dtype)
+    z = np.zeros(b, dtype)
+    zq = np.zeros(b, dtype)
+    for j in range(n_cols):
+        lw = log_mult[j - b] if weighted and j >= b else _F(0.0)
+        for i in range(b):
+            e = scores_t[j, i]
+            s = _exp(e + lw - top[i])
+            s = _F(0.0) if j == i else s  # (computed before the choice: keeps the loop vector)
+            q = _sigmoid(pos[i] - e)
+            sq = s * q
+            work[j, i] = s
+            total[i] += s
+            reg[i] += e * e * s
+            z[i] += sq
+            zq[i] += sq * q
+    loss = 0.0
+    for i in range(b):
+        inv = _F(1.0) / total[i]
+        total[i] = inv
+        reg[i] *= inv
+        z[i] *= inv
+        zq[i] = (zq[i] * inv - z[i]) / z[i]  # the positive's gradient
+        if not z[i] > 1e-30:
+            return np.nan  # the closed form does not hold: the caller takes the long way
+        loss += bpreg * reg[i] - math.log(z[i])
+    for j in range(n_cols):
+        for i in range(b):
+            e = scores_t[j, i]
+            s = work[j, i] * total[i]
+            q = _sigmoid(pos[i] - e)
+            g = s - s * q * q / z[i]
+            g = (g + bpreg * (((e + _F(2.0)) * e - reg[i]) * s)) * scale
+            if use_elu:
+                g = g if e > 0 else g * (e + elu_param)
+            scores_t[j, i] = g
+    for i in range(b):  # the positives
+        e = pos[i]
+        g = zq[i] * scale
+        if use_elu:
+            g = g if e > 0 else g * (e + elu_param)
+        scores_t[i, i] = g
+    _row_sums(scores_t, col_sums)
+    return loss * scale
+
+
+def bpr_max_step_loss(
+    scores_t: np.ndarray,
+    log_mult: np.ndarray | None,
+    bpreg: float,
+    elu_param: float,
+    scale: float,
+    col_grad: np.ndarray,
+) -> float:
+    """:func:`gru4rec.losses.bpr_max_value_grad` on the transposed layout of
+    :func:`xent_step_forward` (columns: the rows' targets, then the negatives, whose log
+    multiplicities are ``log_mult``), ``scale`` per element: returns the loss, turns
+    ``scores_t`` into its gradient and writes the gradient's sums over the rows to
+    ``col_grad``. Returns NaN, with ``scores_t`` left as the ELU of the scores, where the
+    closed form does not hold (some row's sigmoids all underflow)."""
+    dtype = scores_t.dtype
+    return float(
+        _bpr_max_t(
+            scores_t,
+            np.empty(0, dtype) if log_mult is None else log_mult,
+            dtype.type(bpreg),
+            dtype.type(elu_param),
+            dtype.type(scale),
+            col_grad,
+            np.empty_like(scores_t),
+        )
+    )
 
 
 @_jit

@@ -309,7 +309,7 @@ def _parts(
 def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
     """Whether :func:`_train_epoch_fused` covers this model and loss (else the direct path)."""
     return (
-        loss.name == "cross-entropy"
+        loss.name in ("cross-entropy", "bpr-max")
         and len(model.cells) == 1
         and fused_kernels(model.item_output.device)
         and model.item_output.dtype == torch.float32
@@ -318,9 +318,9 @@ def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
 
 @torch.no_grad()
 def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
-    """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy on the CPU, with
-    each step in a few compiled calls (:mod:`gru4rec.kernels`) around torch's softmax and
-    the output layer's two gradient products.
+    """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy or bpr-max on
+    the CPU, with each step in a few compiled calls (:mod:`gru4rec.kernels`) around the
+    output layer's two gradient products.
 
     The same computation in the same order, with the same random draws: negatives, then the
     embedding's dropout bits, then the hidden layer's. Per step, Python only slices the
@@ -340,26 +340,37 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     log_counts = sampler.log_counts().numpy()
     hidden = np.zeros((batch, model.hidden_size), dtype=np.float32)
     no_bits = (np.empty(0, np.int16), np.int16(0), np.float32(0.0))
+    no_mult = np.empty(0, np.float32)
+    xent = loss.name == "cross-entropy"
+    # bpr-max weighs the negatives' multiplicities in its softmax, not in the scores.
+    logq = np.float32(loss.logq if xent else 0.0)
     total = 0.0
     for _, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
         x_np = x.numpy()
+        mult = no_mult if log_mult is None else log_mult.numpy()
         e_bits = _bits(b * in_table.shape[1], dropout_embed, generator) or no_bits
         h_bits = _bits(b * model.hidden_size, dropout_hidden, generator) or no_bits
         cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.xent_step_forward(
-            x_np, y.numpy(), negatives.numpy(),
-            np.empty(0, np.float32) if log_mult is None else log_mult.numpy(),
+            x_np, y.numpy(), negatives.numpy(), mult if xent else no_mult,
             keep.numpy().reshape(-1), hidden, tables[0], tables[1], tables[2], log_counts,
-            np.float32(sampler.alpha), np.float32(loss.logq), *gru, *e_bits, *h_bits,
+            np.float32(sampler.alpha), logq, *gru, *e_bits, *h_bits,
         )  # fmt: skip
         hidden = out
-        scale = (b / batch if b < batch else 1.0) / b
+        scale = b / batch if b < batch else 1.0
         g_bias = np.empty((len(cols), 1), np.float32)
-        step_loss = kernels.xent_step_softmax_loss(logits_t, scale, g_bias)
-        probs_t = torch.from_numpy(logits_t)  # now the logits' gradient
-        # The two output-layer products in torch: its BLAS runs these shapes fastest.
-        w_t, out_t = torch.from_numpy(weights), torch.from_numpy(out)
-        grad = torch.mm(probs_t.t(), w_t).numpy()
-        g_weights = torch.mm(probs_t, out_t).numpy()
+        if xent:
+            step_loss = kernels.xent_step_softmax_loss(logits_t, scale / b, g_bias)
+        else:
+            step_loss = kernels.bpr_max_step_loss(
+                logits_t, mult, loss.bpreg, loss.elu_param, scale / b, g_bias
+            )
+            if step_loss != step_loss:  # NaN: outside the closed form's range
+                step_loss = _long_way(run, out, weights, cols, y, negatives, log_mult, scale)
+                logits_t, g_bias = step_loss[1], step_loss[2]
+                step_loss = step_loss[0]
+        # logits_t now holds the scores' gradient, transposed.
+        grad = _product(logits_t.T, weights)
+        g_weights = _product(logits_t, out)
         g_in = kernels.xent_step_backward(
             grad, h_mask, x_in, h, rz, n, gh_n, *e_bits, gru[0], *grads
         )
@@ -374,6 +385,35 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             optimizer.step_rows_arrays("item_output", cols, [g_weights], ("item_bias", g_bias))
             optimizer.step_rows_arrays("item_embedding", x_np, [g_in])
     return torch.tensor(total)
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` with the BLAS that runs the shape fastest (:func:`gru4rec.device.matmul`)."""
+    return matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def _long_way(
+    run: Epoch,
+    out: np.ndarray,
+    weights: np.ndarray,
+    cols: np.ndarray,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    log_mult: torch.Tensor | None,
+    scale: float,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """A fused step's loss, its score gradient (transposed) and column-bias gradient by the
+    direct path's torch code: for the rare steps the compiled closed form cannot take."""
+    step = _Columns(targets, negatives, log_mult, run.sampler, scale, None, None)
+    value, grad, grad_bias = _loss_value_grad(
+        torch.from_numpy(out),
+        torch.from_numpy(weights),
+        torch.from_numpy(cols),
+        run.model.item_bias.detach(),
+        run.loss,
+        step,
+    )
+    return float(value), grad.t().contiguous().numpy(), grad_bias.contiguous().numpy()
 
 
 def _bits(

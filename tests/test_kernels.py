@@ -235,15 +235,25 @@ def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
     ],
     ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout"],
 )
-@pytest.mark.parametrize("logq", [1.0, 0.0])
-def test_compiled_cross_entropy_step_trains_like_autograd(torch_only, variant, logq):
-    # The two-call compiled step against the plain reference computation (autograd, torch
-    # code), from the same generator state: same model, same optimiser path, same loss.
+@pytest.mark.parametrize(
+    "loss",
+    [
+        ("cross-entropy", 1.0, 0.0, 0.0),
+        ("cross-entropy", 0.0, 0.0, 0.0),
+        ("bpr-max", 0.0, 0.9, 1.0),
+        ("bpr-max", 0.0, 0.0, 0.0),
+    ],
+    ids=["xe-logq", "xe", "bpr-max-elu", "bpr-max-plain"],
+)
+def test_compiled_step_trains_like_autograd(torch_only, variant, loss):
+    # The compiled step against the plain reference computation (autograd, torch code),
+    # from the same generator state: same model, same optimiser path, same loss.
     from test_training import _train_once
 
     from gru4rec.training import LossConfig
 
-    cfg = LossConfig("cross-entropy", logq=logq)
+    name, logq, bpreg, elu = loss
+    cfg = LossConfig(name, logq=logq, bpreg=bpreg, elu_param=elu)
     torch_only(False)
     ref, ref_totals = _train_once(False, cfg, **variant)
     torch_only(True)
@@ -262,15 +272,17 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     monkeypatch.setattr(training, "_train_epoch_fused", lambda *a, **k: calls.append("fused"))
     monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
     one, two = GRU4RecNet(5, 4, num_layers=1), GRU4RecNet(5, 4, num_layers=2)
-    xe, bpr = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
+    xe, bpr_max = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
+    bpr = training.LossConfig("bpr")
     epoch = training.Epoch
     training.train_epoch(epoch(one, None, None, xe, object(), None))
+    training.train_epoch(epoch(one, None, None, bpr_max, object(), None))
     training.train_epoch(epoch(one, None, None, xe, object(), None, clipnorm=1.0))
     training.train_epoch(epoch(two, None, None, xe, object(), None))
     training.train_epoch(epoch(one, None, None, bpr, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     training.train_epoch(epoch(one, None, None, xe, object(), None))
-    assert calls == ["fused", "direct", "direct", "direct", "direct"]
+    assert calls == ["fused", "fused", "direct", "direct", "direct", "direct"]
 
 
 @pytest.mark.parametrize("dedup", [False, True])
