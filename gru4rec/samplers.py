@@ -138,8 +138,9 @@ class NegativeSampler:
                 self._table = kernels.inverse_cdf_table(self._cdf.numpy())
         spacings = self._spacings.exponential_(generator=self.generator).numpy()
         # The buffers handed out are fresh each refill. NumPy allocates them (torch shares
-        # the memory): it asks the kernel for huge pages, where torch's allocator pays a
-        # page fault per 4 KiB, a third of this pass for the default buffer size.
+        # the memory) because it asks Linux for huge pages: first writes to a fresh buffer
+        # from torch's allocator fault every 4 KiB (measured: 10 us per row of 2048 draws
+        # against 3 us, next to ~20 us for the compiled pass itself).
         draws = np.empty((rows, n), np.int64)
         self._buffer = torch.from_numpy(draws)
         if not self.dedup:
