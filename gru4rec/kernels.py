@@ -85,6 +85,50 @@ else:  # pragma: no cover
 
 _F = np.float32
 
+if numba is not None:
+    from numba.core import cgutils as _cgutils
+
+    @_intrinsic
+    def _prefetch_lines(typingctx, arr, row, start):  # pragma: no cover - compile-time
+        """Prefetch hint (for writing) for the cache line of ``arr[row, start]``."""
+        sig = numba.types.void(arr, row, start)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer2(
+                context,
+                builder,
+                ary.data,
+                _cgutils.unpack_tuple(builder, ary.shape),
+                _cgutils.unpack_tuple(builder, ary.strides),
+                aryty.layout,
+                [args[1], args[2]],
+                wraparound=False,
+            )
+            i8p, i32 = _ir.IntType(8).as_pointer(), _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+else:  # pragma: no cover
+
+    def _prefetch_lines(arr, row, start):
+        pass
+
+
+#: Rows ahead whose cache lines a scattered-row loop requests.
+_AHEAD = 4
+
+
+@_jit_inline
+def _prefetch_row(arr, row):  # pragma: no cover - compiled
+    for d in range(0, arr.shape[1], 16):  # one hint per 64-byte line of float32
+        _prefetch_lines(arr, row, d)
+
 
 @_jit_inline
 def _exp(x):  # pragma: no cover - compiled
@@ -228,14 +272,22 @@ def _rows_update(
     for j in range(k):
         r = uniq[j]
         owner[r] = -1
+        if j + _AHEAD < k:  # the rows are scattered: ask for a later row's lines early
+            _prefetch_row(table, uniq[j + _AHEAD])
+            if use_acc:
+                _prefetch_row(acc, uniq[j + _AHEAD])
+            if use_vel:
+                _prefetch_row(vel, uniq[j + _AHEAD])
         q = dup[j]
         f = first[j]
-        for d in range(dim):
-            if q >= 0:
+        if q >= 0:
+            for d in range(dim):
                 step[d] = gsum[q, d]
-            elif f < n0:
+        elif f < n0:
+            for d in range(dim):
                 step[d] = g0[f, d]
-            else:
+        else:
+            for d in range(dim):
                 step[d] = g1[f - n0, d]
         if use_acc:
             for d in range(dim):
@@ -566,6 +618,8 @@ def _xent_forward(
     dim = out_table.shape[1]
     weights = np.empty((n_cols, dim), dtype)
     for j in range(n_cols):
+        if j + _AHEAD < n_cols:
+            _prefetch_row(out_table, cols[j + _AHEAD])
         c = cols[j]
         for d in range(dim):  # element loops: a row view per item costs more than the copy
             weights[j, d] = out_table[c, d]

@@ -339,7 +339,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     dense_views = optimizer.dense_arrays(params)
     log_counts = sampler.log_counts().numpy()
     hidden = np.zeros((batch, model.hidden_size), dtype=np.float32)
-    no_bits = (np.empty(0, np.int16), np.int16(0), np.float32(0.0))
+    e_drawer = _Bits(batch * in_table.shape[1], dropout_embed, generator)
+    h_drawer = _Bits(batch * model.hidden_size, dropout_hidden, generator)
     no_mult = np.empty(0, np.float32)
     xent = loss.name == "cross-entropy"
     # bpr-max weighs the negatives' multiplicities in its softmax, not in the scores.
@@ -348,8 +349,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     for _, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
         x_np = x.numpy()
         mult = no_mult if log_mult is None else log_mult.numpy()
-        e_bits = _bits(b * in_table.shape[1], dropout_embed, generator) or no_bits
-        h_bits = _bits(b * model.hidden_size, dropout_hidden, generator) or no_bits
+        e_bits = e_drawer.draw(b * in_table.shape[1])
+        h_bits = h_drawer.draw(b * model.hidden_size)
         cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.xent_step_forward(
             x_np, y.numpy(), negatives.numpy(), mult if xent else no_mult,
             keep.numpy().reshape(-1), hidden, tables[0], tables[1], tables[2], log_counts,
@@ -416,14 +417,27 @@ def _long_way(
     return float(value), grad.t().contiguous().numpy(), grad_bias.contiguous().numpy()
 
 
-def _bits(
-    n: int, p: float, generator: torch.Generator
-) -> tuple[np.ndarray, np.int16, np.float32] | None:
-    drawn = dropout_bits(n, p, generator)
-    if drawn is None:
-        return None
-    bits, threshold, keep = drawn
-    return bits.numpy(), np.int16(threshold), np.float32(keep)
+class _Bits:
+    """:func:`gru4rec.model.dropout_bits` for the compiled step: the same draws from the
+    same generator, into one buffer per epoch; ``(bits, threshold, keep)`` as NumPy values
+    (empty bits where ``p`` is 0: nothing is drawn then)."""
+
+    def __init__(self, max_n: int, p: float, generator: torch.Generator) -> None:
+        self.generator = generator
+        self.on = p > 0.0
+        if not self.on:
+            self.none = (np.empty(0, np.int16), np.int16(0), np.float32(0.0))
+            return
+        _, threshold, keep = dropout_bits(4, p, torch.Generator())
+        self.threshold, self.keep = np.int16(threshold), np.float32(keep)
+        self.words = torch.empty((max_n + 3) // 4, dtype=torch.int64)
+        self.bits = self.words.numpy().view(np.int16)
+
+    def draw(self, n: int) -> tuple[np.ndarray, np.int16, np.float32]:
+        if not self.on:
+            return self.none
+        self.words[: (n + 3) // 4].random_(-(2**63), 2**63 - 1, generator=self.generator)
+        return self.bits[:n], self.threshold, self.keep
 
 
 def _steps(

@@ -344,3 +344,66 @@ def test_transposed_softmax_kernel_equals_the_cross_entropy_loss(cols, rows, spr
     assert loss == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-5)
     np.testing.assert_allclose(logits_t, ref_grad.t().numpy(), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    negatives=st.integers(1, 40),
+    weighted=st.booleans(),
+    elu=st.sampled_from([0.0, 0.5, 1.0]),
+    bpreg=st.sampled_from([0.0, 0.9]),
+    spread=st.sampled_from([0.5, 3.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_bpr_max_kernel_equals_the_torch_loss(
+    rows, negatives, weighted, elu, bpreg, spread, seed
+):
+    from gru4rec.losses import bpr_max_value_grad
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, rows + negatives, generator=g) * spread
+    log_mult = torch.randint(1, 4, (negatives,), generator=g).float().log() if weighted else None
+    log_weights = None if log_mult is None else torch.cat([torch.zeros(rows), log_mult])
+    ref_loss, ref_grad = bpr_max_value_grad(scores.clone(), bpreg, elu, log_weights, 0.7)
+    scores_t = scores.t().contiguous().numpy()
+    col_grad = np.empty((rows + negatives, 1), np.float32)
+    mult = None if log_mult is None else log_mult.numpy()
+    loss = kernels.bpr_max_step_loss(scores_t, mult, bpreg, elu, 0.7 / rows, col_grad)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_bpr_max_kernel_reports_where_its_closed_form_fails():
+    scores = np.zeros((3, 2), np.float32)  # columns x rows: two rows, one negative
+    scores[2, 0] = 200.0  # row 0's negative far above its positive: every sigmoid underflows
+    loss = kernels.bpr_max_step_loss(scores, None, 0.5, 0.0, 0.5, np.empty((3, 1), np.float32))
+    assert np.isnan(loss)
+
+
+def test_compiled_bpr_max_step_takes_the_torch_loss_where_the_closed_form_fails(
+    torch_only, monkeypatch
+):
+    # Every step through the fallback: still the reference computation's training.
+    from test_training import _train_once
+
+    from gru4rec.training import LossConfig
+
+    cfg = LossConfig("bpr-max", bpreg=0.9, elu_param=1.0)
+    torch_only(False)
+    ref, ref_totals = _train_once(False, cfg)
+    torch_only(True)
+    calls = []
+
+    def no_closed_form(scores_t, *args):
+        calls.append(1)
+        return float("nan")
+
+    monkeypatch.setattr(kernels, "bpr_max_step_loss", no_closed_form)
+    net, totals = _train_once("fused", cfg)
+    assert calls
+    for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    for a, b in zip(totals, ref_totals, strict=True):
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
