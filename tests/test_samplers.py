@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
+from gru4rec import kernels
 from gru4rec.samplers import NegativeSampler
 
 
@@ -134,3 +137,165 @@ def test_log_probabilities_follow_the_data_for_targets_and_alpha_for_negatives()
     assert got[4] - got[2] == pytest.approx(0.5 * np.log(8))
     assert got[3] == pytest.approx(got[2])
     assert sampler.log_probabilities(targets, None).shape == (2,)
+
+
+# The compiled refill (kernels on) against the torch code (kernels off): the same draws, the
+# same compacted runs, the same random stream, bit for bit.
+
+
+def _state(sampler):
+    """Everything a refill leaves behind that the draws are read from."""
+    parts = [sampler._buffer.clone()]
+    if sampler.dedup:
+        parts += [
+            sampler._unique.clone(),
+            sampler._log_mult.clone(),
+            torch.from_numpy(np.array(sampler._bounds, dtype=np.int64)),
+        ]
+    return parts
+
+
+def _run(counts, alpha, n_samples, buffer_size, dedup, compiled, steps, seed=0):
+    """Successive draws (``draw_unique`` with dedup), the state after every refill and the
+    generator's final state, with the compiled kernels switched on or off."""
+    old = kernels.AVAILABLE
+    kernels.AVAILABLE = compiled
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        sampler = NegativeSampler(
+            np.asarray(counts), alpha, n_samples, gen, "cpu", buffer_size=buffer_size, dedup=dedup
+        )
+        draws, states = [], []
+        for _ in range(steps):
+            fresh = sampler._buffer is None or sampler._next >= sampler._rows
+            if dedup:
+                items, log_mult = sampler.draw_unique()
+                draws.append((items.clone(), None if log_mult is None else log_mult.clone()))
+            else:
+                draws.append((sampler.draw().clone(), None))
+            if fresh:
+                states.append(_state(sampler))
+        return draws, states, gen.get_state()
+    finally:
+        kernels.AVAILABLE = old
+
+
+def _assert_same_runs(a, b):
+    draws_a, states_a, gen_a = a
+    draws_b, states_b, gen_b = b
+    assert len(draws_a) == len(draws_b) and len(states_a) == len(states_b)
+    for (items_a, mult_a), (items_b, mult_b) in zip(draws_a, draws_b, strict=True):
+        assert items_a.dtype == items_b.dtype == torch.int64
+        assert torch.equal(items_a, items_b)
+        assert (mult_a is None) == (mult_b is None)
+        if mult_a is not None:
+            assert mult_a.dtype == mult_b.dtype == torch.float32
+            assert torch.equal(mult_a, mult_b)  # bit for bit, not approximately
+    for parts_a, parts_b in zip(states_a, states_b, strict=True):
+        for x, y in zip(parts_a, parts_b, strict=True):
+            assert x.dtype == y.dtype and torch.equal(x, y)
+    assert torch.equal(gen_a, gen_b)  # the same random numbers were consumed
+
+
+ZIPF = np.maximum(1, (1e4 / np.arange(1, 501) ** 1.1).astype(np.int64))
+ZIPF[[3, 250, 499]] = 0  # never drawn with alpha > 0, also at the end of the table
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("dedup", [False, True])
+@pytest.mark.parametrize(("n_samples", "buffer_size"), [(64, 64 * 5), (300, 1000), (1, 7)])
+def test_compiled_refill_gives_the_torch_draws(alpha, dedup, n_samples, buffer_size):
+    pytest.importorskip("numba")
+    steps = 3 * max(1, buffer_size // n_samples) + 1  # crosses three refills
+    args = (ZIPF, alpha, n_samples, buffer_size, dedup)
+    _assert_same_runs(
+        _run(*args, compiled=True, steps=steps), _run(*args, compiled=False, steps=steps)
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_compiled_refill_gives_the_torch_draws_with_many_items(alpha):
+    # Many more items than draws: few repeats, long stretches of the table between draws.
+    pytest.importorskip("numba")
+    counts = np.random.default_rng(1).integers(0, 1000, size=20000)
+    args = (counts, alpha, 512, 512 * 4, True)
+    _assert_same_runs(_run(*args, compiled=True, steps=9), _run(*args, compiled=False, steps=9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 30), min_size=1, max_size=40).filter(lambda c: sum(c) > 0),
+    alpha=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    n_samples=st.integers(1, 40),
+    rows=st.integers(1, 4),
+    dedup=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_compiled_refill_gives_the_torch_draws_for_any_counts(
+    counts, alpha, n_samples, rows, dedup, seed
+):
+    pytest.importorskip("numba")
+    args = (counts, alpha, n_samples, rows * n_samples, dedup)
+    steps = 2 * rows + 1
+    compiled = _run(*args, compiled=True, steps=steps, seed=seed)
+    _assert_same_runs(compiled, _run(*args, compiled=False, steps=steps, seed=seed))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_compacted_runs_rebuild_every_steps_draws(compiled, alpha):
+    if compiled:
+        pytest.importorskip("numba")
+    old = kernels.AVAILABLE
+    kernels.AVAILABLE = compiled
+    try:
+        n = 96
+        sampler = NegativeSampler(
+            ZIPF[:60], alpha, n, torch.Generator().manual_seed(2), "cpu", n * 6, dedup=True
+        )
+        sampler.draw_unique()
+    finally:
+        kernels.AVAILABLE = old
+    bounds, unique, log_mult = sampler._bounds, sampler._unique, sampler._log_mult
+    assert bounds[0] == 0 and bounds[-1] == len(unique) == len(log_mult)
+    assert np.all(np.diff(bounds) >= 1)
+    mult = log_mult.double().exp()
+    torch.testing.assert_close(mult, mult.round(), rtol=1e-6, atol=0)  # whole multiplicities
+    for r in range(sampler._rows):
+        a, b = int(bounds[r]), int(bounds[r + 1])
+        assert int(mult[a:b].round().sum()) == n  # every draw of the step counted once
+        assert torch.all(unique[a + 1 : b] > unique[a : b - 1])  # maximal runs, sorted rows
+        rebuilt = torch.repeat_interleave(unique[a:b], mult[a:b].round().long())
+        assert torch.equal(rebuilt, sampler._buffer[r])
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_sorted_draws_kernel_equals_searchsorted_at_exact_ties(data):
+    pytest.importorskip("numba")
+    m = data.draw(st.sampled_from([1, 2, 4, 8, 16]))
+    # Weights summing to 64: cdf values are multiples of 1/64, like the bucket edges.
+    cuts = sorted(data.draw(st.lists(st.integers(0, 64), min_size=m - 1, max_size=m - 1)))
+    cdf = np.diff([0, *cuts, 64]).cumsum() / 64.0
+    n = data.draw(st.integers(1, 30))
+    rows = data.draw(st.integers(1, 3))
+    spacings = np.empty((rows, n + 1))
+    for r in range(rows):  # n + 1 spacings summing to 64: uniforms on the same grid
+        row_cuts = sorted(data.draw(st.lists(st.integers(0, 64), min_size=n, max_size=n)))
+        spacings[r] = np.diff([0, *row_cuts, 64])
+    u = np.cumsum(spacings, axis=1)[:, :n] / 64.0
+    expected = np.minimum(np.searchsorted(cdf, u, side="right"), m - 1)
+    out = np.empty((rows, n), np.int64)
+    k = kernels.sorted_draws(spacings.copy(), kernels.inverse_cdf_table(cdf), m, out)
+    assert k == 0
+    np.testing.assert_array_equal(out, expected)
+    unique, mult = np.empty(rows * n, np.int64), np.empty(rows * n, np.float32)
+    bounds = np.empty(rows + 1, np.int64)
+    k = kernels.sorted_draws(
+        spacings.copy(), kernels.inverse_cdf_table(cdf), m, out, (unique, mult, bounds)
+    )
+    np.testing.assert_array_equal(out, expected)
+    assert bounds[-1] == k and mult[:k].sum() == rows * n
+    for r in range(rows):
+        a, b = bounds[r], bounds[r + 1]
+        np.testing.assert_array_equal(np.repeat(unique[a:b], mult[a:b].astype(int)), out[r])
