@@ -36,7 +36,6 @@ __all__ = [
     "gru_backward",
     "inverse_cdf_table",
     "rows_update",
-    "search_sorted_rows",
     "softmax_xent_finish",
     "sorted_draws",
     "xent_column_bias",
@@ -848,24 +847,6 @@ def xent_step_backward(*args):
     gradient of the layer's output: fills the GRU weight and bias gradients (the last four
     arguments) and returns the gradient of the input rows."""
     return _xent_backward(*args)
-
-
-@_jit
-def _search_sorted_rows(cdf, u, out):  # pragma: no cover - compiled
-    n = cdf.shape[0]
-    for r in range(u.shape[0]):
-        pos = 0
-        for i in range(u.shape[1]):
-            x = u[r, i]
-            while pos < n and cdf[pos] <= x:
-                pos += 1
-            out[r, i] = pos
-
-
-def search_sorted_rows(cdf: np.ndarray, u: np.ndarray, out: np.ndarray) -> None:
-    """``searchsorted(cdf, u, side='right')`` for a 2-D ``u`` whose rows are sorted: one merge
-    pass per row, linear in ``len(cdf) + u.shape[1]`` instead of a binary search per value."""
-    _search_sorted_rows(cdf, u, out)
 
 
 def inverse_cdf_table(cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
