@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,12 +31,12 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 __all__ = [
     "AVAILABLE",
     "bpr_max_step_loss",
-    "dense_update",
+    "dense_updater",
     "dropout_mask",
     "elementwise",
     "gru_backward",
     "inverse_cdf_table",
-    "rows_update",
+    "rows_updater",
     "softmax_xent_finish",
     "sorted_draws",
     "xent_column_bias",
@@ -317,61 +318,50 @@ def _rows_update(
     return k
 
 
-def rows_update(
+def rows_updater(
     table: np.ndarray,
     acc: np.ndarray | None,
     vel: np.ndarray | None,
     owner: np.ndarray,
-    rows: np.ndarray,
-    blocks: list[np.ndarray],
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
     lr: float,
     momentum: float,
-    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
-    bias: tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray] | None = None,
-) -> int:
-    """Row-sparse SGD/Adagrad(+momentum) update of ``table`` at ``rows``, in place.
+    bias: tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None = None,
+) -> Callable[..., int]:
+    """A row-sparse SGD/Adagrad(+momentum) update of ``table``, in place, with everything but
+    the step's rows and gradients bound once: ``update(rows, g0, g1=None, g_bias=None)``.
 
-    ``blocks`` (one or two gradient arrays) stacked align with ``rows``; the gradients of
-    repeated rows are summed, then every distinct row is updated once:
+    ``g0`` and ``g1`` (when given) stacked align with ``rows``; the gradients of repeated
+    rows are summed, then every distinct row is updated once:
     ``acc += g**2; d = g / sqrt(acc); vel = momentum * vel + lr * d; table -= vel``
-    (``acc``/``vel`` None: no Adagrad scaling / no momentum). ``bias`` is
-    ``(table, acc, vel, grad)`` of a one-column table updated the same way at the first
-    ``len(grad)`` entries of ``rows``. ``owner`` is an int64 scratch array of the table's
-    length, all -1, and left so; ``scratch`` an int64 ``(n,)``, a ``(n, dim)`` and an ``(n,)`` array
-    of the table's dtype with ``n >= len(rows)``, reused between calls (a fresh buffer of
-    that size costs more in page faults than the update). Returns the number of distinct rows.
+    (``acc``/``vel`` None: no Adagrad scaling / no momentum). ``bias`` is ``(table, acc,
+    vel)`` of a one-column table updated the same way from ``g_bias`` (shape ``(k, 1)``) at
+    the first ``k`` entries of ``rows``. ``owner`` is an int64 scratch array of the table's
+    length, all -1, and left so; ``scratch`` an int64 ``(n,)``, a ``(n, dim)`` and an
+    ``(n,)`` array of the table's dtype with ``n`` at least the number of rows of any call,
+    reused between calls (a fresh buffer of that size costs more in page faults than the
+    update). ``update`` returns the number of distinct rows.
     """
     dtype = table.dtype
     uniq, gsum, bsum = scratch
     empty = np.empty((0, table.shape[1]), dtype)
-    g1 = blocks[1] if len(blocks) > 1 else empty
+    col = np.empty((0, 1), dtype)
+    acc = empty if acc is None else acc
+    vel = empty if vel is None else vel
     if bias is None:
-        col = np.empty((0, 1), dtype)
-        bias_args = (col, col, col, col)
+        b_table, b_acc, b_vel = col, col, col
     else:
-        b_table, b_acc, b_vel, b_grad = bias
-        col = np.empty((0, 1), dtype)
-        bias_args = (
-            b_table,
-            col if b_acc is None else b_acc,
-            col if b_vel is None else b_vel,
-            b_grad,
-        )
-    return _rows_update(
-        table,
-        empty if acc is None else acc,
-        empty if vel is None else vel,
-        owner,
-        uniq,
-        gsum,
-        bsum,
-        rows,
-        blocks[0],
-        g1,
-        *bias_args,
-        dtype.type(lr),
-        dtype.type(momentum),
-    )
+        b_table, b_acc, b_vel = (col if a is None else a for a in bias)
+    lr, momentum = dtype.type(lr), dtype.type(momentum)
+
+    def update(rows, g0, g1=None, g_bias=None):
+        return _rows_update(
+            table, acc, vel, owner, uniq, gsum, bsum, rows, g0,
+            empty if g1 is None else g1, b_table, b_acc, b_vel,
+            col if g_bias is None else g_bias, lr, momentum,
+        )  # fmt: skip
+
+    return update
 
 
 @_jit
@@ -400,25 +390,27 @@ def _dense_update(p, g, acc, vel, lr, mom):  # pragma: no cover - compiled
             p[i] -= lr * g[i]
 
 
-def dense_update(
-    param: np.ndarray,
-    grad: np.ndarray,
-    acc: np.ndarray | None,
-    vel: np.ndarray | None,
+def dense_updater(
+    views: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
     lr: float,
     momentum: float,
-) -> None:
-    """The same update as :func:`rows_update` for every element of a flat ``param``, in one
-    pass over the four arrays."""
-    empty = np.empty(0, param.dtype)
-    _dense_update(
-        param,
-        grad,
-        empty if acc is None else acc,
-        empty if vel is None else vel,
-        param.dtype.type(lr),
-        param.dtype.type(momentum),
-    )
+) -> Callable[[Sequence[np.ndarray]], None]:
+    """The update of :func:`rows_updater` for every element of flat parameters, one pass
+    over the four arrays each: ``views`` holds each parameter's ``(param, acc, vel)``, and
+    the returned ``update(grads)`` takes the gradients in that order."""
+    bound = []
+    for p, acc, vel in views:
+        empty = np.empty(0, p.dtype)
+        bound.append(
+            (p, empty if acc is None else acc, empty if vel is None else vel, p.dtype.type(lr))
+        )
+    mom = views[0][0].dtype.type(momentum) if views else np.float32(momentum)
+
+    def update(grads):
+        for (p, acc, vel, lr_), g in zip(bound, grads, strict=True):
+            _dense_update(p, g.reshape(-1), acc, vel, lr_, mom)
+
+    return update
 
 
 @_jit

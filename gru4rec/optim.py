@@ -16,7 +16,7 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -92,8 +92,7 @@ class RowSparseOptimizer:
             return
         grads = [p.grad for p in params]
         if self._fused(params[0]):
-            flat = [g.contiguous().view(-1).numpy() for g in grads]
-            self.step_dense_arrays(self.dense_arrays(params), flat)
+            self.dense_updater(params)([g.contiguous().view(-1).numpy() for g in grads])
             for p in params:
                 p.grad = None
             return
@@ -200,12 +199,13 @@ class RowSparseOptimizer:
                     self.tables[other], rows[:k], g_other.index_select(0, rep[:k])
                 )
 
-    def dense_arrays(
+    def dense_updater(
         self, params: Sequence[torch.Tensor]
-    ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        """Flat NumPy views of each CPU parameter and of its Adagrad / momentum state, for
-        :meth:`step_dense_arrays` (taken once, used every step)."""
-        return [
+    ) -> Callable[[Sequence[np.ndarray]], None]:
+        """:meth:`step_dense` for CPU parameters, from gradients given as NumPy arrays in
+        ``params``' order (the compiled step): the views of the parameters and of their
+        Adagrad / momentum state are taken once, here."""
+        views = [
             (
                 p.detach().view(-1).numpy(),
                 self._flat(self._acc.get(id(p))),
@@ -213,41 +213,29 @@ class RowSparseOptimizer:
             )
             for p in params
         ]
+        return kernels.dense_updater(views, self.lr, self.momentum)
 
-    def step_dense_arrays(
-        self,
-        views: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
-        grads: Sequence[np.ndarray],
-    ) -> None:
-        """:meth:`step_dense` from gradients given as NumPy arrays (the compiled step)."""
-        for (p, acc, vel), g in zip(views, grads, strict=True):
-            kernels.dense_update(p, g.reshape(-1), acc, vel, self.lr, self.momentum)
-
-    def step_rows_arrays(
-        self,
-        name: str,
-        rows: np.ndarray,
-        blocks: list[np.ndarray],
-        leading: tuple[str, np.ndarray] | None = None,
-    ) -> None:
-        """:meth:`step_rows` from NumPy rows and gradient blocks (the compiled step)."""
+    def rows_updater(
+        self, name: str, max_rows: int, leading: str | None = None
+    ) -> Callable[..., int]:
+        """:meth:`step_rows` from NumPy rows and gradient blocks (the compiled step), bound
+        once: ``update(rows, g0, g1=None, g_leading=None)`` for at most ``max_rows`` rows
+        (:func:`gru4rec.kernels.rows_updater`)."""
         table = self.tables[name]
-        owner, scratch = self._row_scratch(name, table, rows.shape[0])
+        owner, scratch = self._row_scratch(name, table, max_rows)
         bias = None
         if leading is not None:
-            b = self.tables[leading[0]]
-            bias = (b.numpy(), _np(self._acc.get(id(b))), _np(self._vel.get(id(b))), leading[1])
-        kernels.rows_update(
+            b = self.tables[leading]
+            bias = (b.detach().numpy(), _np(self._acc.get(id(b))), _np(self._vel.get(id(b))))
+        return kernels.rows_updater(
             table.detach().numpy(),
             _np(self._acc.get(id(table))),
             _np(self._vel.get(id(table))),
             owner,
-            rows,
-            blocks,
+            scratch,
             self.lr,
             self.momentum,
-            scratch=scratch,
-            bias=bias,
+            bias,
         )
 
     def _row_scratch(
@@ -283,16 +271,13 @@ class RowSparseOptimizer:
         blocks: list[torch.Tensor],
         leading: dict[str, torch.Tensor] | None,
     ) -> None:
-        lead = None
+        other = grad = None
         if leading:
             ((other, grad),) = leading.items()
-            lead = (other, grad.detach().contiguous().numpy())
-        self.step_rows_arrays(
-            name,
-            rows.contiguous().numpy(),
-            [g.detach().contiguous().numpy() for g in blocks],
-            lead,
-        )
+            grad = grad.detach().contiguous().numpy()
+        g = [b.detach().contiguous().numpy() for b in blocks]
+        update = self.rows_updater(name, rows.shape[0], other)
+        update(rows.contiguous().numpy(), g[0], g[1] if len(g) > 1 else None, grad)
 
     def _update_distinct(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor) -> None:
         acc = self._acc.get(id(table))

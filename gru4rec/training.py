@@ -336,7 +336,12 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
     gru = [p.detach().numpy() for p in params]
     grads = [np.empty_like(a) for a in gru]
-    dense_views = optimizer.dense_arrays(params)
+    dense_update = optimizer.dense_updater(params)
+    # At most: the targets, every negative, and (one table) the inputs.
+    max_rows = 2 * batch + sampler.n_samples
+    out_update = optimizer.rows_updater("item_output", max_rows, "item_bias")
+    if not model.constrained:
+        in_update = optimizer.rows_updater("item_embedding", batch)
     log_counts = sampler.log_counts().numpy()
     hidden = np.zeros((batch, model.hidden_size), dtype=np.float32)
     e_drawer = _Bits(batch * in_table.shape[1], dropout_embed, generator)
@@ -376,15 +381,12 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             grad, h_mask, x_in, h, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
-        optimizer.step_dense_arrays(dense_views, grads)
+        dense_update(grads)
         if model.constrained:
-            rows = np.concatenate([cols, x_np])
-            optimizer.step_rows_arrays(
-                "item_output", rows, [g_weights, g_in], ("item_bias", g_bias)
-            )
+            out_update(np.concatenate([cols, x_np]), g_weights, g_in, g_bias)
         else:
-            optimizer.step_rows_arrays("item_output", cols, [g_weights], ("item_bias", g_bias))
-            optimizer.step_rows_arrays("item_embedding", x_np, [g_in])
+            out_update(cols, g_weights, None, g_bias)
+            in_update(x_np, g_in)
     return torch.tensor(total)
 
 

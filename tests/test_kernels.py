@@ -180,9 +180,8 @@ def test_rows_update_leaves_the_owner_scratch_clean():
     owner = np.full(10, -1, np.int64)
     scratch = (np.empty(4, np.int64), np.empty((4, 3), np.float32), np.empty(4, np.float32))
     rows = np.array([3, 3, 7, 3])
-    k = kernels.rows_update(
-        table, None, None, owner, rows, [np.ones((4, 3), np.float32)], 0.5, 0.0, scratch=scratch
-    )
+    update = kernels.rows_updater(table, None, None, owner, scratch, 0.5, 0.0)
+    k = update(rows, np.ones((4, 3), np.float32))
     assert k == 2
     assert (owner == -1).all()
     np.testing.assert_array_equal(table[3], [-1.5] * 3)  # three gradients of 1, lr 0.5
