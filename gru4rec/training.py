@@ -166,8 +166,8 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
 
     With ``bptt == 1`` and a sampled loss, every step is differentiated by hand
     (:func:`_train_epoch_direct`: the same numbers, no autograd graph; on the CPU, one GRU
-    layer under cross-entropy runs as compiled calls, :func:`_train_epoch_fused`); otherwise
-    autograd differentiates the step (:func:`train_epoch_autograd`).
+    layer under cross-entropy or bpr-max runs as compiled calls, :func:`_train_epoch_fused`);
+    otherwise autograd differentiates the step (:func:`train_epoch_autograd`).
     """
     if run.bptt == 1 and not run.loss.full and run.sampler is not None:
         if run.clipnorm is None and _fused_step_applies(run.model, run.loss):
