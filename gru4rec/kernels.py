@@ -572,6 +572,49 @@ def gru_backward(
     )
 
 
+@_jit_inline
+def _live_rows(keep):  # pragma: no cover - compiled
+    n = 0
+    for i in range(keep.shape[0]):
+        if keep[i] != 0:
+            n += 1
+    live = np.empty(n, np.int64)
+    n = 0
+    for i in range(keep.shape[0]):
+        if keep[i] != 0:
+            live[n] = i
+            n += 1
+    return live
+
+
+@_jit_inline
+def _live_rows_product(h, w, keep):  # pragma: no cover - compiled
+    """``h @ w.T`` where the rows of ``h`` with ``keep`` 0 (sessions starting: a zero hidden
+    state) are zero: only the other rows are multiplied (a quarter of the rows on session
+    data with four events per session)."""
+    live = _live_rows(keep)
+    if live.shape[0] == h.shape[0]:
+        return np.dot(h, w.T)
+    out = np.zeros((h.shape[0], w.shape[0]), h.dtype)
+    if live.shape[0] > 0:
+        part = np.dot(h[live], w.T)
+        for j in range(live.shape[0]):
+            out[live[j]] = part[j]
+    return out
+
+
+@_jit_inline
+def _live_rows_grad(d, h, keep, out):  # pragma: no cover - compiled
+    """``out = d.T @ h`` where the rows of ``h`` with ``keep`` 0 are zero (and add nothing)."""
+    live = _live_rows(keep)
+    if live.shape[0] == h.shape[0]:
+        np.dot(d.T, h, out)
+    elif live.shape[0] == 0:
+        out[:] = 0.0
+    else:
+        np.dot(d[live].T, h[live], out)
+
+
 @_jit
 def _xent_forward(
     x_idx,
@@ -631,7 +674,7 @@ def _xent_forward(
         for d in range(k):
             h[i, d] = hidden[i, d] * keep[i]
     gi = np.dot(x_in, w_ih.T)
-    gh = np.dot(h, w_hh.T)
+    gh = _live_rows_product(h, w_hh, keep)
     rz = np.empty((b, 2 * k), dtype)
     n = np.empty((b, k), dtype)
     gh_n = np.empty((b, k), dtype)
@@ -807,8 +850,9 @@ def bpr_max_step_loss(
 
 @_jit
 def _xent_backward(
-    grad, h_mask, x_in, h, rz, n, gh_n, e_bits, e_thr, e_keep, w_ih, g_w_ih, g_w_hh, g_b_ih, g_b_hh
+    grad, h_mask, x_in, h, keep, rz, n, gh_n, e_bits, e_thr, e_keep, w_ih, *grads
 ):  # pragma: no cover - compiled
+    g_w_ih, g_w_hh, g_b_ih, g_b_hh = grads
     dtype = grad.dtype
     b, k = grad.shape
     e = x_in.shape[1]
@@ -816,7 +860,7 @@ def _xent_backward(
     d_gh = np.empty((b, 3 * k), dtype)
     _gru_backward(grad, h_mask, h, rz, n, gh_n, d_gi, d_gh, g_b_ih, g_b_hh)
     np.dot(d_gi.T, x_in, g_w_ih)
-    np.dot(d_gh.T, h, g_w_hh)
+    _live_rows_grad(d_gh, h, keep, g_w_hh)
     g_in = np.dot(d_gi, w_ih)  # (b, e)
     if e_bits.shape[0] > 0:
         for i in range(b):

@@ -354,11 +354,12 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     for _, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
         x_np = x.numpy()
         mult = no_mult if log_mult is None else log_mult.numpy()
+        keep_np = keep.numpy().reshape(-1)
         e_bits = e_drawer.draw(b * in_table.shape[1])
         h_bits = h_drawer.draw(b * model.hidden_size)
         cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.xent_step_forward(
             x_np, y.numpy(), negatives.numpy(), mult if xent else no_mult,
-            keep.numpy().reshape(-1), hidden, tables[0], tables[1], tables[2], log_counts,
+            keep_np, hidden, tables[0], tables[1], tables[2], log_counts,
             np.float32(sampler.alpha), logq, *gru, *e_bits, *h_bits,
         )  # fmt: skip
         hidden = out
@@ -378,7 +379,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
         grad = _product(logits_t.T, weights)
         g_weights = _product(logits_t, out)
         g_in = kernels.xent_step_backward(
-            grad, h_mask, x_in, h, rz, n, gh_n, *e_bits, gru[0], *grads
+            grad, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
         dense_update(grads)

@@ -406,3 +406,16 @@ def test_compiled_bpr_max_step_takes_the_torch_loss_where_the_closed_form_fails(
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     for a, b in zip(totals, ref_totals, strict=True):
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]])
+def test_products_skip_the_zero_hidden_rows_of_starting_sessions(keep):
+    rng = np.random.default_rng(0)
+    keep = np.array(keep, np.float32)
+    h = rng.standard_normal((4, 5), dtype=np.float32) * keep[:, None]
+    w = rng.standard_normal((6, 5), dtype=np.float32)
+    d = rng.standard_normal((4, 6), dtype=np.float32)
+    np.testing.assert_allclose(kernels._live_rows_product(h, w, keep), h @ w.T, rtol=1e-6)
+    out = np.full((6, 5), np.nan, np.float32)
+    kernels._live_rows_grad(d, h, keep, out)
+    np.testing.assert_allclose(out, d.T @ h, rtol=1e-5, atol=1e-6)
