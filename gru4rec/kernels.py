@@ -8,8 +8,9 @@ group of passes in a single loop over the data, on NumPy views of the (CPU) tens
 nothing is copied.
 
 Every kernel computes what the torch code of :mod:`gru4rec.optim`, :mod:`gru4rec.losses`,
-:mod:`gru4rec.model`, :mod:`gru4rec.samplers` and :mod:`gru4rec.training` computes, in the same
-order of operations; results agree to float32 rounding (tests compare both). Without numba,
+:mod:`gru4rec.model`, :mod:`gru4rec.samplers` and :mod:`gru4rec.training` computes; results
+agree to float32 rounding (tests compare both: the kernels' own ``exp``, fused multiply-adds and
+sums in another order differ in the last bits; the sampler's draws are identical). Without numba,
 :data:`AVAILABLE` is False and the callers use their torch code. Setting the environment
 variable ``GRU4REC_DISABLE_KERNELS=1`` forces the torch code. Compiled code is cached on disk,
 so only the first use after installing pays for compilation.
