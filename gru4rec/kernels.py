@@ -40,9 +40,9 @@ __all__ = [
     "rows_updater",
     "softmax_xent_finish",
     "sorted_draws",
+    "step_backward",
+    "step_forward",
     "xent_column_bias",
-    "xent_step_backward",
-    "xent_step_forward",
     "xent_step_softmax_loss",
 ]
 
@@ -617,7 +617,7 @@ def _live_rows_grad(d, h, keep, out):  # pragma: no cover - compiled
 
 
 @_jit
-def _xent_forward(
+def _step_forward(
     x_idx,
     y,
     negs,
@@ -745,7 +745,7 @@ def _softmax_xent_t(logits_t, scale, col_sums):  # pragma: no cover - compiled
 
 
 def xent_step_softmax_loss(logits_t: np.ndarray, scale: float, col_grad: np.ndarray) -> float:
-    """Sampled cross-entropy on the transposed layout of :func:`xent_step_forward`, softmax
+    """Sampled cross-entropy on the transposed layout of :func:`step_forward`, softmax
     included: returns ``scale * sum_i -log softmax_i[i]`` (the softmax of row ``i`` runs
     over the column axis of ``logits_t``, whose first rows are the positives), turns
     ``logits_t`` into the gradient with respect to it and writes the gradient's sums over
@@ -830,7 +830,7 @@ def bpr_max_step_loss(
     col_grad: np.ndarray,
 ) -> float:
     """:func:`gru4rec.losses.bpr_max_value_grad` on the transposed layout of
-    :func:`xent_step_forward` (columns: the rows' targets, then the negatives, whose log
+    :func:`step_forward` (columns: the rows' targets, then the negatives, whose log
     multiplicities are ``log_mult``), ``scale`` per element: returns the loss, turns
     ``scores_t`` into its gradient and writes the gradient's sums over the rows to
     ``col_grad``. Returns NaN, with ``scores_t`` left as the ELU of the scores, where the
@@ -850,7 +850,7 @@ def bpr_max_step_loss(
 
 
 @_jit
-def _xent_backward(
+def _step_backward(
     grad, h_mask, x_in, h, keep, rz, n, gh_n, e_bits, e_thr, e_keep, w_ih, *grads
 ):  # pragma: no cover - compiled
     g_w_ih, g_w_hh, g_b_ih, g_b_hh = grads
@@ -870,20 +870,21 @@ def _xent_backward(
     return g_in
 
 
-def xent_step_forward(*args):
-    """The forward pass of a one-layer GRU step under sampled cross-entropy, from the item
-    gather to the logits (column biases included), in one compiled call (argument order:
-    see ``_train_epoch_fused`` in :mod:`gru4rec.training`). Returns the arrays the backward
-    pass needs: ``cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t``, the logits
+def step_forward(*args):
+    """The forward pass of a one-layer GRU step under a sampled loss, from the item gather to
+    the scores (column biases included: the output bias and, for cross-entropy, -logq log q
+    and the log multiplicities), in one compiled call (argument order: see
+    ``_train_epoch_fused`` in :mod:`gru4rec.training`). Returns the arrays the backward pass
+    needs: ``cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t``, the scores
     transposed to ``(columns, rows)``."""
-    return _xent_forward(*args)
+    return _step_forward(*args)
 
 
-def xent_step_backward(*args):
-    """The GRU part of the backward pass matching :func:`xent_step_forward`, from the
+def step_backward(*args):
+    """The GRU part of the backward pass matching :func:`step_forward`, from the
     gradient of the layer's output: fills the GRU weight and bias gradients (the last four
     arguments) and returns the gradient of the input rows."""
-    return _xent_backward(*args)
+    return _step_backward(*args)
 
 
 def inverse_cdf_table(cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

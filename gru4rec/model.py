@@ -56,15 +56,23 @@ def dropout_mask(
 
 
 def dropout_bits(
-    n: int, p: float, generator: torch.Generator | None, device: torch.device | str = "cpu"
+    n: int,
+    p: float,
+    generator: torch.Generator | None,
+    device: torch.device | str = "cpu",
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int, float] | None:
     """The random draws of :func:`dropout_mask` for ``n`` elements: 16-bit uniform integers,
     the threshold at and above which an element is kept, and the value of a kept element
-    (None when ``p <= 0``; nothing is drawn then)."""
+    (None when ``p <= 0``; nothing is drawn then). ``out``, an int64 buffer of at least
+    ``(n + 3) // 4`` words, receives the draws instead of a new tensor."""
     if p <= 0.0:
         return None
     k = min(max(round(p * 65536), 1), 65535)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    if out is None:
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    else:
+        words = out[: (n + 3) // 4]
     words.random_(-(2**63), 2**63 - 1, generator=generator)
     # float32(1 / (1 - k / 65536)), as a float32 multiplication computes it.
     keep = float(np.float32(2.0 * 65536 / (65536 - k)) * np.float32(0.5))

@@ -357,7 +357,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
         keep_np = keep.numpy().reshape(-1)
         e_bits = e_drawer.draw(b * in_table.shape[1])
         h_bits = h_drawer.draw(b * model.hidden_size)
-        cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.xent_step_forward(
+        cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.step_forward(
             x_np, y.numpy(), negatives.numpy(), mult if xent else no_mult,
             keep_np, hidden, tables[0], tables[1], tables[2], log_counts,
             np.float32(sampler.alpha), logq, *gru, *e_bits, *h_bits,
@@ -378,7 +378,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
         # logits_t now holds the scores' gradient, transposed.
         grad = _product(logits_t.T, weights)
         g_weights = _product(logits_t, out)
-        g_in = kernels.xent_step_backward(
+        g_in = kernels.step_backward(
             grad, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
@@ -431,16 +431,15 @@ class _Bits:
         if not self.on:
             self.none = (np.empty(0, np.int16), np.int16(0), np.float32(0.0))
             return
-        _, threshold, keep = dropout_bits(4, p, torch.Generator())
-        self.threshold, self.keep = np.int16(threshold), np.float32(keep)
+        self.p = p
         self.words = torch.empty((max_n + 3) // 4, dtype=torch.int64)
         self.bits = self.words.numpy().view(np.int16)
 
     def draw(self, n: int) -> tuple[np.ndarray, np.int16, np.float32]:
         if not self.on:
             return self.none
-        self.words[: (n + 3) // 4].random_(-(2**63), 2**63 - 1, generator=self.generator)
-        return self.bits[:n], self.threshold, self.keep
+        _, threshold, keep = dropout_bits(n, self.p, self.generator, out=self.words)
+        return self.bits[:n], np.int16(threshold), np.float32(keep)
 
 
 def _steps(
