@@ -372,9 +372,9 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
                 logits_t, mult, loss.bpreg, loss.elu_param, scale / b, g_bias
             )
             if step_loss != step_loss:  # NaN: outside the closed form's range
-                step_loss = _long_way(run, out, weights, cols, y, negatives, log_mult, scale)
-                logits_t, g_bias = step_loss[1], step_loss[2]
-                step_loss = step_loss[0]
+                step_loss, logits_t, g_bias = _long_way(
+                    run, out, weights, cols, y, negatives, log_mult, scale
+                )
         # logits_t now holds the scores' gradient, transposed.
         grad = _product(logits_t.T, weights)
         g_weights = _product(logits_t, out)
