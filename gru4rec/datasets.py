@@ -165,9 +165,10 @@ def read_events(
     -------
     pandas.DataFrame
         Columns ``session_id``, ``item_id`` and ``timestamp`` (when ``time_col`` is given), in
-        file order. Timestamps are numbers as in the file, or int64 seconds (UTC) when the
-        file holds ISO-8601 times such as ``2014-04-07T10:51:09.277Z``; other strings raise
-        ``ValueError``, as do missing values.
+        file order. Timestamps are numbers as in the file, or seconds (UTC) when the file
+        holds ISO-8601 times such as ``2014-04-07T10:51:09.277Z`` (int64, or float64 when some
+        times have fractions of a second); other strings raise ``ValueError``, as do missing
+        values.
     """
     wanted = {"session_col": session_col, "item_col": item_col}
     if time_col is not None:

@@ -346,13 +346,13 @@ def _index_column(s: pd.Series, col: str, arg: str) -> np.ndarray:
 
 
 def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
-    """Validate timestamps; datetimes become int64 seconds since the epoch (UTC)."""
+    """Validate timestamps; datetimes become seconds since the epoch (UTC): int64 when every
+    time is a whole second, float64 when some have fractions (which order the events)."""
     _check_no_missing(s, col, "timestamp")
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        ns = s.to_numpy().astype("datetime64[ns]").view(np.int64)
-        return ns // 1_000_000_000
+        return _ns_to_seconds(s.to_numpy().astype("datetime64[ns]").view(np.int64))
     values = s.to_numpy()
     if values.dtype.kind in "OUS" and pd.api.types.infer_dtype(s, skipna=True) == "string":
         return _iso_seconds(s, col)
@@ -368,8 +368,21 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
     return values
 
 
+def _ns_to_seconds(ns: np.ndarray) -> np.ndarray:
+    """Nanoseconds since the epoch as seconds: int64 when all are whole seconds, else float64.
+
+    Flooring fractions away would tie events a fraction of a second apart, and ties keep
+    row order, so a log whose rows are not in time order would lose its order of events.
+    """
+    whole = ns // 1_000_000_000
+    if np.array_equal(whole * 1_000_000_000, ns):
+        return whole
+    return ns / 1e9
+
+
 def _iso_seconds(s: pd.Series, col: str) -> np.ndarray:
-    """ISO-8601 strings as int64 seconds since the epoch (UTC; naive times are taken as UTC)."""
+    """ISO-8601 strings as seconds since the epoch (UTC; naive times are taken as UTC), as
+    :func:`_ns_to_seconds` gives them."""
     try:
         t = pd.to_datetime(s, format="ISO8601", utc=True)
     except (TypeError, ValueError) as exc:
@@ -378,8 +391,7 @@ def _iso_seconds(s: pd.Series, col: str) -> np.ndarray:
             f"column {col!r} (timestamp) holds strings that are not ISO-8601 times ({reason}); "
             "give numbers (seconds), datetimes or strings such as '2014-04-07T10:51:09Z'"
         ) from None
-    ns = t.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
-    return ns // 1_000_000_000
+    return _ns_to_seconds(t.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +417,8 @@ class InteractionMatrix:
     user_ix : str
         Name of the user index column.
     timestamp_ix : str, optional
-        Name of the timestamp column (numbers, or datetimes which become int64 seconds).
+        Name of the timestamp column (numbers, or datetimes which become seconds: int64, or
+        float64 when some times have fractions of a second).
     shape : (int, int), optional
         ``(n_users, n_items)``; defaults to ``(max user + 1, max item + 1)``.
 
@@ -536,7 +549,8 @@ class InteractionMatrix:
         ``len(item_vocabulary)`` columns and events whose item is not in it are dropped with a
         warning that gives their number; the session goes on from its previous known item.
         The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers, datetimes
-        or ISO-8601 strings (the last two become int64 seconds since the epoch, UTC);
+        or ISO-8601 strings (the last two become seconds since the epoch, UTC: int64, or
+        float64 when some times have fractions of a second, which then order the events);
         ``time_col=None`` builds a matrix without timestamps.
         """
         user, item, timestamp = _column_aliases(session_col, item_col, time_col, aliases)

@@ -1051,3 +1051,19 @@ def test_look_alike_without_timestamps_and_other_types():
         as_interaction_matrix(small().values)
     with pytest.raises(TypeError, match="must be an InteractionMatrix"):
         as_interaction_matrix([[0, 1]], "X")
+
+
+@pytest.mark.parametrize("form", ["datetime", "iso"])
+def test_fractions_of_a_second_order_events_of_rows_not_in_time_order(form):
+    """Events 0.1 s apart given newest first: flooring to whole seconds would tie them and
+    keep the (reversed) row order."""
+    times = ["2014-04-07T10:51:09.100Z", "2014-04-07T10:51:09.200Z", "2014-04-07T10:51:09.300Z"]
+    df = pd.DataFrame({"session_id": [7, 7, 7], "item_id": ["a", "b", "c"], "timestamp": times})
+    if form == "datetime":
+        df["timestamp"] = pd.to_datetime(df["timestamp"])
+    X = InteractionMatrix.from_events(df.iloc[::-1])
+    s = X.session_arrays()
+    assert X.item_vocabulary.to_raw(s.items).tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(s.timestamps - 1396867869, [0.1, 0.2, 0.3], atol=1e-6)
+    whole = df.assign(timestamp=pd.to_datetime(["2014-04-07T10:51:09Z"] * 3))
+    assert InteractionMatrix.from_events(whole).session_arrays().timestamps.dtype == np.int64
