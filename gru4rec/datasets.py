@@ -100,6 +100,40 @@ def _guess_sep(path: Path) -> str:
     return best
 
 
+def _with_sep_hint(path: Path, header: pd.DataFrame, sep: str) -> str:
+    """``path`` for an error about missing columns, with the separator the header seems to
+    use when it parsed into a single column holding another one."""
+    if len(header.columns) == 1:
+        name = str(header.columns[0])
+        for other in ("\t", ";", ",", "|"):
+            if other != sep and other in name:
+                return (
+                    f"{path}, which seems to be separated by {other!r} (pass sep={other!r}, "
+                    "--sep on the command line)"
+                )
+    return str(path)
+
+
+# Integers as a file spells them when they are numbers: no sign but '-', no leading zeros.
+_CANONICAL_INT = r"-?(?:0|[1-9][0-9]{0,18})"
+
+
+def _id_column(raw: pd.Series) -> pd.Series:
+    """Ids read as text, typed as a whole: int64 when every id is an integer written the
+    canonical way, else the strings (stripped of surrounding blanks) as in the file, so
+    ``007`` stays ``'007'`` and ``123`` is one id however the rest of the column looks."""
+    codes, uniques = pd.factorize(raw)
+    text = pd.Series(uniques, dtype=object).str.strip()
+    if bool(text.str.fullmatch(_CANONICAL_INT).all()):
+        try:
+            values = text.to_numpy().astype(np.int64)
+        except OverflowError:  # beyond int64: keep them as strings
+            values = text.to_numpy()
+    else:
+        values = text.to_numpy()
+    return pd.Series(values[codes], index=raw.index, name=raw.name)
+
+
 def _check_no_missing(df: pd.DataFrame, columns: Sequence[str], source: Any) -> None:
     for col in columns:
         n = int(df[col].isna().sum())
@@ -168,24 +202,36 @@ def read_events(
         file order. Timestamps are numbers as in the file, or seconds (UTC) when the file
         holds ISO-8601 times such as ``2014-04-07T10:51:09.277Z`` (int64, or float64 when some
         times have fractions of a second); other strings raise ``ValueError``, as do missing
-        values.
+        values and a file without events. Ids are int64 when every id of the column (over all
+        files) is an integer written as numbers are (no leading zeros), else strings as the
+        file spells them (``007`` stays ``'007'``).
     """
     wanted = {"session_col": session_col, "item_col": item_col}
     if time_col is not None:
         wanted["time_col"] = time_col
+    paths = _as_paths(path)
     frames = []
-    for p in _as_paths(path):
+    for p in paths:
         s = sep if sep is not None else _guess_sep(p)
         header = pd.read_csv(p, sep=s, nrows=0)
-        _check_columns(header, wanted, source=str(p))
-        frame = pd.read_csv(p, sep=s, usecols=list(wanted.values()))
+        _check_columns(header, wanted, source=_with_sep_hint(p, header, s))
+        # Ids are read as text and typed once over all files (_id_column): pandas types each
+        # chunk of a large file on its own, so a column mixing numbers and other ids would
+        # hold both 123 and '123', two items for one id.
+        frame = pd.read_csv(
+            p, sep=s, usecols=list(wanted.values()), dtype={session_col: str, item_col: str}
+        )
         _check_no_missing(frame, list(wanted.values()), p)
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(df) == 0:
+        raise ValueError(f"path: {', '.join(map(str, paths))} holds no events (only a header)")
     rename = {session_col: SESSION, item_col: ITEM}
     if time_col is not None:
         rename[time_col] = TIME
     df = df[list(wanted.values())].rename(columns=rename)
+    for col in (SESSION, ITEM):
+        df[col] = _id_column(df[col])
     if time_col is not None and not pd.api.types.is_numeric_dtype(df[TIME].dtype):
         # ISO-8601 strings (or anything else, which fails with the reason) become seconds.
         df[TIME] = _timestamp_column(df[TIME], time_col)

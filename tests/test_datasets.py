@@ -83,6 +83,42 @@ def test_read_events_bad_input(tmp_path: Path):
         read_events(tmp_path / "nope.csv")
 
 
+def test_read_events_types_ids_once_over_all_files(tmp_path: Path):
+    """An id is one id: file 1 all numbers and file 2 mixing numbers with other ids (as
+    pandas' chunks of one large file can be) give 123 once, not 123 and '123'."""
+    pd.DataFrame({"session_id": [1, 1], "item_id": [123, 5], "timestamp": [0, 1]}).to_csv(
+        tmp_path / "a.csv", index=False
+    )
+    pd.DataFrame({"session_id": [2, 2], "item_id": ["123", "X9"], "timestamp": [2, 3]}).to_csv(
+        tmp_path / "b.csv", index=False
+    )
+    df = read_events([tmp_path / "a.csv", tmp_path / "b.csv"])
+    assert df["item_id"].tolist() == ["123", "5", "123", "X9"]
+    assert df["session_id"].tolist() == [1, 1, 2, 2]  # all integers: int64 as before
+    assert df["session_id"].dtype == np.int64
+    assert InteractionMatrix.from_events(df).shape == (2, 3)
+
+
+def test_read_events_keeps_ids_as_the_file_spells_them(tmp_path: Path):
+    (tmp_path / "e.csv").write_text(
+        "session_id,item_id,timestamp\n007,0012, 1\n007,12,2\n8, 5 ,3\n"
+    )
+    df = read_events(tmp_path / "e.csv")
+    assert df["session_id"].tolist() == ["007", "007", "8"]
+    assert df["item_id"].tolist() == ["0012", "12", "5"]
+    (tmp_path / "big.csv").write_text("session_id,item_id,timestamp\n1,18446744073709551615,0\n")
+    assert read_events(tmp_path / "big.csv")["item_id"].tolist() == ["18446744073709551615"]
+
+
+def test_read_events_empty_file_and_other_separator_say_so(tmp_path: Path):
+    (tmp_path / "empty.csv").write_text("session_id,item_id,timestamp\n")
+    with pytest.raises(ValueError, match="empty.csv holds no events"):
+        read_events(tmp_path / "empty.csv")
+    (tmp_path / "semi.csv").write_text("session_id;item_id;timestamp\n1;2;3\n")
+    with pytest.raises(ValueError, match="separated by ';'"):
+        read_events(tmp_path / "semi.csv")
+
+
 # --- format readers -----------------------------------------------------------------------------
 
 
