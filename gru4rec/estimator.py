@@ -28,7 +28,7 @@ from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .optim import RowSparseOptimizer
-from .persistence import Persistence
+from .persistence import Persistence, savable_item_ids
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
 from .stopping import Selection, StoppingCriterion, configured
@@ -167,6 +167,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         sessions = inputs.timed_sessions(X, training=True)
         validation = None if validation_data is None else self._validation(validation_data, X)
         self._set_data_attributes(X, sessions)
+        if self.save_best_to_file:
+            savable_item_ids(self.item_vocabulary_)  # fails now, not after the training
         self.model_ = self._build_model()
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
         trainer = Trainer(parts, self.learning_rate)

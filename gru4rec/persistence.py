@@ -22,7 +22,40 @@ from .matrix import Vocabulary
 from .model import GRU4RecNet
 from .stopping import StoppingCriterion
 
-__all__ = ["Persistence"]
+__all__ = ["Persistence", "savable_item_ids"]
+
+# The kinds of raw ids a model file holds (plain data, loadable with weights_only=True).
+_PLAIN_IDS = (bool, int, float, str, np.bool_, np.integer, np.floating)
+
+
+def savable_item_ids(vocabulary: Vocabulary | None) -> list[Any] | None:
+    """The raw item ids as a list for a model file; a TypeError naming the id type when
+    they are objects a file cannot hold (such as UUID or datetime objects)."""
+    if vocabulary is None:
+        return None
+    ids = vocabulary.ids
+    bad = None
+    if ids.dtype == object:
+        bad = next((v for v in ids if not isinstance(v, _PLAIN_IDS)), None)
+    elif ids.dtype.kind not in "biuf":
+        bad = ids[0]
+    if bad is not None:
+        raise TypeError(
+            f"item ids of type {type(bad).__name__} (e.g. {bad!r}) cannot be written to a "
+            "model file, which holds numbers and strings only; fit on ids converted to str "
+            "(df[item_col].astype(str)), or pickle the estimator instead"
+        )
+    return ids.tolist()
+
+
+def _ids_array(ids: list[Any]) -> np.ndarray:
+    """Saved item ids as an array that keeps each id's type (``np.asarray`` would turn the
+    ints among strings into strings, which the model would then not know)."""
+    arr = np.asarray(ids)
+    if arr.dtype.kind in "US" and not all(isinstance(v, str) for v in ids):
+        arr = np.empty(len(ids), dtype=object)
+        arr[:] = ids
+    return arr
 
 
 class Persistence:
@@ -54,7 +87,7 @@ class Persistence:
             "best_value": self.best_value_,
             "best_epoch": self.best_epoch_,
             "criterion": self.stopping_criterion_.to_dict(),
-            "item_ids": None if vocab is None else vocab.ids.tolist(),
+            "item_ids": savable_item_ids(vocab),
             "item_counts": self.item_counts_.tolist(),
             "history": self.history_,
         }
@@ -89,7 +122,7 @@ class Persistence:
         self.history_ = list(meta["history"])
         self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
         ids = meta["item_ids"]
-        self.item_vocabulary_ = None if ids is None else Vocabulary(np.asarray(ids))
+        self.item_vocabulary_ = None if ids is None else Vocabulary(_ids_array(ids))
         model = GRU4RecNet(**meta["architecture"])
         model.load_state_dict(state)
         self.model_ = model.to(self.device_)

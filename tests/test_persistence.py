@@ -584,3 +584,38 @@ def test_save_with_a_torch_device_parameter(data, tmp_path, monkeypatch):
     m.save()
     loaded = GRU4RecNegSampling().load(m.filename)
     np.testing.assert_array_equal(_dense(loaded.predict(X_test)), _dense(m.predict(X_test)))
+
+
+def test_save_load_keeps_the_type_of_each_item_id(tmp_path):
+    """Ids mixing ints and strings come back as they were: 7 stays an int, '8' a string."""
+    df = pd.DataFrame(
+        {"session_id": [0, 0, 0, 1, 1], "item_id": [7, "8", 9, "8", 7], "timestamp": range(5)}
+    )
+    model = small(max_epochs=1).fit(df)
+    loaded = GRU4RecNegSampling().load(model.save(tmp_path / "m.trch"))
+    assert [type(v) for v in loaded.item_vocabulary_.ids] == [int, str, int]
+    np.testing.assert_array_equal(
+        loaded.recommend([7, "8"], k=3)[0], model.recommend([7, "8"])[0][:3]
+    )
+
+
+def test_item_ids_a_model_file_cannot_hold_are_a_clear_error_before_training(tmp_path):
+    import uuid
+
+    df = pd.DataFrame(
+        {
+            "session_id": [0, 0, 1, 1],
+            "item_id": [uuid.UUID(int=i % 3) for i in range(4)],
+            "timestamp": range(4),
+        }
+    )
+    model = small(max_epochs=1).fit(df)  # fitting and pickling work
+    assert pickle.loads(pickle.dumps(model)).recommend([df["item_id"][0]], k=2)[0].shape == (2,)
+    with pytest.raises(TypeError, match=r"item ids of type UUID.*astype\(str\)"):
+        model.save(tmp_path / "m.trch")
+    callback_calls = []
+    with pytest.raises(TypeError, match="item ids of type UUID"):
+        small(max_epochs=1, save_best_to_file=True).fit(
+            df, callbacks=[lambda est, rec: callback_calls.append(rec)]
+        )
+    assert callback_calls == []  # refused before the first epoch
