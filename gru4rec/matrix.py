@@ -349,10 +349,13 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
     """Validate timestamps; datetimes become seconds since the epoch (UTC): int64 when every
     time is a whole second, float64 when some have fractions (which order the events)."""
     _check_no_missing(s, col, "timestamp")
+    s = _plain_times(s)
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return _ns_to_seconds(s.to_numpy().astype("datetime64[ns]").view(np.int64))
+    if pd.api.types.is_timedelta64_dtype(s.dtype):  # e.g. time since the session's start
+        return _ns_to_seconds(s.to_numpy().astype("timedelta64[ns]").view(np.int64))
     values = s.to_numpy()
     if values.dtype.kind in "OUS" and pd.api.types.infer_dtype(s, skipna=True) == "string":
         return _iso_seconds(s, col)
@@ -366,6 +369,25 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
     if values.dtype.kind == "u":
         values = values.astype(np.int64)
     return values
+
+
+def _plain_times(s: pd.Series) -> pd.Series:
+    """Times held in wrappers as plain numbers, datetimes or strings: a categorical's values,
+    periods' start times, and an object column's Python numbers, decimals, dates or datetimes
+    (a frame built from records or concatenated with others can hold them)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(s.cat.categories.dtype)
+    if isinstance(s.dtype, pd.PeriodDtype):
+        return s.dt.to_timestamp()
+    if s.dtype == object:
+        kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+            return pd.to_numeric(s)
+        if kind in ("datetime", "datetime64", "date"):
+            return pd.to_datetime(s, utc=True)
+        if kind == "timedelta":
+            return pd.to_timedelta(s)
+    return s
 
 
 def _ns_to_seconds(ns: np.ndarray) -> np.ndarray:
@@ -551,7 +573,9 @@ class InteractionMatrix:
         The same holds for ``user_vocabulary`` and rows. Timestamps may be numbers, datetimes
         or ISO-8601 strings (the last two become seconds since the epoch, UTC: int64, or
         float64 when some times have fractions of a second, which then order the events);
-        ``time_col=None`` builds a matrix without timestamps.
+        timedeltas (such as the time since the session's start) become seconds the same way,
+        and categoricals, periods and object columns of Python numbers, decimals or dates
+        are read as what they hold. ``time_col=None`` builds a matrix without timestamps.
         """
         user, item, timestamp = _column_aliases(session_col, item_col, time_col, aliases)
         _check_frame(df, {"session_col": user, "item_col": item, "time_col": timestamp})

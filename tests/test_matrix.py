@@ -555,7 +555,8 @@ def test_non_numeric_timestamps_raise(kind, match):
     df["timestamp"] = {
         "str": df["timestamp"].astype(str),
         "iso+x": _iso(df)["timestamp"] + "x",
-        "object": df["timestamp"].astype(object),
+        # numbers and other things (an object column of numbers alone is read as numbers)
+        "object": pd.Series([1, "a"] * (len(df) // 2) + [1] * (len(df) % 2), dtype=object),
         "bool": df["timestamp"] > 5,
     }[kind]
     with pytest.raises(ValueError, match=match):
@@ -1067,3 +1068,41 @@ def test_fractions_of_a_second_order_events_of_rows_not_in_time_order(form):
     np.testing.assert_allclose(s.timestamps - 1396867869, [0.1, 0.2, 0.3], atol=1e-6)
     whole = df.assign(timestamp=pd.to_datetime(["2014-04-07T10:51:09Z"] * 3))
     assert InteractionMatrix.from_events(whole).session_arrays().timestamps.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "object ints",
+        "object mixed numbers",
+        "decimals",
+        "timedeltas",
+        "dates",
+        "periods",
+        "categorical ISO strings",
+        "categorical numbers",
+    ],
+)
+def test_times_in_wrappers_order_events_as_plain_ones(form):
+    """Times a frame can hold in other containers order the events as the plain numbers do."""
+    import datetime
+    import decimal
+
+    secs = [3, 1, 2, 5, 4, 6, 7]  # days for the date-like forms
+    days = pd.to_datetime("2020-01-01") + pd.to_timedelta(secs, unit="D")
+    ts = {
+        "object ints": pd.Series(secs, dtype=object),
+        "object mixed numbers": pd.Series([3, 1.5, 2, 5, 4, 6.5, 7], dtype=object),
+        "decimals": [decimal.Decimal(x) for x in secs],
+        "timedeltas": pd.to_timedelta(secs, unit="s"),
+        "dates": pd.Series([datetime.date(2020, 1, x) for x in secs], dtype=object),
+        "periods": pd.Series(days.to_period("D")),
+        "categorical ISO strings": pd.Categorical(days.strftime("%Y-%m-%d")),
+        "categorical numbers": pd.Categorical(secs),
+    }[form]
+    df = pd.DataFrame({"session_id": [0, 0, 0, 1, 1, 2, 2], "item_id": list("abcbcac"),
+                       "timestamp": ts})  # fmt: skip
+    X = InteractionMatrix.from_events(df)
+    plain = InteractionMatrix.from_events(df.assign(timestamp=secs))
+    np.testing.assert_array_equal(X.session_arrays().items, plain.session_arrays().items)
+    assert X.session_arrays().items.tolist() == [1, 2, 0, 2, 1, 0, 2]
