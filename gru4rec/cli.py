@@ -529,7 +529,15 @@ def _demo(args: argparse.Namespace) -> int:
         )
         source = f"synthetic ({args.sessions} sessions, {args.items} items)"
     span_days = (df[datasets.TIME].max() - df[datasets.TIME].min()) / 86400.0
+    if span_days <= 0:
+        raise ValueError(f"{source}: every event has the same time, so no split by time exists")
     train_df, test_df = datasets.time_split(df, test_days=span_days * args.test_share)
+    if len(test_df) == 0:
+        raise ValueError(
+            f"{source}: no test session: none of the sessions starting in the last "
+            f"{args.test_share:g} of the time span has 2 or more events with items seen in "
+            "the earlier ones; give more data or a larger --test-share"
+        )
     train = InteractionMatrix.from_events(train_df)
     test = InteractionMatrix.from_events(test_df, item_vocabulary=train.item_vocabulary)
     print(

@@ -299,6 +299,19 @@ def test_demo_runs_with_trains_options(capsys):
     assert "GRU4Rec" in out and "popularity" in out
 
 
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [([1, 2, 3, 4, 5, 6], "no test session"), ([0] * 6, "same time")],
+)
+def test_demo_on_a_file_too_small_to_split_says_so(tmp_path, capsys, times, message):
+    path = tmp_path / "tiny.csv"
+    pd.DataFrame(
+        {"session_id": [1, 1, 2, 2, 3, 3], "item_id": list("abacbc"), "timestamp": times}
+    ).to_csv(path, index=False)
+    assert main(["demo", str(path), "--max-epochs", "1", "--quiet"]) == 2
+    assert message in _one_line_error(capsys)
+
+
 # -- without a time column, training visits sessions in a random order -----------------------------
 
 
