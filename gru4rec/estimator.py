@@ -100,7 +100,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """Inference input: fitted check, training vocabulary, item check; the sessions
         and the number of users (rows)."""
         self._check_fitted()
-        X = inputs.as_matrix(X, self._columns(), vocabulary=self.item_vocabulary_)
+        X = inputs.as_matrix(X, self._columns(), vocabulary=self.item_vocabulary_, allow_empty=True)
         inputs.check_items(X, self.n_items_, self.item_vocabulary_)
         return inputs.timed_sessions(X), X.shape[0]
 
@@ -286,7 +286,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
         Each row is computed from the network's state after the user's last
         event. With ``predict_topK`` only the ``predict_topK`` best items of each
-        row are kept. Already seen items are not masked.
+        row are kept. Already seen items are not masked. An empty DataFrame gives a
+        matrix without rows.
 
         Returns
         -------

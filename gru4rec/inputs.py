@@ -40,13 +40,18 @@ def as_matrix(
     vocabulary: Vocabulary | None = None,
     user_vocabulary: Vocabulary | None = None,
     first_row: int = 0,
+    *,
+    allow_empty: bool = False,
 ) -> InteractionMatrix:
     """``X`` as a matrix; a DataFrame of raw events is encoded with ``vocabulary``
     (None: a new one, as in ``fit``). Without a time column the events are timed by
-    their row number plus ``first_row``."""
+    their row number plus ``first_row``. An empty DataFrame is an error naming ``what``,
+    or with ``allow_empty`` (inference, with a ``vocabulary``) a matrix without rows."""
     if isinstance(X, InteractionMatrix):
         return X
     if isinstance(X, pd.DataFrame):
+        if len(X) == 0:
+            return _empty(X, columns, what, vocabulary if allow_empty else None)
         time_col = columns.time
         if time_col is None:
             # Row order is the time order: the row number serves as the timestamp
@@ -64,6 +69,26 @@ def as_matrix(
     # Objects with recpack's InteractionMatrix surface are converted; anything else
     # (a scipy matrix has no event order) is a TypeError saying what to pass.
     return as_interaction_matrix(X, what)
+
+
+def _empty(
+    X: pd.DataFrame, columns: Columns, what: str, vocabulary: Vocabulary | None
+) -> InteractionMatrix:
+    """A DataFrame without rows: with a vocabulary, a matrix of no users over its items;
+    else an error naming ``what``."""
+    wanted = {"session_col": columns.session, "item_col": columns.item, "time_col": columns.time}
+    for arg, col in wanted.items():
+        if col is not None and col not in X.columns:
+            raise ValueError(
+                f"column {col!r} not in {what} (columns {list(X.columns)}); set {arg}= to "
+                "the column that holds it"
+            )
+    if vocabulary is None:
+        raise ValueError(f"{what} is an empty DataFrame: it holds no events")
+    none = np.zeros(0, dtype=np.int64)
+    return InteractionMatrix._from_arrays(
+        none, none, none, none, (0, len(vocabulary)), vocabulary, Vocabulary(none)
+    )
 
 
 def check_items(

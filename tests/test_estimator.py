@@ -516,6 +516,19 @@ def test_empty_dataframe_raises():
         neg().fit(events().iloc[:0])
 
 
+def test_empty_dataframes_name_the_argument_and_inference_gives_empty_results():
+    with pytest.raises(ValueError, match="^X is an empty DataFrame"):
+        neg().fit(events().iloc[:0])
+    with pytest.raises(ValueError, match="^validation_in is an empty DataFrame"):
+        neg().fit(events(), validation_data=(events().iloc[:0], events().iloc[:0]))
+    for model in (neg().fit(events()), neg(predict_topK=2).fit(events())):
+        scores = model.predict(events().iloc[:0])  # e.g. an empty batch of a serving job
+        assert scores.shape == (0, 5) and scores.nnz == 0
+        assert model.next_item_ranks(events().iloc[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="'item_id' not in X"):
+        model.predict(events().iloc[:0].drop(columns="item_id"))
+
+
 def test_empty_matrix_raises():
     X = InteractionMatrix.from_events(events()).users_in([])
     with pytest.raises(ValueError, match="no events"):
