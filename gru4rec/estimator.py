@@ -286,8 +286,10 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
         Each row is computed from the network's state after the user's last
         event. With ``predict_topK`` only the ``predict_topK`` best items of each
-        row are kept. Already seen items are not masked. An empty DataFrame gives a
-        matrix without rows.
+        row are kept. Already seen items are not masked. The rows of a DataFrame's
+        sessions are numbered in their order of first appearance (as
+        ``InteractionMatrix.from_events(X).user_vocabulary`` numbers them); an empty
+        DataFrame gives a matrix without rows.
 
         Returns
         -------
