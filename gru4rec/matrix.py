@@ -262,10 +262,25 @@ def _check_columns(df: pd.DataFrame, columns: dict[str, Any], source: Any = "df"
     ``df`` lacks, naming the parameter to set."""
     for arg, col in columns.items():
         if col not in df.columns:
+            if col in (df.index.names or ()):
+                raise ValueError(
+                    f"column {col!r} is the index of {source}, not a column; move it into the "
+                    "columns with reset_index()"
+                )
             raise ValueError(
                 f"column {col!r} not in {source} (columns {list(df.columns)}); set {arg}= to the "
                 "column that holds it"
             )
+        n = int((df.columns == col).sum())
+        if n > 1:
+            raise ValueError(f"column {col!r} ({arg}) appears {n} times in {source}; keep one")
+    named = [(arg, col) for arg, col in columns.items() if col is not None]
+    for i, (arg, col) in enumerate(named):
+        for other, col2 in named[i + 1 :]:
+            if col == col2:
+                raise ValueError(
+                    f"{arg} and {other} both name the column {col!r}; each must name its own"
+                )
 
 
 def _check_frame(df: Any, columns: dict[str, str | None]) -> None:

@@ -1106,3 +1106,24 @@ def test_times_in_wrappers_order_events_as_plain_ones(form):
     plain = InteractionMatrix.from_events(df.assign(timestamp=secs))
     np.testing.assert_array_equal(X.session_arrays().items, plain.session_arrays().items)
     assert X.session_arrays().items.tolist() == [1, 2, 0, 2, 1, 0, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        (
+            lambda df: pd.concat([df, df[["item_id"]]], axis=1),
+            {},
+            r"'item_id' \(item_col\) appears 2",
+        ),
+        (lambda df: df.set_index("session_id"), {}, r"'session_id' is the index.*reset_index"),
+        (lambda df: df, {"time_col": "session_id"}, "session_col and time_col both name the"),
+        (lambda df: df, {"item_col": "session_id"}, "session_col and item_col both name the"),
+    ],
+    ids=["duplicated column", "in the index", "session is time", "session is item"],
+)
+def test_columns_that_are_ambiguous_or_in_the_index_are_named(change, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InteractionMatrix.from_events(change(events()), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        neg(**kwargs).fit(change(events()))
