@@ -93,7 +93,8 @@ class Persistence:
         }
 
     def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
-        """Save the current model, atomically, to ``path`` (default: :attr:`filename`).
+        """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
+        an existing directory: :attr:`filename` in it).
 
         Returns the path written. The file holds the weights and plain
         metadata (parameters, architecture, item ids, history) and loads with
@@ -101,6 +102,8 @@ class Persistence:
         """
         self._check_fitted()
         target = self.filename if path is None else path
+        if os.path.isdir(target):
+            target = pathlib.Path(target) / self.filename
         return save_checkpoint(target, self.model_.state_dict(), self._metadata())
 
     def load(self, filename: str) -> Persistence:

@@ -619,3 +619,10 @@ def test_item_ids_a_model_file_cannot_hold_are_a_clear_error_before_training(tmp
             df, callbacks=[lambda est, rec: callback_calls.append(rec)]
         )
     assert callback_calls == []  # refused before the first epoch
+
+
+def test_save_into_an_existing_directory_writes_the_default_filename_there(tmp_path):
+    model = small(max_epochs=1).fit(make_synthetic_sessions(n_sessions=40, n_items=10, seed=0))
+    written = model.save(tmp_path)
+    assert written == tmp_path / model.filename and os.listdir(tmp_path) == [model.filename]
+    assert GRU4RecNegSampling().load(written).n_items_ == model.n_items_
