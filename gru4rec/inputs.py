@@ -58,13 +58,8 @@ def as_matrix(
             # (counted on from first_row, so validation_out follows validation_in).
             time_col = _ROW_TIME
             X = X.assign(**{_ROW_TIME: np.arange(first_row, first_row + len(X))})
-        return InteractionMatrix.from_events(
-            X,
-            session_col=columns.session,
-            item_col=columns.item,
-            time_col=time_col,
-            item_vocabulary=vocabulary,
-            user_vocabulary=user_vocabulary,
+        return InteractionMatrix._from_named_events(
+            X, columns.session, columns.item, time_col, vocabulary, user_vocabulary, what, what
         )
     # Objects with recpack's InteractionMatrix surface are converted; anything else
     # (a scipy matrix has no event order) is a TypeError saying what to pass.

@@ -283,12 +283,12 @@ def _check_columns(df: pd.DataFrame, columns: dict[str, Any], source: Any = "df"
                 )
 
 
-def _check_frame(df: Any, columns: dict[str, str | None]) -> None:
+def _check_frame(df: Any, columns: dict[str, str | None], source: str = "df") -> None:
     if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    _check_columns(df, {arg: col for arg, col in columns.items() if col is not None})
+        raise ValueError(f"{source} must be a pandas DataFrame, got {type(df).__name__}")
+    _check_columns(df, {arg: col for arg, col in columns.items() if col is not None}, source)
     if len(df) == 0:
-        raise ValueError("df is empty: an InteractionMatrix needs at least one interaction")
+        raise ValueError(f"{source} is empty: an InteractionMatrix needs at least one interaction")
 
 
 def _column_aliases(
@@ -593,7 +593,26 @@ class InteractionMatrix:
         are read as what they hold. ``time_col=None`` builds a matrix without timestamps.
         """
         user, item, timestamp = _column_aliases(session_col, item_col, time_col, aliases)
-        _check_frame(df, {"session_col": user, "item_col": item, "time_col": timestamp})
+        return cls._from_named_events(
+            df, user, item, timestamp, item_vocabulary, user_vocabulary, "df", "from_events"
+        )
+
+    @classmethod
+    def _from_named_events(
+        cls,
+        df: pd.DataFrame,
+        user: str,
+        item: str,
+        timestamp: str | None,
+        item_vocabulary: Vocabulary | None,
+        user_vocabulary: Vocabulary | None,
+        source: str,
+        teller: str,
+    ) -> InteractionMatrix:
+        """:meth:`from_events`, with ``source`` naming ``df`` in errors and ``teller`` starting
+        the warning about dropped events (the estimators name the argument, e.g.
+        ``validation_out``)."""
+        _check_frame(df, {"session_col": user, "item_col": item, "time_col": timestamp}, source)
         _check_no_missing(df[user], user, "user")
         _check_no_missing(df[item], item, "item")
         ts = None if timestamp is None else _timestamp_column(df[timestamp], timestamp)
@@ -602,25 +621,33 @@ class InteractionMatrix:
         if user_vocabulary is not None and not isinstance(user_vocabulary, Vocabulary):
             raise ValueError("user_vocabulary must be a Vocabulary or None")
 
+        user_given = user_vocabulary is not None
         iid, item_vocabulary = _encode_ids(df[item], item, "item", item_vocabulary)
         uid, user_vocabulary = _encode_ids(df[user], user, "user", user_vocabulary)
         keep = (iid >= 0) & (uid >= 0)
         n_drop = int(len(df) - keep.sum())
         if n_drop:
             if n_drop == len(df):
+                if user_given and not (uid >= 0).any() and (iid >= 0).any():
+                    raise ValueError(
+                        f"{teller}: none of the {len(df)} events belongs to a known session "
+                        f"(column {user!r}; {len(user_vocabulary)} known sessions, ids such as "
+                        f"{user_vocabulary.ids[:3].tolist()})"
+                    )
                 raise ValueError(
-                    f"none of the {len(df)} events has an item (column {item!r}) and user "
-                    f"(column {user!r}) in the given vocabularies; check that the id types match "
+                    f"{teller}: none of the {len(df)} events has an item (column {item!r}) and "
+                    f"user (column {user!r}) in the given vocabularies; check that the id types "
+                    "match "
                     f"(column dtypes {df[item].dtype}/{df[user].dtype}, vocabulary dtypes "
                     f"{item_vocabulary.ids.dtype}/{user_vocabulary.ids.dtype})"
                 )
             n_item = int((iid < 0).sum())
             n_user = int((uid < 0).sum())
             warnings.warn(
-                f"from_events dropped {n_drop} of {len(df)} events whose ids are not in the given "
+                f"{teller} dropped {n_drop} of {len(df)} events whose ids are not in the given "
                 f"vocabulary ({n_item} unknown items, {n_user} unknown users)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             uid, iid = uid[keep], iid[keep]
             ts = None if ts is None else ts[keep]

@@ -775,3 +775,16 @@ def test_joblib_thread_workers_give_the_sequential_results():
     )
     for a, b in zip(parallel, sequential, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_validation_frames_are_named_in_warnings_and_errors():
+    df = events()
+    val_in = df[df["session_id"] < 2]
+    val_out = df[df["session_id"] >= 2]  # sessions validation_in does not have
+    with pytest.raises(ValueError, match=r"^validation_out: none of the \d+ events belongs to"):
+        neg().fit(df, validation_data=(val_in, val_out))
+    unknown = pd.DataFrame({"session_id": [0, 0], "item_id": [10, 99], "timestamp": [1, 2]})
+    with pytest.warns(UserWarning, match="^validation_in dropped 1 of 2 events"):
+        neg().fit(df, validation_data=(unknown, val_in.iloc[[2]]))
+    with pytest.raises(ValueError, match="column 'item_id' not in validation_out"):
+        neg().fit(df, validation_data=(val_in, val_in.drop(columns="item_id")))

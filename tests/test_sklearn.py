@@ -428,7 +428,7 @@ def _search(kind: str, n_jobs: int, cls=GRU4RecNegSampling, **kw):
     )
 
 
-@pytest.mark.filterwarnings("ignore:from_events dropped:UserWarning")
+@pytest.mark.filterwarnings("ignore:.* dropped .* events:UserWarning")
 @pytest.mark.parametrize(
     "kind, data, cls",
     [
