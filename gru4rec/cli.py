@@ -218,13 +218,23 @@ def _read(path: str, args: argparse.Namespace):
     from . import datasets
 
     no_time = _no_time(args)
-    df = datasets.read_events(
-        path,
-        session_col=args.session_col,
-        item_col=args.item_col,
-        time_col=None if no_time else args.time_col,
-        sep=args.sep,
-    )
+    try:
+        df = datasets.read_events(
+            path,
+            session_col=args.session_col,
+            item_col=args.item_col,
+            time_col=None if no_time else args.time_col,
+            sep=args.sep,
+        )
+    except ValueError as exc:  # say the options, not the Python parameters
+        text = str(exc).replace(
+            "set time_col= to the column that holds it",
+            "pass --time-col with the column that holds it (--time-col none: the rows of each "
+            "session are in time order)",
+        )
+        for name in ("session", "item"):
+            text = text.replace(f"set {name}_col= to", f"pass --{name}-col with")
+        raise ValueError(text) from None
     if len(df) == 0:
         raise ValueError(f"{path} holds no events")
     if no_time:

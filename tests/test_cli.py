@@ -155,6 +155,19 @@ def test_bad_input_exits_2_with_one_line(files, capsys, argv):
     assert "error" in _one_line_error(capsys)
 
 
+@pytest.mark.parametrize(
+    ("drop", "says"),
+    [("item_id", "pass --item-col with"), ("timestamp", "--time-col none")],
+)
+def test_a_missing_column_names_the_option_to_pass(tmp_path, capsys, drop, says):
+    path = tmp_path / "sessions.csv"
+    events = make_synthetic_sessions(n_sessions=20, n_items=10, seed=0)
+    events.drop(columns=drop).to_csv(path, index=False)
+    assert main(["train", str(path), "--model", str(tmp_path / "m.trch"), "--quiet"]) == 2
+    line = _one_line_error(capsys)
+    assert says in line and "_col=" not in line
+
+
 def test_bad_option_value_is_a_one_line_usage_error(files, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", str(files["train"]), "--model", "m.trch", "--hidden-size", "abc"])
