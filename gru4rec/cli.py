@@ -777,7 +777,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     first), 141 when the output pipe closes early.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if (
+        given
+        and given[0] not in ("train", "evaluate", "recommend", "demo")
+        and os.path.isfile(given[0])
+    ):
+        # A data file where the command goes: say which commands take one.
+        parser.error(
+            f"{given[0]!r} is a file, not a command; e.g. 'gru4rec demo {given[0]}' or "
+            f"'gru4rec train {given[0]} --model model.trch'"
+        )
+    args = parser.parse_args(given)
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *rest, **kw: _warn(str(message))
         try:

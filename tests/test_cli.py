@@ -344,3 +344,10 @@ def test_cli_without_time_column_trains_in_random_order(tmp_path, extra, expecte
     args = ["train", str(path), "--model", str(model), "--hidden-size", "8", "--max-epochs", "1"]
     assert main([*args, "--quiet", *extra]) == 0
     assert GRU4RecNegSampling().load(model).session_order == expected
+
+
+def test_a_data_file_in_place_of_the_command_suggests_the_commands(files, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(files["train"])])
+    assert exc.value.code == 2
+    assert f"gru4rec demo {files['train']}" in _one_line_error(capsys)
