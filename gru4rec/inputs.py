@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -191,15 +191,43 @@ def flat_sessions(
 
 
 def _is_single_session(sessions: Any) -> bool:
-    if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__len__"):
+    if (
+        isinstance(sessions, (str, bytes))
+        or not hasattr(sessions, "__len__")
+        or (isinstance(sessions, np.ndarray) and sessions.ndim == 0)
+    ):
         raise ValueError(
             "sessions must be a list of item ids or a list of such lists; "
             f"got {type(sessions).__name__}"
         )
+    _check_container(sessions, "sessions")
     if len(sessions) == 0:
         return True
     first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
-    return isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+    single = isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
+    if not single:
+        for i, session in enumerate(sessions):
+            _check_container(session, f"sessions[{i}]")
+    return single
+
+
+def _check_container(value: Any, what: str) -> None:
+    """Containers whose iteration is not a session's items in event order are errors."""
+    if isinstance(value, pd.DataFrame):
+        raise ValueError(
+            f"{what} is a DataFrame; recommend takes lists of item ids (use predict(X) to "
+            "score the sessions of a frame of events, or "
+            "df.groupby(session_col)[item_col].agg(list).tolist())"
+        )
+    if isinstance(value, Mapping):
+        raise ValueError(
+            f"{what} is a mapping, whose iteration gives its keys; pass a list of sessions, "
+            "e.g. list(d.values()), and keep the keys in the same order"
+        )
+    if isinstance(value, (set, frozenset)):
+        raise ValueError(
+            f"{what} is a set, which has no order; pass the items as a list in event order"
+        )
 
 
 def _item_indices(raw: Sequence[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:

@@ -329,6 +329,23 @@ def test_sessions_must_be_a_list(model, sessions):
         model.recommend(sessions, k=3)
 
 
+@pytest.mark.parametrize(
+    ("sessions", "says"),
+    [
+        ({"visit-1": [1, 2], "visit-2": [3]}, "sessions is a mapping"),
+        ({3, 1, 2}, "sessions is a set, which has no order"),
+        ([[1, 2], {3, 4}], r"sessions\[1\] is a set"),
+        (pd.DataFrame({"session_id": [1], "item_id": [2]}), "sessions is a DataFrame.*predict"),
+        (np.array(3), "sessions must be a list"),
+    ],
+    ids=["dict", "set", "set in a batch", "DataFrame", "0-d array"],
+)
+def test_containers_that_iterate_as_something_else_are_refused(model, sessions, says):
+    """They iterated as a session of their keys or column names, or in no order."""
+    with pytest.raises(ValueError, match=says):
+        model.recommend(sessions, k=3)
+
+
 def test_recommend_after_pickle(model):
     known = _known(model)
     batch = [[known[0], known[1]], [known[2]]]
