@@ -374,6 +374,16 @@ def test_transposed_bpr_max_kernel_equals_the_torch_loss(
     np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("where", [(0, 0), (0, 1), (4, 1)])  # a positive, a target, a negative
+def test_a_nan_score_gives_a_nan_loss_in_both_step_losses(where):
+    # The softmax shift takes maxima declared NaN-free: a NaN must still reach the loss.
+    scores_t = np.random.default_rng(0).standard_normal((6, 2)).astype(np.float32)
+    scores_t[where] = np.nan
+    col_grad = np.empty((6, 1), np.float32)
+    assert np.isnan(kernels.xent_step_softmax_loss(scores_t.copy(), 0.5, col_grad))
+    assert np.isnan(kernels.bpr_max_step_loss(scores_t.copy(), None, 0.9, 1.0, 0.5, col_grad))
+
+
 def test_bpr_max_kernel_reports_where_its_closed_form_fails():
     scores = np.zeros((3, 2), np.float32)  # columns x rows: two rows, one negative
     scores[2, 0] = 200.0  # row 0's negative far above its positive: every sigmoid underflows
