@@ -32,7 +32,7 @@ from .model import (
     gru_cell_backward,
     gru_cell_forward,
 )
-from .optim import RowSparseOptimizer, clip_grad_norm
+from .optim import RowSparseOptimizer, clip_grad_norm, clip_grad_norm_arrays
 from .samplers import NegativeSampler
 from .schedule import Schedule
 
@@ -170,7 +170,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
     otherwise autograd differentiates the step (:func:`train_epoch_autograd`).
     """
     if run.bptt == 1 and not run.loss.full and run.sampler is not None:
-        if run.clipnorm is None and _fused_step_applies(run.model, run.loss):
+        if _fused_step_applies(run.model, run.loss):
             return _train_epoch_fused(run, on_steps)
         return _train_epoch_direct(run, on_steps)
     return train_epoch_autograd(run, on_steps)
@@ -327,7 +327,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     schedule and calls the kernels, on NumPy views of the tensors taken once per epoch.
     """
     model, data, optimizer, loss, sampler, generator = _parts(run)
-    dropout_embed, dropout_hidden = run.dropout_embed, run.dropout_hidden
+    dropout_embed, dropout_hidden, clipnorm = run.dropout_embed, run.dropout_hidden, run.clipnorm
     model.train()
     batch = data.batch_size
     cell = model.cells[0]
@@ -382,6 +382,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             grad, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
+        if clipnorm is not None:
+            clip_grad_norm_arrays([*grads, g_weights, g_bias, g_in], clipnorm)
         dense_update(grads)
         if model.constrained:
             out_update(np.concatenate([cols, x_np]), g_weights, g_in, g_bias)

@@ -231,8 +231,9 @@ def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
         {"dedup": False},
         {"dropout": (0.0, 0.0), "momentum": 0.0},
         {"dropout": (0.5, 0.0)},
+        {"clipnorm": 0.05},  # tight enough to clip (0.5 never did here)
     ],
-    ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout"],
+    ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout", "clip"],
 )
 @pytest.mark.parametrize(
     "loss",
@@ -263,6 +264,21 @@ def test_compiled_step_trains_like_autograd(torch_only, variant, loss):
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_step_clips_the_gradient_norm(torch_only):
+    # The clip variant above must clip: a tight bound changes the trained model.
+    from test_training import _train_once
+
+    from gru4rec.training import LossConfig
+
+    torch_only(True)
+    cfg = LossConfig("bpr-max", bpreg=0.9, elu_param=1.0)
+    free, _ = _train_once("fused", cfg)
+    clipped, _ = _train_once("fused", cfg, clipnorm=0.05)
+    ref, _ = _train_once(True, cfg, clipnorm=0.05)
+    assert not torch.allclose(free.item_output, clipped.item_output, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(clipped.item_output, ref.item_output, rtol=1e-3, atol=1e-4)
+
+
 def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     from gru4rec import training
     from gru4rec.model import GRU4RecNet
@@ -281,7 +297,7 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     training.train_epoch(epoch(one, None, None, bpr, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     training.train_epoch(epoch(one, None, None, xe, object(), None))
-    assert calls == ["fused", "fused", "direct", "direct", "direct", "direct"]
+    assert calls == ["fused", "fused", "fused", "direct", "direct", "direct"]
 
 
 @pytest.mark.parametrize("dedup", [False, True])
