@@ -75,6 +75,8 @@ class NegativeSampler:
         self._spacings: torch.Tensor | None = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None
         self._next = 0
+        self._arrays_of: torch.Tensor | None = None
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def log_probabilities(
         self, targets: torch.Tensor, negatives: torch.Tensor | None
@@ -191,6 +193,22 @@ class NegativeSampler:
         out = self._buffer[self._next]
         self._next += 1
         return out
+
+    def draw_unique_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`draw_unique` as NumPy views (CPU only: the compiled step's per-step
+        slicing, without the cost of a tensor slice)."""
+        if not self.dedup:
+            raise RuntimeError("draw_unique() needs a sampler built with dedup=True")
+        if self._buffer is None or self._next >= self._rows:
+            self._refill()
+        if self._arrays_of is not self._buffer:  # views of this refill's buffers
+            self._arrays = (self._buffer.numpy(), self._unique.numpy(), self._log_mult.numpy())
+            self._arrays_of = self._buffer
+        a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
+        self._next += 1
+        if b - a > 0.9 * self.n_samples:
+            return self._arrays[0][self._next - 1], None
+        return self._arrays[1][a:b], self._arrays[2][a:b]
 
     def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next step's negatives as distinct items and the log of their multiplicities.
