@@ -547,11 +547,14 @@ def describe(meta: dict[str, Any]) -> str:
     )
 
 
-def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
+def time_ratios(
+    rows: list[dict[str, Any]], floors: dict[str, dict[str, float]] | None = None
+) -> list[str]:
     """One line per configuration measured side by side with another implementation in this run.
 
     Only ratios between times measured in the same run are given, never against a figure from
-    elsewhere.
+    elsewhere. ``floors`` (:func:`floor.epoch_floor` per configuration, timed in the same run)
+    adds the time of the step's matrix products alone and the ratio that time would give.
     """
     ours = {r["key"]: r for r in rows if r["system"].startswith("gru4rec") and r["s_per_epoch"]}
     lines = []
@@ -569,6 +572,12 @@ def time_ratios(rows: list[dict[str, Any]]) -> list[str]:
             f"{b / a:.1f}x as fast (medians over {len(mine['s_per_epoch'])} + "
             f"{len(theirs['s_per_epoch'])} runs, side by side)"
         )
+        floor = (floors or {}).get(mine["key"])
+        if floor and theirs["system"].startswith("official"):
+            lines[-1] += (
+                f"; the step's matrix products alone take {floor['ours']:.2f} s/epoch here "
+                f"(at most {b / floor['ours']:.1f}x with nothing else left)"
+            )
     return lines
 
 
@@ -578,14 +587,14 @@ def publish(out_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> 
     docs.mkdir(parents=True, exist_ok=True)
     for png in sorted(out_dir.glob("*.png")):
         shutil.copy2(png, docs / png.name)
-    table = "\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows)])
+    table = "\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows, meta.get("floors"))])
     note = describe(meta)
     (docs / "latest.md").write_text(table + "\n\n" + note + "\n")
     d = meta["data"]
     rst = [
         benchlib.rst_table(rows),
         "",
-        *time_ratios(rows),
+        *time_ratios(rows, meta.get("floors")),
         "",
         f"Data: ``{d['name']}`` ({d['train_events']} training events, {d['n_items']} items; "
         f"{d['n_predictions']} test predictions). Machine: {machine_text(meta)}. Produced by::",
@@ -668,7 +677,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads((out_dir / "results.json").read_text())
         rows = saved.pop("rows")
         saved.pop("time_ratios", None)
-        print("\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows)]))
+        print(
+            "\n".join([benchlib.markdown_table(rows), "", *time_ratios(rows, saved.get("floors"))])
+        )
         if args.publish:
             publish(out_dir, saved, rows)
         return 0
@@ -728,6 +739,14 @@ def main(argv: list[str] | None = None) -> int:
         if key in BASELINES:
             rows.append(run_baseline(key, X, T))
 
+    floors = {}
+    if args.threads == 1 and args.device == "cpu":
+        import floor
+
+        timed = {r["key"] for r in rows if r["system"].startswith("official") and r["s_per_epoch"]}
+        for r in rows:
+            if r["system"].startswith("gru4rec") and r["key"] in timed:
+                floors[r["key"]] = floor.epoch_floor(X, r["params"])
     machine = benchlib.machine_facts(args.threads, args.device)
     n_predictions = next((r["n_predictions"] for r in rows if "n_predictions" in r), 0)
     run_loads = [x for r in rows for x in r.get("load", []) if x is not None]
@@ -736,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": name,
         "date": time.strftime("%Y-%m-%d"),
         "seeds": args.seeds,
+        "floors": floors,
         "machine": machine,
         "data": {
             "name": data_name,
@@ -748,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     table = benchlib.markdown_table(rows)
-    ratios = time_ratios(rows)
+    ratios = time_ratios(rows, floors)
     print("\n".join([table, "", *ratios]))
     (out_dir / "table.md").write_text("\n".join([table, "", *ratios, "", describe(meta)]) + "\n")
     benchlib.write_json(out_dir / "results.json", {**meta, "time_ratios": ratios, "rows": rows})

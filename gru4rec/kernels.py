@@ -66,6 +66,7 @@ def _jit_inline(fn):
 
 if numba is not None:
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
     from numba.extending import intrinsic as _intrinsic
 
     @_intrinsic
@@ -78,16 +79,39 @@ if numba is not None:
 
         return sig, codegen
 
+    @_intrinsic
+    def _max32(typingctx, a, b):  # pragma: no cover - compile-time
+        """``max(a, b)`` of two float32 (either one where an operand is NaN), for running
+        maxima kept in an array.
+
+        Written as ``a if a > b else b`` (or as a NaN-aware maximum), the update becomes a
+        store that skips some lanes, which vectorises to a masked store (``vmaskmovps``):
+        microcoded on AMD cores and slower than scalar code. Declared NaN-free, it is a
+        plain ``vmaxps`` and store. Used only for the shift of a softmax, where a NaN
+        score makes the loss NaN whatever the shift.
+        """
+        sig = numba.types.float32(numba.types.float32, numba.types.float32)
+
+        def codegen(context, builder, signature, args):
+            f32 = _ir.FloatType()
+            fnty = _ir.FunctionType(f32, [f32, f32])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.maxnum.f32")
+            return builder.call(fn, args, fastmath=("nnan",))
+
+        return sig, codegen
+
 else:  # pragma: no cover
 
     def _bits_to_float32(bits):
         return np.array(bits, np.int32).view(np.float32)[()]
 
+    def _max32(a, b):
+        return b if a != a else (a if a > b or b != b else b)
+
 
 _F = np.float32
 
 if numba is not None:
-    from numba.core import cgutils as _cgutils
 
     @_intrinsic
     def _prefetch_lines(typingctx, arr, row, start):  # pragma: no cover - compile-time
@@ -723,7 +747,7 @@ def _softmax_xent_t(logits_t, scale, col_sums):  # pragma: no cover - compiled
     for j in range(n_cols):
         for i in range(b):
             v = logits_t[j, i]
-            top[i] = v if v > top[i] else top[i]
+            top[i] = _max32(v, top[i])
     loss = 0.0
     for i in range(b):
         loss += top[i] - logits_t[i, i]
@@ -762,15 +786,21 @@ def _bpr_max_t(scores_t, log_mult, bpreg, elu_param, scale, col_sums, work):  # 
     if use_elu:
         flat = scores_t.reshape(-1)
         for k in range(flat.shape[0]):
+            # max(x, 0) + elu(min(x, 0)): both branches as arithmetic (a select that keeps
+            # x would store only some lanes: a masked store, see _max32).
             x = flat[k]
-            flat[k] = x if x > 0 else elu_param * (_exp(x) - _F(1.0))
+            neg = x if x < 0 else _F(0.0)
+            flat[k] = (x - neg) + elu_param * (_exp(neg) - _F(1.0))
     top = np.full(b, -np.inf, dtype)
-    for j in range(n_cols):
-        lw = log_mult[j - b] if weighted and j >= b else _F(0.0)
+    for j in range(b):  # the targets' columns: a row's own positive is not its negative
+        for i in range(j):
+            top[i] = _max32(scores_t[j, i], top[i])
+        for i in range(j + 1, b):
+            top[i] = _max32(scores_t[j, i], top[i])
+    for j in range(b, n_cols):
+        lw = log_mult[j - b] if weighted else _F(0.0)
         for i in range(b):
-            v = scores_t[j, i] + lw
-            v = -np.inf if i == j else v  # a row's own positive is not its negative
-            top[i] = v if v > top[i] else top[i]
+            top[i] = _max32(scores_t[j, i] + lw, top[i])
     pos = np.empty(b, dtype)
     for i in range(b):
         pos[i] = scores_t[i, i]
@@ -786,7 +816,8 @@ def _bpr_max_t(scores_t, log_mult, bpreg, elu_param, scale, col_sums, work):  # 
             s = _F(0.0) if j == i else s  # (computed before the choice: keeps the loop vector)
             q = _sigmoid(pos[i] - e)
             sq = s * q
-            work[j, i] = s
+            work[0, j, i] = s
+            work[1, j, i] = q
             total[i] += s
             reg[i] += e * e * s
             z[i] += sq
@@ -801,12 +832,13 @@ def _bpr_max_t(scores_t, log_mult, bpreg, elu_param, scale, col_sums, work):  # 
         if not z[i] > 1e-30:
             return np.nan  # the closed form does not hold: the caller takes the long way
         loss += bpreg * reg[i] - math.log(z[i])
+        z[i] = _F(1.0) / z[i]
     for j in range(n_cols):
         for i in range(b):
             e = scores_t[j, i]
-            s = work[j, i] * total[i]
-            q = _sigmoid(pos[i] - e)
-            g = s - s * q * q / z[i]
+            s = work[0, j, i] * total[i]
+            q = work[1, j, i]
+            g = s - s * q * q * z[i]
             g = (g + bpreg * (((e + _F(2.0)) * e - reg[i]) * s)) * scale
             if use_elu:
                 g = g if e > 0 else g * (e + elu_param)
@@ -844,7 +876,7 @@ def bpr_max_step_loss(
             dtype.type(elu_param),
             dtype.type(scale),
             col_grad,
-            np.empty_like(scores_t),
+            np.empty((2, *scores_t.shape), dtype),
         )
     )
 

@@ -75,6 +75,8 @@ class NegativeSampler:
         self._spacings: torch.Tensor | None = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None
         self._next = 0
+        self._arrays_of: torch.Tensor | None = None
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def log_probabilities(
         self, targets: torch.Tensor, negatives: torch.Tensor | None
@@ -99,13 +101,25 @@ class NegativeSampler:
             self._log_counts = torch.as_tensor(log_counts, dtype=torch.float32, device=self.device)
         return self._log_counts
 
+    def _exponentials(self, out: torch.Tensor) -> torch.Tensor:
+        """Fill ``out`` (float64) with standard exponential draws.
+
+        On the CPU, NumPy's ziggurat (about 4x faster than torch's ``exponential_``), seeded
+        by one draw from the generator: the stream still follows the generator's state.
+        """
+        if out.device.type != "cpu":
+            return out.exponential_(generator=self.generator)
+        seed = int(torch.randint(2**62, (1,), generator=self.generator))
+        np.random.Generator(np.random.PCG64(seed)).standard_exponential(out=out.numpy())
+        return out
+
     def _sorted_uniforms(self, rows: int, n: int) -> torch.Tensor:
         # Cumulative sums of n + 1 exponentials, normalised, are the order statistics
         # of n uniforms: each step's draws come out sorted at no extra cost. A step's
         # negatives are an unordered set, so this is exact; sorted draws make the
         # inverse-CDF search cache-friendly and repeated items adjacent.
         spacings = torch.empty(rows, n + 1, dtype=torch.float64, device=self.device)
-        cum = spacings.exponential_(generator=self.generator).cumsum_(dim=1)
+        cum = self._exponentials(spacings).cumsum_(dim=1)
         return cum[:, :n] / cum[:, n:]
 
     def _refill(self) -> None:
@@ -136,7 +150,7 @@ class NegativeSampler:
             self._spacings = torch.empty(rows, n + 1, dtype=torch.float64)
             if not self._uniform:
                 self._table = kernels.inverse_cdf_table(self._cdf.numpy())
-        spacings = self._spacings.exponential_(generator=self.generator).numpy()
+        spacings = self._exponentials(self._spacings).numpy()
         # The buffers handed out are fresh each refill. NumPy allocates them (torch shares
         # the memory) because it asks Linux for huge pages: first writes to a fresh buffer
         # from torch's allocator fault every 4 KiB (measured: 10 us per row of 2048 draws
@@ -179,6 +193,22 @@ class NegativeSampler:
         out = self._buffer[self._next]
         self._next += 1
         return out
+
+    def draw_unique_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`draw_unique` as NumPy views (CPU only: the compiled step's per-step
+        slicing, without the cost of a tensor slice)."""
+        if not self.dedup:
+            raise RuntimeError("draw_unique() needs a sampler built with dedup=True")
+        if self._buffer is None or self._next >= self._rows:
+            self._refill()
+        if self._arrays_of is not self._buffer:  # views of this refill's buffers
+            self._arrays = (self._buffer.numpy(), self._unique.numpy(), self._log_mult.numpy())
+            self._arrays_of = self._buffer
+        a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
+        self._next += 1
+        if b - a > 0.9 * self.n_samples:
+            return self._arrays[0][self._next - 1], None
+        return self._arrays[1][a:b], self._arrays[2][a:b]
 
     def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next step's negatives as distinct items and the log of their multiplicities.

@@ -32,7 +32,7 @@ from .model import (
     gru_cell_backward,
     gru_cell_forward,
 )
-from .optim import RowSparseOptimizer, clip_grad_norm
+from .optim import RowSparseOptimizer, clip_grad_norm, clip_grad_norm_arrays
 from .samplers import NegativeSampler
 from .schedule import Schedule
 
@@ -170,7 +170,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
     otherwise autograd differentiates the step (:func:`train_epoch_autograd`).
     """
     if run.bptt == 1 and not run.loss.full and run.sampler is not None:
-        if run.clipnorm is None and _fused_step_applies(run.model, run.loss):
+        if _fused_step_applies(run.model, run.loss):
             return _train_epoch_fused(run, on_steps)
         return _train_epoch_direct(run, on_steps)
     return train_epoch_autograd(run, on_steps)
@@ -327,7 +327,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     schedule and calls the kernels, on NumPy views of the tensors taken once per epoch.
     """
     model, data, optimizer, loss, sampler, generator = _parts(run)
-    dropout_embed, dropout_hidden = run.dropout_embed, run.dropout_hidden
+    dropout_embed, dropout_hidden, clipnorm = run.dropout_embed, run.dropout_hidden, run.clipnorm
     model.train()
     batch = data.batch_size
     cell = model.cells[0]
@@ -351,14 +351,12 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     # bpr-max weighs the negatives' multiplicities in its softmax, not in the scores.
     logq = np.float32(loss.logq if xent else 0.0)
     total = 0.0
-    for _, b, x, y, keep, negatives, log_mult in _steps(data, sampler, on_steps):
-        x_np = x.numpy()
-        mult = no_mult if log_mult is None else log_mult.numpy()
-        keep_np = keep.numpy().reshape(-1)
+    for b, x_np, y_np, keep_np, neg_np, mult in _steps_arrays(data, sampler, on_steps):
+        mult = no_mult if mult is None else mult
         e_bits = e_drawer.draw(b * in_table.shape[1])
         h_bits = h_drawer.draw(b * model.hidden_size)
         cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t = kernels.step_forward(
-            x_np, y.numpy(), negatives.numpy(), mult if xent else no_mult,
+            x_np, y_np, neg_np, mult if xent else no_mult,
             keep_np, hidden, tables[0], tables[1], tables[2], log_counts,
             np.float32(sampler.alpha), logq, *gru, *e_bits, *h_bits,
         )  # fmt: skip
@@ -373,7 +371,7 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             )
             if step_loss != step_loss:  # NaN: outside the closed form's range
                 step_loss, logits_t, g_bias = _long_way(
-                    run, out, weights, cols, y, negatives, log_mult, scale
+                    run, out, weights, cols, y_np, neg_np, mult, scale
                 )
         # logits_t now holds the scores' gradient, transposed.
         grad = _product(logits_t.T, weights)
@@ -382,6 +380,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             grad, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
+        if clipnorm is not None:
+            clip_grad_norm_arrays([*grads, g_weights, g_bias, g_in], clipnorm)
         dense_update(grads)
         if model.constrained:
             out_update(np.concatenate([cols, x_np]), g_weights, g_in, g_bias)
@@ -401,14 +401,17 @@ def _long_way(
     out: np.ndarray,
     weights: np.ndarray,
     cols: np.ndarray,
-    targets: torch.Tensor,
-    negatives: torch.Tensor,
-    log_mult: torch.Tensor | None,
+    targets: np.ndarray,
+    negatives: np.ndarray,
+    log_mult: np.ndarray,
     scale: float,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """A fused step's loss, its score gradient (transposed) and column-bias gradient by the
-    direct path's torch code: for the rare steps the compiled closed form cannot take."""
-    step = _Columns(targets, negatives, log_mult, run.sampler, scale, None, None)
+    direct path's torch code: for the rare steps the compiled closed form cannot take
+    (``log_mult`` empty: the negatives are raw draws)."""
+    mult = torch.from_numpy(log_mult) if len(log_mult) else None
+    targets_t, negatives_t = torch.from_numpy(targets), torch.from_numpy(negatives)
+    step = _Columns(targets_t, negatives_t, mult, run.sampler, scale, None, None)
     value, grad, grad_bias = _loss_value_grad(
         torch.from_numpy(out),
         torch.from_numpy(weights),
@@ -440,6 +443,30 @@ class _Bits:
             return self.none
         _, threshold, keep = dropout_bits(n, self.p, self.generator, out=self.words)
         return self.bits[:n], np.int16(threshold), np.float32(keep)
+
+
+def _steps_arrays(
+    data: EpochData,
+    sampler: NegativeSampler,
+    on_steps: Callable[[int], None] | None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """:func:`_steps` for the compiled step (CPU), as NumPy views:
+    ``(rows, inputs, targets, keep, negatives, log_mult)``. The same draws in the same
+    order; a NumPy slice costs a tenth of a tensor slice and its conversion."""
+    offs, n_steps = data.step_offsets, data.n_steps
+    inputs, targets = data.inputs.numpy(), data.targets.numpy()
+    keep = data.keep.numpy().reshape(-1)
+    for t in range(n_steps):
+        s, e = int(offs[t]), int(offs[t + 1])
+        if sampler.dedup:
+            negatives, log_mult = sampler.draw_unique_arrays()
+        else:
+            negatives, log_mult = sampler.draw().numpy(), None
+        yield e - s, inputs[s:e], targets[s:e], keep[s:e], negatives, log_mult
+        if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
+            on_steps(REPORT_EVERY)
+    if on_steps is not None and n_steps % REPORT_EVERY:
+        on_steps(n_steps % REPORT_EVERY)
 
 
 def _steps(

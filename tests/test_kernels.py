@@ -231,8 +231,9 @@ def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
         {"dedup": False},
         {"dropout": (0.0, 0.0), "momentum": 0.0},
         {"dropout": (0.5, 0.0)},
+        {"clipnorm": 0.05},  # tight enough to clip (0.5 never did here)
     ],
-    ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout"],
+    ids=["default", "separate-embedding", "raw-negatives", "plain", "embedding-dropout", "clip"],
 )
 @pytest.mark.parametrize(
     "loss",
@@ -263,6 +264,21 @@ def test_compiled_step_trains_like_autograd(torch_only, variant, loss):
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_step_clips_the_gradient_norm(torch_only):
+    # The clip variant above must clip: a tight bound changes the trained model.
+    from test_training import _train_once
+
+    from gru4rec.training import LossConfig
+
+    torch_only(True)
+    cfg = LossConfig("bpr-max", bpreg=0.9, elu_param=1.0)
+    free, _ = _train_once("fused", cfg)
+    clipped, _ = _train_once("fused", cfg, clipnorm=0.05)
+    ref, _ = _train_once(True, cfg, clipnorm=0.05)
+    assert not torch.allclose(free.item_output, clipped.item_output, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(clipped.item_output, ref.item_output, rtol=1e-3, atol=1e-4)
+
+
 def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     from gru4rec import training
     from gru4rec.model import GRU4RecNet
@@ -281,7 +297,7 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     training.train_epoch(epoch(one, None, None, bpr, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     training.train_epoch(epoch(one, None, None, xe, object(), None))
-    assert calls == ["fused", "fused", "direct", "direct", "direct", "direct"]
+    assert calls == ["fused", "fused", "fused", "direct", "direct", "direct"]
 
 
 @pytest.mark.parametrize("dedup", [False, True])
@@ -370,8 +386,20 @@ def test_transposed_bpr_max_kernel_equals_the_torch_loss(
     mult = None if log_mult is None else log_mult.numpy()
     loss = kernels.bpr_max_step_loss(scores_t, mult, bpreg, elu, 0.7 / rows, col_grad)
     assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-6)
-    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-7)
+    # A gradient element is a difference of terms of the order of the scale (0.7 / rows):
+    # where they cancel, float32 rounding of the terms (~1e-7) is the absolute error.
+    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("where", [(0, 0), (0, 1), (4, 1)])  # a positive, a target, a negative
+def test_a_nan_score_gives_a_nan_loss_in_both_step_losses(where):
+    # The softmax shift takes maxima declared NaN-free: a NaN must still reach the loss.
+    scores_t = np.random.default_rng(0).standard_normal((6, 2)).astype(np.float32)
+    scores_t[where] = np.nan
+    col_grad = np.empty((6, 1), np.float32)
+    assert np.isnan(kernels.xent_step_softmax_loss(scores_t.copy(), 0.5, col_grad))
+    assert np.isnan(kernels.bpr_max_step_loss(scores_t.copy(), None, 0.9, 1.0, 0.5, col_grad))
 
 
 def test_bpr_max_kernel_reports_where_its_closed_form_fails():

@@ -125,6 +125,28 @@ def test_draw_unique_compacts_each_steps_draws(alpha):
         assert int(log_mult.exp().round().sum()) == 64
 
 
+@pytest.mark.parametrize("n_items", [40, 20_000])  # repeats compacted / raw draws
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_draw_unique_arrays_are_the_draw_unique_tensors(alpha, n_items):
+    counts = np.arange(1, n_items + 1)
+
+    def sampler():
+        gen = torch.Generator().manual_seed(5)
+        return NegativeSampler(counts, alpha, 64, gen, "cpu", buffer_size=64 * 3, dedup=True)
+
+    tensors, arrays = sampler(), sampler()
+    for step in range(10):  # crosses refills; a tensor draw between array draws is fine too
+        items, log_mult = tensors.draw_unique()
+        if step == 4:
+            got_items, got_mult = (x if x is None else x.numpy() for x in arrays.draw_unique())
+        else:
+            got_items, got_mult = arrays.draw_unique_arrays()
+        np.testing.assert_array_equal(got_items, items.numpy())
+        assert (got_mult is None) == (log_mult is None) == (n_items > 1000)
+        if log_mult is not None:
+            np.testing.assert_array_equal(got_mult, log_mult.numpy())
+
+
 def test_log_probabilities_follow_the_data_for_targets_and_alpha_for_negatives():
     counts = np.array([4, 1, 0, 8])
     sampler = _sampler(counts, alpha=0.5)
