@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 __all__ = [
     "AVAILABLE",
     "bpr_max_step_loss",
+    "bpr_step_loss",
     "dense_updater",
     "dropout_mask",
     "elementwise",
@@ -198,6 +199,39 @@ def _tanh(x):  # pragma: no cover - compiled
     return series if x2 < _F(0.0625) else far
 
 
+@_jit_inline
+def _log1p_unit(y):  # pragma: no cover - compiled
+    """float32 ``log(1 + y)`` for ``y`` in [0, 1] (what a softplus needs), in plain arithmetic.
+
+    ``1 + y = 2**e (1 + f)`` with ``f`` in [sqrt(1/2) - 1, sqrt(2) - 1]: ``f = y`` (exact, so
+    tiny ``y`` keep their precision) or ``f = (y - 1) / 2`` with ``e = 1``; then a degree-9
+    polynomial for ``log(1 + f)`` and ln 2 split in two, as in the classic single-precision
+    ``log``."""
+    big = y > _F(0.41421356)
+    f = (y - _F(1.0)) * _F(0.5) if big else y
+    e = _F(1.0) if big else _F(0.0)
+    z = f * f
+    p = _F(7.0376836292e-2)
+    p = p * f - _F(1.1514610310e-1)
+    p = p * f + _F(1.1676998740e-1)
+    p = p * f - _F(1.2420140846e-1)
+    p = p * f + _F(1.4249322787e-1)
+    p = p * f - _F(1.6668057665e-1)
+    p = p * f + _F(2.0000714765e-1)
+    p = p * f - _F(2.4999993993e-1)
+    p = p * f + _F(3.3333331174e-1)
+    p = p * f * z
+    p = p + e * _F(-2.12194440e-4)
+    p = p - _F(0.5) * z
+    return (f + p) + e * _F(0.693359375)
+
+
+@_jit
+def _log1p_unit_into(x, out):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        out[i] = _log1p_unit(x[i])
+
+
 @_jit
 def _exp_into(x, out):  # pragma: no cover - compiled
     for i in range(x.shape[0]):
@@ -217,9 +251,15 @@ def _tanh_into(x, out):  # pragma: no cover - compiled
 
 
 def elementwise(name: str, x: np.ndarray) -> np.ndarray:
-    """The kernels' own float32 ``exp``, ``sigmoid`` or ``tanh`` of a 1-D array (what the
-    compiled steps compute; exposed for tests)."""
-    fn = {"exp": _exp_into, "sigmoid": _sigmoid_into, "tanh": _tanh_into}[name]
+    """The kernels' own float32 ``exp``, ``sigmoid``, ``tanh`` or ``log1p_unit`` (``log(1 +
+    x)`` for ``x`` in [0, 1]) of a 1-D array (what the compiled steps compute; exposed for
+    tests)."""
+    fn = {
+        "exp": _exp_into,
+        "sigmoid": _sigmoid_into,
+        "tanh": _tanh_into,
+        "log1p_unit": _log1p_unit_into,
+    }[name]
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty_like(x)
     fn(x, out)
@@ -879,6 +919,57 @@ def bpr_max_step_loss(
             np.empty((2, *scores_t.shape), dtype),
         )
     )
+
+
+@_jit
+def _bpr_t(scores_t, log_mult, scale, col_sums):  # pragma: no cover - compiled
+    n_cols, b = scores_t.shape
+    dtype = scores_t.dtype
+    weighted = log_mult.shape[0] > 0
+    n_neg = 0.0
+    for j in range(b, n_cols):
+        n_neg += math.exp(log_mult[j - b]) if weighted else 1.0
+    # The terms of the duplicated score matrix: every row against every column but itself.
+    c = dtype.type(scale / (b * max(b + n_neg - 1.0, 1.0)))
+    pos = np.empty(b, dtype)
+    for i in range(b):
+        pos[i] = scores_t[i, i]
+    terms = np.zeros(b, dtype)
+    grads = np.zeros(b, dtype)
+    for j in range(n_cols):
+        w = _exp(log_mult[j - b]) if weighted and j >= b else _F(1.0)
+        wc = w * c
+        for i in range(b):
+            d = pos[i] - scores_t[j, i]
+            # -log sigmoid(d) = max(-d, 0) + log(1 + e) and 1 - sigmoid(d), from one
+            # e = exp(-|d|): exact for any d, no overflow.
+            a = d if d > 0 else -d
+            e = _exp(-a)
+            neg_part = -d if d < 0 else _F(0.0)
+            terms[i] += w * (neg_part + _log1p_unit(e))
+            g = wc * ((e if d > 0 else _F(1.0)) / (_F(1.0) + e))
+            scores_t[j, i] = g
+            grads[i] += g
+    total = 0.0
+    for i in range(b):
+        total += terms[i]
+        scores_t[i, i] -= grads[i]  # the positive: minus its row's gradients
+    _row_sums(scores_t, col_sums)
+    # Each row's own column adds -log sigmoid(0) = log 2 to the sum.
+    return (total - b * math.log(2.0)) * c
+
+
+def bpr_step_loss(
+    scores_t: np.ndarray, log_mult: np.ndarray | None, scale: float, col_grad: np.ndarray
+) -> float:
+    """:func:`gru4rec.losses.bpr_value_grad` on the transposed layout of :func:`step_forward`
+    (columns: the rows' targets, then the negatives, each standing for ``exp(log_mult)``
+    draws): returns ``scale`` times the mean of ``-log sigmoid(r_i - r_ij)`` over every row's
+    other columns, turns ``scores_t`` into its gradient and writes the gradient's sums over
+    the rows to ``col_grad``."""
+    dtype = scores_t.dtype
+    mult = np.empty(0, dtype) if log_mult is None else log_mult
+    return float(_bpr_t(scores_t, mult, float(scale), col_grad))
 
 
 @_jit

@@ -347,12 +347,18 @@ def clip_grad_norm(grads: Sequence[torch.Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, coef)
 
 
-def clip_grad_norm_arrays(grads: Sequence[np.ndarray], max_norm: float) -> None:
+def clip_grad_norm_arrays(
+    grads: Sequence[np.ndarray],
+    max_norm: float,
+    norm_of: Sequence[np.ndarray] | None = None,
+) -> None:
     """:func:`clip_grad_norm` for contiguous host arrays (the compiled step's gradients):
     the squares summed by BLAS dot products, the scaling in place, skipped where the norm
-    is within the bound (a factor of 1 changes nothing)."""
+    is within the bound (a factor of 1 changes nothing). ``norm_of``, when given, are the
+    arrays whose joint norm decides (the same gradients grouped otherwise)."""
     flats = [g.reshape(-1) for g in grads]
-    total = math.sqrt(sum(float(np.dot(f, f)) for f in flats))
+    measured = flats if norm_of is None else [np.ascontiguousarray(g).reshape(-1) for g in norm_of]
+    total = math.sqrt(sum(float(np.dot(f, f)) for f in measured))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for f in flats:

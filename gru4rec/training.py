@@ -166,7 +166,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
 
     With ``bptt == 1`` and a sampled loss, every step is differentiated by hand
     (:func:`_train_epoch_direct`: the same numbers, no autograd graph; on the CPU, one GRU
-    layer under cross-entropy or bpr-max runs as compiled calls, :func:`_train_epoch_fused`);
+    layer under cross-entropy, bpr-max or bpr runs as compiled calls, :func:`_train_epoch_fused`);
     otherwise autograd differentiates the step (:func:`train_epoch_autograd`).
     """
     if run.bptt == 1 and not run.loss.full and run.sampler is not None:
@@ -309,7 +309,7 @@ def _parts(
 def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
     """Whether :func:`_train_epoch_fused` covers this model and loss (else the direct path)."""
     return (
-        loss.name in ("cross-entropy", "bpr-max")
+        loss.name in ("cross-entropy", "bpr-max", "bpr")
         and len(model.cells) == 1
         and fused_kernels(model.item_output.device)
         and model.item_output.dtype == torch.float32
@@ -318,7 +318,7 @@ def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
 
 @torch.no_grad()
 def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
-    """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy or bpr-max on
+    """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy, bpr-max or bpr on
     the CPU, with each step in a few compiled calls (:mod:`gru4rec.kernels`) around the
     output layer's two gradient products.
 
@@ -348,10 +348,10 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
     h_drawer = _Bits(batch * model.hidden_size, dropout_hidden, generator)
     no_mult = np.empty(0, np.float32)
     xent = loss.name == "cross-entropy"
-    # bpr-max weighs the negatives' multiplicities in its softmax, not in the scores.
+    # bpr-max and bpr weigh the negatives' multiplicities in the loss, not in the scores.
     logq = np.float32(loss.logq if xent else 0.0)
     total = 0.0
-    for b, x_np, y_np, keep_np, neg_np, mult in _steps_arrays(data, sampler, on_steps):
+    for b, x_np, y_np, keep_np, neg_np, mult, target_pos in _steps_arrays(data, sampler, on_steps):
         mult = no_mult if mult is None else mult
         e_bits = e_drawer.draw(b * in_table.shape[1])
         h_bits = h_drawer.draw(b * model.hidden_size)
@@ -365,6 +365,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
         g_bias = np.empty((len(cols), 1), np.float32)
         if xent:
             step_loss = kernels.xent_step_softmax_loss(logits_t, scale / b, g_bias)
+        elif loss.name == "bpr":
+            step_loss = kernels.bpr_step_loss(logits_t, mult, scale, g_bias)
         else:
             step_loss = kernels.bpr_max_step_loss(
                 logits_t, mult, loss.bpreg, loss.elu_param, scale / b, g_bias
@@ -381,7 +383,13 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
         )
         total += step_loss * batch
         if clipnorm is not None:
-            clip_grad_norm_arrays([*grads, g_weights, g_bias, g_in], clipnorm)
+            step_grads = [*grads, g_weights, g_bias, g_in]
+            norm_of = None
+            if loss.name == "bpr" and target_pos is not None:
+                # The other paths score bpr's repeated targets as one column each.
+                merged = _distinct_target_grads(target_pos, g_weights, g_bias)
+                norm_of = [*grads, *merged, g_in]
+            clip_grad_norm_arrays(step_grads, clipnorm, norm_of)
         dense_update(grads)
         if model.constrained:
             out_update(np.concatenate([cols, x_np]), g_weights, g_in, g_bias)
@@ -445,24 +453,44 @@ class _Bits:
         return self.bits[:n], np.int16(threshold), np.float32(keep)
 
 
+def _distinct_target_grads(
+    target_pos: np.ndarray, g_weights: np.ndarray, g_bias: np.ndarray
+) -> list[np.ndarray]:
+    """The output gradients with the target columns of equal items summed (the columns
+    the other paths score for bpr), for the gradient norm: ``[weights, bias]`` of the
+    distinct targets, then of the negatives."""
+    b = len(target_pos)
+    k = int(target_pos.max()) + 1 if b else 0
+    merged_w = np.zeros((k, g_weights.shape[1]), g_weights.dtype)
+    merged_b = np.zeros((k, 1), g_bias.dtype)
+    np.add.at(merged_w, target_pos, g_weights[:b])
+    np.add.at(merged_b, target_pos, g_bias[:b])
+    return [merged_w, merged_b, g_weights[b:], g_bias[b:]]
+
+
 def _steps_arrays(
     data: EpochData,
     sampler: NegativeSampler,
     on_steps: Callable[[int], None] | None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """:func:`_steps` for the compiled step (CPU), as NumPy views:
-    ``(rows, inputs, targets, keep, negatives, log_mult)``. The same draws in the same
+) -> Iterator[
+    tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+]:
+    """:func:`_steps` for the compiled step (CPU), as NumPy views: ``(rows, inputs, targets,
+    keep, negatives, log_mult, target_pos)`` (``target_pos``: each row's target among the
+    step's distinct targets, when the data has them). The same draws in the same
     order; a NumPy slice costs a tenth of a tensor slice and its conversion."""
     offs, n_steps = data.step_offsets, data.n_steps
     inputs, targets = data.inputs.numpy(), data.targets.numpy()
     keep = data.keep.numpy().reshape(-1)
+    target_pos = None if data.target_pos is None else data.target_pos.numpy()
     for t in range(n_steps):
         s, e = int(offs[t]), int(offs[t + 1])
         if sampler.dedup:
             negatives, log_mult = sampler.draw_unique_arrays()
         else:
             negatives, log_mult = sampler.draw().numpy(), None
-        yield e - s, inputs[s:e], targets[s:e], keep[s:e], negatives, log_mult
+        pos = None if target_pos is None else target_pos[s:e]
+        yield e - s, inputs[s:e], targets[s:e], keep[s:e], negatives, log_mult, pos
         if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
             on_steps(REPORT_EVERY)
     if on_steps is not None and n_steps % REPORT_EVERY:

@@ -242,8 +242,9 @@ def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
         ("cross-entropy", 0.0, 0.0, 0.0),
         ("bpr-max", 0.0, 0.9, 1.0),
         ("bpr-max", 0.0, 0.0, 0.0),
+        ("bpr", 0.0, 0.0, 0.0),
     ],
-    ids=["xe-logq", "xe", "bpr-max-elu", "bpr-max-plain"],
+    ids=["xe-logq", "xe", "bpr-max-elu", "bpr-max-plain", "bpr"],
 )
 def test_compiled_step_trains_like_autograd(torch_only, variant, loss):
     # The compiled step against the plain reference computation (autograd, torch code),
@@ -288,16 +289,17 @@ def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
     monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
     one, two = GRU4RecNet(5, 4, num_layers=1), GRU4RecNet(5, 4, num_layers=2)
     xe, bpr_max = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
-    bpr = training.LossConfig("bpr")
+    bpr, top1 = training.LossConfig("bpr"), training.LossConfig("top1")
     epoch = training.Epoch
     training.train_epoch(epoch(one, None, None, xe, object(), None))
     training.train_epoch(epoch(one, None, None, bpr_max, object(), None))
     training.train_epoch(epoch(one, None, None, xe, object(), None, clipnorm=1.0))
-    training.train_epoch(epoch(two, None, None, xe, object(), None))
     training.train_epoch(epoch(one, None, None, bpr, object(), None))
+    training.train_epoch(epoch(two, None, None, xe, object(), None))
+    training.train_epoch(epoch(one, None, None, top1, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     training.train_epoch(epoch(one, None, None, xe, object(), None))
-    assert calls == ["fused", "fused", "fused", "direct", "direct", "direct"]
+    assert calls == ["fused", "fused", "fused", "fused", "direct", "direct", "direct"]
 
 
 @pytest.mark.parametrize("dedup", [False, True])
@@ -336,6 +338,43 @@ def test_the_kernels_elementwise_functions_are_float32_accurate(name):
     special = kernels.elementwise(name, np.array([np.inf, -np.inf, np.nan], np.float32))
     expected = {"exp": [np.inf, 0.0], "sigmoid": [1.0, 0.0], "tanh": [1.0, -1.0]}[name]
     assert special[:2].tolist() == expected and np.isnan(special[2])
+
+
+def test_the_kernels_log1p_on_the_unit_interval_is_float32_accurate():
+    # What the bpr kernel's softplus needs: log(1 + y) for y = exp(-|d|) in [0, 1].
+    y = np.concatenate([np.linspace(0, 1, 100001), np.geomspace(1e-45, 1e-3, 2001)])
+    y = y.astype(np.float32)
+    out = kernels.elementwise("log1p_unit", y)
+    ref = np.log1p(y.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=2.5e-7, atol=0)
+    assert out[0] == 0.0 and out[-1] > 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    negatives=st.integers(0, 40),
+    weighted=st.booleans(),
+    spread=st.sampled_from([0.5, 5.0, 100.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_bpr_kernel_equals_the_torch_loss(rows, negatives, weighted, spread, seed):
+    from gru4rec.losses import bpr_value_grad
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, rows + negatives, generator=g) * spread
+    counts = torch.randint(1, 4, (negatives,), generator=g).float()
+    log_mult = counts.log() if weighted else None
+    col_weights = torch.cat([torch.ones(rows), counts]) if weighted else None
+    positives = torch.arange(rows) if weighted else None
+    ref_loss, ref_grad = bpr_value_grad(scores.clone(), positives, col_weights, 0.7)
+    scores_t = scores.t().contiguous().numpy()
+    col_grad = np.empty((rows + negatives, 1), np.float32)
+    mult = None if log_mult is None else log_mult.numpy()
+    loss = kernels.bpr_step_loss(scores_t, mult, 0.7, col_grad)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
 
 
 @settings(max_examples=30, deadline=None)

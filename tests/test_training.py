@@ -253,7 +253,7 @@ def test_train_epoch_uses_the_direct_path_only_where_it_applies(monkeypatch):
     monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
     monkeypatch.setattr(training, "train_epoch_autograd", lambda *a, **k: calls.append("auto"))
     sampler = object()
-    cfg = LossConfig("bpr")  # (one-layer bpr-max and cross-entropy may take the compiled step)
+    cfg = LossConfig("top1")  # (one layer of cross-entropy, bpr-max, bpr: the compiled step)
     training.train_epoch(Epoch(None, None, None, cfg, sampler, None))
     training.train_epoch(Epoch(None, None, None, cfg, sampler, None, bptt=2))
     training.train_epoch(Epoch(None, None, None, LossConfig("full-cross-entropy"), None, None))
