@@ -19,7 +19,8 @@ from tiny import (
 
 import gru4rec.trainer as trainer_module
 import gru4rec.training as training_module
-from gru4rec import InteractionMatrix
+from gru4rec import InteractionMatrix, kernels
+from gru4rec.optim import RowSparseOptimizer
 from gru4rec.trainer import TrainingDivergedError
 from gru4rec.training import REPORT_EVERY
 
@@ -87,6 +88,22 @@ def _poison_loss_in_epoch(monkeypatch, epoch: int, step: int = 1) -> None:
     for name in ("_scores_to_loss", "bpr_from_factors", "_loss_value_grad"):
         monkeypatch.setattr(training_module, name, poison(getattr(training_module, name)))
 
+    # The compiled step's losses return a float and turn their first argument into the
+    # gradient: both become NaN.
+    def poison_compiled(real):
+        counted = poison(real)
+
+        def poisoned(scores_t, *args, **kwargs):
+            loss = counted(scores_t, *args, **kwargs)
+            if loss != loss:
+                scores_t *= float("nan")
+            return loss
+
+        return poisoned
+
+    for name in ("xent_step_softmax_loss", "bpr_step_loss", "bpr_max_step_loss"):
+        monkeypatch.setattr(kernels, name, poison_compiled(getattr(kernels, name)))
+
 
 @pytest.mark.parametrize("make", [neg, xent], ids=["negsampling", "crossentropy"])
 def test_nan_loss_in_a_later_epoch_keeps_the_last_good_epoch(monkeypatch, make):
@@ -149,9 +166,16 @@ def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1) -> None
 
         return update
 
-    # Autograd steps update through the first, hand-differentiated ones through the second.
+    # Autograd steps update through the first, hand-differentiated ones through the second,
+    # compiled ones through the dense updater (once per step, before the rows).
     for name in ("_update", "_update_direct"):
         monkeypatch.setattr(training_module, name, interrupting(getattr(training_module, name)))
+    real_updater = RowSparseOptimizer.dense_updater
+    monkeypatch.setattr(
+        RowSparseOptimizer,
+        "dense_updater",
+        lambda self, params: interrupting(real_updater(self, params)),
+    )
 
 
 @pytest.mark.parametrize("k", [1, 2])
