@@ -194,20 +194,31 @@ class NegativeSampler:
         self._next += 1
         return out
 
-    def draw_unique_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`draw_unique` as NumPy views (CPU only: the compiled step's per-step
-        slicing, without the cost of a tensor slice)."""
+    def _next_run(self) -> tuple[int, int, int]:
+        """The next step's ``(row, start, stop)``: its buffer row and its span of the
+        distinct items (``start == stop == -1``: few repeats, take the raw draws)."""
         if not self.dedup:
             raise RuntimeError("draw_unique() needs a sampler built with dedup=True")
         if self._buffer is None or self._next >= self._rows:
             self._refill()
+        row = self._next
+        a, b = int(self._bounds[row]), int(self._bounds[row + 1])
+        self._next += 1
+        if b - a > 0.9 * self.n_samples:
+            # Few repeats: scoring the raw draws as plain columns is cheaper than the
+            # weighted losses (and exactly the same loss).
+            return row, -1, -1
+        return row, a, b
+
+    def draw_unique_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`draw_unique` as NumPy views (CPU only: the compiled step's per-step
+        slicing, without the cost of a tensor slice)."""
+        row, a, b = self._next_run()
         if self._arrays_of is not self._buffer:  # views of this refill's buffers
             self._arrays = (self._buffer.numpy(), self._unique.numpy(), self._log_mult.numpy())
             self._arrays_of = self._buffer
-        a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
-        self._next += 1
-        if b - a > 0.9 * self.n_samples:
-            return self._arrays[0][self._next - 1], None
+        if a < 0:
+            return self._arrays[0][row], None
         return self._arrays[1][a:b], self._arrays[2][a:b]
 
     def draw_unique(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -220,14 +231,7 @@ class NegativeSampler:
         logit, gives exactly the softmax over the duplicated draws at a fraction
         of the cost. Needs ``dedup=True``.
         """
-        if not self.dedup:
-            raise RuntimeError("draw_unique() needs a sampler built with dedup=True")
-        if self._buffer is None or self._next >= self._rows:
-            self._refill()
-        a, b = int(self._bounds[self._next]), int(self._bounds[self._next + 1])
-        self._next += 1
-        if b - a > 0.9 * self.n_samples:
-            # Few repeats: scoring the raw draws as plain columns is cheaper than the
-            # weighted losses (and exactly the same loss).
-            return self._buffer[self._next - 1], None
+        row, a, b = self._next_run()
+        if a < 0:
+            return self._buffer[row], None
         return self._unique[a:b], self._log_mult[a:b]

@@ -479,18 +479,26 @@ def _steps_arrays(
     keep, negatives, log_mult, target_pos)`` (``target_pos``: each row's target among the
     step's distinct targets, when the data has them). The same draws in the same
     order; a NumPy slice costs a tenth of a tensor slice and its conversion."""
-    offs, n_steps = data.step_offsets, data.n_steps
     inputs, targets = data.inputs.numpy(), data.targets.numpy()
     keep = data.keep.numpy().reshape(-1)
     target_pos = None if data.target_pos is None else data.target_pos.numpy()
-    for t in range(n_steps):
-        s, e = int(offs[t]), int(offs[t + 1])
+    for s, e in _step_spans(data, on_steps):
         if sampler.dedup:
             negatives, log_mult = sampler.draw_unique_arrays()
         else:
             negatives, log_mult = sampler.draw().numpy(), None
         pos = None if target_pos is None else target_pos[s:e]
         yield e - s, inputs[s:e], targets[s:e], keep[s:e], negatives, log_mult, pos
+
+
+def _step_spans(
+    data: EpochData, on_steps: Callable[[int], None] | None
+) -> Iterator[tuple[int, int]]:
+    """Each step's row span ``(start, stop)``; ``on_steps`` hears every ``REPORT_EVERY``
+    finished steps and, at the end, of the rest."""
+    offs, n_steps = data.step_offsets, data.n_steps
+    for t in range(n_steps):
+        yield int(offs[t]), int(offs[t + 1])
         if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
             on_steps(REPORT_EVERY)
     if on_steps is not None and n_steps % REPORT_EVERY:
@@ -514,19 +522,13 @@ def _steps(
     are both without a sampler). ``on_steps`` hears every ``REPORT_EVERY`` finished steps
     and, at the end, of the rest.
     """
-    offs, n_steps = data.step_offsets, data.n_steps
-    for t in range(n_steps):
-        s, e = int(offs[t]), int(offs[t + 1])
+    for t, (s, e) in enumerate(_step_spans(data, on_steps)):
         negatives = log_mult = None
         if sampler is not None and sampler.dedup:
             negatives, log_mult = sampler.draw_unique()
         elif sampler is not None:
             negatives = sampler.draw()
         yield t, e - s, data.inputs[s:e], data.targets[s:e], data.keep[s:e], negatives, log_mult
-        if on_steps is not None and (t + 1) % REPORT_EVERY == 0:
-            on_steps(REPORT_EVERY)
-    if on_steps is not None and n_steps % REPORT_EVERY:
-        on_steps(n_steps % REPORT_EVERY)
 
 
 def _update_direct(
