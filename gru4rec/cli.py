@@ -798,7 +798,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("gru4rec: interrupted", file=sys.stderr)
             return 130
-        except (ValueError, OSError, FloatingPointError, KeyError) as exc:
+        except (ValueError, OSError, FloatingPointError, KeyError, SystemError) as exc:
+            if isinstance(exc, SystemError):
+                from .trainer import caused_by_interrupt
+
+                if not caused_by_interrupt(exc):  # a Ctrl-C inside compiled code, else a bug
+                    raise
+                print("gru4rec: interrupted", file=sys.stderr)
+                return 130
             text = str(exc).strip().splitlines()
             first = text[0] if text else type(exc).__name__
             if isinstance(exc, KeyError):

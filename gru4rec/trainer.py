@@ -11,7 +11,9 @@ and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
    (progress, user callbacks),
 4. stops when the selection's patience is used up.
 
-A ``KeyboardInterrupt`` keeps the weights of the last completed epoch, with a warning.
+A ``KeyboardInterrupt`` keeps the weights of the last completed epoch, with a warning; so does
+an error raised because of one (a Ctrl-C that lands while compiled code calls back into Python
+surfaces as a ``SystemError`` whose cause is the ``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,22 @@ from .model import GRU4RecNet
 from .stopping import Selection, snapshot
 from .training import Epoch, train_epoch
 
-__all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError"]
+__all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError", "caused_by_interrupt"]
 
 #: A listener: called with each completed epoch's record.
 Listener = Callable[[dict[str, Any]], None]
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` is a ``KeyboardInterrupt`` or was raised because of one."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 class TrainingDivergedError(FloatingPointError, ValueError):
@@ -136,8 +150,12 @@ class Trainer:
                     listener(record)
                 if selection is not None and selection.should_stop:
                     break
-        except KeyboardInterrupt:
+        except TrainingDivergedError:
+            raise
+        except BaseException as exc:
             model.load_state_dict(last)
+            if not caused_by_interrupt(exc):
+                raise
             done = len(self.history)
             warnings.warn(
                 f"fit interrupted during epoch {done}; the estimator keeps the model after "
@@ -145,11 +163,6 @@ class Trainer:
                 UserWarning,
                 stacklevel=4,
             )
-        except TrainingDivergedError:
-            raise
-        except BaseException:
-            model.load_state_dict(last)
-            raise
         return self.history
 
     def _epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:

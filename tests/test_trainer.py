@@ -149,9 +149,11 @@ def test_weights_overflowing_in_the_last_update_of_an_epoch_are_detected(n_epoch
     assert np.isfinite(dense(est.predict(df))).all()
 
 
-def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1) -> None:
+def _interrupt_in_epoch(
+    monkeypatch, epoch: int, after_updates: int = 1, raise_=None
+) -> None:
     """Raise KeyboardInterrupt in epoch ``epoch`` after ``after_updates`` of its weight updates,
-    so the weights are half-updated when the interrupt arrives."""
+    so the weights are half-updated when the interrupt arrives (``raise_``: raise otherwise)."""
     counter = _EpochCounter(monkeypatch)
     calls = {"epoch": -1, "n": 0}
 
@@ -160,6 +162,8 @@ def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1) -> None
             if calls["epoch"] != counter.current:
                 calls["epoch"], calls["n"] = counter.current, 0
             if counter.current == epoch and calls["n"] == after_updates:
+                if raise_ is not None:
+                    raise_()
                 raise KeyboardInterrupt
             calls["n"] += 1
             return real(*args, **kwargs)
@@ -193,6 +197,60 @@ def test_keyboard_interrupt_mid_epoch_keeps_last_completed_epoch(monkeypatch, k,
     assert [h["epoch"] for h in est.history_] == list(range(k))
     assert_same_weights(weights(est), weights(reference))
     np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
+
+
+def _system_error_from_ctrl_c():
+    # What a Ctrl-C that lands while compiled code calls back into Python turns into.
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        raise SystemError("<function> returned a result with an exception set") from exc
+
+
+def test_ctrl_c_surfacing_as_a_system_error_counts_as_an_interrupt(monkeypatch):
+    df = longer_events()
+    reference = neg(max_epochs=1).fit(df)
+    _interrupt_in_epoch(monkeypatch, epoch=1, after_updates=2, raise_=_system_error_from_ctrl_c)
+    est = neg(max_epochs=3)
+    with pytest.warns(UserWarning, match=r"interrupted during epoch 1\b.*after epoch 0"):
+        est.fit(df)
+    assert len(est.history_) == 1
+    assert_same_weights(weights(est), weights(reference))
+
+
+def test_other_errors_during_fit_propagate_with_the_last_epoch_restored(monkeypatch):
+    df = longer_events()
+    reference = neg(max_epochs=1).fit(df)
+
+    def fail():
+        raise SystemError("a real bug")
+
+    _interrupt_in_epoch(monkeypatch, epoch=1, after_updates=2, raise_=fail)
+    est = neg(max_epochs=3)
+    with pytest.raises(SystemError, match="a real bug"):
+        est.fit(df)
+    assert_same_weights(weights(est), weights(reference))
+
+
+def test_caused_by_interrupt_follows_causes_and_contexts():
+    from gru4rec.trainer import caused_by_interrupt
+
+    assert caused_by_interrupt(KeyboardInterrupt())
+    assert not caused_by_interrupt(ValueError("x"))
+    try:
+        _system_error_from_ctrl_c()
+    except SystemError as exc:
+        assert caused_by_interrupt(exc)
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("while handling")  # implicit context, no cause
+    except RuntimeError as exc:
+        assert caused_by_interrupt(exc)
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a  # a cycle ends the walk
+    assert not caused_by_interrupt(a)
 
 
 def test_keyboard_interrupt_in_first_epoch_keeps_initial_model(monkeypatch):
