@@ -245,7 +245,7 @@ def test_caused_by_interrupt_follows_causes_and_contexts():
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise RuntimeError("while handling")  # implicit context, no cause
+            raise RuntimeError("while handling")  # noqa: B904 - the implicit context is the point
     except RuntimeError as exc:
         assert caused_by_interrupt(exc)
     a, b = ValueError("a"), ValueError("b")
