@@ -149,9 +149,7 @@ def test_weights_overflowing_in_the_last_update_of_an_epoch_are_detected(n_epoch
     assert np.isfinite(dense(est.predict(df))).all()
 
 
-def _interrupt_in_epoch(
-    monkeypatch, epoch: int, after_updates: int = 1, raise_=None
-) -> None:
+def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1, raise_=None) -> None:
     """Raise KeyboardInterrupt in epoch ``epoch`` after ``after_updates`` of its weight updates,
     so the weights are half-updated when the interrupt arrives (``raise_``: raise otherwise)."""
     counter = _EpochCounter(monkeypatch)
