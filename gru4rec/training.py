@@ -319,8 +319,7 @@ def _fused_step_applies(model: GRU4RecNet, loss: LossConfig) -> bool:
 @torch.no_grad()
 def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
     """:func:`_train_epoch_direct` for one GRU layer and sampled cross-entropy, bpr-max or bpr on
-    the CPU, with each step in a few compiled calls (:mod:`gru4rec.kernels`) around the
-    output layer's two gradient products.
+    the CPU, with each step in a few compiled calls (:mod:`gru4rec.kernels`).
 
     The same computation in the same order, with the same random draws: negatives, then the
     embedding's dropout bits, then the hidden layer's. Per step, Python only slices the
@@ -376,10 +375,8 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
                     run, out, weights, cols, y_np, neg_np, mult, scale
                 )
         # logits_t now holds the scores' gradient, transposed.
-        grad = _product(logits_t.T, weights)
-        g_weights = _product(logits_t, out)
-        g_in = kernels.step_backward(
-            grad, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
+        g_in, g_weights = kernels.step_backward(
+            logits_t, weights, out, h_mask, x_in, h, keep_np, rz, n, gh_n, *e_bits, gru[0], *grads
         )
         total += step_loss * batch
         if clipnorm is not None:
@@ -397,11 +394,6 @@ def _train_epoch_fused(run: Epoch, on_steps: Callable[[int], None] | None = None
             out_update(cols, g_weights, None, g_bias)
             in_update(x_np, g_in)
     return torch.tensor(total)
-
-
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` with the BLAS that runs the shape fastest (:func:`gru4rec.device.matmul`)."""
-    return matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def _long_way(

@@ -486,3 +486,85 @@ def test_products_skip_the_zero_hidden_rows_of_starting_sessions(keep):
     out = np.full((6, 5), np.nan, np.float32)
     kernels._live_rows_grad(d, h, keep, out)
     np.testing.assert_allclose(out, d.T @ h, rtol=1e-5, atol=1e-6)
+
+
+if kernels.AVAILABLE:
+    import numba
+
+    @numba.njit(cache=False)
+    def _mm_call(a, trans_a, b, trans_b, out):
+        kernels._mm(a, trans_a, b, trans_b, out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(0, 40),
+    k=st.integers(0, 40),
+    n=st.integers(0, 40),
+    trans_a=st.booleans(),
+    trans_b=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_matrix_product_equals_numpy(m, k, n, trans_a, trans_b, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    out = np.full((m, n), np.nan, dtype)  # every entry is written, k == 0 included
+    _mm_call(a, trans_a, b, trans_b, out)
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+def test_kernel_matrix_product_takes_strided_operands_and_propagates_nan():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((6, 10), dtype=np.float32)[:, ::2]  # not contiguous
+    b = rng.standard_normal((5, 7), dtype=np.float32)
+    out = np.empty((6, 7), np.float32)
+    _mm_call(a, False, b, False, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+    a = np.ascontiguousarray(a)
+    a[2, 3] = np.nan
+    _mm_call(a, False, b, False, out)
+    assert np.isnan(out[2]).all() and np.isfinite(np.delete(out, 2, axis=0)).all()
+
+
+def test_kernels_bind_their_products_to_a_blas():
+    assert kernels.SGEMM_BACKEND in ("numpy", "numba")
+
+
+def test_kernels_without_numpys_blas_train_the_same_model(tmp_path):
+    """GRU4REC_KERNEL_BLAS=numba binds the products to numba's np.dot, as where NumPy's BLAS
+    has no 64-bit-integer sgemm: the same model up to float32 rounding."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, 'tests')\n"
+        "from tiny import longer_events, neg\n"
+        "from gru4rec import kernels\n"
+        "df = longer_events()\n"
+        "est = neg(max_epochs=2, loss_fn='bpr-max', num_negatives=6).fit(df)\n"
+        "np.save(sys.argv[1], est.predict(df).toarray())\n"
+        "print(kernels.SGEMM_BACKEND)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = {}
+    for choice in ("", "numba"):
+        env = {**os.environ, "GRU4REC_KERNEL_BLAS": choice, "PYTHONPATH": root}
+        path = tmp_path / f"pred{choice}.npy"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        runs[choice] = (done.stdout.strip().splitlines()[-1], np.load(path))
+    assert runs["numba"][0] == "numba"
+    assert runs[""][0] == kernels.SGEMM_BACKEND
+    np.testing.assert_allclose(runs["numba"][1], runs[""][1], rtol=1e-3, atol=1e-4)
