@@ -18,9 +18,12 @@ surfaces as a ``SystemError`` whose cause is the ``KeyboardInterrupt``).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,26 @@ __all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError", "caused_by_i
 
 #: A listener: called with each completed epoch's record.
 Listener = Callable[[dict[str, Any]], None]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block has run, then
+    hand it to the handler that was in place (Python's raises ``KeyboardInterrupt``). Only
+    the main thread receives signals; elsewhere, or under a non-Python handler, the block
+    runs as is."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        previous(*held[0])
 
 
 def caused_by_interrupt(exc: BaseException) -> bool:
@@ -140,12 +163,17 @@ class Trainer:
             for epoch in range(max_epochs):
                 record = self._epoch(epoch, progress)
                 self._check_finite(record, selection, last)
+                value = None
                 if selection is not None and evaluate is not None:
                     value = evaluate()
-                    record[selection.criterion.name] = value
-                    record["improved"] = selection.update(epoch, value, model)
-                self.history.append(record)
-                last = snapshot(model, into=last)
+                # The epoch's bookkeeping happens whole or not at all: a Ctrl-C in the middle
+                # of a weight copy would leave a mix of two epochs to fall back to.
+                with _interrupts_deferred():
+                    if value is not None:
+                        record[selection.criterion.name] = value
+                        record["improved"] = selection.update(epoch, value, model)
+                    last = snapshot(model, into=last)
+                    self.history.append(record)
                 for listener in listeners:
                     listener(record)
                 if selection is not None and selection.should_stop:

@@ -254,6 +254,31 @@ def test_caused_by_interrupt_follows_causes_and_contexts():
     assert not caused_by_interrupt(a)
 
 
+def test_ctrl_c_during_the_epochs_bookkeeping_waits_for_it_to_finish(monkeypatch):
+    """A SIGINT that lands while the epoch's weights are being copied interrupts the fit only
+    after the copy: the fit keeps that whole epoch, not a mix of two."""
+    import signal
+
+    df = longer_events()
+    reference = neg(max_epochs=2).fit(df)
+    real = trainer_module.snapshot
+    calls = []
+
+    def snapshot(model, into=None):
+        calls.append(1)
+        if len(calls) == 3:  # the copy after the second epoch (the first call is the initial)
+            signal.raise_signal(signal.SIGINT)
+        return real(model, into=into)
+
+    monkeypatch.setattr(trainer_module, "snapshot", snapshot)
+    est = neg(max_epochs=4)
+    with pytest.warns(UserWarning, match=r"interrupted during epoch 2\b.*after epoch 1"):
+        est.fit(df)
+    assert len(est.history_) == 2
+    assert_same_weights(weights(est), weights(reference))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_keyboard_interrupt_in_first_epoch_keeps_initial_model(monkeypatch):
     df = longer_events()
     _interrupt_in_epoch(monkeypatch, epoch=0, after_updates=2)
