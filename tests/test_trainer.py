@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,19 +33,23 @@ def test_diverged_error_is_exported_by_the_package():
     assert "TrainingDivergedError" in gru4rec.__all__
 
 
-def test_huge_learning_rate_raises_diverged_error_and_keeps_initial_model():
-    # Enough steps in the first epoch for the loss to overflow there, whichever order the
-    # BLAS sums in (the tiny data's three steps can end before it does).
+def test_huge_learning_rate_raises_diverged_error_and_keeps_the_last_finite_model():
+    # A learning rate near float32's largest value: the first updates overflow the weights or
+    # the scores. Which epoch sees it first depends on the BLAS's summation order, so the test
+    # reads the epoch from the message and checks the fallback against it.
     df = longer_events()
-    est = neg(learning_rate=1e30, optimization_algorithm="sgd", clipnorm=None, max_epochs=3)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 0.*lower learning_rate") as info:
+    est = neg(learning_rate=3e38, optimization_algorithm="sgd", clipnorm=None, max_epochs=3)
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+.*lower learning_rate") as info:
         est.fit(df)
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, FloatingPointError)
-    assert est.history_ == []
-    # Diverged in the first epoch: the estimator holds its initial weights, no NaN ones.
+    diverged_in = int(re.search(r"epoch (\d+)", str(info.value)).group(1))
+    assert len(est.history_) == diverged_in
+    assert all(np.isfinite(h["train_loss"]) for h in est.history_)
+    # The estimator holds the weights of the last finite epoch, no NaN or inf ones.
     assert all_finite(est)
-    assert_same_weights(weights(est), initial_weights(est))
+    if diverged_in == 0:
+        assert_same_weights(weights(est), initial_weights(est))
     n_sessions, n_items = df["session_id"].nunique(), df["item_id"].nunique()
     pred = est.predict(df)
     assert pred.shape == (n_sessions, n_items)
