@@ -16,13 +16,22 @@ import contextlib
 import os
 import pathlib
 import uuid
-from collections.abc import Mapping
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "check_writable",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "gru4rec-checkpoint"
 FORMAT_VERSION = 1
@@ -80,6 +89,21 @@ def _fsync_dir(directory: pathlib.Path) -> None:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def _crc32_on() -> Iterator[None]:
+    """Checksums in the file even where they were turned off (torch >= 2.5 can): loading
+    verifies them."""
+    get = getattr(torch.serialization, "get_crc32_options", None)
+    if get is None or get():
+        yield
+        return
+    torch.serialization.set_crc32_options(True)
+    try:
+        yield
+    finally:
+        torch.serialization.set_crc32_options(False)
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     state_dict: Mapping[str, torch.Tensor],
@@ -134,7 +158,7 @@ def save_checkpoint(
     # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh, _crc32_on():
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -145,6 +169,45 @@ def save_checkpoint(
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _looks_pickled(fh: Any) -> bool:
+    fh.seek(0)
+    return fh.read(1) == b"\x80"  # the PROTO opcode that starts pickles of protocol >= 2
+
+
+def _check_crcs(fh: Any, path: pathlib.Path) -> None:
+    """Raise CheckpointError when an entry's bytes do not match the checksum written with
+    them: damage that torch.load would otherwise load as wrong weights."""
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupt archive): {exc}"
+        ) from exc
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: corrupt: the bytes of its entry {bad!r} do not match the checksum "
+            "written with them (the file was damaged after it was saved)"
+        )
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise OSError, naming ``path``, when :func:`save_checkpoint` could not write it:
+    checked before a long training, not after it. Creates no missing folder."""
+    path = pathlib.Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # save_checkpoint creates the missing ones below it
+    probe = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot write the model to {os.fspath(path)}: {exc.strerror}"
+        ) from exc
 
 
 def load_checkpoint(
@@ -178,15 +241,28 @@ def load_checkpoint(
     """
     path = pathlib.Path(path)
     with open(path, "rb") as fh:  # missing file: FileNotFoundError, as for any open()
+        if fh.read(4) != b"PK\x03\x04":  # torch's files are zip archives
+            raise CheckpointError(
+                f"{path}: not a gru4rec model file"
+                + (
+                    " (it holds a pickle: a pickled estimator loads with pickle.load)"
+                    if _looks_pickled(fh)
+                    else " (truncated, corrupt or not a torch file)"
+                )
+            )
+        _check_crcs(fh, path)
+        fh.seek(0)
         try:
-            payload = torch.load(fh, map_location=map_location, weights_only=True)
+            with warnings.catch_warnings():
+                # torch's advice on unpickling does not apply: nothing here is unpickled.
+                warnings.simplefilter("ignore")
+                payload = torch.load(fh, map_location=map_location, weights_only=True)
         except Exception as exc:
             if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise CheckpointError(
-                    f"{path}: refused by torch.load(weights_only=True): it does not hold only "
-                    "tensors and plain data, and loading it would need arbitrary unpickling, "
-                    f"so it is not a gru4rec checkpoint (torch: {reason})"
+                    f"{path}: not a gru4rec model file: it holds Python objects that only "
+                    "arbitrary unpickling could rebuild, which gru4rec never does (a "
+                    "gru4rec file holds tensors and plain data)"
                 ) from exc
             raise CheckpointError(
                 f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file): "

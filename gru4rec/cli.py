@@ -310,11 +310,17 @@ def _load_model(path: str) -> Any:
 
 def _check_model_path(path: str) -> None:
     """Fail before any work when ``--model`` cannot be written where asked."""
+    from .checkpoint import check_writable
+
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"--model {path}: the directory {folder} does not exist")
     if os.path.isdir(path):
         raise ValueError(f"--model {path} is a directory; give a file name")
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise ValueError(f"--model {path}: {exc.strerror}") from None
 
 
 def _fit_catching_ctrl_c(est: Any, X: Any, validation: Any) -> bool:

@@ -12,7 +12,6 @@ import bz2
 import gzip
 import logging
 import lzma
-import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .caller import warn
 from .matrix import InteractionMatrix, _check_columns, _timestamp_column
 
 __all__ = [
@@ -545,11 +545,7 @@ def last_item_split(matrix: InteractionMatrix) -> tuple[InteractionMatrix, Inter
     first, last = new_user[:-1], new_user[1:]
     n_short = int((first & last).sum())
     if n_short:
-        warnings.warn(
-            f"last_item_split: {n_short} sessions with fewer than 2 events go to neither side",
-            UserWarning,
-            stacklevel=2,
-        )
+        warn(f"last_item_split: {n_short} sessions with fewer than 2 events go to neither side")
     return _interactions(matrix, ids[~last]), _interactions(matrix, ids[last & ~first])
 
 

@@ -11,7 +11,6 @@ import functools
 import numbers
 import os
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from . import kernels
+from .caller import warn
 
 __all__ = [
     "blas_threads",
@@ -66,11 +66,7 @@ def runtime(device: Any) -> torch.device:
     """The device to load a saved model onto: the saved one, or the CPU (with a warning)
     when its CUDA is not available here."""
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(
-            f"the model was trained on {device}, which is not available; loading it on the CPU",
-            UserWarning,
-            stacklevel=3,
-        )
+        warn(f"the model was trained on {device}, which is not available; loading it on the CPU")
         return torch.device("cpu")
     return resolve(device)
 

@@ -23,6 +23,8 @@ from sklearn.exceptions import NotFittedError
 from . import device as devices
 from . import inputs
 from . import params as param_table
+from .caller import warn
+from .checkpoint import check_writable
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
@@ -70,20 +72,20 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
     @property
     def identifier(self) -> str:
-        """``ClassName(param=value, ...)`` over :meth:`get_params`, sorted by name.
+        """``ClassName(param=value,...)`` over :meth:`get_params`, as recpack writes it
+        (values by ``str``, parameters sorted by name).
 
-        Contains no object reprs or addresses, so it is the same in every process.
+        Holds no object addresses, so it is the same in every process.
         """
         parts = []
         for key, value in self.get_params(deep=False).items():
-            if isinstance(value, StoppingCriterion):
-                value = value.name
             if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
                 value = value.item()
-            if isinstance(value, torch.device):
-                value = str(value)
-            parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+            parts.append(f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
+
+    def __str__(self) -> str:
+        return self.name
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -166,9 +168,12 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
         validation = None if validation_data is None else self._validation(validation_data, X)
+        if self.save_best_to_file:  # fail now, not after the training
+            savable_item_ids(X.item_vocabulary)
+            check_writable(self.filename)
+        if validation is None and self.stop_early:
+            warn("stop_early=True has no effect without validation_data: every epoch runs")
         self._set_data_attributes(X, sessions)
-        if self.save_best_to_file:
-            savable_item_ids(self.item_vocabulary_)  # fails now, not after the training
         self.model_ = self._build_model()
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
         trainer = Trainer(parts, self.learning_rate)

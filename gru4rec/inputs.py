@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from .caller import warn
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix
 
 __all__ = ["Columns", "as_matrix", "check_items", "session_lists", "timed_sessions"]
@@ -160,7 +160,7 @@ def session_lists(
     batch = [sessions] if single else list(sessions)
     lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
     flat = list(itertools.chain.from_iterable(batch))
-    items, offsets = flat_sessions(flat, lengths, vocabulary, n_items, stacklevel=5)
+    items, offsets = flat_sessions(flat, lengths, vocabulary, n_items)
     return items, offsets, single
 
 
@@ -169,19 +169,15 @@ def flat_sessions(
     lengths: np.ndarray,
     vocabulary: Vocabulary | None,
     n_items: int,
-    *,
-    stacklevel: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sessions given as one flat sequence of raw item ids and their lengths, as
     ``(items, offsets)`` of model indices; unknown items are skipped with a warning."""
     items = _item_indices(raw, vocabulary, n_items)
     known = items >= 0
     if not known.all():
-        warnings.warn(
+        warn(
             f"recommend skipped {int((~known).sum())} of {len(items)} items unknown to the model"
-            + _id_type_hint(list(raw), known, vocabulary),
-            UserWarning,
-            stacklevel=stacklevel,
+            + _id_type_hint(list(raw), known, vocabulary)
         )
     n = len(lengths)
     kept = np.bincount(np.repeat(np.arange(n), lengths)[known], minlength=n)
@@ -257,13 +253,17 @@ def _id_type_hint(raw: list[Any], known: np.ndarray, vocabulary: Vocabulary | No
     first = vocabulary.ids[0]
     first = first.item() if isinstance(first, np.generic) else first
     return (
-        f"; the request's ids are {theirs}s but the model's item ids are {ours}s "
+        f"; the request's ids are {_KIND_WORDS[theirs]} but the model's item ids are "
+        f"{_KIND_WORDS[ours]} "
         f"(e.g. {first!r}): convert them to the type used in fit"
     )
 
 
+_KIND_WORDS = {"number": "numbers", "string": "strings", "mixed": "of mixed types"}
+
+
 def _id_kind(ids: np.ndarray) -> str:
-    """'number' or 'string': the kind of raw ids (those of an object array by their values)."""
+    """'number', 'string' or 'mixed': the kind of raw ids (of an object array: by value)."""
     if ids.dtype.kind in "biuf":
         return "number"
     if ids.dtype.kind in "US":

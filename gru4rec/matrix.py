@@ -23,7 +23,6 @@ import inspect
 import numbers
 import os
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from .caller import warn
 
 __all__ = [
     "InteractionMatrix",
@@ -643,11 +644,9 @@ class InteractionMatrix:
                 )
             n_item = int((iid < 0).sum())
             n_user = int((uid < 0).sum())
-            warnings.warn(
+            warn(
                 f"{teller} dropped {n_drop} of {len(df)} events whose ids are not in the given "
-                f"vocabulary ({n_item} unknown items, {n_user} unknown users)",
-                UserWarning,
-                stacklevel=3,
+                f"vocabulary ({n_item} unknown items, {n_user} unknown users)"
             )
             uid, iid = uid[keep], iid[keep]
             ts = None if ts is None else ts[keep]
@@ -956,15 +955,9 @@ class InteractionMatrix:
         ids = _as_index_array(interaction_ids, "interaction_ids")
         unknown = np.setdiff1d(ids, self._ids)
         if unknown.size:
-            warnings.warn(
-                f"IDs {set(unknown.tolist())} not present in data", UserWarning, stacklevel=2
-            )
+            warn(f"IDs {set(unknown.tolist())} not present in data")
         if ids.size == 0:
-            warnings.warn(
-                "No interaction IDs given, returning empty InteractionMatrix.",
-                UserWarning,
-                stacklevel=2,
-            )
+            warn("No interaction IDs given, returning empty InteractionMatrix.")
         return self._select(np.isin(self._ids, ids), inplace)
 
     def indices_in(self, u_i_lists: Any, inplace: bool = False) -> InteractionMatrix | None:

@@ -8,7 +8,9 @@ weights as a ``torch.save`` blob with the architecture they were trained with.
 
 from __future__ import annotations
 
+import copy
 import io
+import math
 import os
 import pathlib
 from typing import Any
@@ -20,7 +22,7 @@ from . import device as devices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .matrix import Vocabulary
 from .model import GRU4RecNet
-from .stopping import StoppingCriterion
+from .stopping import SETTINGS, StoppingCriterion, configured
 
 __all__ = ["Persistence", "savable_item_ids"]
 
@@ -63,13 +65,19 @@ class Persistence:
 
     @property
     def filename(self) -> str:
-        """File that :meth:`save` writes: class name, criterion name and best value."""
-        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
-        crit_name = criterion.name if isinstance(criterion, StoppingCriterion) else criterion
+        """Name of the file at which :meth:`save` writes the model, in recpack's format:
+        ``{name}_loss_{best value}.trch`` (the criterion's starting value, ``-inf`` or
+        ``inf``, before any epoch was scored)."""
         best = getattr(self, "best_value_", None)
         if best is None:
-            return f"{self.name}_{crit_name}.trch"
-        return f"{self.name}_{crit_name}_{best:.4f}.trch"
+            best = math.inf if self._criterion_minimizes() else -math.inf
+        return f"{self.name}_loss_{float(best)}.trch"
+
+    def _criterion_minimizes(self) -> bool:
+        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
+        if isinstance(criterion, StoppingCriterion):
+            return criterion.minimize
+        return bool(StoppingCriterion.FUNCTIONS.get(criterion, {}).get("minimize", False))
 
     def _metadata(self) -> dict[str, Any]:
         params = self.get_params(deep=False)
@@ -94,7 +102,7 @@ class Persistence:
 
     def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
         """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
-        an existing directory: :attr:`filename` in it).
+        a directory, existing or ending in a path separator: :attr:`filename` in it).
 
         Returns the path written. The file holds the weights and plain
         metadata (parameters, architecture, item ids, history) and loads with
@@ -102,9 +110,14 @@ class Persistence:
         """
         self._check_fitted()
         target = self.filename if path is None else path
-        if os.path.isdir(target):
+        if os.path.isdir(target) or str(target).endswith(("/", os.sep)):
             target = pathlib.Path(target) / self.filename
-        return save_checkpoint(target, self.model_.state_dict(), self._metadata())
+        try:
+            return save_checkpoint(target, self.model_.state_dict(), self._metadata())
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot write the model to {os.fspath(target)}: {exc.strerror}"
+            ) from exc
 
     def load(self, filename: str) -> Persistence:
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
@@ -113,10 +126,15 @@ class Persistence:
             raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
         params = dict(meta["params"])
         self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
-        self.stopping_criterion_ = StoppingCriterion.from_dict(meta["criterion"])
-        if self.stopping_criterion not in StoppingCriterion.FUNCTIONS:
-            # A custom criterion was saved by name only; keep a placeholder that says so.
-            self.stopping_criterion = self.stopping_criterion_
+        # Files of earlier versions hold no settings: the estimator's parameters are them.
+        settings = {key: params[key] for key in SETTINGS if key in params}
+        self.stopping_criterion_ = StoppingCriterion.from_dict({**settings, **meta["criterion"]})
+        saved = self.stopping_criterion_.to_dict()
+        named = self.stopping_criterion in StoppingCriterion.FUNCTIONS
+        if not named or configured(self.stopping_criterion, **settings).to_dict() != saved:
+            # A custom criterion (saved by name: a placeholder that says so when used), or
+            # a named one with its own settings: the parameter is the criterion itself.
+            self.stopping_criterion = copy.deepcopy(self.stopping_criterion_)
         self.device_ = devices.runtime(self.device)
         self.n_items_ = int(meta["n_items"])
         self.seed_ = int(meta["seed"])
@@ -132,7 +150,9 @@ class Persistence:
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        # The parents' state first, whatever they add to it.
+        parent = getattr(super(), "__getstate__", None)
+        state = dict(parent()) if parent is not None else self.__dict__.copy()
         if "model_" in state:
             buf = io.BytesIO()
             torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
@@ -144,7 +164,11 @@ class Persistence:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         packed = state.get("model_")
-        self.__dict__.update(state)
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)
         if isinstance(packed, tuple):
             arch, blob = packed
             weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -44,6 +43,8 @@ import numpy as np
 import torch
 
 from gru4rec import metrics
+
+from .caller import warn
 
 __all__ = ["NEEDS", "Selection", "StoppingCriterion", "configured", "snapshot"]
 
@@ -301,25 +302,56 @@ class StoppingCriterion:
             f"min_improvement={self.min_improvement})"
         )
 
+    def __str__(self) -> str:
+        """The name, with what differs from the named criterion's defaults (for a custom
+        one: its cut-off) in brackets: ``mrr``, ``mrr(k=5)``; no object addresses."""
+        named = self.FUNCTIONS.get(self.name)
+        parts = []
+        if (self.k != named["k"]) if named is not None else self.k is not None:
+            parts.append(f"k={self.k}")
+        parts += [
+            f"{key}={getattr(self, key)}" for key in SETTINGS if getattr(self, key) != SETTINGS[key]
+        ]
+        parts += [f"{key}={value}" for key, value in sorted(self.kwargs.items())]
+        return f"{self.name}({','.join(parts)})" if parts else self.name
+
     # -- serialisation ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """What a checkpoint stores of the criterion: name, direction, input kind, cut-off."""
-        return {"name": self.name, "minimize": self.minimize, "needs": self.needs, "k": self.k}
+        """What a checkpoint stores of the criterion: name, direction, input kind, cut-off,
+        the early-stopping settings and the function's plain keyword arguments."""
+        return {
+            "name": self.name,
+            "minimize": self.minimize,
+            "needs": self.needs,
+            "k": self.k,
+            "stop_early": self.stop_early,
+            "max_iter_no_change": self.max_iter_no_change,
+            "min_improvement": self.min_improvement,
+            "kwargs": {
+                key: value
+                for key, value in self.kwargs.items()
+                if value is None or isinstance(value, bool | int | float | str)
+            },
+        }
 
     @classmethod
     def from_dict(cls, meta: dict[str, Any]) -> StoppingCriterion:
         """The criterion of :meth:`to_dict`: a named one is rebuilt; a custom one (whose
-        function a file cannot hold) becomes a placeholder that says so when evaluated."""
+        function a file cannot hold) becomes a placeholder that says so when evaluated.
+        Settings missing from ``meta`` keep their defaults."""
         name = meta["name"]
+        settings = {key: meta[key] for key in SETTINGS if key in meta}
         if name in cls.FUNCTIONS:
-            return cls.create(name, **({} if meta.get("k") is None else {"k": meta["k"]}))
+            k = {} if meta.get("k") is None else {"k": meta["k"]}
+            return cls.create(name, **k, **settings, **meta.get("kwargs", {}))
         return cls(
             _custom_criterion_unavailable,
             minimize=bool(meta.get("minimize", False)),
             needs=meta.get("needs", "ranks"),
             k=meta.get("k"),
             name=name,
+            **settings,
         )
 
 
@@ -351,11 +383,7 @@ def configured(criterion: str | StoppingCriterion, **settings: Any) -> StoppingC
         if own == SETTINGS[key]:
             setattr(crit, key, type(own)(value))
         elif value != SETTINGS[key] and value != own:
-            warnings.warn(
-                f"the stopping criterion's own {key}={own!r} is kept over {key}={value!r}",
-                UserWarning,
-                stacklevel=3,
-            )
+            warn(f"the stopping criterion's own {key}={own!r} is kept over {key}={value!r}")
     return crit
 
 

@@ -22,13 +22,13 @@ import contextlib
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from .caller import warn
 from .device import blas_threads
 from .model import GRU4RecNet
 from .stopping import Selection, snapshot
@@ -185,11 +185,9 @@ class Trainer:
             if not caused_by_interrupt(exc):
                 raise
             done = len(self.history)
-            warnings.warn(
+            warn(
                 f"fit interrupted during epoch {done}; the estimator keeps the model after "
-                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)"),
-                UserWarning,
-                stacklevel=4,
+                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)")
             )
         return self.history
 

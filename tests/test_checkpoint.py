@@ -16,6 +16,7 @@ from gru4rec.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     CheckpointError,
+    check_writable,
     load_checkpoint,
     save_checkpoint,
 )
@@ -262,7 +263,7 @@ def test_pickle_payload_is_refused_not_unpickled(tmp_path):
     }
     path = tmp_path / "custom.trch"
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="arbitrary unpickling"):
         load_checkpoint(path)
 
 
@@ -292,3 +293,11 @@ def test_map_location_is_passed_through(tmp_path):
     path = save_checkpoint(tmp_path / "m.trch", {"w": torch.ones(2)}, {})
     sd, _ = load_checkpoint(path, map_location=torch.device("meta"))
     assert sd["w"].device.type == "meta"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_check_writable_names_the_target_and_leaves_nothing_behind(tmp_path):
+    with pytest.raises(OSError, match="cannot write the model to /proc/m.trch"):
+        check_writable("/proc/m.trch")  # /proc takes no new files, not even from root
+    check_writable(tmp_path / "new" / "deeper" / "m.trch")  # missing folders are fine
+    assert list(tmp_path.iterdir()) == []

@@ -245,6 +245,14 @@ def test_model_in_a_missing_directory_is_an_error_before_reading(files, capsys, 
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_model_in_an_unwritable_directory_is_an_error_before_reading(capsys, tmp_path):
+    argv = ["train", str(tmp_path / "absent.csv"), "--model", "/proc/m.trch"]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("gru4rec: error: --model /proc/m.trch:") and ".tmp" not in line
+
+
 def test_bad_parameter_is_rejected_before_the_data_is_read(tmp_path, capsys):
     argv = ["train", str(tmp_path / "absent.csv"), "--model", str(tmp_path / "m.trch")]
     assert main([*argv, "--learning-rate", "-1"]) == 2

@@ -788,3 +788,43 @@ def test_validation_frames_are_named_in_warnings_and_errors():
         neg().fit(df, validation_data=(unknown, val_in.iloc[[2]]))
     with pytest.raises(ValueError, match="column 'item_id' not in validation_out"):
         neg().fit(df, validation_data=(val_in, val_in.drop(columns="item_id")))
+
+
+def test_input_warnings_point_at_the_callers_line():
+    est = neg().fit(events())
+    df = events()
+    df.loc[[1], "item_id"] = [99]
+    calls = {
+        "predict": lambda: est.predict(df),
+        "next_item_ranks": lambda: est.next_item_ranks(df),
+        "score": lambda: est.score(df),
+        "recommend": lambda: est.recommend([99, df["item_id"][0]], k=2),
+        "fit validation": lambda: neg(max_epochs=1).fit(events(), validation_data=(df, df)),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        unknown = [w for w in caught if "unknown" in str(w.message)]
+        assert unknown, name
+        assert all(w.filename == __file__ for w in unknown), (name, unknown[0].filename)
+
+
+def test_stop_early_without_validation_data_warns():
+    with pytest.warns(UserWarning, match="stop_early=True has no effect without validation_data"):
+        neg(max_epochs=1, stop_early=True).fit(events())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        neg(max_epochs=1).fit(events())
+
+
+def test_ids_of_another_kind_are_named_in_plain_words():
+    est = neg().fit(events().assign(item_id=lambda d: d["item_id"].map(lambda i: f"i{i}")))
+    with pytest.warns(UserWarning, match="ids are numbers but the model's item ids are strings"):
+        est.recommend([1, 2], k=2)
+    mixed = neg().fit(
+        events().assign(item_id=lambda d: [f"i{i}" if i % 2 else i for i in d["item_id"]])
+    )
+    with pytest.warns(UserWarning, match="item ids are of mixed types") as caught:
+        mixed.recommend([1.5], k=2)
+    assert "mixeds" not in str(caught[0].message)

@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 
 import joblib
 import numpy as np
@@ -77,7 +78,7 @@ def _script(monkeypatch, values):
     return calls
 
 
-FILENAME = re.compile(r"^GRU4RecNegSampling_recall_\d\.\d{4}\.trch$")
+FILENAME = re.compile(r"^GRU4RecNegSampling_loss_\d\.\d+(e-\d+)?\.trch$")
 
 
 # -- every combination ---------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def test_every_combination_fits_and_predicts(
         assert m.best_value_ == pytest.approx(max(values))
         assert m.best_epoch_ == int(np.argmax(values))  # first best (ties are not better)
         assert FILENAME.match(m.filename), m.filename
-        assert m.filename == f"GRU4RecNegSampling_recall_{m.best_value_:.4f}.trch"
+        assert m.filename == f"GRU4RecNegSampling_loss_{m.best_value_}.trch"  # recpack's format
         expected_epochs = 3 if keep_last else m.best_epoch_ + 1
     else:
         assert m.best_value_ is None and m.best_epoch_ is None
@@ -192,7 +193,7 @@ def test_criterion_instance_minimized_with_own_name(data, tmp_path, monkeypatch)
     m.fit(X, validation_data=(val_in, val_out))
     assert len(m.history_) == 4
     assert (m.best_epoch_, m.best_value_) == (1, 0.8)
-    assert m.filename == "GRU4RecNegSampling_scripted_0.8000.trch"
+    assert m.filename == "GRU4RecNegSampling_loss_0.8.trch"
     assert m.get_params()["stopping_criterion"] is crit  # the parameter is not replaced
     assert crit.best_value is None  # fit works on a copy
 
@@ -209,7 +210,7 @@ def test_every_named_criterion_runs_and_keeps_its_name(data, name):
     best = min(values) if minimize else max(values)
     assert m.best_value_ == pytest.approx(best)
     assert m.best_epoch_ == values.index(best)
-    assert m.filename == f"GRU4RecNegSampling_{name}_{best:.4f}.trch"
+    assert m.filename == f"GRU4RecNegSampling_loss_{m.best_value_}.trch"
 
 
 # -- best weights restored -----------------------------------------------------------------------
@@ -383,7 +384,7 @@ def test_cross_entropy_estimator_save_load(data, tmp_path, monkeypatch):
     params = {k: v for k, v in SMALL.items() if k != "num_negatives"}
     m = GRU4RecCrossEntropy(max_epochs=1, save_best_to_file=True, **params)
     m.fit(X, validation_data=(val_in, val_out))
-    assert re.match(r"^GRU4RecCrossEntropy_recall_\d\.\d{4}\.trch$", m.filename)
+    assert re.match(r"^GRU4RecCrossEntropy_loss_\d\.\d+\.trch$", m.filename)
     assert os.listdir(tmp_path) == [m.filename]
     loaded = GRU4RecCrossEntropy().load(m.filename)
     np.testing.assert_array_equal(_dense(loaded.predict(X_test)), _dense(m.predict(X_test)))
@@ -399,7 +400,7 @@ def test_save_load_with_a_criterion_instance(data, tmp_path, monkeypatch):
     crit = StoppingCriterion(_named_recall20, k=20, name="recall20")
     m = small(max_epochs=1, stopping_criterion=crit, save_best_to_file=True)
     m.fit(X, validation_data=(val_in, val_out))
-    assert m.filename.startswith("GRU4RecNegSampling_recall20_")
+    assert m.filename == f"GRU4RecNegSampling_loss_{m.best_value_}.trch"
     loaded = GRU4RecNegSampling().load(m.filename)
     np.testing.assert_array_equal(_dense(loaded.predict(X_test)), _dense(m.predict(X_test)))
 
@@ -626,3 +627,104 @@ def test_save_into_an_existing_directory_writes_the_default_filename_there(tmp_p
     written = model.save(tmp_path)
     assert written == tmp_path / model.filename and os.listdir(tmp_path) == [model.filename]
     assert GRU4RecNegSampling().load(written).n_items_ == model.n_items_
+
+
+def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was(tmp_path):
+    import uuid
+
+    events = make_synthetic_sessions(n_sessions=40, n_items=10, seed=0)
+    model = small(max_epochs=1).fit(events)
+    before = model.recommend([1, 2], k=3)
+    state = {k: v for k, v in vars(model).items() if k.endswith("_")}
+    renamed = events.assign(item_id=events["item_id"].map(lambda i: uuid.UUID(int=int(i))))
+    model.set_params(save_best_to_file=True)
+    with pytest.raises(TypeError, match="item ids of type UUID"):
+        model.fit(renamed)
+    assert {k: v for k, v in vars(model).items() if k.endswith("_")}.keys() == state.keys()
+    assert all(getattr(model, k) is v for k, v in state.items())
+    after = model.recommend([1, 2], k=3)
+    np.testing.assert_array_equal(after[0], before[0])
+
+
+def test_damaged_weights_are_a_checkpoint_error_not_wrong_predictions(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m.trch")
+    raw = bytearray(path.read_bytes())
+    # Flip bytes inside the largest stored tensor (the item table), not in the zip headers.
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)
+        start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+    for i in range(start + 8, start + 72):
+        raw[i] ^= 0xFF
+    damaged = tmp_path / "damaged.trch"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="checksum"):
+        GRU4RecNegSampling().load(damaged)
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.serialization, "set_crc32_options"), reason="torch < 2.5 always writes CRCs"
+)
+def test_files_saved_with_torch_checksums_turned_off_still_load(fitted, tmp_path, data):
+    _, X_test, _, _ = data
+    torch.serialization.set_crc32_options(False)
+    try:
+        path = fitted.save(tmp_path / "m.trch")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    loaded = GRU4RecNegSampling().load(path)
+    np.testing.assert_array_equal(_dense(loaded.predict(X_test)), _dense(fitted.predict(X_test)))
+
+
+def test_loading_a_pickled_estimator_says_how_to_load_it(fitted, tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(fitted))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own unpickling advice must not leak
+        with pytest.raises(CheckpointError, match=r"pickle\.load") as info:
+            GRU4RecNegSampling().load(path)
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_save_to_a_path_ending_in_a_separator_writes_into_that_directory(tmp_path):
+    model = small(max_epochs=1).fit(make_synthetic_sessions(n_sessions=40, n_items=10, seed=0))
+    written = model.save(f"{tmp_path / 'new' / 'models'}/")
+    assert written == tmp_path / "new" / "models" / model.filename
+    assert written.is_file()
+
+
+def test_a_failed_save_names_the_path_asked_for(tmp_path):
+    model = small(max_epochs=1).fit(make_synthetic_sessions(n_sessions=40, n_items=10, seed=0))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "m.trch"  # a path under a regular file cannot be created
+    with pytest.raises(OSError, match=re.escape(f"cannot write the model to {target}")) as info:
+        model.save(target)
+    assert ".tmp" not in str(info.value)
+
+
+def test_load_keeps_a_named_criterion_with_its_own_settings(data, tmp_path):
+    X, _, val_in, val_out = data
+    crit = StoppingCriterion.create("mrr", k=5, min_improvement=0.01)
+    m = small(max_epochs=1, stopping_criterion=crit).fit(X, validation_data=(val_in, val_out))
+    loaded = GRU4RecNegSampling().load(m.save(tmp_path / "m.trch"))
+    assert isinstance(loaded.stopping_criterion, StoppingCriterion)
+    assert (loaded.stopping_criterion.k, loaded.stopping_criterion.min_improvement) == (5, 0.01)
+    assert loaded.identifier == m.identifier
+    assert "stopping_criterion=mrr(k=5,min_improvement=0.01)" in m.identifier
+    # A plain name stays a plain name.
+    plain = small(max_epochs=1, stopping_criterion="mrr").fit(X, validation_data=(val_in, val_out))
+    assert GRU4RecNegSampling().load(plain.save(tmp_path / "p.trch")).stopping_criterion == "mrr"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_save_best_to_file_checks_the_folder_before_training(monkeypatch):
+    monkeypatch.chdir("/proc")  # exists, takes no new files
+    calls = []
+    with pytest.raises(OSError, match="cannot write the model to"):
+        small(max_epochs=1, save_best_to_file=True).fit(
+            make_synthetic_sessions(n_sessions=40, n_items=10, seed=0),
+            callbacks=[lambda est, rec: calls.append(rec)],
+        )
+    assert calls == []

@@ -377,16 +377,18 @@ def test_identifier_stable_across_processes():
 def test_name_and_filename(cls, X, validation):
     est = small(cls, max_epochs=1)
     assert est.name == cls.__name__
-    # print() shows the parameters that differ from the defaults, as scikit-learn's repr does.
-    assert str(est) == repr(est) and str(est).startswith(f"{cls.__name__}(")
-    assert "max_epochs=1" in str(est) and "num_layers" not in str(est)
-    assert est.filename == f"{cls.__name__}_recall.trch"
-    crit = StoppingCriterion(gmetrics.recall_at_k, needs="ranks", k=20, name="nir20")
-    assert cls(stopping_criterion=crit).filename == f"{cls.__name__}_nir20.trch"
+    # As recpack: str() is the name (repr() stays scikit-learn's), and the file name holds
+    # the best value, or the criterion's starting value before any validation.
+    assert str(est) == cls.__name__ and repr(est).startswith(f"{cls.__name__}(")
+    assert "max_epochs=1" in repr(est) and "num_layers" not in repr(est)
+    assert est.filename == f"{cls.__name__}_loss_-inf.trch"
+    crit = StoppingCriterion(gmetrics.bpr_loss_metric, minimize=True, needs="scores", name="b")
+    assert cls(stopping_criterion=crit).filename == f"{cls.__name__}_loss_inf.trch"
+    assert cls(stopping_criterion="bpr").filename == f"{cls.__name__}_loss_inf.trch"
     est.fit(X, validation_data=validation)
     assert est.name == cls.__name__
-    assert re.fullmatch(rf"{cls.__name__}_recall_\d\.\d{{4}}\.trch", est.filename), est.filename
-    assert est.filename == f"{cls.__name__}_recall_{est.best_value_:.4f}.trch"
+    assert est.filename == f"{cls.__name__}_loss_{est.best_value_}.trch"
+    assert est.best_value_ == pytest.approx(est.history_[est.best_epoch_]["recall"])
 
 
 # -- tags ----------------------------------------------------------------------------------------
