@@ -44,6 +44,10 @@ _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
 
 
+#: Criteria whose value is fixed once the cut-off covers the catalogue.
+_CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
+
+
 class _GRU4RecBase(Persistence, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
@@ -102,7 +106,11 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """Inference input: fitted check, training vocabulary, item check; the sessions
         and the number of users (rows)."""
         self._check_fitted()
-        X = inputs.as_matrix(X, self._columns(), vocabulary=self.item_vocabulary_, allow_empty=True)
+        vocabulary = self.item_vocabulary_
+        if vocabulary is None and isinstance(X, pd.DataFrame):
+            # A model fitted on item indices reads a frame's item ids as those indices.
+            vocabulary = Vocabulary(np.arange(self.n_items_))
+        X = inputs.as_matrix(X, self._columns(), vocabulary=vocabulary, allow_empty=True)
         inputs.check_items(X, self.n_items_, self.item_vocabulary_)
         return inputs.timed_sessions(X), X.shape[0]
 
@@ -173,6 +181,14 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             check_writable(self.filename)
         if validation is None and self.stop_early:
             warn("stop_early=True has no effect without validation_data: every epoch runs")
+        crit = selection.criterion
+        if validation is not None and crit.name in _CUTOFF_BLIND and (crit.k or 0) >= X.shape[1]:
+            warn(
+                f"the stopping criterion {crit.name}@{crit.k} has the same value for every "
+                f"model on a catalogue of {X.shape[1]} items (all are in the top {crit.k}), so "
+                "the first epoch is kept; use stopping_criterion='mrr' or "
+                "StoppingCriterion.create(name, k=...) with k below the catalogue size"
+            )
         self._set_data_attributes(X, sessions)
         self.model_ = self._build_model()
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
@@ -352,8 +368,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Returns
         -------
         item_ids, scores : np.ndarray
-            Shape ``(k,)`` for one session, ``(n_sessions, k)`` for a batch,
-            best first.
+            Shape ``(m,)`` for one session, ``(n_sessions, m)`` for a batch,
+            best first, with ``m = min(k, n_items_)``: every item once at most.
         """
         self._check_fitted()
         param_table.Int(1).check("k", k)

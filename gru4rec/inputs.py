@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .caller import warn
-from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix
+from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix, id_kind
 
 __all__ = ["Columns", "as_matrix", "check_items", "session_lists", "timed_sessions"]
 
@@ -133,7 +133,8 @@ def timed_sessions(
     if not X.has_timestamps:
         raise ValueError(
             f"{what} has no timestamps: GRU4Rec learns from the order of events in a "
-            "session, so it needs an InteractionMatrix with a timestamp column"
+            "session, so it needs an InteractionMatrix with a timestamp column (or pass the "
+            "events as a DataFrame with time_col=None: its row order is then the time order)"
         )
     sessions = X.session_arrays()
     if training and sessions.n_events == 0:
@@ -158,10 +159,38 @@ def session_lists(
     """
     single = _is_single_session(sessions)
     batch = [sessions] if single else list(sessions)
+    if not single:
+        for i, session in enumerate(batch):
+            if not _is_session(session):
+                raise ValueError(
+                    "sessions must be a list of item ids (one session) or a list of such lists "
+                    f"(a batch), not a mix: sessions[{i}] is {_described(session)}"
+                    + (
+                        f" (a session of one item is [{session!r}])"
+                        if isinstance(session, str | bytes)
+                        else ""
+                    )
+                )
     lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
     flat = list(itertools.chain.from_iterable(batch))
     items, offsets = flat_sessions(flat, lengths, vocabulary, n_items)
     return items, offsets, single
+
+
+def _is_session(value: Any) -> bool:
+    """A sequence of item ids: a list, tuple, 1-d array or Series (not a string)."""
+    if isinstance(value, str | bytes | Mapping):
+        return False
+    if isinstance(value, np.ndarray | pd.Series | pd.Index):
+        return value.ndim == 1
+    return isinstance(value, Sequence)
+
+
+def _described(value: Any) -> str:
+    kind = type(value).__name__
+    article = "an" if kind[:1] in "aeiou" else "a"
+    shown = f" ({value!r})" if isinstance(value, str | bytes | numbers.Number) else ""
+    return f"{article} {kind}{shown}"
 
 
 def flat_sessions(
@@ -201,7 +230,15 @@ def _is_single_session(sessions: Any) -> bool:
         return True
     first = next(iter(sessions))  # not sessions[0]: a pandas Series indexes by label
     single = isinstance(first, (str, bytes)) or not hasattr(first, "__len__")
-    if not single:
+    if single:
+        for i, item in enumerate(sessions):
+            if _is_session(item) or isinstance(item, Mapping | pd.DataFrame):
+                raise ValueError(
+                    "sessions must be a list of item ids (one session) or a list of such lists "
+                    f"(a batch), not a mix: sessions[0] is an item id but sessions[{i}] is "
+                    f"{_described(item)}"
+                )
+    else:
         for i, session in enumerate(sessions):
             _check_container(session, f"sessions[{i}]")
     return single
@@ -246,30 +283,13 @@ def _id_type_hint(raw: list[Any], known: np.ndarray, vocabulary: Vocabulary | No
     """When no item is known and the ids are of another kind than the model's: say so."""
     if known.any() or vocabulary is None or not raw:
         return ""
-    theirs = _id_kind(np.asarray(pd.Index(raw, dtype=object)))
-    ours = _id_kind(vocabulary.ids)
+    theirs = id_kind(np.asarray(pd.Index(raw, dtype=object)))
+    ours = id_kind(vocabulary.ids)
     if theirs == ours:
         return ""
     first = vocabulary.ids[0]
     first = first.item() if isinstance(first, np.generic) else first
     return (
-        f"; the request's ids are {_KIND_WORDS[theirs]} but the model's item ids are "
-        f"{_KIND_WORDS[ours]} "
+        f"; the request's ids are {theirs} but the model's item ids are {ours} "
         f"(e.g. {first!r}): convert them to the type used in fit"
     )
-
-
-_KIND_WORDS = {"number": "numbers", "string": "strings", "mixed": "of mixed types"}
-
-
-def _id_kind(ids: np.ndarray) -> str:
-    """'number', 'string' or 'mixed': the kind of raw ids (of an object array: by value)."""
-    if ids.dtype.kind in "biuf":
-        return "number"
-    if ids.dtype.kind in "US":
-        return "string"
-    if all(isinstance(v, (str, bytes)) for v in ids[:100]):
-        return "string"
-    if all(isinstance(v, (numbers.Number, np.number)) for v in ids[:100]):
-        return "number"
-    return "mixed"

@@ -300,8 +300,39 @@ def _column_aliases(
     unknown = set(aliases) - set(names)
     if unknown:
         raise TypeError(f"from_events() got unexpected keyword arguments {sorted(unknown)}")
+    defaults = {"user": "session_id", "item": "item_id", "timestamp": "timestamp"}
+    modern = {"user": "session_col", "item": "item_col", "timestamp": "time_col"}
+    for old, value in aliases.items():
+        if names[old] != defaults[old] and names[old] != value:
+            raise TypeError(
+                f"from_events() got both {modern[old]}={names[old]!r} and its older spelling "
+                f"{old}={value!r}; give {modern[old]}= only"
+            )
     names.update(aliases)
     return names["user"], names["item"], names["timestamp"]
+
+
+def id_kind(values: Any) -> str:
+    """'numbers', 'strings' or 'a mix of types': what a column or array of raw ids holds."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "biuf":
+        return "numbers"
+    if arr.dtype.kind in "US":
+        return "strings"
+    sample = arr[:1000]
+    if all(isinstance(v, str) for v in sample):
+        return "strings"
+    if all(isinstance(v, numbers.Number) for v in sample):
+        return "numbers"
+    return "a mix of types"
+
+
+def _kind_hint(column: pd.Series, known: np.ndarray) -> str:
+    """When a column's ids are of another kind than a vocabulary's: say so."""
+    theirs, ours = id_kind(column.to_numpy()), id_kind(known)
+    if theirs == ours:
+        return ""
+    return f"; the column holds {theirs} but the vocabulary {ours}: convert them to that type"
 
 
 def _check_no_missing(s: pd.Series, col: str, what: str) -> None:
@@ -374,6 +405,9 @@ def _timestamp_column(s: pd.Series, col: str) -> np.ndarray:
         return _ns_to_seconds(s.to_numpy().astype("timedelta64[ns]").view(np.int64))
     values = s.to_numpy()
     if values.dtype.kind in "OUS" and pd.api.types.infer_dtype(s, skipna=True) == "string":
+        numbers = pd.to_numeric(s, errors="coerce")
+        if not numbers.isna().any():  # numbers read as text (e.g. read_csv(dtype=str))
+            return _timestamp_column(numbers, col)
         return _iso_seconds(s, col)
     if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
         raise ValueError(
@@ -425,6 +459,8 @@ def _iso_seconds(s: pd.Series, col: str) -> np.ndarray:
         t = pd.to_datetime(s, format="ISO8601", utc=True)
     except (TypeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # pandas goes on with advice on its own arguments, which do not apply here.
+        reason = reason.split(". You might want to try")[0].rstrip(":. ")
         raise ValueError(
             f"column {col!r} (timestamp) holds strings that are not ISO-8601 times ({reason}); "
             "give numbers (seconds), datetimes or strings such as '2014-04-07T10:51:09Z'"
@@ -634,6 +670,13 @@ class InteractionMatrix:
                         f"{teller}: none of the {len(df)} events belongs to a known session "
                         f"(column {user!r}; {len(user_vocabulary)} known sessions, ids such as "
                         f"{user_vocabulary.ids[:3].tolist()})"
+                    )
+                if not user_given:
+                    raise ValueError(
+                        f"{teller}: none of the {len(df)} events has an item of the given item "
+                        f"vocabulary (column {item!r}; {len(item_vocabulary)} known items, such "
+                        f"as {item_vocabulary.ids[:3].tolist()})"
+                        + _kind_hint(df[item], item_vocabulary.ids)
                     )
                 raise ValueError(
                     f"{teller}: none of the {len(df)} events has an item (column {item!r}) and "

@@ -50,9 +50,12 @@ def savable_item_ids(vocabulary: Vocabulary | None) -> list[Any] | None:
     return ids.tolist()
 
 
-def _ids_array(ids: list[Any]) -> np.ndarray:
+def _ids_array(ids: list[Any], dtype: str | None = None) -> np.ndarray:
     """Saved item ids as an array that keeps each id's type (``np.asarray`` would turn the
-    ints among strings into strings, which the model would then not know)."""
+    ints among strings into strings, which the model would then not know, and uint64 ids
+    on both sides of 2**63 into float64, which merges neighbours)."""
+    if dtype is not None and np.dtype(dtype).kind in "biuf":
+        return np.asarray(ids, dtype=np.dtype(dtype))
     arr = np.asarray(ids)
     if arr.dtype.kind in "US" and not all(isinstance(v, str) for v in ids):
         arr = np.empty(len(ids), dtype=object)
@@ -96,6 +99,7 @@ class Persistence:
             "best_epoch": self.best_epoch_,
             "criterion": self.stopping_criterion_.to_dict(),
             "item_ids": savable_item_ids(vocab),
+            "item_ids_dtype": None if vocab is None else vocab.ids.dtype.str,
             "item_counts": self.item_counts_.tolist(),
             "history": self.history_,
         }
@@ -143,7 +147,9 @@ class Persistence:
         self.history_ = list(meta["history"])
         self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
         ids = meta["item_ids"]
-        self.item_vocabulary_ = None if ids is None else Vocabulary(_ids_array(ids))
+        self.item_vocabulary_ = (
+            None if ids is None else Vocabulary(_ids_array(ids, meta.get("item_ids_dtype")))
+        )
         model = GRU4RecNet(**meta["architecture"])
         model.load_state_dict(state)
         self.model_ = model.to(self.device_)

@@ -825,6 +825,35 @@ def test_ids_of_another_kind_are_named_in_plain_words():
     mixed = neg().fit(
         events().assign(item_id=lambda d: [f"i{i}" if i % 2 else i for i in d["item_id"]])
     )
-    with pytest.warns(UserWarning, match="item ids are of mixed types") as caught:
+    with pytest.warns(UserWarning, match="item ids are a mix of types") as caught:
         mixed.recommend([1.5], k=2)
     assert "mixeds" not in str(caught[0].message)
+
+
+def test_a_criterion_blind_on_a_small_catalogue_warns():
+    df = events()
+    n_items = df["item_id"].nunique()
+    val = (df, df)
+    with pytest.warns(UserWarning, match=rf"recall@50 has the same value .* {n_items} items"):
+        neg(max_epochs=1).fit(df, validation_data=val)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        neg(max_epochs=1, stopping_criterion="mrr").fit(df, validation_data=val)
+
+
+def test_a_model_fitted_on_indices_reads_a_frames_item_ids_as_indices():
+    X = InteractionMatrix(
+        pd.DataFrame({"u": [0, 0, 1, 1, 1], "i": [0, 1, 2, 1, 0], "t": [1, 2, 1, 2, 3]}),
+        "i",
+        "u",
+        "t",
+        shape=(2, 30),
+    )
+    est = neg(max_epochs=1).fit(X)
+    frame = pd.DataFrame({"session_id": [7, 7], "item_id": [0, 1], "timestamp": [1, 2]})
+    pred = est.predict(frame)
+    assert pred.shape == (1, 30)
+    ids, scores = est.recommend([0, 1], k=30)  # the same session, as indices
+    np.testing.assert_allclose(pred.toarray()[0, ids], scores, rtol=1e-6)
+    with pytest.warns(UserWarning, match="1 unknown items"):
+        est.predict(frame.assign(item_id=[0, 99]))

@@ -437,3 +437,17 @@ def test_predict_topk_scores_one_batch_and_chunk_at_a_time(monkeypatch):
     assert max(r for _, r, _ in shapes) <= 8
     # Blocks of rows and chunks of items change nothing in the result.
     np.testing.assert_allclose(dense(pred), reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "batch, where",
+    [
+        ([["3"], "12"], r"sessions\[1\] is a str \('12'\) \(a session of one item is \['12'\]\)"),
+        ([[1, 2], 3], r"sessions\[1\] is an int \(3\)"),
+        ([3, [1, 2]], r"sessions\[0\] is an item id but sessions\[1\] is a list"),
+        ([3, np.array([1, 2])], r"sessions\[1\] is an? ndarray"),
+    ],
+)
+def test_a_batch_mixing_sessions_and_ids_is_an_error_naming_the_element(model, batch, where):
+    with pytest.raises(ValueError, match=where):
+        model.recommend(batch, k=2)

@@ -544,8 +544,7 @@ def test_missing_datetime_raises():
 @pytest.mark.parametrize(
     ("kind", "match"),
     [
-        ("str", r"'timestamp'.*ISO-8601"),  # strings that are no times: name the column
-        ("iso+x", r"'timestamp'.*ISO-8601"),
+        ("iso+x", r"'timestamp'.*ISO-8601"),  # strings that are no times: name the column
         ("object", "timestamp"),
         ("bool", "timestamp"),
     ],
@@ -1127,3 +1126,42 @@ def test_columns_that_are_ambiguous_or_in_the_index_are_named(change, kwargs, me
         InteractionMatrix.from_events(change(events()), **kwargs)
     with pytest.raises(ValueError, match=message):
         neg(**kwargs).fit(change(events()))
+
+
+def test_numbers_read_as_text_are_numeric_timestamps():
+    df = events()
+    as_text = df.assign(timestamp=df["timestamp"].astype(str))  # e.g. read_csv(dtype=str)
+    a = InteractionMatrix.from_events(df)
+    b = InteractionMatrix.from_events(as_text)
+    np.testing.assert_array_equal(b.timestamps.to_numpy(), a.timestamps.to_numpy())
+
+
+def test_a_bad_time_string_error_ends_cleanly():
+    df = events().assign(timestamp="07/04/2014 10:51")
+    with pytest.raises(ValueError, match=r"not ISO8601 format\); give numbers") as info:
+        InteractionMatrix.from_events(df)
+    assert "You might want to try" not in str(info.value)
+
+
+def test_older_column_keywords_conflicting_with_the_new_ones_are_an_error():
+    df = events().rename(columns={"session_id": "u"})
+    with pytest.raises(TypeError, match=r"both session_col='u' and its older spelling user='zzz'"):
+        InteractionMatrix.from_events(df, session_col="u", user="zzz")
+    # The older spelling alone, or both agreeing, still work.
+    assert (
+        InteractionMatrix.from_events(df, user="u").shape
+        == InteractionMatrix.from_events(df, session_col="u", user="u").shape
+    )
+
+
+def test_no_known_item_names_the_item_column_and_not_users():
+    train = InteractionMatrix.from_events(events())
+    unknown = events().assign(item_id=10_000)
+    with pytest.raises(
+        ValueError, match="none of the .* events has an item of the given item"
+    ) as info:
+        InteractionMatrix.from_events(unknown, item_vocabulary=train.item_vocabulary)
+    assert "user" not in str(info.value)
+    as_text = events().assign(item_id=lambda d: d["item_id"].astype(str))
+    with pytest.raises(ValueError, match="the column holds strings but the vocabulary numbers"):
+        InteractionMatrix.from_events(as_text, item_vocabulary=train.item_vocabulary)

@@ -728,3 +728,24 @@ def test_save_best_to_file_checks_the_folder_before_training(monkeypatch):
             callbacks=[lambda est, rec: calls.append(rec)],
         )
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[2**64 - 1, 2**64 - 2, 5], [2**64 - 1, 2**63, 5]],
+    ids=["neighbours-above-2**63", "both-sides-of-2**63"],
+)
+def test_save_load_keeps_uint64_item_ids_exactly(tmp_path, ids):
+    ids = np.array(ids, dtype=np.uint64)  # e.g. 64-bit hashes
+    df = pd.DataFrame(
+        {"session_id": [1, 1, 1, 2, 2], "item_id": ids[[0, 1, 2, 0, 1]], "timestamp": range(5)}
+    )
+    model = small(max_epochs=1).fit(df)
+    loaded = GRU4RecNegSampling().load(model.save(tmp_path / "m.trch"))
+    assert loaded.item_vocabulary_.ids.dtype == np.uint64
+    np.testing.assert_array_equal(loaded.item_vocabulary_.ids, model.item_vocabulary_.ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every id is known
+        got = loaded.recommend([ids[0]], k=3)
+    np.testing.assert_array_equal(got[0], model.recommend([ids[0]], k=3)[0])
+    assert got[0].dtype == np.uint64
