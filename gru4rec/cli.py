@@ -226,20 +226,34 @@ def _read(path: str, args: argparse.Namespace):
             time_col=None if no_time else args.time_col,
             sep=args.sep,
         )
-    except ValueError as exc:  # say the options, not the Python parameters
-        text = str(exc).replace(
-            "set time_col= to the column that holds it",
-            "pass --time-col with the column that holds it (--time-col none: the rows of each "
-            "session are in time order)",
-        )
-        for name in ("session", "item"):
-            text = text.replace(f"set {name}_col= to", f"pass --{name}-col with")
-        raise ValueError(text) from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except ValueError as exc:
+        raise ValueError(_as_cli_message(str(exc))) from None
     if len(df) == 0:
         raise ValueError(f"{path} holds no events")
     if no_time:
         df[datasets.TIME] = np.arange(len(df), dtype=np.int64)
     return df
+
+
+def _as_cli_message(text: str) -> str:
+    """A message of :func:`datasets.read_events` with the options in place of the Python
+    parameters it names (``path:``, ``sep=``, ``time_col=``...)."""
+    text = re.sub(r"^(path|sep): ", "", text)
+    separated = re.search(r"\(pass sep=('[^']*'), --sep on the command line\)", text)
+    if separated:  # the separator is the fix, not the column options
+        text = text[: separated.start()] + f"(pass --sep {separated.group(1)})"
+        return text
+    text = text.replace("; pass sep=", "; pass --sep")
+    text = text.replace(
+        "set time_col= to the column that holds it",
+        "pass --time-col with the column that holds it (--time-col none: the rows of each "
+        "session are in time order)",
+    )
+    for name in ("session", "item"):
+        text = text.replace(f"set {name}_col= to", f"pass --{name}-col with")
+    return text
 
 
 def _model_items(est: Any):
@@ -251,19 +265,81 @@ def _model_items(est: Any):
     return est.item_vocabulary_
 
 
-def _matrix_over(df, vocab, path: str):
-    """An InteractionMatrix of ``df`` over the items of ``vocab`` (unknown items dropped)."""
+def _item_positions(ids, vocab) -> np.ndarray:
+    """The index in ``vocab`` of each id of the column ``ids`` (-1 where unknown), matching
+    the ids as the file spells them.
+
+    :func:`datasets.read_events` types a column from its own values (int64 only when every id
+    is an integer), so one id such as ``NEW-ITEM``, or a model fitted on strings that look
+    like numbers, would otherwise leave the file no id in common with the model.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(ids)
+    uniques = np.asarray(uniques, dtype=object)
+    found = vocab.index_of(uniques)  # the file's type is the model's
+    missing = np.flatnonzero(found < 0)
+    if len(missing):  # the same text: 12 for '12', 'x1' for 'x1'
+        spelled = pd.Index(vocab.ids.astype(str), dtype=object)
+        first = np.flatnonzero(~spelled.duplicated())
+        at = spelled[first].get_indexer([str(u) for u in uniques[missing]])
+        found[missing] = np.where(at >= 0, first[at], -1)
+    kind = vocab.ids.dtype.kind
+    if kind in "iuf":  # the same number: 12 for '0012' or '12.0', 1.0 for '1'
+        for j in np.flatnonzero(found < 0):
+            number = _as_number(str(uniques[j]), integral=kind != "f")
+            if number is not None:
+                found[j] = vocab.index_of(np.array([number], dtype=object))[0]
+    return found[codes]
+
+
+def _as_number(text: str, integral: bool) -> int | float | None:
+    """``text`` as a (finite) number, an int when ``integral``; None when it is none."""
+    if "_" in text:  # Python's digit separator, no file's
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not np.isfinite(value):
+        return None
+    if not integral:
+        return value
+    try:
+        return int(text)  # exact beyond float's 53 bits
+    except ValueError:
+        return int(value) if value == int(value) else None
+
+
+def _matrix_over(df, vocab, path: str, known_to: str = "the model"):
+    """An InteractionMatrix of ``df`` over the items of ``vocab``, or None when ``df`` has no
+    item of it. Events with other items are dropped with a warning giving their number."""
+    from . import datasets
     from .matrix import InteractionMatrix
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            X = InteractionMatrix.from_events(df, item_vocabulary=vocab)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
-    for w in caught:
-        _warn(f"{path}: {w.message}")
-    return X
+    found = _item_positions(df[datasets.ITEM], vocab)
+    known = found >= 0
+    if not known.any():
+        return None
+    n_unknown = len(df) - int(known.sum())
+    if n_unknown:
+        _warn(
+            f"{path}: dropped {n_unknown} of {len(df)} events whose item is unknown to {known_to}"
+        )
+    df = df[known].copy()
+    df[datasets.ITEM] = vocab.ids[found[known]]  # the vocabulary's own ids and type
+    return InteractionMatrix.from_events(df, item_vocabulary=vocab)
+
+
+def _no_known_item(df, vocab, path: str, known_to: str = "the model") -> str:
+    """The message for a file none of whose items ``vocab`` holds."""
+    from . import datasets
+
+    examples = ", ".join(map(str, vocab.ids[:3].tolist()))
+    return (
+        f"{path}: none of its {df[datasets.ITEM].nunique()} item ids is known to {known_to}, "
+        f"which has {len(vocab)} items such as {examples}"
+    )
 
 
 _CHUNK = 2000  # sessions per call, so that progress bars move
@@ -387,10 +463,27 @@ def _train(args: argparse.Namespace) -> int:
     X = InteractionMatrix.from_events(df)
     validation = None
     if args.validation:
-        V = _matrix_over(_read(args.validation, args), X.item_vocabulary, args.validation)
+        val_df = _read(args.validation, args)
+        V = _matrix_over(
+            val_df,
+            X.item_vocabulary,
+            args.validation,
+            known_to=f"the training data ({args.events})",
+        )
+        if V is None:
+            raise ValueError(
+                _no_known_item(
+                    val_df, X.item_vocabulary, args.validation, f"the training data ({args.events})"
+                )
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sessions of one event are simply not validated
             validation = last_item_split(V)
+        if validation[1].num_interactions == 0:
+            raise ValueError(
+                f"{args.validation}: no session has 2 or more events with items of {args.events}; "
+                "validation holds out the last item of such sessions"
+            )
     if not args.quiet:
         print(
             f"{args.events}: {X.num_interactions} events, {X.num_active_users} sessions, "
@@ -398,7 +491,10 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     start = time.perf_counter()
-    interrupted = _fit_catching_ctrl_c(est, X, validation)
+    try:
+        interrupted = _fit_catching_ctrl_c(est, X, validation)
+    except ValueError as exc:  # fit names its argument X: say the file
+        raise ValueError(re.sub(r"^X\b", lambda _: args.events, str(exc))) from None
     seconds = time.perf_counter() - start
     _save_model(est, args.model)
     epochs = len(est.history_)
@@ -419,11 +515,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .datasets import SESSION
     from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
     est = _load_model(args.model)
     est.set_params(num_threads=args.threads)
-    X = _matrix_over(_read(args.events, args), _model_items(est), args.events)
+    df = _read(args.events, args)
+    items = _model_items(est)
+    X = _matrix_over(df, items, args.events)
+    if X is None:
+        raise ValueError(_no_known_item(df, items, args.events))
     sessions = X.session_arrays()
     chunks = list(_session_chunks(X))
     parts = []
@@ -432,9 +533,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             parts.append(np.asarray(est.next_item_ranks(part, last_only=args.last_only)))
             bar.update(part.session_arrays().n_sessions)
     ranks = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    n_sessions = df[SESSION].nunique()
     if len(ranks) == 0:
-        raise ValueError(f"{args.events}: no session with 2 or more known items to evaluate")
-    result: dict[str, Any] = {"predictions": int(len(ranks)), "sessions": sessions.n_sessions}
+        raise ValueError(
+            f"{args.events}: none of its {n_sessions} sessions has 2 or more events with items "
+            "known to the model, so there is nothing to predict"
+        )
+    # Only sessions of 2 or more known events give predictions; the others are counted apart.
+    n_scored = int(np.count_nonzero(np.diff(sessions.offsets) >= 2))
+    result: dict[str, Any] = {
+        "predictions": int(len(ranks)),
+        "sessions": n_scored,
+        "sessions_too_short": n_sessions - n_scored,
+    }
     for k in args.k:
         result[f"Recall@{k}"] = recall_at_k(ranks, k)
         result[f"MRR@{k}"] = mrr_at_k(ranks, k)
@@ -444,7 +555,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     where = "last item of each session" if args.last_only else "every position"
-    print(f"{result['predictions']} predictions ({where}) in {result['sessions']} sessions")
+    short = result["sessions_too_short"]
+    print(
+        f"{result['predictions']} predictions ({where}) in {n_scored} sessions"
+        + (f" ({short} more with fewer than 2 known events not scored)" if short else "")
+    )
     for key, value in result.items():
         if "@" in key:
             print(f"{key:<10} {value:.4f}")
@@ -454,13 +569,44 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _recommend(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from . import datasets
+
     if args.k < 1:
         raise ValueError(f"-k must be >= 1; got {args.k}")
     est = _load_model(args.model)
     est.set_params(num_threads=args.threads)
     df = _read(args.sessions, args)
     items = _model_items(est)
+    n_file_sessions = df[datasets.SESSION].nunique()
     X = _matrix_over(df, items, args.sessions)
+    columns = [args.session_col, "rank", args.item_col, "score"]
+    if X is None:  # no session has a known item: the header alone, as for any such session
+        out, n_sessions = pd.DataFrame(columns=columns), 0
+    else:
+        out, n_sessions = _top_k(est, X, items, args), X.session_arrays().n_sessions
+        out.columns = columns
+    n_missing = n_file_sessions - n_sessions
+    if n_missing:
+        _warn(
+            f"{args.sessions}: {n_missing} of {n_file_sessions} session(s) have no item known to "
+            "the model: no recommendations for them"
+        )
+    if args.out in (None, "-"):
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(args.out, index=False)
+        if not args.quiet:
+            print(
+                f"wrote {len(out)} recommendations for {n_sessions} sessions to {args.out}",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def _top_k(est: Any, X: Any, items: Any, args: argparse.Namespace):
+    """The rows session, rank, item, score of the ``args.k`` best items of each session of X."""
+    import pandas as pd
+
     sessions = X.session_arrays()
     n_sessions = sessions.n_sessions
     # The sessions' known items stay model indices: the estimator's recommendation path on
@@ -477,30 +623,17 @@ def _recommend(args: argparse.Namespace) -> int:
             ids.append(items.to_raw(top.ravel()).reshape(top.shape))
             scores.append(value)
             bar.update(stop - start)
-    ids_all = np.concatenate(ids) if ids else np.zeros((0, args.k), dtype=object)
-    scores_all = np.concatenate(scores) if scores else np.zeros((0, args.k))
-    per_session = ids_all.shape[1]
-    out = pd.DataFrame(
+    ids_all = np.concatenate(ids)
+    scores_all = np.concatenate(scores)
+    per_session = ids_all.shape[1]  # min(k, number of items)
+    return pd.DataFrame(
         {
-            args.session_col: np.repeat(X.user_vocabulary.to_raw(sessions.users), per_session),
+            "session": np.repeat(X.user_vocabulary.to_raw(sessions.users), per_session),
             "rank": np.tile(np.arange(1, per_session + 1), n_sessions),
-            args.item_col: ids_all.ravel(),
+            "item": ids_all.ravel(),
             "score": scores_all.ravel(),
         }
     )
-    n_missing = X.shape[0] - n_sessions
-    if n_missing:
-        _warn(f"{args.sessions}: {n_missing} session(s) have no item known to the model: no recs")
-    if args.out in (None, "-"):
-        out.to_csv(sys.stdout, index=False)
-    else:
-        out.to_csv(args.out, index=False)
-        if not args.quiet:
-            print(
-                f"wrote {len(out)} recommendations for {n_sessions} sessions to {args.out}",
-                file=sys.stderr,
-            )
-    return 0
 
 
 def _popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray) -> np.ndarray:
@@ -526,6 +659,68 @@ DEMO_PARAMS: dict[str, Any] = {
 }
 
 
+def _demo_split(df, test_share: float, source: str, generated: bool = False):
+    """Train and test events: the test sessions start in the last ``test_share`` of the span
+    of session start times.
+
+    The span of start times, not of all events: a long last session can outlast every later
+    start by more than the share, which would leave no session starting in the test window.
+    On ``generated`` data too small for the share to hold a session that can be tested, the
+    test set is the fewest last sessions that hold one (with a warning).
+    """
+    from . import datasets
+
+    more = "use more --sessions" if generated else "give more data or a larger --test-share"
+    starts = df.groupby(datasets.SESSION, sort=False)[datasets.TIME].min()
+    first, last = starts.min(), starts.max()
+    if len(starts) < 2:
+        fewer = "use more --sessions" if generated else "give more sessions"
+        raise ValueError(f"{source}: one session; a split into train and test needs two; {fewer}")
+    if last <= first:
+        if df[datasets.TIME].max() == df[datasets.TIME].min():
+            raise ValueError(f"{source}: every event has the same time, so no split by time exists")
+        # No share helps: every session falls on the same side of any cutoff.
+        raise ValueError(
+            f"{source}: all {len(starts)} sessions start at the same time (are the times "
+            "positions within each session?); use --time-col none (the file order) or real "
+            "timestamps"
+        )
+    cutoff = last - float(last - first) * test_share
+    train_df, test_df = _split_at(df, cutoff, last)
+    if len(test_df) == 0 and generated:
+        later = np.sort(starts.to_numpy())[::-1][1:-1]  # the first session stays in train
+        for at in later[later < cutoff][:_MORE_TEST_SESSIONS]:
+            train_df, test_df = _split_at(df, at, last)
+            if len(test_df):
+                _warn(
+                    f"{source}: no session starting in the last {test_share:g} of the span of "
+                    f"session starts can be tested; the test set is the last "
+                    f"{int((starts >= at).sum())} sessions"
+                )
+                cutoff = at
+                break
+    if len(test_df) == 0:
+        n_test = int((starts >= cutoff).sum())
+        raise ValueError(
+            f"{source}: no test session: none of the {n_test} sessions starting in the last "
+            f"{test_share:g} of the span of session starts has 2 or more events with items "
+            f"seen in the earlier ones; {more}"
+        )
+    return train_df, test_df
+
+
+_MORE_TEST_SESSIONS = 100  # the most sessions the demo adds to an untestable test window
+
+
+def _split_at(df, cutoff: float, last: Any):
+    """:func:`datasets.time_split` with the sessions starting at or after ``cutoff`` in test."""
+    from . import datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty test set is the caller's error
+        return datasets.time_split(df, test_days=float(last - cutoff) / 86400.0, tmax=last)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import datasets
     from .estimator import GRU4RecNegSampling
@@ -533,6 +728,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .metrics import mrr_at_k, recall_at_k
 
     args.estimator = "neg-sampling"
+    if not 0 < args.test_share < 1:
+        raise ValueError(f"--test-share must lie between 0 and 1; got {args.test_share:g}")
     no_time = {"session_order": "random"} if args.events and _no_time(args) else {}
     est = _make_estimator(GRU4RecNegSampling, args, **DEMO_PARAMS, **no_time)
     if args.events:
@@ -544,16 +741,7 @@ def _demo(args: argparse.Namespace) -> int:
             n_sessions=args.sessions, n_items=args.items, seed=seed
         )
         source = f"synthetic ({args.sessions} sessions, {args.items} items)"
-    span_days = (df[datasets.TIME].max() - df[datasets.TIME].min()) / 86400.0
-    if span_days <= 0:
-        raise ValueError(f"{source}: every event has the same time, so no split by time exists")
-    train_df, test_df = datasets.time_split(df, test_days=span_days * args.test_share)
-    if len(test_df) == 0:
-        raise ValueError(
-            f"{source}: no test session: none of the sessions starting in the last "
-            f"{args.test_share:g} of the time span has 2 or more events with items seen in "
-            "the earlier ones; give more data or a larger --test-share"
-        )
+    train_df, test_df = _demo_split(df, args.test_share, source, not args.events)
     train = InteractionMatrix.from_events(train_df)
     test = InteractionMatrix.from_events(test_df, item_vocabulary=train.item_vocabulary)
     print(
@@ -751,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--test-share",
             type=float,
             default=0.1,
-            help="the test set: sessions starting in this last share of the time span",
+            help="the test set: sessions starting in this last share of the span of session starts",
         ),
         func=_demo,
     )

@@ -480,7 +480,9 @@ def time_split(
     strings. Sessions starting after ``tmax`` also go to test. Every session lies wholly in
     train or in test. Test events whose item does not occur in train are then dropped (the
     session goes on from its previous known item), and test sessions left with fewer than
-    ``min_test_session_length`` events are dropped. The counts are logged.
+    ``min_test_session_length`` events are dropped. The counts are logged; an empty test set
+    is also a warning that says why (for instance, every session starting at the same time,
+    as when the times are positions within each session).
     ``session_col``, ``item_col`` and ``time_col`` name the columns, as in the estimators.
 
     Returns ``(train_df, test_df)``, each in input row order with a fresh index.
@@ -524,7 +526,26 @@ def time_split(
         len(test),
         test[session_col].nunique(),
     )
+    if len(test) == 0:
+        why = _why_no_test(start, cutoff, n_test_sessions, min_test_session_length)
+        warn(f"time_split: the test set is empty: {why}")
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _why_no_test(start: np.ndarray, cutoff: float, n_test_sessions: int, min_length: int) -> str:
+    """Why a split at ``cutoff`` of sessions starting at ``start`` (per row) has no test set."""
+    if n_test_sessions:
+        return (
+            f"none of the {n_test_sessions} sessions starting at or after the cutoff {cutoff:.15g} "
+            f"keeps {min_length} or more events with items seen in train"
+        )
+    if np.all(start == start[0]):
+        # A larger test_days cannot help: the sessions all go to one side.
+        return (
+            f"every session starts at the same time ({start[0]}), so no cutoff separates them "
+            "(are the times positions within each session?); give real timestamps"
+        )
+    return f"no session starts at or after the cutoff {cutoff:.15g}; give a larger test_days"
 
 
 def last_item_split(matrix: InteractionMatrix) -> tuple[InteractionMatrix, InteractionMatrix]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -321,16 +322,64 @@ def test_demo_runs_with_trains_options(capsys):
 
 
 @pytest.mark.parametrize(
-    ("times", "message"),
-    [([1, 2, 3, 4, 5, 6], "no test session"), ([0] * 6, "same time")],
+    ("times", "items", "message"),
+    [
+        ([1, 2, 3, 4, 5, 6], "ababcd", "no test session"),  # the test session's items are new
+        ([0] * 6, "abacbc", "same time"),
+    ],
 )
-def test_demo_on_a_file_too_small_to_split_says_so(tmp_path, capsys, times, message):
+def test_demo_on_a_file_too_small_to_split_says_so(tmp_path, capsys, times, items, message):
     path = tmp_path / "tiny.csv"
     pd.DataFrame(
-        {"session_id": [1, 1, 2, 2, 3, 3], "item_id": list("abacbc"), "timestamp": times}
+        {"session_id": [1, 1, 2, 2, 3, 3], "item_id": list(items), "timestamp": times}
     ).to_csv(path, index=False)
     assert main(["demo", str(path), "--max-epochs", "1", "--quiet"]) == 2
     assert message in _one_line_error(capsys)
+
+
+TINY = ["--hidden-size", "8", "--num-negatives", "4", "--batch-size", "4", "--max-epochs", "1"]
+
+
+@pytest.mark.parametrize(("sessions", "items"), [(200, 50), (100, 1000), (150, 1000), (350, 1000)])
+def test_demo_runs_on_its_own_data_of_any_size(capsys, sessions, items):
+    # A long generated session can outlast the later session starts by more than the test
+    # share of the whole span: the share is measured over the session starts.
+    argv = ["demo", "--sessions", str(sessions), "--items", str(items), *TINY, "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "GRU4Rec" in capsys.readouterr().out
+
+
+def test_demo_on_few_generated_sessions_widens_the_test_set_or_asks_for_more(capsys):
+    argv = ["demo", "--items", "50", *TINY, "--quiet", "--seed", "0", "--sessions"]
+    assert main([*argv, "9"]) == 0  # the last tenth holds no session that can be tested
+    assert "the test set is the last" in capsys.readouterr().err
+    assert main([*argv, "1"]) == 2
+    assert "use more --sessions" in _one_line_error(capsys)
+
+
+def test_demo_on_sessions_that_all_start_at_the_same_time_suggests_time_col_none(tmp_path, capsys):
+    # User histories keyed by position: every session starts at 0, whatever the test share.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "histories.csv"
+    pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(150), 4),
+            "item_id": rng.integers(0, 40, 600),
+            "position": np.tile(np.arange(4), 150),
+        }
+    ).to_csv(path, index=False)
+    argv = ["demo", str(path), "--session-col", "user_id", *TINY, "--quiet"]
+    assert main([*argv, "--time-col", "position"]) == 2
+    line = _one_line_error(capsys)
+    assert "start at the same time" in line and "--time-col none" in line
+    assert "--test-share" not in line
+    assert main([*argv, "--time-col", "none"]) == 0
+
+
+@pytest.mark.parametrize("share", ["0", "1", "-0.5"])
+def test_demo_test_share_outside_0_1_is_an_error(capsys, share):
+    assert main(["demo", "--test-share", share, "--quiet"]) == 2
+    assert "--test-share" in _one_line_error(capsys)
 
 
 # -- without a time column, training visits sessions in a random order -----------------------------
@@ -359,3 +408,157 @@ def test_a_data_file_in_place_of_the_command_suggests_the_commands(files, capsys
         main([str(files["train"])])
     assert exc.value.code == 2
     assert f"gru4rec demo {files['train']}" in _one_line_error(capsys)
+
+
+# -- reading ids for a saved model, and files it cannot score -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int_model(tmp_path_factory) -> dict[str, Path]:
+    """histories.csv (user_id,item_id,position; int item ids 0..39) and a model fitted on it."""
+    root = tmp_path_factory.mktemp("ints")
+    rng = np.random.default_rng(0)
+    histories = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(150), 4),
+            "item_id": rng.integers(0, 40, 600),
+            "position": np.tile(np.arange(4), 150),
+        }
+    )
+    paths = {"root": root, "histories": root / "histories.csv", "model": root / "m.trch"}
+    histories.to_csv(paths["histories"], index=False)
+    args = ["train", str(paths["histories"]), "--model", str(paths["model"]), *TINY, "--quiet"]
+    assert main([*args, *HISTORY_COLUMNS]) == 0
+    return paths
+
+
+HISTORY_COLUMNS = ["--session-col", "user_id", "--time-col", "position"]
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_recommend_and_evaluate_drop_one_new_item_of_an_int_id_file(int_model, tmp_path, capsys):
+    # One non-numeric id makes the file's column strings; the numbers must still match.
+    path = _write(
+        tmp_path / "new.csv", "user_id,item_id,position\n1,3,0\n1,4,1\n2,5,0\n2,NEW-ITEM,1\n"
+    )
+    model = ["--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
+    assert main(["recommend", path, *model, "-k", "2"]) == 0
+    captured = capsys.readouterr()
+    recs = pd.read_csv(io.StringIO(captured.out))
+    assert recs["user_id"].tolist() == [1, 1, 2, 2]
+    assert "dropped 1 of 4 events whose item is unknown to the model" in captured.err
+    assert main(["evaluate", path, *model, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"] == 1  # 3 -> 4
+
+
+def test_a_model_of_string_ids_reads_an_all_number_file_as_strings(tmp_path, capsys):
+    # Fitted on ids that look like numbers but are strings, as a file with one other id gives.
+    df = make_synthetic_sessions(n_sessions=100, n_items=30, seed=1)
+    df["item_id"] = df["item_id"].astype(str)
+    model = tmp_path / "str.trch"
+    GRU4RecNegSampling(hidden_size=8, num_negatives=4, max_epochs=1, seed=0).fit(df).save(model)
+    path = tmp_path / "numbers.csv"
+    df.head(12).to_csv(path, index=False)
+    assert main(["recommend", str(path), "--model", str(model), "-k", "3", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    recs = pd.read_csv(io.StringIO(captured.out), dtype={"item_id": str})
+    assert set(recs["session_id"]) == set(df.head(12)["session_id"])
+    assert main(["evaluate", str(path), "--model", str(model), "--quiet", "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["predictions"]
+        == 12 - df.head(12)["session_id"].nunique()
+    )
+
+
+@pytest.mark.parametrize(
+    ("ids", "text"),
+    [
+        (np.array([1.0, 2.5, 4.0, 7.0]), "1,2.5,4\n"),  # float ids: 1 and 4 match 1.0 and 4.0
+        (np.array([1, 2, 4, 7]), "0001,2.0,4\n"),  # int ids: the same numbers
+    ],
+)
+def test_numeric_model_ids_match_the_same_numbers_however_spelled(tmp_path, capsys, ids, text):
+    df = pd.DataFrame(
+        {"session_id": np.repeat(np.arange(20), 4), "item_id": np.tile(ids, 20)}
+    ).assign(timestamp=np.arange(80))
+    model = tmp_path / "m.trch"
+    GRU4RecNegSampling(hidden_size=8, num_negatives=2, max_epochs=1, seed=0).fit(df).save(model)
+    items = text.strip().split(",")
+    rows = "".join(f"s,{item},{t}\n" for t, item in enumerate(items))
+    path = _write(tmp_path / "s.csv", "session_id,item_id,timestamp\n" + rows)
+    assert main(["evaluate", path, "--model", str(model), "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["predictions"] == 2 and "warning" not in captured.err
+
+
+def test_recommend_with_no_known_item_writes_the_header_and_warns(int_model, tmp_path, capsys):
+    path = _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n2,999,0\n2,997,1\n")
+    argv = ["recommend", path, "--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines() == ["user_id,rank,item_id,score"]
+    assert "2 of 2 session(s) have no item known to the model" in captured.err
+    out = tmp_path / "recs.csv"
+    assert main([*argv, "--out", str(out)]) == 0
+    assert list(pd.read_csv(out).columns) == ["user_id", "rank", "item_id", "score"]
+
+
+def test_evaluate_with_no_known_item_says_so(int_model, tmp_path, capsys):
+    path = _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n1,999,1\n")
+    argv = ["evaluate", path, "--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert "cold.csv: none of its 2 item ids is known to the model" in line
+    assert "user" not in line and "type" not in line
+
+
+def test_evaluate_counts_only_the_sessions_it_scores(int_model, tmp_path, capsys):
+    # Sessions 1 and 2 have two events; 3 has one, and 4 two of which one is unknown.
+    path = _write(
+        tmp_path / "s.csv",
+        "user_id,item_id,position\n1,3,0\n1,4,1\n2,5,0\n2,6,1\n3,7,0\n4,8,0\n4,999,1\n",
+    )
+    argv = ["evaluate", path, "--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["predictions"], result["sessions"], result["sessions_too_short"]) == (2, 2, 2)
+    assert main(argv) == 0
+    assert "2 predictions (every position) in 2 sessions (2 more" in capsys.readouterr().out
+
+
+def test_errors_name_the_file_not_the_python_argument(int_model, tmp_path, capsys):
+    singles = _write(tmp_path / "singles.csv", "user_id,item_id,position\n1,3,0\n2,4,0\n")
+    model = str(tmp_path / "e.trch")
+    assert main(["train", singles, "--model", model, *HISTORY_COLUMNS, *TINY, "--quiet"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"gru4rec: error: {singles} has no session with 2 or more events")
+    empty = _write(tmp_path / "empty.csv", "user_id,item_id,position\n")
+    argv = ["recommend", empty, "--model", str(int_model["model"]), *HISTORY_COLUMNS]
+    assert main(argv) == 2
+    assert _one_line_error(capsys) == f"gru4rec: error: {empty} holds no events (only a header)"
+    missing = str(tmp_path / "missing.csv")
+    assert main(["recommend", missing, "--model", str(int_model["model"])]) == 2
+    assert _one_line_error(capsys) == f"gru4rec: error: {missing}: no such file"
+    semi = _write(tmp_path / "semi.csv", "session_id;item_id;timestamp\n1;2;3\n")
+    assert main(["recommend", semi, "--model", str(int_model["model"])]) == 2
+    line = _one_line_error(capsys)
+    assert "(pass --sep ';')" in line and "sep=" not in line
+
+
+def test_validation_file_of_no_known_item_or_no_pair_says_so(int_model, tmp_path, capsys):
+    argv = ["train", str(int_model["histories"]), "--model", str(tmp_path / "v.trch")]
+    argv += [*HISTORY_COLUMNS, *TINY, "--quiet", "--validation"]
+    cold = _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n1,999,1\n")
+    assert main([*argv, cold]) == 2
+    assert "cold.csv: none of its 2 item ids is known to the training data" in _one_line_error(
+        capsys
+    )
+    singles = _write(tmp_path / "singles.csv", "user_id,item_id,position\n1,3,0\n2,4,0\n")
+    assert main([*argv, singles]) == 2
+    line = _one_line_error(capsys)
+    assert "singles.csv: no session has 2 or more events" in line and "validation_out" not in line

@@ -259,6 +259,7 @@ def test_preprocess_bad_input(df, kwargs, match):
 
 @SETTINGS
 @given(event_logs(), st.floats(0.5, 8.0))
+@pytest.mark.filterwarnings("ignore:time_split:UserWarning")  # an empty test set is fine here
 def test_time_split_partitions_by_session_start(df, test_days):
     tmax = df["timestamp"].max()
     cutoff = tmax - test_days * DAY
@@ -315,6 +316,32 @@ def test_time_split_tmax_and_logging(caplog):
             time_split(df, **kwargs)
     with pytest.raises(ValueError, match="'timestamp'"):
         time_split(df.drop(columns="timestamp"), 1)
+
+
+def test_time_split_warns_when_the_test_set_is_empty():
+    df = pd.DataFrame(
+        {
+            "session_id": [1, 1, 2, 2, 3, 3],
+            "item_id": [1, 2, 1, 2, 8, 9],
+            "timestamp": [0, 10, DAY, DAY + 5, 2 * DAY, 2 * DAY + 1],
+        }
+    )
+    # The test session's items are all new to train.
+    with pytest.warns(UserWarning, match="test set is empty: none of the 1 sessions starting"):
+        _, test = time_split(df, 0.5)
+    assert len(test) == 0
+    # Histories keyed by position: every session starts at 0, so no test_days finds one.
+    positions = df.assign(timestamp=[0, 1, 0, 1, 0, 1])
+    with pytest.warns(UserWarning, match="every session starts at the same time"):
+        _, test = time_split(positions, 0.5 / DAY)
+    assert len(test) == 0
+    with pytest.warns(UserWarning, match="no session starts at or after the cutoff 5.5"):
+        _, test = time_split(positions.assign(timestamp=[0, 9, 3, 4, 5, 10]), 4.5 / DAY)
+    assert len(test) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, test = time_split(df.assign(item_id=[1, 2, 1, 2, 1, 2]), 0.5)  # a test set: quiet
+    assert len(test) == 2
 
 
 # --- last_item_split ----------------------------------------------------------------------------
