@@ -44,6 +44,9 @@ _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
 
 
+#: Scores per step (batch_size x n_items) above which the full softmax warns of its memory.
+_LARGE_STEP = 50_000_000
+
 #: Criteria whose value is fixed once the cut-off covers the catalogue.
 _CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
 
@@ -189,6 +192,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 "the first epoch is kept; use stopping_criterion='mrr' or "
                 "StoppingCriterion.create(name, k=...) with k below the catalogue size"
             )
+        self._warn_about_scale(X.shape[1], len(sessions.lengths))
         self._set_data_attributes(X, sessions)
         self.model_ = self._build_model()
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
@@ -221,6 +225,24 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             if not callable(callback):
                 raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
         return [lambda record, cb=cb: cb(self, record) for cb in callbacks]
+
+    def _warn_about_scale(self, n_items: int, n_sessions: int) -> None:
+        """Settings that train badly or need much memory on data of this size."""
+        if self.batch_size > n_sessions:
+            warn(
+                f"batch_size={self.batch_size} is more than the {n_sessions} training sessions: "
+                "every step then trains all sessions at once and an epoch has as many steps "
+                "as the longest session, which trains poorly; use a batch_size well below the "
+                "number of sessions"
+            )
+        cells = self.batch_size * n_items
+        if self._loss_config().full and cells > _LARGE_STEP:
+            warn(
+                f"{self.name} scores all {n_items} items at every step: several batch_size x "
+                f"n_items buffers of {cells * 4 / 2**30:.1f} GiB each, and slow steps; on a "
+                "catalogue this large, GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0) "
+                "samples the negatives instead (or use a smaller batch_size)"
+            )
 
     def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:
         """The device, the seed and what the model learns about the data."""

@@ -16,10 +16,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .caller import warn
 from .model import GRU4RecNet
 from .schedule import by_length, session_parallel_schedule
 
 __all__ = ["Scorer"]
+
+#: Scores in a full ``predict`` above which a warning suggests ``predict_topK``.
+_LARGE_OUTPUT = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -91,16 +95,31 @@ class Scorer:
         return states
 
     @torch.no_grad()
-    def top_k(self, states: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` scores and item indices per row of ``states``, best first."""
+    def top_k(
+        self,
+        states: torch.Tensor,
+        k: int,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` scores and item indices per row of ``states``, best first.
+
+        ``seen``, the sessions as ``(items, offsets)`` aligned with the rows, scores each
+        row's own items ``-inf`` first (so they come last), at a cost in the number of those
+        items: a long session does not widen the other rows.
+        """
         model = self.model
         k = min(k, model.n_items)
         values, indices = [], []
         for r in range(0, states.shape[0], self.batch_size):
             best_val = best_idx = None
+            if seen is not None:
+                own_rows, own_items = self._own_items(seen, r, states.shape[0])
             for start, scores in model.score_chunks(
                 states[r : r + self.batch_size], self.chunk_size
             ):
+                if seen is not None:
+                    inside = (own_items >= start) & (own_items < start + scores.shape[1])
+                    scores[own_rows[inside], own_items[inside] - start] = float("-inf")
                 val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
                 idx = idx + start
                 if best_val is not None:
@@ -117,6 +136,21 @@ class Scorer:
             return empty, empty.long()
         return torch.cat(values), torch.cat(indices)
 
+    def _own_items(
+        self, seen: tuple[np.ndarray, np.ndarray], first: int, n_rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (row within the block, item) pairs of the sessions of the rows ``first`` to
+        ``first + batch_size``, on the device."""
+        items, offsets = seen
+        last = min(first + self.batch_size, n_rows)
+        lengths = np.diff(offsets[first : last + 1])
+        rows = np.repeat(np.arange(last - first), lengths)
+        own = items[offsets[first] : offsets[last]]
+        return (
+            torch.as_tensor(rows, device=self.device),
+            torch.as_tensor(np.asarray(own, dtype=np.int64), device=self.device),
+        )
+
     def recommend(
         self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -126,14 +160,9 @@ class Scorer:
         ``exclude_seen`` leaves out each session's own items; where fewer than ``k`` other
         items exist, the last places hold seen items with score ``-inf``.
         """
-        lengths = np.diff(offsets)
-        n_extra = int(lengths.max()) if exclude_seen and len(items) else 0
-        scores, idx = self.top_k(self.final_states(items, offsets), k + n_extra)
-        idx_np, scores_np = idx.cpu().numpy(), scores.cpu().numpy()
-        if n_extra:
-            owner = np.repeat(np.arange(len(lengths)), lengths)
-            idx_np, scores_np = _drop_seen(idx_np, scores_np, owner, items, self.model.n_items, k)
-        return idx_np, scores_np
+        seen = (items, offsets) if exclude_seen and len(items) else None
+        scores, idx = self.top_k(self.final_states(items, offsets), k, seen)
+        return idx.cpu().numpy(), scores.cpu().numpy()
 
     def predict(
         self,
@@ -152,21 +181,34 @@ class Scorer:
             return sp.csr_matrix(
                 (val.ravel(), (np.repeat(rows, idx.shape[1]), idx.ravel())), shape=shape
             )
+        n_items = self.model.n_items
+        n_cells = len(rows) * n_items
+        if n_cells > _LARGE_OUTPUT:
+            warn(
+                f"predict without predict_topK returns every item's score: {len(rows)} "
+                f"sessions x {n_items} items = {n_cells / 1e6:.0f} million scores "
+                f"({n_cells * 8 / 2**30:.1f} GiB); set predict_topK, or use recommend(), "
+                "for the best items only"
+            )
         states = self.final_states(items, offsets)
-        # The output itself is sessions x items, so build it a block of sessions at a time.
-        block = max(1, (1 << 22) // max(1, self.model.n_items))
-        parts = []
+        # Filled straight into the CSR arrays, in row order: one copy of the output.
+        order = np.argsort(rows, kind="stable")
+        data = np.empty(n_cells, dtype=np.float32)
+        block = max(1, (1 << 22) // max(1, n_items))
         with torch.no_grad():
             for s in range(0, len(rows), block):
+                take = torch.as_tensor(order[s : s + block], device=states.device)
                 scores = self.model.score(
-                    states[s : s + block], self.model.item_output, self.model.item_bias
+                    states.index_select(0, take), self.model.item_output, self.model.item_bias
                 )
-                parts.append(sp.csr_matrix(scores.cpu().numpy()))
-        expand = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, np.arange(len(rows)))),
-            shape=(shape[0], len(rows)),
-        )
-        return (expand @ sp.vstack(parts, format="csr")).tocsr()
+                data[s * n_items : s * n_items + scores.numel()] = scores.cpu().numpy().ravel()
+        index_dtype = np.int32 if n_cells < 2**31 else np.int64
+        counts = np.zeros(shape[0], dtype=np.int64)
+        counts[rows] = n_items
+        indptr = np.zeros(shape[0] + 1, dtype=index_dtype)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.tile(np.arange(n_items, dtype=index_dtype), len(rows))
+        return sp.csr_matrix((data, indices, indptr), shape=shape)
 
     @torch.no_grad()
     def next_item_ranks(
@@ -209,18 +251,3 @@ class Scorer:
                     del scores  # free this chunk before the next one is computed
             ranks.index_copy_(0, events, rank)
         return ranks[torch.as_tensor(has_next, device=device)].cpu().numpy()
-
-
-def _drop_seen(
-    idx: np.ndarray, scores: np.ndarray, owner: np.ndarray, items: np.ndarray, n_items: int, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``k`` of each row's candidates that are not among its session's ``items``.
-
-    ``owner[j]`` is the row of ``items[j]``; seen candidates move to the end with score -inf.
-    """
-    rows = np.arange(idx.shape[0])[:, None]
-    seen = np.isin(rows * n_items + idx, owner.astype(np.int64) * n_items + items)
-    order = np.argsort(seen, axis=1, kind="stable")[:, :k]  # unseen first, in score order
-    idx = np.take_along_axis(idx, order, axis=1)
-    scores = np.where(np.take_along_axis(seen, order, axis=1), -np.inf, scores[rows, order])
-    return idx, scores.astype(np.float32, copy=False)

@@ -3,10 +3,11 @@
 Item tables (the input embedding and the output matrix) are plain tensors that
 autograd never sees whole: a training step gathers the rows it needs into a
 leaf tensor (:meth:`GRU4RecNet.gather_rows`), and the optimiser writes the
-updated rows back. The cost of a step therefore never depends on the size of
-the catalogue. The output bias is a table of its own (``item_bias``), so an item
-read only as an input (shared embedding) never touches its bias or the bias's
-optimiser state, as in the reference implementation.
+updated rows back. A step's arithmetic therefore does not depend on the size of
+the catalogue (only its memory traffic does, through cache misses). The output
+bias is a table of its own (``item_bias``), so an item read only as an input
+(shared embedding) never touches its bias or the bias's optimiser state, as in
+the reference implementation.
 """
 
 from __future__ import annotations

@@ -700,7 +700,9 @@ def _check_fit_predict(est, df: pd.DataFrame) -> None:
     trainable = bool((lengths >= 2).any())
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # fitting on clean input must not warn
+            warnings.simplefilter("error")  # fitting on clean input must not warn...
+            # ...but for a batch larger than these tiny logs' number of sessions.
+            warnings.filterwarnings("ignore", message=r"batch_size=\d+ is more than")
             est.fit(df)
     except ValueError as err:
         assert not trainable, f"fit refused trainable data: {err}"
@@ -857,3 +859,23 @@ def test_a_model_fitted_on_indices_reads_a_frames_item_ids_as_indices():
     np.testing.assert_allclose(pred.toarray()[0, ids], scores, rtol=1e-6)
     with pytest.warns(UserWarning, match="1 unknown items"):
         est.predict(frame.assign(item_id=[0, 99]))
+
+
+def test_a_batch_larger_than_the_sessions_warns():
+    df = events()
+    n_sessions = df["session_id"].nunique()
+    with pytest.warns(UserWarning, match=rf"batch_size=64 is more than the {n_sessions} training"):
+        neg(max_epochs=1, batch_size=64).fit(df)
+
+
+def test_a_full_softmax_on_a_large_catalogue_warns_before_training(monkeypatch):
+    monkeypatch.setattr(est_module, "_LARGE_STEP", 1)
+    calls = []
+    with pytest.warns(UserWarning, match="scores all .* items at every step.*GRU4RecNegSampling"):
+        GRU4RecCrossEntropy(max_epochs=1, batch_size=2, hidden_size=8, seed=0).fit(
+            events(), callbacks=[lambda est, rec: calls.append(rec)]
+        )
+    assert len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sampled losses never score the whole catalogue
+        neg(max_epochs=1).fit(events())

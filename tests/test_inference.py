@@ -381,6 +381,31 @@ def test_exclude_seen_with_too_few_unseen_items_pads_with_minus_inf(int_model):
     assert np.isfinite(scores[:2]).all() and np.isneginf(scores[2:]).all()
 
 
+def test_exclude_seen_rows_do_not_depend_on_a_long_session_in_the_batch(int_model):
+    short = [[1, 2], [3]]
+    long = list(range(25)) * 40  # 1000 events over 25 items
+    alone, alone_scores = int_model.recommend(short, k=4, exclude_seen=True)
+    both, both_scores = int_model.recommend([*short, long], k=4, exclude_seen=True)
+    np.testing.assert_array_equal(both[:2], alone)
+    np.testing.assert_allclose(both_scores[:2], alone_scores, rtol=1e-6)
+    unseen = set(range(int_model.n_items_)) - set(long)
+    n_unseen = min(len(unseen), 4)
+    assert set(both[2][:n_unseen]) <= unseen
+    assert np.isneginf(both_scores[2][n_unseen:]).all()
+
+
+def test_exclude_seen_in_small_score_chunks_equals_one_chunk(int_model, monkeypatch):
+    sessions = [[1, 2, 3, 2], [4], [5, 6], list(range(20))]
+    expected = int_model.recommend(sessions, k=7, exclude_seen=True)
+    from gru4rec import estimator
+
+    monkeypatch.setattr(estimator, "_SCORE_CHUNK", 7)
+    monkeypatch.setattr(estimator, "_EVAL_SLOTS", 2)
+    got = int_model.recommend(sessions, k=7, exclude_seen=True)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)
+
+
 def test_exclude_seen_single_session_and_bad_value(int_model):
     ids, _ = int_model.recommend([7, 8], k=3, exclude_seen=True)
     assert ids.shape == (3,) and not {7, 8} & set(ids)
@@ -451,3 +476,24 @@ def test_predict_topk_scores_one_batch_and_chunk_at_a_time(monkeypatch):
 def test_a_batch_mixing_sessions_and_ids_is_an_error_naming_the_element(model, batch, where):
     with pytest.raises(ValueError, match=where):
         model.recommend(batch, k=2)
+
+
+def test_full_predict_fills_each_sessions_row_and_warns_when_huge(int_model, monkeypatch):
+    from gru4rec import inference
+
+    df = pd.DataFrame(
+        {"session_id": [5, 5, 2, 9, 9], "item_id": [1, 2, 3, 4, 5], "timestamp": range(5)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred = int_model.predict(df)
+    dense = pred.toarray()
+    assert pred.has_canonical_format and pred.nnz == 3 * int_model.n_items_
+    for row, session in enumerate([[1, 2], [3], [4, 5]]):
+        ids, scores = int_model.recommend(session, k=int_model.n_items_)
+        columns = int_model.item_vocabulary_.index_of(np.asarray(ids, dtype=object))
+        np.testing.assert_allclose(dense[row, columns], scores, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(inference, "_LARGE_OUTPUT", 2 * int_model.n_items_)
+    with pytest.warns(UserWarning, match=r"3 sessions x \d+ items .* set predict_topK"):
+        again = int_model.predict(df)
+    assert (again != pred).nnz == 0

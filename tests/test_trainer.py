@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tiny import (
     all_finite,
     assert_same_weights,
@@ -357,3 +358,18 @@ def test_progress_bar_moves_within_an_epoch_and_is_silent_when_not_verbose(monke
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
     assert moves == []  # not even called: a silent fit pays nothing per step
+
+
+def test_finite_check_sees_one_nan_and_is_not_fooled_by_an_overflowing_sum():
+    from gru4rec.model import GRU4RecNet
+    from gru4rec.trainer import _all_finite
+
+    model = GRU4RecNet(50, hidden_size=8, num_layers=1, embedding_size=8, constrained=False)
+    probe = (torch.arange(4), torch.arange(4))
+    assert _all_finite(model, *probe)
+    with torch.no_grad():
+        model.item_output[40:42, 0] = 3e38  # finite, but their sum is not
+    assert _all_finite(model, *probe)
+    with torch.no_grad():
+        model.item_output[45, 1] = float("nan")
+    assert not _all_finite(model, *probe)
