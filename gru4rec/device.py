@@ -160,8 +160,24 @@ def blas_threads() -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency; costs ~ms
 
-    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+    # The BLAS pools are the process's: overlapping blocks (fits in threads) share one limit,
+    # set by the first to enter and lifted by the last to leave. Restoring per block would let
+    # a later block restore the limit an earlier one set, for good.
+    with _BLAS_LOCK:
+        if _BLAS["depth"] == 0:
+            _BLAS["limiter"] = threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
+        _BLAS["depth"] += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS.pop("limiter").restore_original_limits()
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS: dict[str, Any] = {"depth": 0}
 
 
 @contextlib.contextmanager

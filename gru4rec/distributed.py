@@ -137,12 +137,17 @@ def _recommend_partition(
     else:  # an empty partition (or the metadata)
         rec_items, rec_scores = np.zeros((0, 0), dtype=object), np.zeros((0, 0), np.float32)
     kk = rec_items.shape[1]
-    # The input's dtypes, also for the empty frame that serves as the result's metadata.
+    # The input's dtypes, also for the empty frame that serves as the result's metadata; a
+    # categorical item column holds this partition's items only, the recommended ones are
+    # any of the catalogue: they keep the type of the categories.
+    item_dtype = part[item].dtype
+    if isinstance(item_dtype, pd.CategoricalDtype):
+        item_dtype = item_dtype.categories.dtype
     return pd.DataFrame(
         {
             session: pd.Series(np.repeat(ids, kk), dtype=part[session].dtype),
             RANK: np.tile(np.arange(1, kk + 1, dtype=np.int64), len(ids)),
-            item: pd.Series(rec_items.ravel(), dtype=part[item].dtype),
+            item: pd.Series(rec_items.ravel(), dtype=item_dtype),
             SCORE: rec_scores.ravel().astype(np.float32, copy=False),
         }
     )

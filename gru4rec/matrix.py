@@ -687,10 +687,17 @@ class InteractionMatrix:
                 )
             n_item = int((iid < 0).sum())
             n_user = int((uid < 0).sum())
-            warn(
-                f"{teller} dropped {n_drop} of {len(df)} events whose ids are not in the given "
-                f"vocabulary ({n_item} unknown items, {n_user} unknown users)"
-            )
+            if user_given:
+                warn(
+                    f"{teller} dropped {n_drop} of {len(df)} events whose ids are not in the "
+                    f"given vocabularies ({n_item} unknown items, {n_user} unknown users)"
+                )
+            else:
+                warn(
+                    f"{teller} dropped {n_drop} of {len(df)} events whose item is not in the "
+                    "item vocabulary (for a fitted model: items it never saw in training; a "
+                    "session goes on from its previous known item)"
+                )
             uid, iid = uid[keep], iid[keep]
             ts = None if ts is None else ts[keep]
         # Interaction ids are row positions in df (kept rows only when some were dropped).

@@ -169,3 +169,24 @@ def test_fit_and_inference_leave_torch_thread_settings_alone(make):
         assert torch.get_num_interop_threads() == interop
     finally:
         torch.set_num_threads(before)
+
+
+def test_overlapping_blas_limits_restore_the_original_when_the_last_one_ends():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from gru4rec import device
+
+    def blas_threads_now():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    if not blas_threads_now():
+        pytest.skip("no BLAS library that threadpoolctl can see")
+    with threadpool_limits(limits=2, user_api="blas"):
+        original = blas_threads_now()
+        first, second = device.blas_threads(), device.blas_threads()
+        first.__enter__()  # two fits in two threads: entered in turn...
+        second.__enter__()
+        first.__exit__(None, None, None)  # ...and the first to start ends first
+        assert blas_threads_now() == {torch.get_num_threads()} or not device.kernels.AVAILABLE
+        second.__exit__(None, None, None)
+        assert blas_threads_now() == original

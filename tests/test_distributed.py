@@ -187,3 +187,18 @@ def test_recommend_dask_without_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.dataframe", None)
     with pytest.raises(ImportError, match=r"gru4rec\[dask\]"):
         recommend_dask(GRU4RecNegSampling(), None)
+
+
+@needs_dask
+def test_recommend_dask_keeps_items_outside_a_categorical_columns_categories(model, events):
+    ev = events.copy()
+    ev["item_id"] = ev["item_id"].astype("category")
+    ev = ev[ev["session_id"] < ev["session_id"].min() + 5]  # few sessions: few categories
+    ev["item_id"] = ev["item_id"].cat.remove_unused_categories()
+    ddf = dd.from_pandas(ev.set_index("session_id"), npartitions=2)
+    got = recommend_dask(model, ddf, k=10).compute(scheduler="sync")
+    assert got["item_id"].notna().all()
+    assert not set(got["item_id"]) <= set(ev["item_id"].cat.categories)  # other items too
+    want = expected_recommendations(model, ev.astype({"item_id": object}), 10)
+    got = got.sort_values(["session_id", "rank"]).reset_index(drop=True)
+    np.testing.assert_array_equal(got["item_id"].to_numpy(object), want["item_id"].to_numpy(object))
