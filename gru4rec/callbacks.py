@@ -9,6 +9,7 @@ estimators to libraries that are optional dependencies (``pip install gru4rec[op
 from __future__ import annotations
 
 import numbers
+import time
 from typing import Any
 
 __all__ = ["MLflowCallback", "OptunaPruningCallback"]
@@ -58,13 +59,18 @@ class OptunaPruningCallback:
 
 
 class MLflowCallback:
-    """Log the estimator's parameters once and every epoch's record to the active MLflow run.
+    """Log the estimator's parameters once and every epoch's record to MLflow, one run per fit.
 
     At the first epoch the constructor parameters are logged as run parameters; every epoch,
     the numeric entries of its ``history_`` record (``train_loss``, ``seconds``,
     ``events_per_second``, the criterion's value when validation ran) are logged as metrics at
-    step ``epoch``. Without an active run MLflow starts one; open one with
-    ``mlflow.start_run()`` to name it, or to log final metrics into the same run afterwards.
+    step ``epoch``. Where they go:
+
+    * with an active run (``with mlflow.start_run(): model.fit(...)``) that holds no other
+      parameter values, into that run (one run per Optuna trial, say);
+    * with an active run that already holds other parameter values (several fits in one run,
+      e.g. a grid search), into a new child run of it for each fit;
+    * without an active run, into a new run for each fit.
 
     Parameters
     ----------
@@ -77,13 +83,19 @@ class MLflowCallback:
     def __init__(self, prefix: str = "", log_params: bool = True) -> None:
         self.prefix = prefix
         self.log_params = log_params
+        self.run_id: str | None = None  #: the run the current fit logs into
 
     def __call__(self, estimator: Any, record: dict[str, Any]) -> None:
         import mlflow
 
+        client = mlflow.MlflowClient()
         epoch = int(record["epoch"])
-        if self.log_params and epoch == 0:
-            mlflow.log_params({k: _param_text(v) for k, v in estimator.get_params().items()})
+        if epoch == 0 or self.run_id is None:
+            params = {k: _param_text(v) for k, v in estimator.get_params().items()}
+            self.run_id = self._run_for(mlflow, client, params if self.log_params else {})
+            if self.log_params:
+                entries = [mlflow.entities.Param(k, v) for k, v in params.items()]
+                client.log_batch(self.run_id, params=entries)
         metrics = {
             f"{self.prefix}{key}": float(value)
             for key, value in record.items()
@@ -91,7 +103,21 @@ class MLflowCallback:
             and isinstance(value, numbers.Real)
             and not isinstance(value, bool)  # e.g. "improved"
         }
-        mlflow.log_metrics(metrics, step=epoch)
+        now = int(time.time() * 1000)
+        entries = [mlflow.entities.Metric(k, v, now, epoch) for k, v in metrics.items()]
+        client.log_batch(self.run_id, metrics=entries)
+
+    @staticmethod
+    def _run_for(mlflow: Any, client: Any, params: dict[str, str]) -> str:
+        """The id of the run this fit logs into (created, and closed at once, when needed:
+        logging by id needs no open run, and leaves the user's run stack as it was)."""
+        active = mlflow.active_run()
+        if active is not None:
+            held = client.get_run(active.info.run_id).data.params
+            if all(held.get(key, value) == value for key, value in params.items()):
+                return active.info.run_id
+        with mlflow.start_run(nested=active is not None) as run:
+            return run.info.run_id
 
 
 def _param_text(value: Any) -> str:

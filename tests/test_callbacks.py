@@ -167,3 +167,40 @@ def test_mlflow_callback_logs_params_and_every_epoch(data, tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert np.isfinite(est.best_value_)
+
+
+def test_mlflow_callback_gives_each_fit_of_a_search_its_own_run(data, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="pip install -e '.[mlflow]'")
+    from gru4rec.callbacks import MLflowCallback
+
+    X, validation = data
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        callback = MLflowCallback()
+        runs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            for lr in (0.05, 0.1):  # no active run: a run per fit
+                GRU4RecNegSampling(**{**PARAMS, "learning_rate": lr}).fit(
+                    X, validation, callbacks=[callback]
+                )
+                runs.append(callback.run_id)
+            assert mlflow.active_run() is None
+            with mlflow.start_run() as parent:  # a search in one run: a child per fit
+                for lr in (0.05, 0.1):
+                    GRU4RecNegSampling(**{**PARAMS, "learning_rate": lr}).fit(
+                        X, validation, callbacks=[callback]
+                    )
+                    runs.append(callback.run_id)
+                assert mlflow.active_run().info.run_id == parent.info.run_id
+        client = mlflow.MlflowClient()
+        assert len(set(runs)) == 4
+        lrs = [client.get_run(r).data.params["learning_rate"] for r in runs]
+        assert lrs == ["0.05", "0.1", "0.05", "0.1"]
+        assert runs[2] == parent.info.run_id  # the first fit in an empty run uses it
+        child = client.get_run(runs[3]).data.tags
+        assert child["mlflow.parentRunId"] == parent.info.run_id
+        for r in runs:
+            assert len(client.get_metric_history(r, "train_loss")) == PARAMS["max_epochs"]
+    finally:
+        mlflow.set_tracking_uri(None)
