@@ -721,6 +721,10 @@ def _split_at(df, cutoff: float, last: Any):
         return datasets.time_split(df, test_days=float(last - cutoff) / 86400.0, tmax=last)
 
 
+#: Test predictions under which the demo's metrics are noise.
+_FEW_PREDICTIONS = 100
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import datasets
     from .estimator import GRU4RecNegSampling
@@ -754,6 +758,12 @@ def _demo(args: argparse.Namespace) -> int:
     est.fit(train)
     fit_s = time.perf_counter() - start
     ranks = est.next_item_ranks(test)
+    if len(ranks) < _FEW_PREDICTIONS:
+        _warn(
+            f"{source}: the test set gives only {len(ranks)} predictions, too few for the "
+            "metrics below to mean much; pass a larger --test-share (the test set holds the "
+            "sessions that start in the last share of the time span)"
+        )
     sessions = test.session_arrays()
     has_next = np.ones(sessions.n_events, dtype=bool)
     has_next[sessions.offsets[1:] - 1] = False

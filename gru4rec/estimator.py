@@ -44,6 +44,11 @@ _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
 
 
+def _session_hashes(ids: np.ndarray) -> np.ndarray:
+    """64-bit hashes of raw session ids: what a fit keeps to recognise its sessions later."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object))
+
+
 #: Scores per step (batch_size x n_items) above which the full softmax warns of its memory.
 _LARGE_STEP = 50_000_000
 
@@ -113,9 +118,28 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         if vocabulary is None and isinstance(X, pd.DataFrame):
             # A model fitted on item indices reads a frame's item ids as those indices.
             vocabulary = Vocabulary(np.arange(self.n_items_))
+        frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns(), vocabulary=vocabulary, allow_empty=True)
         inputs.check_items(X, self.n_items_, self.item_vocabulary_)
+        if frame:
+            self._warn_of_shared_sessions(X)
         return inputs.timed_sessions(X), X.shape[0]
+
+    def _warn_of_shared_sessions(self, X: InteractionMatrix) -> None:
+        """Sessions cut between the training frame and this one: the mark of a DataFrame of
+        events split by rows (scikit-learn's CV does that), which leaks the future."""
+        seen = getattr(self, "_fit_session_hashes", None)
+        if seen is None or X.user_vocabulary is None or len(X.user_vocabulary) == 0:
+            return
+        shared = int(np.isin(_session_hashes(X.user_vocabulary.ids), seen).sum())
+        if 0 < shared < len(X.user_vocabulary):
+            warn(
+                f"X shares {shared} of its {len(X.user_vocabulary)} sessions with the frame "
+                "the model was fitted on: their events were split between the two (as "
+                "scikit-learn's CV splits a DataFrame, by rows), so the model saw part of what "
+                "it is scored on; split by session (an InteractionMatrix, whose rows are "
+                "sessions, or datasets.time_split)"
+            )
 
     # -- fit ---------------------------------------------------------------------------------
 
@@ -176,6 +200,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         # Events without times carry no session order worth keeping: row order would
         # train in id order.
         no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
         validation = None if validation_data is None else self._validation(validation_data, X)
@@ -194,6 +219,11 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             )
         self._warn_about_scale(X.shape[1], len(sessions.lengths))
         self._set_data_attributes(X, sessions)
+        self._fit_session_hashes = (
+            np.unique(_session_hashes(X.user_vocabulary.ids))
+            if frame and X.user_vocabulary is not None
+            else None
+        )
         self.model_ = self._build_model()
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
         trainer = Trainer(parts, self.learning_rate)

@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -562,3 +563,12 @@ def test_validation_file_of_no_known_item_or_no_pair_says_so(int_model, tmp_path
     assert main([*argv, singles]) == 2
     line = _one_line_error(capsys)
     assert "singles.csv: no session has 2 or more events" in line and "validation_out" not in line
+
+
+def test_demo_with_a_test_set_of_few_predictions_warns(capsys):
+    argv = ["demo", "--sessions", "200", "--items", "50", "--test-share", "0.05", *TINY]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"the test set gives only \d+ predictions, too few", err), err
+    assert main(["demo", "--sessions", "3000", "--items", "100", *TINY]) == 0
+    assert "too few" not in capsys.readouterr().err

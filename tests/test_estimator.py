@@ -882,3 +882,21 @@ def test_a_full_softmax_on_a_large_catalogue_warns_before_training(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # sampled losses never score the whole catalogue
         neg(max_epochs=1).fit(events())
+
+
+def test_scoring_a_frame_that_shares_sessions_with_the_training_frame_warns():
+    df = make_synthetic_sessions(n_sessions=60, n_items=20, seed=3)
+    rows = np.random.default_rng(0).permutation(len(df))
+    train, test = df.iloc[rows[: len(df) // 2]], df.iloc[rows[len(df) // 2 :]]  # KFold-like
+    est = neg(max_epochs=1).fit(train)
+    with pytest.warns(UserWarning, match=r"X shares \d+ of its \d+ sessions with the frame"):
+        est.score(test)
+    sessions = df["session_id"].unique()
+    by_session = df[df["session_id"].isin(sessions[:40])]
+    other = df[df["session_id"].isin(sessions[40:])]
+    est = neg(max_epochs=1).fit(by_session)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.score(other)  # disjoint sessions
+        est.score(by_session)  # the training data itself
+        est.fit(InteractionMatrix.from_events(by_session)).score(test)  # fitted on a matrix
