@@ -56,7 +56,9 @@ def recommend_dask(
         Events with a session column (or a session index) and an item column, the items as
         the raw ids the model was fitted with. Every session must lie wholly in one partition:
         e.g. ``events.set_index(session_col)`` (sorted, so equal ids share a partition) or
-        ``events.shuffle(on=session_col)``. Within a session, events are taken in the order of
+        ``events.shuffle(on=session_col)``; a session split over partitions would get one set
+        of rows per part, each from that part's events only (this is not checked: it would
+        take a pass over the data). Within a session, events are taken in the order of
         ``time_col`` when the frame has it (ties keep their row order), else in row order.
     k : int, default=20
         Recommendations per session.
