@@ -123,6 +123,7 @@ class Persistence:
                 exc.errno, f"cannot write the model to {os.fspath(target)}: {exc.strerror}"
             ) from exc
 
+    @devices.with_threads
     def load(self, filename: str) -> Persistence:
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
         state, meta = load_checkpoint(filename, map_location="cpu")
@@ -177,9 +178,12 @@ class Persistence:
             self.__dict__.update(state)
         if isinstance(packed, tuple):
             arch, blob = packed
-            weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-            device = devices.runtime(state["device_"])
-            model = GRU4RecNet(**arch)
-            model.load_state_dict(weights)
-            self.model_ = model.to(device)
+            # Under the model's own thread count, as load(): torch's parallel ops start a
+            # thread pool that a later fork (prefork servers) would inherit broken.
+            with devices.torch_threads(state.get("num_threads", 1)):
+                weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+                device = devices.runtime(state["device_"])
+                model = GRU4RecNet(**arch)
+                model.load_state_dict(weights)
+                self.model_ = model.to(device)
             self.device_ = device

@@ -749,3 +749,47 @@ def test_save_load_keeps_uint64_item_ids_exactly(tmp_path, ids):
         got = loaded.recommend([ids[0]], k=3)
     np.testing.assert_array_equal(got[0], model.recommend([ids[0]], k=3)[0])
     assert got[0].dtype == np.uint64
+
+
+FORK_AFTER_LOAD = """
+import os, select, sys
+import numpy as np, torch
+from gru4rec import GRU4RecNegSampling
+torch.set_num_threads(2)
+model = GRU4RecNegSampling().load(sys.argv[1])
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:  # a prefork server's worker
+    os.close(r)
+    model.num_threads = 2
+    ids = model.item_vocabulary_.ids
+    model.recommend([list(np.random.default_rng(0).choice(ids, 50)) for _ in range(300)], k=20)
+    os.write(w, b"ok")
+    os._exit(0)
+os.close(w)
+ready, _, _ = select.select([r], [], [], 60)
+print("ok" if ready and os.read(r, 2) == b"ok" else "hung")
+if not ready:
+    os.kill(pid, 9)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.slow
+def test_a_worker_forked_after_load_can_use_several_threads(tmp_path):
+    import subprocess
+    import sys
+
+    events = make_synthetic_sessions(n_sessions=1500, n_items=3000, seed=0)
+    model = small(max_epochs=1, hidden_size=100, batch_size=64).fit(events)
+    path = model.save(tmp_path / "m.trch")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_LOAD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "2"},
+    )
+    assert out.stdout.strip().splitlines()[-1] == "ok", out.stderr[-2000:]
