@@ -286,10 +286,13 @@ def _item_positions(ids, vocab) -> np.ndarray:
         found[missing] = np.where(at >= 0, first[at], -1)
     kind = vocab.ids.dtype.kind
     if kind in "iuf":  # the same number: 12 for '0012' or '12.0', 1.0 for '1'
-        for j in np.flatnonzero(found < 0):
-            number = _as_number(str(uniques[j]), integral=kind != "f")
-            if number is not None:
-                found[j] = vocab.index_of(np.array([number], dtype=object))[0]
+        still = np.flatnonzero(found < 0)
+        numbers = [_as_number(str(uniques[j]), integral=kind != "f") for j in still]
+        parsed = np.array([n is not None for n in numbers], dtype=bool)
+        if parsed.any():  # one lookup for all of them
+            as_ids = np.empty(int(parsed.sum()), dtype=object)
+            as_ids[:] = [n for n in numbers if n is not None]
+            found[still[parsed]] = vocab.index_of(as_ids)
     return found[codes]
 
 
