@@ -207,17 +207,9 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         if self.save_best_to_file:  # fail now, not after the training
             savable_item_ids(X.item_vocabulary)
             check_writable(self.filename)
-        if validation is None and self.stop_early:
-            warn("stop_early=True has no effect without validation_data: every epoch runs")
-        crit = selection.criterion
-        if validation is not None and crit.name in _CUTOFF_BLIND and (crit.k or 0) >= X.shape[1]:
-            warn(
-                f"the stopping criterion {crit.name}@{crit.k} has the same value for every "
-                f"model on a catalogue of {X.shape[1]} items (all are in the top {crit.k}), so "
-                "the first epoch is kept; use stopping_criterion='mrr' or "
-                "StoppingCriterion.create(name, k=...) with k below the catalogue size"
-            )
-        self._warn_about_scale(X.shape[1], len(sessions.lengths))
+        self._warn_about_settings(
+            X.shape[1], len(sessions.lengths), None if validation is None else selection.criterion
+        )
         self._set_data_attributes(X, sessions)
         self._fit_session_hashes = (
             np.unique(_session_hashes(X.user_vocabulary.ids))
@@ -256,8 +248,24 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
         return [lambda record, cb=cb: cb(self, record) for cb in callbacks]
 
-    def _warn_about_scale(self, n_items: int, n_sessions: int) -> None:
-        """Settings that train badly or need much memory on data of this size."""
+    def _warn_about_settings(
+        self, n_items: int, n_sessions: int, criterion: StoppingCriterion | None
+    ) -> None:
+        """Settings that do nothing, train badly or need much memory on data of this size
+        (``criterion``: the one validation will use; None without validation data)."""
+        if criterion is None and self.stop_early:
+            warn("stop_early=True has no effect without validation_data: every epoch runs")
+        if (
+            criterion is not None
+            and criterion.name in _CUTOFF_BLIND
+            and (criterion.k or 0) >= n_items
+        ):
+            warn(
+                f"the stopping criterion {criterion.name}@{criterion.k} has the same value for "
+                f"every model on a catalogue of {n_items} items (all are in the top "
+                f"{criterion.k}), so the first epoch is kept; use stopping_criterion='mrr' or "
+                "StoppingCriterion.create(name, k=...) with k below the catalogue size"
+            )
         if self.batch_size > n_sessions:
             warn(
                 f"batch_size={self.batch_size} is more than the {n_sessions} training sessions: "
