@@ -1096,10 +1096,6 @@ class InteractionMatrix:
         """The events as :class:`SessionArrays` (ordered by user, then time; cached)."""
         return self._sessions()[0]
 
-    def _session_row_order(self) -> np.ndarray:
-        """Row positions in :meth:`session_arrays` order."""
-        return self._sessions()[1]
-
     @property
     def binary_item_history(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(user, items)`` per active user, users ascending; each item once, in the order
@@ -1229,9 +1225,19 @@ def _check_shape(shape: Any, uid: np.ndarray, iid: np.ndarray) -> tuple[int, int
     if not isinstance(n_users, numbers.Integral) or not isinstance(n_items, numbers.Integral):
         raise ValueError(f"shape must hold integers, got {shape!r}")
     if n_users < need[0] or n_items < need[1]:
+        # recpack's wording is kept as well: code written against its messages matches on it.
+        recpack_words = []
+        if n_users < need[0]:
+            recpack_words.append(
+                f"can't have fewer rows than maximal user identifier ({n_users} < {need[0]})"
+            )
+        if n_items < need[1]:
+            recpack_words.append(
+                f"can't have fewer columns than maximal item identifier ({n_items} < {need[1]})"
+            )
         raise ValueError(
             f"shape {tuple(shape)} is smaller than the ids need: at least {need} "
-            "(max user index + 1, max item index + 1)"
+            f"(max user index + 1, max item index + 1); {'; '.join(recpack_words)}"
         )
     return int(n_users), int(n_items)
 

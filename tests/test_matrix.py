@@ -518,6 +518,24 @@ def test_ids_outside_shape_raise():
         InteractionMatrix(df, "item_id", "session_id", "timestamp")
 
 
+def test_shape_too_small_keeps_recpacks_wording():
+    """Code written against recpack matches on its phrases; each names the axis that is short."""
+    df = pd.DataFrame({"user": [0, 3], "item": [4, 1]})  # needs (4, 5)
+    rows_msg = "fewer rows than maximal user identifier"
+    cols_msg = "fewer columns than maximal item identifier"
+    with pytest.raises(ValueError) as only_rows:
+        InteractionMatrix(df, "item", "user", shape=(3, 5))
+    assert rows_msg in str(only_rows.value) and cols_msg not in str(only_rows.value)
+    assert "(3, 5)" in str(only_rows.value) and "3 < 4" in str(only_rows.value)
+    with pytest.raises(ValueError) as only_cols:
+        InteractionMatrix(df, "item", "user", shape=(4, 2))
+    assert cols_msg in str(only_cols.value) and rows_msg not in str(only_cols.value)
+    assert "2 < 5" in str(only_cols.value)
+    with pytest.raises(ValueError, match=f"{rows_msg}.*{cols_msg}"):
+        InteractionMatrix(df, "item", "user", shape=(1, 1))
+    assert InteractionMatrix(df, "item", "user", shape=(4, 5)).shape == (4, 5)
+
+
 @pytest.mark.parametrize(
     "bad",
     [np.nan, np.inf, -np.inf, None],
@@ -967,6 +985,29 @@ def test_to_csr_matrix_to_binary_and_unsupported_types():
         with pytest.raises(UnsupportedTypeError, match=type(bad).__name__):
             to_csr_matrix(bad)
     assert issubclass(UnsupportedTypeError, Exception)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cells=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(-3, 3)), max_size=12
+    ),
+    dtype=st.sampled_from([np.int32, np.int64, np.float32, np.float64]),
+)
+def test_to_csr_matrix_binary_property(cells, dtype):
+    """binary=True: 1 where the input is nonzero, 0 elsewhere, the input's dtype, the input
+    unchanged; without it the same object comes back, alone or inside a tuple or list."""
+    r, c, v = (np.array(x, dtype=int) for x in zip(*cells)) if cells else ([], [], [])
+    M = sp.csr_matrix((np.asarray(v, dtype=dtype), (r, c)), shape=(4, 5))
+    before = M.toarray().copy()
+    B = to_csr_matrix(M, binary=True)
+    assert isinstance(B, sp.csr_matrix) and B.dtype == M.dtype and B.shape == M.shape
+    np.testing.assert_array_equal(B.toarray(), (before != 0).astype(dtype))
+    np.testing.assert_array_equal(M.toarray(), before)
+    assert to_csr_matrix(M) is M
+    pair = to_csr_matrix((M, [M]), binary=False)
+    assert isinstance(pair, tuple) and pair[0] is M and pair[1][0] is M
+    assert to_csr_matrix(()) == ()
 
 
 # --- objects with the public surface of recpack's InteractionMatrix ---------------------------
