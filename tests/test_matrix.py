@@ -997,8 +997,8 @@ def test_to_csr_matrix_to_binary_and_unsupported_types():
 def test_to_csr_matrix_binary_property(cells, dtype):
     """binary=True: 1 where the input is nonzero, 0 elsewhere, the input's dtype, the input
     unchanged; without it the same object comes back, alone or inside a tuple or list."""
-    r, c, v = (np.array(x, dtype=int) for x in zip(*cells)) if cells else ([], [], [])
-    M = sp.csr_matrix((np.asarray(v, dtype=dtype), (r, c)), shape=(4, 5))
+    a = np.array(cells, dtype=int).reshape(-1, 3)
+    M = sp.csr_matrix((a[:, 2].astype(dtype), (a[:, 0], a[:, 1])), shape=(4, 5))
     before = M.toarray().copy()
     B = to_csr_matrix(M, binary=True)
     assert isinstance(B, sp.csr_matrix) and B.dtype == M.dtype and B.shape == M.shape
