@@ -191,6 +191,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         selection = Selection(
             configured(
                 self.stopping_criterion,
+                top_k=self.predict_topK,
                 stop_early=self.stop_early,
                 max_iter_no_change=self.max_iter_no_change,
                 min_improvement=self.min_improvement,
@@ -506,8 +507,13 @@ class GRU4RecNegSampling(_GRU4RecBase):
         Sessions processed in parallel.
     max_epochs : int, default=5
     learning_rate : float, default=0.03
-    stopping_criterion : str or StoppingCriterion, default='recall'
+    stopping_criterion : str, StoppingCriterion or criterion object, default='recall'
         How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`).
+        An object with recpack's criterion protocol works too, recpack's own
+        ``StoppingCriterion`` included: each validated epoch calls its
+        ``update(val_out, X_pred)`` with the held-out events and the predictions (top
+        ``predict_topK`` when set) of the validation rows that ``validation_sample_size``
+        draws; True keeps that epoch's weights (:class:`gru4rec.stopping.ObjectCriterion`).
     stop_early : bool, default=False
         Stop after ``max_iter_no_change`` epochs without improvement.
     max_iter_no_change : int, default=5

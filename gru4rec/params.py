@@ -17,7 +17,7 @@ from . import device
 from .losses import LOSSES
 from .optim import OPTIMIZERS
 from .schedule import SESSION_ORDERS
-from .stopping import StoppingCriterion
+from .stopping import StoppingCriterion, is_criterion_object
 
 __all__ = ["PARAMS", "validate"]
 
@@ -104,9 +104,11 @@ class Check:
 
 
 def _criterion(value: Any) -> None:
-    if not isinstance(value, (str, StoppingCriterion)):
+    if not isinstance(value, (str, StoppingCriterion)) and not is_criterion_object(value):
         raise ValueError(
-            f"stopping_criterion must be a criterion name or a StoppingCriterion; got {value!r}"
+            "stopping_criterion must be a criterion name, a StoppingCriterion, or an object "
+            "with an update(val_out, X_pred) method returning whether the epoch is the best "
+            f"so far (recpack's criterion protocol); got {value!r}"
         )
 
 

@@ -22,7 +22,7 @@ from . import device as devices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .matrix import Vocabulary
 from .model import GRU4RecNet
-from .stopping import SETTINGS, StoppingCriterion, configured
+from .stopping import SETTINGS, StoppingCriterion, configured, criterion_name
 
 __all__ = ["Persistence", "savable_item_ids"]
 
@@ -78,14 +78,14 @@ class Persistence:
 
     def _criterion_minimizes(self) -> bool:
         criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
-        if isinstance(criterion, StoppingCriterion):
-            return criterion.minimize
+        if not isinstance(criterion, str):  # ours, or an object of recpack's protocol
+            return bool(getattr(criterion, "minimize", False))
         return bool(StoppingCriterion.FUNCTIONS.get(criterion, {}).get("minimize", False))
 
     def _metadata(self) -> dict[str, Any]:
         params = self.get_params(deep=False)
-        if isinstance(params.get("stopping_criterion"), StoppingCriterion):
-            params["stopping_criterion"] = params["stopping_criterion"].name
+        if not isinstance(params.get("stopping_criterion"), str):
+            params["stopping_criterion"] = criterion_name(params["stopping_criterion"])
         if isinstance(params.get("device"), torch.device):
             params["device"] = str(params["device"])
         vocab = self.item_vocabulary_

@@ -29,6 +29,13 @@ Named criteria (``StoppingCriterion.create(name)``, see :attr:`StoppingCriterion
 
 The first five carry recpack's names and meanings and only look at the held-out (last) items; the
 last two follow the session-based protocol of the GRU4Rec papers.
+
+Any other object with recpack's criterion protocol is accepted as well (see
+:class:`ObjectCriterion`): ``update(val_out, X_pred) -> bool`` called once per validated epoch
+with the held-out interactions and the predictions of the (sampled) validation rows, True when
+that epoch is the best so far; optionally ``best_value``, ``minimize`` and ``reset()``. An
+exception named ``EarlyStoppingException`` (recpack's, or :class:`EarlyStoppingException`)
+raised by ``update`` ends the training after that epoch.
 """
 
 from __future__ import annotations
@@ -46,7 +53,17 @@ from gru4rec import metrics
 
 from .caller import warn
 
-__all__ = ["NEEDS", "Selection", "StoppingCriterion", "configured", "snapshot"]
+__all__ = [
+    "NEEDS",
+    "EarlyStoppingException",
+    "ObjectCriterion",
+    "Selection",
+    "StoppingCriterion",
+    "configured",
+    "criterion_name",
+    "is_criterion_object",
+    "snapshot",
+]
 
 #: What a criterion's function consumes; tells the estimator what to compute on validation data.
 NEEDS = ("topk", "scores", "ranks")
@@ -367,13 +384,230 @@ def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
 SETTINGS = {"stop_early": False, "max_iter_no_change": 5, "min_improvement": 0.0}
 
 
-def configured(criterion: str | StoppingCriterion, **settings: Any) -> StoppingCriterion:
-    """A fresh criterion for one fit: a named one built with ``settings``, or a reset copy
-    of a given instance.
+class EarlyStoppingException(Exception):
+    """Raised by a criterion object's ``update`` to end the training after this epoch.
+
+    Any exception whose class (or a base class) has this name counts, recpack's included.
+    """
+
+
+def _is_early_stop(exc: BaseException) -> bool:
+    # Matched by name: recpack's own class must work without importing recpack.
+    return any(cls.__name__ == "EarlyStoppingException" for cls in type(exc).__mro__)
+
+
+def is_criterion_object(criterion: Any) -> bool:
+    """Whether ``criterion`` is a user's criterion object: not a name, not a
+    :class:`StoppingCriterion`, and with a callable ``update`` (recpack's protocol)."""
+    return not isinstance(criterion, str | StoppingCriterion) and callable(
+        getattr(criterion, "update", None)
+    )
+
+
+def _object_name(obj: Any) -> str:
+    """A criterion object's display name: its ``name``, else its metric function's name
+    (recpack's criteria hold it as ``loss_function``), else its class name. Never one of the
+    named criteria, which a saved model would rebuild in its place."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        name = getattr(getattr(obj, "loss_function", None), "__name__", None)
+    if not isinstance(name, str) or not name or name in StoppingCriterion.FUNCTIONS:
+        name = type(obj).__name__
+    return name
+
+
+def criterion_name(criterion: Any) -> str:
+    """The display name of a ``stopping_criterion`` parameter: a name, a
+    :class:`StoppingCriterion` or a criterion object."""
+    if isinstance(criterion, str):
+        return criterion
+    if isinstance(criterion, StoppingCriterion):
+        return criterion.name
+    return _object_name(criterion)
+
+
+class ObjectCriterion(StoppingCriterion):
+    """A criterion object with recpack's protocol behind this package's interface.
+
+    Each validated epoch, :meth:`evaluate` hands the object the held-out interactions of the
+    (sampled) validation rows and the predictions for the same rows,
+    ``obj.update(y_true, y_pred)``, exactly as recpack's estimators do; the bool it returns
+    says whether this epoch is the best so far, and so whether its weights are kept.
+
+    Parameters
+    ----------
+    obj : object
+        Has ``update(y_true, y_pred) -> bool``. Optional: ``best_value`` (read after every
+        update: the estimator's ``best_value_`` and the model's file name),
+        ``minimize`` (the direction, for the file name before any epoch), ``reset()``
+        (called at the start of every fit) and ``name``. ``update`` may raise an exception
+        named ``EarlyStoppingException`` (as recpack's criterion does when its own
+        ``stop_early`` patience is used up): the training ends after that epoch, which
+        counts as not improved.
+    k : int, optional
+        When given, ``y_pred`` holds each row's top-``k`` scores only (an estimator's
+        ``predict_topK``, as in recpack); else every item's score.
+    stop_early, max_iter_no_change : optional
+        Patience counted here on the epochs whose ``update`` returned False.
+    min_improvement : float, default=0.0
+        Not applied here: the object decides what improves. Kept for the record.
+
+    Notes
+    -----
+    The per-epoch value in an estimator's ``history_`` is the object's ``best_value`` after
+    that epoch's update (NaN without one): ``update`` reports a verdict, not the value.
+    """
+
+    def __init__(
+        self,
+        obj: Any,
+        *,
+        k: int | None = None,
+        stop_early: bool = False,
+        max_iter_no_change: int = 5,
+        min_improvement: float = 0.0,
+    ) -> None:
+        if not callable(getattr(obj, "update", None)):
+            raise ValueError(
+                "stopping_criterion must have an update(val_out, X_pred) method returning "
+                f"whether the epoch is the best so far; got {obj!r}"
+            )
+        self.obj = obj
+        self._verdict: bool | None = None
+        self._stopped = False
+        super().__init__(
+            obj.update,
+            minimize=bool(getattr(obj, "minimize", False)),
+            stop_early=stop_early,
+            max_iter_no_change=max_iter_no_change,
+            min_improvement=min_improvement,
+            needs="scores" if k is None else "topk",
+            k=k,
+            name=_object_name(obj),
+        )
+
+    def reset(self) -> None:
+        """Forget every verdict seen; resets the object too when it has ``reset()``."""
+        reset = getattr(self.obj, "reset", None)
+        if callable(reset):
+            reset()
+        self.best_iteration: int | None = None
+        self.n_iter_no_change = 0
+        self.n_updates = 0
+        self.history: list[float] = []
+        self._verdict = None
+        self._stopped = False
+
+    @property
+    def best_value(self) -> float | None:  # type: ignore[override]
+        """The object's ``best_value`` (None before the first update or without one)."""
+        if self.n_updates == 0:
+            return None
+        try:
+            return float(self.obj.best_value)
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    def evaluate(
+        self,
+        *,
+        y_true: Any = None,
+        y_pred: Any = None,
+        ranks: np.ndarray | None = None,
+    ) -> float:
+        """Call the object's ``update(y_true, y_pred)`` and hold its verdict for
+        :meth:`update`; returns the object's best value after it (NaN without one)."""
+        if y_true is None or y_pred is None or ranks is not None:
+            raise ValueError(f"criterion {self.name!r} needs y_true=... and y_pred=..., not ranks")
+        try:
+            verdict = self.obj.update(y_true, y_pred)
+        except Exception as exc:
+            if not _is_early_stop(exc):
+                raise
+            verdict, self._stopped = False, True
+        if not isinstance(verdict, bool | np.bool_):
+            raise TypeError(
+                f"stopping_criterion.update must return a bool (whether this epoch is the best "
+                f"so far), got {verdict!r}"
+            )
+        self._verdict = bool(verdict)
+        try:
+            return float(self.obj.best_value)
+        except (AttributeError, TypeError, ValueError):
+            return math.nan
+
+    def update(self, value: float) -> bool:
+        """Record the epoch judged by the last :meth:`evaluate`; True when the object said
+        it is the best so far. ``value`` goes to :attr:`history` only."""
+        if self._verdict is None:
+            raise RuntimeError(
+                f"criterion {self.name!r} judges an epoch in evaluate(); call it first"
+            )
+        better, self._verdict = self._verdict, None
+        if better:
+            self.best_iteration = self.n_updates
+            self.n_iter_no_change = 0
+        else:
+            self.n_iter_no_change += 1
+        self.n_updates += 1
+        self.history.append(float(value))
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        """True when the object raised ``EarlyStoppingException``, or when early stopping is
+        on and patience is used up."""
+        return self._stopped or super().should_stop
+
+    def __repr__(self) -> str:
+        return (
+            f"ObjectCriterion({self.obj!r}, k={self.k}, stop_early={self.stop_early}, "
+            f"max_iter_no_change={self.max_iter_no_change})"
+        )
+
+
+def _configured_object(obj: Any, top_k: int | None, settings: dict[str, Any]) -> ObjectCriterion:
+    """A fresh :class:`ObjectCriterion` around a copy of the user's object (the parameter
+    itself is never updated), reset when it can be."""
+    if isinstance(obj, ObjectCriterion):
+        obj = obj.obj
+    try:
+        obj = copy.deepcopy(obj)
+    except Exception:  # an object that cannot be copied is used itself, as recpack does
+        pass
+    wanted = settings.get("min_improvement", SETTINGS["min_improvement"])
+    if wanted != SETTINGS["min_improvement"]:
+        own = getattr(obj, "min_improvement", None)
+        if own == SETTINGS["min_improvement"]:
+            obj.min_improvement = float(wanted)  # recpack's criterion applies it itself
+        elif own is None:
+            warn(
+                f"min_improvement={wanted!r} has no effect: the stopping criterion object "
+                "decides itself which epoch improves"
+            )
+        elif own != wanted:
+            warn(f"the stopping criterion's own min_improvement={own!r} is kept over {wanted!r}")
+    return ObjectCriterion(
+        obj,
+        k=top_k,
+        stop_early=settings.get("stop_early", SETTINGS["stop_early"]),
+        max_iter_no_change=settings.get("max_iter_no_change", SETTINGS["max_iter_no_change"]),
+        min_improvement=float(wanted),
+    )
+
+
+def configured(criterion: Any, *, top_k: int | None = None, **settings: Any) -> StoppingCriterion:
+    """A fresh criterion for one fit: a named one built with ``settings``, a reset copy
+    of a given instance, or a criterion object (recpack's protocol) behind an
+    :class:`ObjectCriterion`.
 
     On a copy, ``settings`` fill in what the instance leaves at its defaults; what the user
     set on the instance is kept, with a warning when ``settings`` asked for something else.
+    ``top_k`` (an estimator's ``predict_topK``) is how many predictions per row a criterion
+    object sees (None: all), as recpack hands its criterion the estimator's predictions.
     """
+    if isinstance(criterion, ObjectCriterion) or is_criterion_object(criterion):
+        return _configured_object(criterion, top_k, settings)
     if not isinstance(criterion, StoppingCriterion):
         return StoppingCriterion.create(criterion, **settings)
     crit = copy.deepcopy(criterion)
