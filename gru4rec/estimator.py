@@ -33,7 +33,13 @@ from .optim import RowSparseOptimizer
 from .persistence import Persistence, savable_item_ids
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
-from .stopping import Selection, StoppingCriterion, configured
+from .stopping import (
+    Selection,
+    StoppingCriterion,
+    configured,
+    criterion_name,
+    is_criterion_object,
+)
 from .trainer import Parts, Trainer, TrainingDivergedError
 from .training import EpochData, LossConfig
 from .validation import Validation
@@ -93,6 +99,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         for key, value in self.get_params(deep=False).items():
             if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
                 value = value.item()
+            if is_criterion_object(value):  # its str may hold an address
+                value = criterion_name(value)
             parts.append(f"{key}={value}")
         return f"{self.name}({','.join(parts)})"
 

@@ -363,3 +363,10 @@ def test_objects_without_update_are_rejected_by_fit(data):
     for bad in (object(), 3, lambda t, p: True):
         with pytest.raises(ValueError, match="stopping_criterion must be a criterion name"):
             neg(stopping_criterion=bad).fit(X, validation_data=(val_in, val_out))
+
+
+def test_identifier_names_the_object_without_its_address():
+    est = neg(stopping_criterion=MetricCriterion(hits))
+    assert "stopping_criterion=MetricCriterion," in est.identifier
+    assert " at 0x" not in est.identifier
+    assert est.identifier == neg(stopping_criterion=MetricCriterion(hits)).identifier
