@@ -399,7 +399,8 @@ def _is_early_stop(exc: BaseException) -> bool:
 def is_criterion_object(criterion: Any) -> bool:
     """Whether ``criterion`` is a user's criterion object: not a name, not a
     :class:`StoppingCriterion`, and with a callable ``update`` (recpack's protocol)."""
-    return not isinstance(criterion, str | StoppingCriterion) and callable(
+    # A class is not an instance: its update would be called unbound.
+    return not isinstance(criterion, str | StoppingCriterion | type) and callable(
         getattr(criterion, "update", None)
     )
 

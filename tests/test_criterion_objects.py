@@ -360,7 +360,7 @@ def test_refit_clone_and_pickle_start_from_the_users_object(data):
 
 def test_objects_without_update_are_rejected_by_fit(data):
     X, val_in, val_out = data
-    for bad in (object(), 3, lambda t, p: True):
+    for bad in (object(), 3, lambda t, p: True, MetricCriterion):
         with pytest.raises(ValueError, match="stopping_criterion must be a criterion name"):
             neg(stopping_criterion=bad).fit(X, validation_data=(val_in, val_out))
 
