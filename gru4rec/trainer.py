@@ -11,9 +11,11 @@ and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
    (progress, user callbacks),
 4. stops when the selection's patience is used up.
 
-A ``KeyboardInterrupt`` keeps the weights of the last completed epoch, with a warning; so does
-an error raised because of one (a Ctrl-C that lands while compiled code calls back into Python
-surfaces as a ``SystemError`` whose cause is the ``KeyboardInterrupt``).
+A ``KeyboardInterrupt`` restores the weights of the last completed epoch, marks that epoch's
+record ``interrupted`` and propagates (as a ``KeyboardInterrupt`` that knows how many epochs
+completed, :func:`interrupted`); so does an error raised because of one (a Ctrl-C that
+lands while compiled code calls back into Python surfaces as a ``SystemError`` whose cause is
+the ``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -28,13 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .caller import warn
 from .device import blas_threads
 from .model import GRU4RecNet
 from .stopping import Selection, snapshot
 from .training import Epoch, train_epoch
 
-__all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError", "caused_by_interrupt"]
+__all__ = [
+    "Parts",
+    "Progress",
+    "Trainer",
+    "TrainingDivergedError",
+    "caused_by_interrupt",
+    "interrupted",
+]
 
 #: A listener: called with each completed epoch's record.
 Listener = Callable[[dict[str, Any]], None]
@@ -74,6 +82,15 @@ def caused_by_interrupt(exc: BaseException) -> bool:
 
 class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became NaN or infinite; the estimator keeps its last good model."""
+
+
+def interrupted(message: str, epochs_completed: int) -> KeyboardInterrupt:
+    """The ``KeyboardInterrupt`` a fit stopped by Ctrl-C raises: a plain one (Python ends an
+    uncaught one, and only that exact type, as killed by SIGINT, the status shells expect),
+    knowing how many epochs completed (``epochs_completed``)."""
+    exc = KeyboardInterrupt(message)
+    exc.epochs_completed = epochs_completed  # type: ignore[attr-defined]
+    return exc
 
 
 #: Everything an epoch needs, built once per fit (:class:`gru4rec.training.Epoch`).
@@ -185,10 +202,14 @@ class Trainer:
             if not caused_by_interrupt(exc):
                 raise
             done = len(self.history)
-            warn(
-                f"fit interrupted during epoch {done}; the estimator keeps the model after "
-                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)")
-            )
+            if done:
+                self.history[-1]["interrupted"] = True
+            # Epochs count from 1 here, as len(history) does.
+            raise interrupted(
+                f"fit interrupted in epoch {done + 1}; "
+                + (f"the model after epoch {done} was kept" if done else "no epoch completed"),
+                done,
+            ) from (None if isinstance(exc, KeyboardInterrupt) else exc)
         return self.history
 
     def _epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:
@@ -216,7 +237,7 @@ class Trainer:
         self.parts.model.load_state_dict(best if best is not None else last)
         kept = "best" if best is not None else "last completed epoch's"
         raise TrainingDivergedError(
-            f"training loss became {record['train_loss']} in epoch {record['epoch']}; try a "
+            f"training loss became {record['train_loss']} in epoch {record['epoch'] + 1}; try a "
             f"lower learning_rate (now {self.learning_rate}). The {kept} model "
             "was kept, so the estimator stays usable."
         )
