@@ -61,7 +61,7 @@ _DESCRIPTIONS = {
     "sampled cross-entropy with logq, 100 units, batch 32",
     "diginetica-best": "the published best configuration on Diginetica (product views): "
     "bpr-max, 512 units, batch 128",
-    "recpack": "the estimators' own defaults, recpack's (bpr, 50 uniform negatives): "
+    "recpack": "the estimator classes' own values, recpack's (bpr, 50 uniform negatives): "
     "they train poorly",
 }
 

@@ -57,6 +57,13 @@ def test_train_saves_a_loadable_model_with_the_given_parameters(files):
     assert str(est.item_vocabulary_.ids[0]).startswith("item_")
 
 
+def test_train_quiet_prints_nothing(files, tmp_path, capsys):
+    model = tmp_path / "m.trch"
+    assert main(["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert model.is_file()
+
+
 def test_every_constructor_parameter_is_an_option():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     train = sub.choices["train"]
@@ -237,9 +244,71 @@ def test_ctrl_c_during_train_saves_the_last_epoch_and_exits_130(files, tmp_path)
     finally:
         proc.kill()
     reader.join(timeout=10)
-    assert b"interrupted: saved the model" in seen, seen.decode(errors="replace")
+    assert b"saved the model after" in seen, seen.decode(errors="replace")
+    assert b"Traceback" not in seen
     est = GRU4RecNegSampling().load(model)
     assert len(est.history_) >= 2
+    assert est.history_[-1]["interrupted"] is True
+
+
+_WAIT_IN = """
+import importlib, sys, time
+module = importlib.import_module({module!r})
+real = getattr(module, {name!r})
+
+def waiting(*args, **kwargs):  # the test sends its Ctrl-C while this waits
+    print("WAITING", file=sys.stderr, flush=True)
+    time.sleep(120)
+    return real(*args, **kwargs)
+
+setattr(module, {name!r}, waiting)
+from gru4rec.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def _interrupt_cli_in(module: str, name: str, argv: list[str]) -> tuple[int, str]:
+    """Run the command line in a new process, send it a real SIGINT while it is inside
+    ``module.name`` (a marker on stderr says so); its exit status and stderr."""
+    import signal
+
+    code = _WAIT_IN.format(module=module, name=name, argv=argv)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+    )
+    try:
+        err = b""
+        while b"WAITING" not in err:
+            line = proc.stderr.readline()
+            assert line, err.decode(errors="replace")
+            err += line
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, (err + rest).decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("gru4rec.trainer", "train_epoch"), ("gru4rec.datasets", "read_events")],
+    ids=["first-epoch", "start-up"],
+)
+def test_ctrl_c_before_the_first_epoch_completes_leaves_the_model_file_alone(
+    files, tmp_path, where
+):
+    """Interrupted in its first epoch or while reading its data, ``train`` writes nothing: the
+    good model already in the file keeps its bytes, and the status is 3, not 130."""
+    model = tmp_path / "m.trch"
+    model.write_bytes(files["model"].read_bytes())
+    before = model.read_bytes()
+    argv = ["train", str(files["train"]), "--model", str(model), *SMALL]
+    status, err = _interrupt_cli_in(*where, argv)
+    assert status == 3, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert f"no model was saved; {model} is unchanged" in err
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.trch"]  # no temporary file left
 
 
 def test_model_in_a_missing_directory_is_an_error_before_reading(files, capsys, tmp_path):
