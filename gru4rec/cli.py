@@ -627,18 +627,37 @@ def _recommend(args: argparse.Namespace) -> int:
     items = _model_items(est)
     n_file_sessions = df[datasets.SESSION].nunique()
     X = _matrix_over(df, items, args.sessions)
-    columns = [args.session_col, "rank", args.item_col, "score"]
-    if X is None:  # no session has a known item: the header alone, as for any such session
-        out, n_sessions = pd.DataFrame(columns=columns), 0
-    else:
-        out, n_sessions = _top_k(est, X, items, args), X.session_arrays().n_sessions
-        out.columns = columns
-    n_missing = n_file_sessions - n_sessions
-    if n_missing:
+    parts, known = [], np.zeros(0, dtype=object)
+    if X is not None:
+        parts.append(_top_k(est, X, items, args))
+        known = X.user_vocabulary.to_raw(X.session_arrays().users)
+    sessions = np.asarray(pd.unique(df[datasets.SESSION]))  # in the file's order
+    cold = sessions[~pd.Index(sessions).isin(known)]
+    if len(cold):
+        # As recommend() in Python: a session with no known item starts from the empty state.
         _warn(
-            f"{args.sessions}: {n_missing} of {n_file_sessions} session(s) have no item known to "
-            "the model: no recommendations for them"
+            f"{args.sessions}: {len(cold)} of {n_file_sessions} session(s) have no item known to "
+            "the model: their recommendations come from the empty state (the same for each)"
         )
+        top, value = est._recommend_indices(
+            np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64), args.k, args.exclude_seen
+        )
+        per = top.shape[1]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "session": np.repeat(cold, per),
+                    "rank": np.tile(np.arange(1, per + 1), len(cold)),
+                    "item": np.tile(items.to_raw(top[0]), len(cold)),
+                    "score": np.tile(value[0], len(cold)),
+                }
+            )
+        )
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    # Sessions in the file's order, each one's ranks in order.
+    out = out.iloc[np.argsort(pd.Index(sessions).get_indexer(out["session"]), kind="stable")]
+    out.columns = [args.session_col, "rank", args.item_col, "score"]
+    n_sessions = len(sessions)
     if args.out in (None, "-"):
         out.to_csv(sys.stdout, index=False)
     else:

@@ -359,6 +359,14 @@ def test_recommend_exclude_seen(files, tmp_path):
     assert len(both) == 0 and len(recs) == 5 * seen["session_id"].nunique()
 
 
+def test_recommend_exclude_seen_prints_no_warning(files, tmp_path):
+    # In a process of its own: torch warns of a read-only array once per process.
+    cmd = [sys.executable, "-m", "gru4rec", "recommend", str(files["test"]), "--exclude-seen"]
+    cmd += ["--model", str(files["model"]), "--out", str(tmp_path / "recs.csv"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices
@@ -569,16 +577,36 @@ def test_numeric_model_ids_match_the_same_numbers_however_spelled(tmp_path, caps
     assert json.loads(captured.out)["predictions"] == 2 and "warning" not in captured.err
 
 
-def test_recommend_with_no_known_item_writes_the_header_and_warns(int_model, tmp_path, capsys):
-    path = _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n2,999,0\n2,997,1\n")
+def test_recommend_of_sessions_with_no_known_item_follows_the_python_rule(
+    int_model, tmp_path, capsys
+):
+    """One rule for both: a session with no known item is recommended from the empty state,
+    as ``recommend`` in Python does, with a warning; rows come in the file's session order."""
+    text = "user_id,item_id,position\n7,998,0\n1,3,0\n1,4,1\n2,999,0\n2,997,1\n"
+    path = _write(tmp_path / "cold.csv", text)
     argv = ["recommend", path, "--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
-    assert main(argv) == 0
+    assert main([*argv, "-k", "3"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip().splitlines() == ["user_id,rank,item_id,score"]
-    assert "2 of 2 session(s) have no item known to the model" in captured.err
+    recs = pd.read_csv(io.StringIO(captured.out))
+    assert recs["user_id"].tolist() == [7, 7, 7, 1, 1, 1, 2, 2, 2]
+    assert recs["rank"].tolist() == [1, 2, 3] * 3
+    assert "2 of 3 session(s) have no item known to the model" in captured.err
+    assert "empty state" in captured.err
+    est = GRU4RecNegSampling().load(int_model["model"])
+    with pytest.warns(UserWarning, match="unknown"):
+        ids, scores = est.recommend([[998], [3, 4], [999, 997]], k=3)
+    for row, user in enumerate([7, 1, 2]):
+        mine = recs[recs["user_id"] == user]
+        assert mine["item_id"].tolist() == ids[row].tolist()
+        np.testing.assert_allclose(mine["score"], scores[row], rtol=1e-5)
+    # No session with a known item at all.
+    _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n2,999,0\n2,997,1\n")
     out = tmp_path / "recs.csv"
-    assert main([*argv, "--out", str(out)]) == 0
-    assert list(pd.read_csv(out).columns) == ["user_id", "rank", "item_id", "score"]
+    assert main([*argv, "--out", str(out), "-k", "2"]) == 0
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
+    assert recs["user_id"].tolist() == [1, 1, 2, 2]
+    assert recs["item_id"].tolist() == ids[0][:2].tolist() * 2
 
 
 def test_evaluate_with_no_known_item_says_so(int_model, tmp_path, capsys):
