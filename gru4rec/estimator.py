@@ -463,12 +463,25 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
     @devices.with_threads
-    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
-        """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
+    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None, *, k: int = 20) -> float:
+        """Next-item Recall@``k`` over every position of ``X``'s sessions (greater is better).
+
+        Parameters
+        ----------
+        X : InteractionMatrix or pandas.DataFrame
+        y : None
+            Not used; there for scikit-learn.
+        k : int, default=20
+            The cut-off. Other metrics: ``make_next_item_scorer("mrr", k=10)(model, X)``
+            (:func:`gru4rec.metrics.make_next_item_scorer`; also NDCG and the last item
+            only), or the ranks of :meth:`next_item_ranks` with the functions of
+            :mod:`gru4rec.metrics`.
+        """
+        param_table.Int(1).check("k", k)
         ranks = self.next_item_ranks(X)
         if len(ranks) == 0:
             raise ValueError("X has no session with 2 or more events to score")
-        return recall_at_k(ranks, 20)
+        return recall_at_k(ranks, k)
 
     @devices.with_threads
     def recommend(

@@ -57,6 +57,15 @@ def test_train_saves_a_loadable_model_with_the_given_parameters(files):
     assert str(est.item_vocabulary_.ids[0]).startswith("item_")
 
 
+def test_an_empty_event_file_is_an_error_that_names_it(tmp_path, capsys):
+    path = tmp_path / "events.csv"
+    path.write_text("")
+    assert main(["train", str(path), "--model", str(tmp_path / "m.trch")]) == 2
+    assert _one_line_error(capsys) == (
+        f"gru4rec: error: {path} is empty: it needs a header line naming the columns, then events"
+    )
+
+
 def test_train_quiet_prints_nothing(files, tmp_path, capsys):
     model = tmp_path / "m.trch"
     assert main(["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]) == 0
