@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import blas_threads
+from . import kernels
+from .device import blas_threads, fused_kernels
 from .model import GRU4RecNet
 from .stopping import Selection, snapshot
 from .training import Epoch, train_epoch
@@ -102,13 +103,17 @@ class Progress:
     :data:`~gru4rec.training.REPORT_EVERY` steps (no host read per step); the epoch
     records show as its postfix. Silent when disabled."""
 
-    def __init__(self, total_steps: int, max_epochs: int, enabled: bool, desc: str) -> None:
+    def __init__(
+        self, total_steps: int, max_epochs: int, enabled: bool, desc: str, first: str = ""
+    ) -> None:
         self.max_epochs = max_epochs
+        self.desc = desc
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm  # only a verbose fit pays for importing tqdm
 
-            self.bar = tqdm(total=total_steps, desc=desc, unit="step")
+            # ``first``: said until the first epoch ends (the one-time compilation).
+            self.bar = tqdm(total=total_steps, desc=f"{desc}{first}", unit="step")
 
     def steps(self, n: int) -> None:
         if self.bar is not None:
@@ -116,6 +121,7 @@ class Progress:
 
     def __call__(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
+            self.bar.set_description(self.desc, refresh=False)
             shown = {"epoch": f"{record['epoch'] + 1}/{self.max_epochs}"}
             shown.update((k, f"{v:.4g}") for k, v in record.items() if isinstance(v, float))
             self.bar.set_postfix(shown)
@@ -157,12 +163,21 @@ class Trainer:
         are restored. ``verbose`` shows a progress bar over the steps, named ``desc``.
         """
         n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
-        progress = Progress(n_steps, max_epochs, verbose, desc)
+        first = ""
+        if verbose and self._compiles():
+            first = " (compiling the CPU kernels, once; later fits reuse them)"
+        progress = Progress(n_steps, max_epochs, verbose, desc, first)
         try:
             with blas_threads():
                 return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
         finally:
             progress.close()
+
+    def _compiles(self) -> bool:
+        """Whether this fit starts by compiling the CPU kernels (the first in a process, on an
+        empty disk cache): its first steps then take seconds, and the bar's ETA with them."""
+        device = self.parts.data.inputs.device
+        return fused_kernels(device) and kernels.will_compile()
 
     def _run(
         self,

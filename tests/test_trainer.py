@@ -469,3 +469,42 @@ def test_ctrl_c_caught_in_a_notebook_keeps_the_completed_epochs(tmp_path, wait):
     assert code == 0, err
     # Epoch 1 interrupted: nothing kept, still unfitted; epoch 2: the first epoch kept.
     assert out.split() == ["STOPPED", str(wait - 1), str(wait > 1)], out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the compiled kernels are off or numba absent")
+def test_a_verbose_fit_says_once_that_it_compiles_the_kernels(tmp_path):
+    """On an empty disk cache the first compiled fit of a process spends seconds compiling,
+    which the progress bar says (and its ETA would not); the next fit, and a new process on the
+    filled cache, say nothing of it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from gru4rec import GRU4RecNegSampling\n"
+        "from gru4rec.datasets import make_synthetic_sessions\n"
+        "df = make_synthetic_sessions(100, 30, seed=0)\n"
+        "for i in range(int(sys.argv[1])):\n"
+        "    print(f'FIT {i}', file=sys.stderr, flush=True)\n"
+        "    GRU4RecNegSampling(hidden_size=8, batch_size=16, max_epochs=1, verbose=True,\n"
+        "                       device='cpu').fit(df)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def stderr_of(fits: int) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(fits)], env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr.split("FIT ")[1:]
+
+    first, second = stderr_of(2)
+    assert "compiling the CPU kernels, once" in first
+    assert "compiling" not in second
+    (again,) = stderr_of(1)
+    assert "compiling" not in again
