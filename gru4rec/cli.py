@@ -122,9 +122,10 @@ def _estimator_signature(
         args = init.args.args[1:]  # without self
         values = [ast.literal_eval(d) for d in init.args.defaults]
         defaults = dict(zip([a.arg for a in args][-len(values) :], values, strict=True))
+        # The annotations are this package's own source: type names, no calls.
         hints = {
             a.arg: eval(ast.unparse(a.annotation), {"__builtins__": {}}, _Types()) for a in args
-        }  # noqa: S307 - our own source's type names
+        }
         return defaults, hints, ast.get_docstring(cls) or ""
     except (OSError, TypeError, ValueError, StopIteration, SyntaxError):
         from . import estimator
@@ -197,7 +198,7 @@ def _add_estimator_options(
         "estimator parameters",
         "Every constructor parameter of GRU4RecNegSampling (GRU4RecCrossEntropy takes all but "
         "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones take the "
-        f"value of --preset, else the estimator's default. The defaults shown are those of "
+        "value of --preset, else the estimator's default. The defaults shown are those of "
         f"--preset {presets.DEFAULT}. 'none' sets None where allowed.",
     )
     defaults, hints, doc = _estimator_signature()
@@ -541,7 +542,13 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # fit names its argument X: say the file
         raise ValueError(re.sub(r"^X\b", lambda _: args.events, str(exc))) from None
     seconds = time.perf_counter() - start
-    _save_model(est, args.model)
+    existed = os.path.exists(args.model)
+    try:
+        _save_model(est, args.model)  # atomic: the old file or the new one, whole
+    except KeyboardInterrupt:
+        left = f"; {args.model} is unchanged" if existed else ""
+        print(f"gru4rec: interrupted while saving: no model was saved{left}", file=sys.stderr)
+        return EXIT_NOTHING_SAVED
     epochs = len(est.history_)
     kept = ""
     if est.best_epoch_ is not None and not est.keep_last:
