@@ -10,9 +10,12 @@
 Event files are CSV/TSV with a header holding ``session_id``, ``item_id`` and ``timestamp``
 (other names with ``--session-col``/``--item-col``/``--time-col``; ``--time-col none`` uses the
 file order within each session). Every estimator parameter is an option of ``train``, generated
-from :meth:`GRU4RecNegSampling.get_params`. Bad input ends with a one-line message on stderr
-and exit status 2; Ctrl-C with 130 (``train`` first saves the last completed epoch); a closed
-output pipe (``| head``) quietly with 141. Torch runs on ``--threads`` CPU threads (default 1).
+from :meth:`GRU4RecNegSampling.get_params`; unset ones take the value of ``--preset``
+(:mod:`gru4rec.presets`; ``rsc15-best`` unless told otherwise), ``train`` and ``demo`` alike.
+Bad input ends with a one-line message on stderr and exit status 2; Ctrl-C with 130, except
+in ``train`` before its first epoch completed: 3, and nothing written (see :func:`main`); a
+closed output pipe (``| head``) quietly with 141. Torch runs on ``--threads`` CPU threads
+(default 1).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import inspect
 import json
 import os
 import re
-import signal
 import sys
 import time
 import types
@@ -33,9 +35,19 @@ from typing import Any
 
 import numpy as np
 
+from . import presets
+
 __all__ = ["build_parser", "main"]
 
 ESTIMATORS = {"neg-sampling": "GRU4RecNegSampling", "cross-entropy": "GRU4RecCrossEntropy"}
+
+#: Exit statuses (docs/cli.rst).
+EXIT_BAD_INPUT = 2
+#: ``train`` interrupted before its first epoch completed: no model written.
+EXIT_NOTHING_SAVED = 3
+#: Interrupted; ``train`` saved the model of its last completed (or best) epoch first.
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 _NONE = {"none", "null"}
@@ -44,12 +56,12 @@ _NONE = {"none", "null"}
 # -- estimator parameters as options -------------------------------------------------------------
 
 
-def _param_docs(cls: type) -> dict[str, str]:
-    """One line per parameter from the class's numpydoc docstring.
+def _param_docs(doc: str) -> dict[str, str]:
+    """One line per parameter from a class's numpydoc docstring ``doc``.
 
     The first sentence of the description, else the type line without its default.
     """
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    lines = inspect.cleandoc(doc or "").splitlines()
     try:
         start = lines.index("Parameters") + 2
     except ValueError:
@@ -77,6 +89,52 @@ def _param_docs(cls: type) -> dict[str, str]:
         text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
         docs[n] = text.replace("``", "")
     return docs
+
+
+class _Types(dict):
+    """Names in a parameter's annotation: the builtin types; anything else is ``object``."""
+
+    def __missing__(self, name: str) -> Any:
+        return {"int": int, "float": float, "str": str, "bool": bool, "None": None}.get(
+            name, object
+        )
+
+
+def _estimator_signature(
+    name: str = "GRU4RecNegSampling",
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The constructor parameters of the estimator class ``name`` with their defaults, their
+    type hints and the class's docstring.
+
+    Read from the estimator module's source, without importing it: the options of ``train``
+    and ``demo`` are built for every ``--help``, which should not wait seconds for torch and
+    scikit-learn. Where the source cannot be read, the class is imported.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"{__package__}.estimator")
+    try:
+        with open(spec.origin, encoding="utf-8") as f:  # type: ignore[union-attr, arg-type]
+            tree = ast.parse(f.read())
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+        init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+        args = init.args.args[1:]  # without self
+        values = [ast.literal_eval(d) for d in init.args.defaults]
+        defaults = dict(zip([a.arg for a in args][-len(values) :], values, strict=True))
+        # The annotations are this package's own source: type names, no calls.
+        hints = {
+            a.arg: eval(ast.unparse(a.annotation), {"__builtins__": {}}, _Types()) for a in args
+        }
+        return defaults, hints, ast.get_docstring(cls) or ""
+    except (OSError, TypeError, ValueError, StopIteration, SyntaxError):
+        from . import estimator
+
+        real = getattr(estimator, name)
+        defaults = real().get_params(deep=False)
+        order = [p for p in inspect.signature(real.__init__).parameters if p != "self"]
+        hints = typing.get_type_hints(real.__init__)
+        return {p: defaults[p] for p in order}, hints, real.__doc__ or ""
 
 
 def _converter(name: str, hint: Any, default: Any) -> tuple[Callable[[str], Any], str]:
@@ -134,25 +192,22 @@ def _add_estimator_options(
 ) -> list[str]:
     """One option per constructor parameter of the estimators; returns the parameter names.
 
-    ``shown_defaults`` replaces the estimator's defaults in the help (``demo`` has its own).
+    ``shown_defaults`` replaces the estimator's defaults in the help (the default preset's).
     """
-    from .estimator import GRU4RecNegSampling
-
     group = parser.add_argument_group(
         "estimator parameters",
         "Every constructor parameter of GRU4RecNegSampling (GRU4RecCrossEntropy takes all but "
-        "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones keep the "
-        "estimator's default. 'none' sets None where allowed.",
+        "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones take the "
+        "value of --preset, else the estimator's default. The defaults shown are those of "
+        f"--preset {presets.DEFAULT}. 'none' sets None where allowed.",
     )
-    defaults = GRU4RecNegSampling().get_params(deep=False)
-    order = [p for p in inspect.signature(GRU4RecNegSampling.__init__).parameters if p != "self"]
+    defaults, hints, doc = _estimator_signature()
     # The column options of the input group cover the estimator's column parameters:
     # the CLI reads events into the canonical columns the estimator expects.
-    params = {name: defaults[name] for name in order if name not in _OWN_OPTIONS}
+    params = {name: value for name, value in defaults.items() if name not in _OWN_OPTIONS}
     params.update({k: v for k, v in (shown_defaults or {}).items() if k in params})
     params["verbose"] = True  # the command line shows progress unless --quiet
-    hints = typing.get_type_hints(GRU4RecNegSampling.__init__)
-    docs = _param_docs(GRU4RecNegSampling)
+    docs = _param_docs(doc)
     for name, default in params.items():
         convert, metavar = _converter(name, hints.get(name), default)
         text = docs.get(name, "")
@@ -402,31 +457,14 @@ def _check_model_path(path: str) -> None:
         raise ValueError(f"--model {path}: {exc.strerror}") from None
 
 
-def _fit_catching_ctrl_c(est: Any, X: Any, validation: Any) -> bool:
-    """``est.fit(X, ...)``; True when Ctrl-C interrupted it (fit then keeps the last epoch)."""
-    interrupted = False
-
-    def on_sigint(signum, frame):
-        nonlocal interrupted
-        interrupted = True
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="fit interrupted")  # said below instead
-            est.fit(X, validation_data=validation)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return interrupted
-
-
 def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any:
-    """The estimator the options ask for, its parameters checked before any data is read."""
+    """The estimator the options ask for, its parameters checked before any data is read:
+    ``--preset``'s (those ``cls`` takes), then ``defaults``, then the options given."""
     from .params import validate
 
-    params = {**defaults, **_estimator_params(args)}
     allowed = cls().get_params(deep=False)
+    preset = {k: v for k, v in presets.get(args.preset).items() if k in allowed}
+    params = {**preset, **defaults, **_estimator_params(args)}
     unknown = [p for p in params if p not in allowed]
     if unknown:
         opts = ", ".join("--" + p.replace("_", "-") for p in unknown)
@@ -494,26 +532,40 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     start = time.perf_counter()
+    stopped = None
     try:
-        interrupted = _fit_catching_ctrl_c(est, X, validation)
+        est.fit(X, validation_data=validation)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "epochs_completed", 0):
+            raise  # nothing to save: main says so
+        stopped = exc  # the estimator holds the last completed (or best) epoch
     except ValueError as exc:  # fit names its argument X: say the file
         raise ValueError(re.sub(r"^X\b", lambda _: args.events, str(exc))) from None
     seconds = time.perf_counter() - start
-    _save_model(est, args.model)
+    existed = os.path.exists(args.model)
+    try:
+        _save_model(est, args.model)  # atomic: the old file or the new one, whole
+    except KeyboardInterrupt:
+        left = f"; {args.model} is unchanged" if existed else ""
+        print(f"gru4rec: interrupted while saving: no model was saved{left}", file=sys.stderr)
+        return EXIT_NOTHING_SAVED
     epochs = len(est.history_)
-    if interrupted:
-        print(
-            f"interrupted: saved the model after {epochs} completed epoch(s) to {args.model}",
-            file=sys.stderr,
-        )
-        return 130
     kept = ""
     if est.best_epoch_ is not None and not est.keep_last:
         kept = f", kept epoch {est.best_epoch_ + 1} ({est.stopping_criterion_.name} "
         kept += f"{est.best_value_:.4f})"
-    print(
-        f"trained {est.name} for {epochs} epoch(s) in {seconds:.1f} s{kept}; saved to {args.model}"
-    )
+    if stopped is not None:
+        print(
+            f"gru4rec: interrupted in epoch {epochs + 1}: saved the model after {epochs} "
+            f"completed epoch(s){kept} to {args.model}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(
+            f"trained {est.name} (--preset {args.preset}) for {epochs} epoch(s) in "
+            f"{seconds:.1f} s{kept}; saved to {args.model}"
+        )
     return 0
 
 
@@ -582,18 +634,37 @@ def _recommend(args: argparse.Namespace) -> int:
     items = _model_items(est)
     n_file_sessions = df[datasets.SESSION].nunique()
     X = _matrix_over(df, items, args.sessions)
-    columns = [args.session_col, "rank", args.item_col, "score"]
-    if X is None:  # no session has a known item: the header alone, as for any such session
-        out, n_sessions = pd.DataFrame(columns=columns), 0
-    else:
-        out, n_sessions = _top_k(est, X, items, args), X.session_arrays().n_sessions
-        out.columns = columns
-    n_missing = n_file_sessions - n_sessions
-    if n_missing:
+    parts, known = [], np.zeros(0, dtype=object)
+    if X is not None:
+        parts.append(_top_k(est, X, items, args))
+        known = X.user_vocabulary.to_raw(X.session_arrays().users)
+    sessions = np.asarray(pd.unique(df[datasets.SESSION]))  # in the file's order
+    cold = sessions[~pd.Index(sessions).isin(known)]
+    if len(cold):
+        # As recommend() in Python: a session with no known item starts from the empty state.
         _warn(
-            f"{args.sessions}: {n_missing} of {n_file_sessions} session(s) have no item known to "
-            "the model: no recommendations for them"
+            f"{args.sessions}: {len(cold)} of {n_file_sessions} session(s) have no item known to "
+            "the model: their recommendations come from the empty state (the same for each)"
         )
+        top, value = est._recommend_indices(
+            np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64), args.k, args.exclude_seen
+        )
+        per = top.shape[1]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "session": np.repeat(cold, per),
+                    "rank": np.tile(np.arange(1, per + 1), len(cold)),
+                    "item": np.tile(items.to_raw(top[0]), len(cold)),
+                    "score": np.tile(value[0], len(cold)),
+                }
+            )
+        )
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    # Sessions in the file's order, each one's ranks in order.
+    out = out.iloc[np.argsort(pd.Index(sessions).get_indexer(out["session"]), kind="stable")]
+    out.columns = [args.session_col, "rank", args.item_col, "score"]
+    n_sessions = len(sessions)
     if args.out in (None, "-"):
         out.to_csv(sys.stdout, index=False)
     else:
@@ -646,20 +717,8 @@ def _popularity_ranks(train_items: np.ndarray, n_items: int, targets: np.ndarray
     return n_items - np.searchsorted(sorted_counts, counts[targets], side="left")
 
 
-# The demo's defaults: the published RSC15 configuration scaled down to a small data set.
-DEMO_PARAMS: dict[str, Any] = {
-    "loss_fn": "cross-entropy",
-    "logq": 1.0,
-    "constrained_embedding": True,
-    "num_negatives": 256,
-    "sample_alpha": 0.5,
-    "batch_size": 64,
-    "learning_rate": 0.1,
-    "momentum": 0.2,
-    "clipnorm": None,
-    "max_epochs": 5,
-    "seed": 0,
-}
+# What the demo sets beyond --preset: a fixed seed, so that it prints the same numbers each run.
+DEMO_PARAMS: dict[str, Any] = {"seed": 0}
 
 
 def _demo_split(df, test_share: float, source: str, generated: bool = False):
@@ -859,6 +918,14 @@ def _command(
 
 
 _SAVED_MODEL = _arg("--model", required=True, help="a model written by 'train'")
+_PRESET = _arg(
+    "--preset",
+    choices=list(presets.PRESETS),
+    default=presets.DEFAULT,
+    help="the parameters that unset options take: "
+    + "; ".join(f"{name}: {presets.describe(name)}" for name in presets.PRESETS)
+    + f" (default: {presets.DEFAULT})",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -877,13 +944,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "train",
         "fit a model on an event CSV and save it",
-        "Fit GRU4Rec on the sessions of an event file and save the model. "
-        "Example: gru4rec train train.csv --model model.trch --loss-fn cross-entropy "
-        "--logq 1 --constrained-embedding --num-negatives 2048 --sample-alpha 0.5 "
-        "--batch-size 32 --learning-rate 0.2 --momentum 0.2 --dropout-hidden 0.4 "
-        "--clipnorm none --max-epochs 10",
+        "Fit GRU4Rec on the sessions of an event file and save the model. Unset options take "
+        f"the values of --preset (default {presets.DEFAULT}). "
+        "Example: gru4rec train train.csv --model model.trch --preset diginetica-best "
+        "--max-epochs 5",
         _arg("events", help="training events (CSV/TSV with a header)"),
         _arg("--model", required=True, help="where to write the fitted model"),
+        _PRESET,
         _arg(
             "--estimator",
             choices=sorted(ESTIMATORS),
@@ -899,7 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=_train,
         quiet_help="no progress bar or summary lines",
     )
-    _add_estimator_options(train)
+    _add_estimator_options(train, shown_defaults=presets.get(presets.DEFAULT))
 
     _command(
         sub,
@@ -941,11 +1008,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "train and evaluate on generated sessions (or an event CSV)",
         "Train on generated sessions (or an event file split by time) and print "
-        "Recall@20 / MRR@20 next to a popularity baseline. Takes train's options; its "
-        "defaults are the published RSC15 configuration scaled down to small data.",
+        "Recall@20 / MRR@20 next to a popularity baseline. Takes train's options and "
+        f"defaults (--preset {presets.DEFAULT}), with --seed 0.",
         _arg(
             "events", nargs="?", help="events (CSV/TSV with a header; default: generated sessions)"
         ),
+        _PRESET,
         _arg("--sessions", type=_positive_int, default=3000, help="generated sessions"),
         _arg("--items", type=_positive_int, default=1000, help="generated items"),
         _arg(
@@ -956,7 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         func=_demo,
     )
-    _add_estimator_options(demo, shown_defaults=DEMO_PARAMS)
+    _add_estimator_options(demo, shown_defaults={**presets.get(presets.DEFAULT), **DEMO_PARAMS})
     return parser
 
 
@@ -974,50 +1042,69 @@ def _stdout_closed() -> int:
         pass
     finally:
         os.close(devnull)
-    return 128 + 13  # killed by SIGPIPE, as the shell reports it
+    return EXIT_PIPE_CLOSED  # killed by SIGPIPE (128 + 13), as the shell reports it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
-    2 on bad input, 130 when interrupted with Ctrl-C (``train`` saves the last completed epoch
-    first), 141 when the output pipe closes early.
+    0 on success, 2 on bad input, 130 when interrupted with Ctrl-C (``train`` first saves the
+    model of its last completed epoch, or of the best one with ``--validation``), 3 when
+    ``train`` is interrupted before its first epoch completed (nothing is written: an existing
+    ``--model`` file keeps its bytes), 141 when the output pipe closes early.
     """
-    parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    if (
-        given
-        and given[0] not in ("train", "evaluate", "recommend", "demo")
-        and os.path.isfile(given[0])
-    ):
-        # A data file where the command goes: say which commands take one.
-        parser.error(
-            f"{given[0]!r} is a file, not a command; e.g. 'gru4rec demo {given[0]}' or "
-            f"'gru4rec train {given[0]} --model model.trch'"
-        )
-    args = parser.parse_args(given)
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *rest, **kw: _warn(str(message))
-        try:
-            return args.func(args)
-        except BrokenPipeError:
-            return _stdout_closed()
-        except KeyboardInterrupt:
-            print("gru4rec: interrupted", file=sys.stderr)
-            return 130
-        except (ValueError, OSError, FloatingPointError, KeyError, SystemError) as exc:
-            if isinstance(exc, SystemError):
-                from .trainer import caused_by_interrupt
+    command = given[0] if given else None
+    try:
+        parser = build_parser()
+        if command and command not in ("train", "evaluate", "recommend", "demo"):
+            if os.path.isfile(command):
+                # A data file where the command goes: say which commands take one.
+                parser.error(
+                    f"{command!r} is a file, not a command; e.g. 'gru4rec demo {command}' or "
+                    f"'gru4rec train {command} --model model.trch'"
+                )
+        args = parser.parse_args(given)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *rest, **kw: _warn(str(message))
+            return _run(args)
+    except KeyboardInterrupt:
+        return _interrupted(command, given)
 
-                if not caused_by_interrupt(exc):  # a Ctrl-C inside compiled code, else a bug
-                    raise
-                print("gru4rec: interrupted", file=sys.stderr)
-                return 130
-            text = str(exc).strip().splitlines()
-            first = text[0] if text else type(exc).__name__
-            if isinstance(exc, KeyError):
-                first = f"missing {first}"
-            elif isinstance(exc, OSError) and exc.strerror and exc.filename:
-                first = f"{exc.filename}: {exc.strerror}"
-            print(f"gru4rec: error: {first}", file=sys.stderr)
-            return 2
+
+def _run(args: argparse.Namespace) -> int:
+    """``args.func(args)``, with the errors a user can act on as one line and a status."""
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (ValueError, OSError, FloatingPointError, KeyError, SystemError) as exc:
+        if isinstance(exc, SystemError):
+            from .trainer import caused_by_interrupt
+
+            if not caused_by_interrupt(exc):  # a Ctrl-C inside compiled code, else a bug
+                raise
+            raise KeyboardInterrupt from exc
+        text = str(exc).strip().splitlines()
+        first = text[0] if text else type(exc).__name__
+        if isinstance(exc, KeyError):
+            first = f"missing {first}"
+        elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+            first = f"{exc.filename}: {exc.strerror}"
+        print(f"gru4rec: error: {first}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _interrupted(command: str | None, given: list[str]) -> int:
+    """Say what a Ctrl-C that no command handled left behind; the exit status."""
+    if command != "train":
+        print("gru4rec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    model = next((given[i + 1] for i, a in enumerate(given[:-1]) if a == "--model"), None)
+    model = model or next((a.split("=", 1)[1] for a in given if a.startswith("--model=")), None)
+    left = f"; {model} is unchanged" if model and os.path.exists(model) else ""
+    print(
+        f"gru4rec: interrupted before the first epoch completed: no model was saved{left}",
+        file=sys.stderr,
+    )
+    return EXIT_NOTHING_SAVED

@@ -213,7 +213,12 @@ def read_events(
     frames = []
     for p in paths:
         s = sep if sep is not None else _guess_sep(p)
-        header = pd.read_csv(p, sep=s, nrows=0)
+        try:
+            header = pd.read_csv(p, sep=s, nrows=0)
+        except pd.errors.EmptyDataError:  # pandas names no file
+            raise ValueError(
+                f"path: {p} is empty: it needs a header line naming the columns, then events"
+            ) from None
         _check_columns(header, wanted, source=_with_sep_hint(p, header, s))
         # Ids are read as text and typed once over all files (_id_column): pandas types each
         # chunk of a large file on its own, so a column mixing numbers and other ids would
@@ -528,6 +533,7 @@ def time_split(
     )
     if len(test) == 0:
         why = _why_no_test(start, cutoff, n_test_sessions, min_test_session_length)
+        why += _unit_hint(ts.to_numpy(), float(test_days))
         warn(f"time_split: the test set is empty: {why}")
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
@@ -546,6 +552,20 @@ def _why_no_test(start: np.ndarray, cutoff: float, n_test_sessions: int, min_len
             "(are the times positions within each session?); give real timestamps"
         )
     return f"no session starts at or after the cutoff {cutoff:.15g}; give a larger test_days"
+
+
+def _unit_hint(times: np.ndarray, test_days: float) -> str:
+    """A note for a split whose timestamps look like milliseconds (or finer), not seconds."""
+    top = float(np.max(np.abs(times))) if len(times) else 0.0
+    # Seconds since 1970 stay below 1e11 until the year 5138; milliseconds passed it in 1973.
+    if top < 1e11:
+        return ""
+    unit = "microseconds" if top >= 1e14 else "milliseconds"
+    return (
+        f"; the timestamps (up to {top:.15g}) look like {unit}, and test_days counts days of "
+        f"86400 seconds, so test_days={test_days:g} spans {test_days * 86400:g} of their units: "
+        f"divide the timestamps by {1000 if unit == 'milliseconds' else 1_000_000} first"
+    )
 
 
 def last_item_split(matrix: InteractionMatrix) -> tuple[InteractionMatrix, InteractionMatrix]:

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from . import device as devices
-from . import inputs
+from . import inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
@@ -40,11 +40,15 @@ from .stopping import (
     criterion_name,
     is_criterion_object,
 )
-from .trainer import Parts, Trainer, TrainingDivergedError
+from .trainer import Parts, Trainer, TrainingDivergedError, interrupted
 from .training import EpochData, LossConfig
 from .validation import Validation
 
-__all__ = ["GRU4RecCrossEntropy", "GRU4RecNegSampling", "TrainingDivergedError"]
+__all__ = [
+    "GRU4RecCrossEntropy",
+    "GRU4RecNegSampling",
+    "TrainingDivergedError",
+]
 
 _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
@@ -106,6 +110,31 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> _GRU4RecBase:
+        """An estimator with the parameters of the preset ``name``, then ``overrides``.
+
+        Parameters
+        ----------
+        name : {'rsc15-best', 'diginetica-best', 'recpack'}
+            A published best configuration (:mod:`gru4rec.presets`), or ``'recpack'``
+            for the class's own defaults. Parameters of the preset that this class does
+            not take (the sampling ones, for :class:`GRU4RecCrossEntropy`) are left out.
+        **overrides
+            Constructor parameters that replace the preset's (e.g. ``max_epochs=5``).
+
+        Returns
+        -------
+        estimator
+            Unfitted; ``get_params()`` shows every value it will train with.
+        """
+        allowed = set(cls._get_param_names())
+        params = {k: v for k, v in presets.get(name).items() if k in allowed}
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise TypeError(f"{cls.__name__} takes no parameter {', '.join(unknown)}")
+        return cls(**{**params, **overrides})
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -192,10 +221,30 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C, after the epoch in progress is dropped, so a script stops
+            as on any Ctrl-C; ``epochs_completed`` on the exception says how
+            many epochs completed. When at least one epoch completed, the estimator is fitted
+            with the model it would have kept had training ended there (the
+            last completed epoch, or the best one on validation data), saved
+            when ``save_best_to_file``, and the last record of ``history_``
+            says ``interrupted``. When no epoch completed, the estimator is left
+            exactly as it was before the call: unfitted stays unfitted, a
+            refitted one keeps its previous model. In a notebook, catch it to
+            go on with the model::
+
+                try:
+                    model.fit(X)
+                except KeyboardInterrupt as stop:
+                    print(stop)  # which epoch was kept
         """
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
         param_table.validate(self.get_params(deep=False))
+        before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
         selection = Selection(
             configured(
                 self.stopping_criterion,
@@ -229,6 +278,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         parts = self._build_parts(sessions, "random" if no_times else self.session_order)
         trainer = Trainer(parts, self.learning_rate)
         self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
+        stopped = None
         try:
             trainer.run(
                 self.max_epochs,
@@ -237,12 +287,33 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 verbose=self.verbose,
                 desc=self.name,
             )
-        finally:
+        except KeyboardInterrupt as exc:
+            if getattr(exc, "epochs_completed", 0) == 0:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                was = "fitted, with its previous model" if hasattr(self, "model_") else "unfitted"
+                raise interrupted(
+                    f"{exc}; the estimator is left as it was before fit ({was})", 0
+                ) from None
+            stopped = exc
+        except BaseException:
             self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+            raise
+        self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
         if validation is not None and not self.keep_last and selection.best_state is not None:
             self.model_.load_state_dict(selection.best_state)
         if self.save_best_to_file:
             self.save()
+        if stopped is not None:
+            done = stopped.epochs_completed
+            kept = f"epoch {done}"
+            if self.best_epoch_ is not None and not self.keep_last:
+                kept = f"epoch {self.best_epoch_ + 1}, the best on validation"
+            raise interrupted(
+                f"fit interrupted in epoch {done + 1}; the estimator keeps the model of {kept} "
+                f"({done} completed epoch(s) in history_)",
+                done,
+            ) from None
         return self
 
     def _listeners(self, callbacks: Any) -> list[Callable[[dict[str, Any]], None]]:
@@ -401,12 +472,25 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
     @devices.with_threads
-    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None) -> float:
-        """Next-item Recall@20 over every position of ``X``'s sessions (greater is better)."""
+    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None, *, k: int = 20) -> float:
+        """Next-item Recall@``k`` over every position of ``X``'s sessions (greater is better).
+
+        Parameters
+        ----------
+        X : InteractionMatrix or pandas.DataFrame
+        y : None
+            Not used; there for scikit-learn.
+        k : int, default=20
+            The cut-off. Other metrics: ``make_next_item_scorer("mrr", k=10)(model, X)``
+            (:func:`gru4rec.metrics.make_next_item_scorer`; also NDCG and the last item
+            only), or the ranks of :meth:`next_item_ranks` with the functions of
+            :mod:`gru4rec.metrics`.
+        """
+        param_table.Int(1).check("k", k)
         ranks = self.next_item_ranks(X)
         if len(ranks) == 0:
             raise ValueError("X has no session with 2 or more events to score")
-        return recall_at_k(ranks, 20)
+        return recall_at_k(ranks, k)
 
     @devices.with_threads
     def recommend(

@@ -148,7 +148,8 @@ class Scorer:
         own = items[offsets[first] : offsets[last]]
         return (
             torch.as_tensor(rows, device=self.device),
-            torch.as_tensor(np.asarray(own, dtype=np.int64), device=self.device),
+            # A copy: the session arrays are read-only, which torch warns of.
+            torch.as_tensor(np.array(own, dtype=np.int64), device=self.device),
         )
 
     def recommend(

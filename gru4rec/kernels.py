@@ -45,12 +45,28 @@ __all__ = [
     "sorted_draws",
     "step_backward",
     "step_forward",
+    "will_compile",
     "xent_column_bias",
     "xent_step_softmax_loss",
 ]
 
 #: Whether the compiled kernels can be used (numba imports and they are not disabled).
 AVAILABLE = numba is not None and os.environ.get("GRU4REC_DISABLE_KERNELS", "") in ("", "0")
+
+
+def will_compile() -> bool:
+    """Whether the next compiled fit of this process compiles kernels first (seconds): none
+    of the optimiser's kernels, which every compiled fit runs, has run in this process, and
+    the disk cache lacks one of them. False where that cannot be told."""
+    if not AVAILABLE:
+        return False
+    probes = (_dense_update, _rows_update)
+    if any(d.signatures for d in probes):
+        return False
+    try:
+        return not all(os.path.exists(d._cache._cache_file._index_path) for d in probes)
+    except AttributeError:  # another numba's cache layout: say nothing
+        return False
 
 
 def _jit(fn):

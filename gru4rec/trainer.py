@@ -11,9 +11,11 @@ and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
    (progress, user callbacks),
 4. stops when the selection's patience is used up.
 
-A ``KeyboardInterrupt`` keeps the weights of the last completed epoch, with a warning; so does
-an error raised because of one (a Ctrl-C that lands while compiled code calls back into Python
-surfaces as a ``SystemError`` whose cause is the ``KeyboardInterrupt``).
+A ``KeyboardInterrupt`` restores the weights of the last completed epoch, marks that epoch's
+record ``interrupted`` and propagates (as a ``KeyboardInterrupt`` that knows how many epochs
+completed, :func:`interrupted`); so does an error raised because of one (a Ctrl-C that
+lands while compiled code calls back into Python surfaces as a ``SystemError`` whose cause is
+the ``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .caller import warn
-from .device import blas_threads
+from . import kernels
+from .device import blas_threads, fused_kernels
 from .model import GRU4RecNet
 from .stopping import Selection, snapshot
 from .training import Epoch, train_epoch
 
-__all__ = ["Parts", "Progress", "Trainer", "TrainingDivergedError", "caused_by_interrupt"]
+__all__ = [
+    "Parts",
+    "Progress",
+    "Trainer",
+    "TrainingDivergedError",
+    "caused_by_interrupt",
+    "interrupted",
+]
 
 #: A listener: called with each completed epoch's record.
 Listener = Callable[[dict[str, Any]], None]
@@ -76,6 +85,15 @@ class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became NaN or infinite; the estimator keeps its last good model."""
 
 
+def interrupted(message: str, epochs_completed: int) -> KeyboardInterrupt:
+    """The ``KeyboardInterrupt`` a fit stopped by Ctrl-C raises: a plain one (Python ends an
+    uncaught one, and only that exact type, as killed by SIGINT, the status shells expect),
+    knowing how many epochs completed (``epochs_completed``)."""
+    exc = KeyboardInterrupt(message)
+    exc.epochs_completed = epochs_completed  # type: ignore[attr-defined]
+    return exc
+
+
 #: Everything an epoch needs, built once per fit (:class:`gru4rec.training.Epoch`).
 Parts = Epoch
 
@@ -85,13 +103,17 @@ class Progress:
     :data:`~gru4rec.training.REPORT_EVERY` steps (no host read per step); the epoch
     records show as its postfix. Silent when disabled."""
 
-    def __init__(self, total_steps: int, max_epochs: int, enabled: bool, desc: str) -> None:
+    def __init__(
+        self, total_steps: int, max_epochs: int, enabled: bool, desc: str, first: str = ""
+    ) -> None:
         self.max_epochs = max_epochs
+        self.desc = desc
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm  # only a verbose fit pays for importing tqdm
 
-            self.bar = tqdm(total=total_steps, desc=desc, unit="step")
+            # ``first``: said until the first epoch ends (the one-time compilation).
+            self.bar = tqdm(total=total_steps, desc=f"{desc}{first}", unit="step")
 
     def steps(self, n: int) -> None:
         if self.bar is not None:
@@ -99,6 +121,7 @@ class Progress:
 
     def __call__(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
+            self.bar.set_description(self.desc, refresh=False)
             shown = {"epoch": f"{record['epoch'] + 1}/{self.max_epochs}"}
             shown.update((k, f"{v:.4g}") for k, v in record.items() if isinstance(v, float))
             self.bar.set_postfix(shown)
@@ -140,12 +163,21 @@ class Trainer:
         are restored. ``verbose`` shows a progress bar over the steps, named ``desc``.
         """
         n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
-        progress = Progress(n_steps, max_epochs, verbose, desc)
+        first = ""
+        if verbose and self._compiles():
+            first = " (compiling the CPU kernels, once; later fits reuse them)"
+        progress = Progress(n_steps, max_epochs, verbose, desc, first)
         try:
             with blas_threads():
                 return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
         finally:
             progress.close()
+
+    def _compiles(self) -> bool:
+        """Whether this fit starts by compiling the CPU kernels (the first in a process, on an
+        empty disk cache): its first steps then take seconds, and the bar's ETA with them."""
+        device = self.parts.data.inputs.device
+        return fused_kernels(device) and kernels.will_compile()
 
     def _run(
         self,
@@ -185,10 +217,14 @@ class Trainer:
             if not caused_by_interrupt(exc):
                 raise
             done = len(self.history)
-            warn(
-                f"fit interrupted during epoch {done}; the estimator keeps the model after "
-                + (f"epoch {done - 1}" if done else "initialisation (no epoch completed)")
-            )
+            if done:
+                self.history[-1]["interrupted"] = True
+            # Epochs count from 1 here, as len(history) does.
+            raise interrupted(
+                f"fit interrupted in epoch {done + 1}; "
+                + (f"the model after epoch {done} was kept" if done else "no epoch completed"),
+                done,
+            ) from (None if isinstance(exc, KeyboardInterrupt) else exc)
         return self.history
 
     def _epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:
@@ -216,7 +252,7 @@ class Trainer:
         self.parts.model.load_state_dict(best if best is not None else last)
         kept = "best" if best is not None else "last completed epoch's"
         raise TrainingDivergedError(
-            f"training loss became {record['train_loss']} in epoch {record['epoch']}; try a "
+            f"training loss became {record['train_loss']} in epoch {record['epoch'] + 1}; try a "
             f"lower learning_rate (now {self.learning_rate}). The {kept} model "
             "was kept, so the estimator stays usable."
         )

@@ -26,14 +26,14 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    """The shared real-data folder: $GRU4REC_SHARED_DATA, else ../shared/data beside the repo.
+    """The real data sets: $GRU4REC_SHARED_DATA, else ../shared/data beside the repository.
 
     Skips the test when the folder does not exist.
     """
     env = os.environ.get("GRU4REC_SHARED_DATA")
     path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
     if not path.is_dir():
-        pytest.skip(f"shared data folder not found: {path} (set GRU4REC_SHARED_DATA)")
+        pytest.skip(f"real data sets not found at {path} (set GRU4REC_SHARED_DATA)")
     return path
 
 

@@ -10,7 +10,7 @@ import gru4rec
 
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
-    {"kernels", "caller"},
+    {"kernels", "caller", "presets"},
     {"device", "checkpoint", "metrics"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"datasets", "inputs", "training", "inference", "persistence"},

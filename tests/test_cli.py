@@ -57,6 +57,22 @@ def test_train_saves_a_loadable_model_with_the_given_parameters(files):
     assert str(est.item_vocabulary_.ids[0]).startswith("item_")
 
 
+def test_an_empty_event_file_is_an_error_that_names_it(tmp_path, capsys):
+    path = tmp_path / "events.csv"
+    path.write_text("")
+    assert main(["train", str(path), "--model", str(tmp_path / "m.trch")]) == 2
+    assert _one_line_error(capsys) == (
+        f"gru4rec: error: {path} is empty: it needs a header line naming the columns, then events"
+    )
+
+
+def test_train_quiet_prints_nothing(files, tmp_path, capsys):
+    model = tmp_path / "m.trch"
+    assert main(["train", str(files["train"]), "--model", str(model), *SMALL, "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert model.is_file()
+
+
 def test_every_constructor_parameter_is_an_option():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     train = sub.choices["train"]
@@ -237,9 +253,71 @@ def test_ctrl_c_during_train_saves_the_last_epoch_and_exits_130(files, tmp_path)
     finally:
         proc.kill()
     reader.join(timeout=10)
-    assert b"interrupted: saved the model" in seen, seen.decode(errors="replace")
+    assert b"saved the model after" in seen, seen.decode(errors="replace")
+    assert b"Traceback" not in seen
     est = GRU4RecNegSampling().load(model)
     assert len(est.history_) >= 2
+    assert est.history_[-1]["interrupted"] is True
+
+
+_WAIT_IN = """
+import importlib, sys, time
+module = importlib.import_module({module!r})
+real = getattr(module, {name!r})
+
+def waiting(*args, **kwargs):  # the test sends its Ctrl-C while this waits
+    print("WAITING", file=sys.stderr, flush=True)
+    time.sleep(120)
+    return real(*args, **kwargs)
+
+setattr(module, {name!r}, waiting)
+from gru4rec.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def _interrupt_cli_in(module: str, name: str, argv: list[str]) -> tuple[int, str]:
+    """Run the command line in a new process, send it a real SIGINT while it is inside
+    ``module.name`` (a marker on stderr says so); its exit status and stderr."""
+    import signal
+
+    code = _WAIT_IN.format(module=module, name=name, argv=argv)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+    )
+    try:
+        err = b""
+        while b"WAITING" not in err:
+            line = proc.stderr.readline()
+            assert line, err.decode(errors="replace")
+            err += line
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, (err + rest).decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("gru4rec.trainer", "train_epoch"), ("gru4rec.datasets", "read_events")],
+    ids=["first-epoch", "start-up"],
+)
+def test_ctrl_c_before_the_first_epoch_completes_leaves_the_model_file_alone(
+    files, tmp_path, where
+):
+    """Interrupted in its first epoch or while reading its data, ``train`` writes nothing: the
+    good model already in the file keeps its bytes, and the status is 3, not 130."""
+    model = tmp_path / "m.trch"
+    model.write_bytes(files["model"].read_bytes())
+    before = model.read_bytes()
+    argv = ["train", str(files["train"]), "--model", str(model), *SMALL]
+    status, err = _interrupt_cli_in(*where, argv)
+    assert status == 3, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert f"no model was saved; {model} is unchanged" in err
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.trch"]  # no temporary file left
 
 
 def test_model_in_a_missing_directory_is_an_error_before_reading(files, capsys, tmp_path):
@@ -288,6 +366,14 @@ def test_recommend_exclude_seen(files, tmp_path):
     seen = pd.read_csv(files["test"])[["session_id", "item_id"]].drop_duplicates()
     both = recs.merge(seen, on=["session_id", "item_id"])
     assert len(both) == 0 and len(recs) == 5 * seen["session_id"].nunique()
+
+
+def test_recommend_exclude_seen_prints_no_warning(files, tmp_path):
+    # In a process of its own: torch warns of a read-only array once per process.
+    cmd = [sys.executable, "-m", "gru4rec", "recommend", str(files["test"]), "--exclude-seen"]
+    cmd += ["--model", str(files["model"]), "--out", str(tmp_path / "recs.csv"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -500,16 +586,36 @@ def test_numeric_model_ids_match_the_same_numbers_however_spelled(tmp_path, caps
     assert json.loads(captured.out)["predictions"] == 2 and "warning" not in captured.err
 
 
-def test_recommend_with_no_known_item_writes_the_header_and_warns(int_model, tmp_path, capsys):
-    path = _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n2,999,0\n2,997,1\n")
+def test_recommend_of_sessions_with_no_known_item_follows_the_python_rule(
+    int_model, tmp_path, capsys
+):
+    """One rule for both: a session with no known item is recommended from the empty state,
+    as ``recommend`` in Python does, with a warning; rows come in the file's session order."""
+    text = "user_id,item_id,position\n7,998,0\n1,3,0\n1,4,1\n2,999,0\n2,997,1\n"
+    path = _write(tmp_path / "cold.csv", text)
     argv = ["recommend", path, "--model", str(int_model["model"]), *HISTORY_COLUMNS, "--quiet"]
-    assert main(argv) == 0
+    assert main([*argv, "-k", "3"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip().splitlines() == ["user_id,rank,item_id,score"]
-    assert "2 of 2 session(s) have no item known to the model" in captured.err
+    recs = pd.read_csv(io.StringIO(captured.out))
+    assert recs["user_id"].tolist() == [7, 7, 7, 1, 1, 1, 2, 2, 2]
+    assert recs["rank"].tolist() == [1, 2, 3] * 3
+    assert "2 of 3 session(s) have no item known to the model" in captured.err
+    assert "empty state" in captured.err
+    est = GRU4RecNegSampling().load(int_model["model"])
+    with pytest.warns(UserWarning, match="unknown"):
+        ids, scores = est.recommend([[998], [3, 4], [999, 997]], k=3)
+    for row, user in enumerate([7, 1, 2]):
+        mine = recs[recs["user_id"] == user]
+        assert mine["item_id"].tolist() == ids[row].tolist()
+        np.testing.assert_allclose(mine["score"], scores[row], rtol=1e-5)
+    # No session with a known item at all.
+    _write(tmp_path / "cold.csv", "user_id,item_id,position\n1,998,0\n2,999,0\n2,997,1\n")
     out = tmp_path / "recs.csv"
-    assert main([*argv, "--out", str(out)]) == 0
-    assert list(pd.read_csv(out).columns) == ["user_id", "rank", "item_id", "score"]
+    assert main([*argv, "--out", str(out), "-k", "2"]) == 0
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
+    assert recs["user_id"].tolist() == [1, 1, 2, 2]
+    assert recs["item_id"].tolist() == ids[0][:2].tolist() * 2
 
 
 def test_evaluate_with_no_known_item_says_so(int_model, tmp_path, capsys):

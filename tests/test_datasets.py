@@ -586,3 +586,22 @@ def test_raw_readers_reproduce_shared_events(shared_data_dir: Path):
         checked += 1
     if not checked:
         pytest.skip("no raw diginetica / rsc15 files in the shared data")
+
+
+def test_an_empty_file_is_an_error_that_names_it(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("")
+    with pytest.raises(ValueError, match=rf"{path} is empty: it needs a header line"):
+        read_events(path)
+
+
+def test_time_split_of_millisecond_timestamps_says_so_when_the_test_set_is_empty():
+    df = make_synthetic_sessions(100, 20, seed=0)
+    df["timestamp"] = df["timestamp"] * 1000
+    with pytest.warns(UserWarning, match=r"test set is empty.*look like milliseconds.*by 1000"):
+        time_split(df, test_days=0.001)
+    df["timestamp"] = df["timestamp"] // 1000  # seconds: no word of the unit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        time_split(df, test_days=1e-9)
+    assert caught and not any("milliseconds" in str(w.message) for w in caught)

@@ -82,9 +82,33 @@ USER_DOCS = ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.rst"))
 WORK_TALK = re.compile(r"\b(issues?|issue tracker|helpers?|work items?)\b|#\d+", re.IGNORECASE)
 
 
+# How or where the package was made: its modules are modules, its measurements are facts.
+MAKING_TALK = re.compile(
+    r"\brooms?\b|this project|project's|available to .{0,40}sessions|(?:measured|was|were) "
+    r"before\b.{0,200}\band now\b|shared data folder",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 @pytest.mark.parametrize("name", USER_DOCS)
 def test_user_docs_speak_of_the_package_only(name):
     # No work-item numbers or word of how the package was developed in what users read.
     text = (REPO_ROOT / name).read_text()
     found = [m.group(0) for m in WORK_TALK.finditer(text)]
+    found += [m.group(0) for m in MAKING_TALK.finditer(text)]
     assert not found, f"{name}: {found}"
+
+
+def test_test_messages_speak_of_the_package_only():
+    # What a user running the tests reads: skip reasons and failure messages.
+    found = {
+        p.name: [m.group(0) for m in MAKING_TALK.finditer(p.read_text())]
+        for p in sorted((REPO_ROOT / "tests").glob("*.py"))
+        if p.name != "test_docs.py"
+    }
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_benchmarks_page_says_what_ran_on_what():
+    text = (DOCS / "benchmarks.rst").read_text()
+    assert "measured on the CPUs" in text and "none on a GPU" in text

@@ -256,6 +256,17 @@ def test_score_is_next_item_recall_at_20(fitted, split):
     assert fitted.score(X_test) == pytest.approx(recall_at_k(fitted.next_item_ranks(X_test), 20))
 
 
+def test_score_takes_the_cut_off(fitted, split):
+    _, _, _, X_test = split
+    ranks = fitted.next_item_ranks(X_test)
+    for k in (1, 5, 10):
+        assert fitted.score(X_test, k=k) == pytest.approx(recall_at_k(ranks, k))
+    assert fitted.score(X_test, k=1) < fitted.score(X_test, k=20)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        fitted.score(X_test, k=0)
+    assert "make_next_item_scorer" in fitted.score.__doc__  # where the other metrics are
+
+
 # -- determinism and random state --------------------------------------------------------------
 
 NOISY = dict(dropout=0.2, dropout_hidden=0.1, sample_alpha=0.5, loss_fn="bpr-max")

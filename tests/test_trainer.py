@@ -44,12 +44,12 @@ def test_huge_learning_rate_raises_diverged_error_and_keeps_the_last_finite_mode
         est.fit(df)
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, FloatingPointError)
-    diverged_in = int(re.search(r"epoch (\d+)", str(info.value)).group(1))
-    assert len(est.history_) == diverged_in
+    diverged_in = int(re.search(r"epoch (\d+)", str(info.value)).group(1))  # from 1
+    assert len(est.history_) == diverged_in - 1
     assert all(np.isfinite(h["train_loss"]) for h in est.history_)
     # The estimator holds the weights of the last finite epoch, no NaN or inf ones.
     assert all_finite(est)
-    if diverged_in == 0:
+    if diverged_in == 1:
         assert_same_weights(weights(est), initial_weights(est))
     n_sessions, n_items = df["session_id"].nunique(), df["item_id"].nunique()
     pred = est.predict(df)
@@ -122,7 +122,7 @@ def test_nan_loss_in_a_later_epoch_keeps_the_last_good_epoch(monkeypatch, make):
 
     _poison_loss_in_epoch(monkeypatch, epoch=2)
     est = make(max_epochs=4)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 2\b.*learning_rate"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 3\b.*learning_rate"):
         est.fit(df)
     assert len(est.history_) == 2
     assert all_finite(est)
@@ -139,7 +139,7 @@ def test_nan_loss_with_validation_keeps_the_best_epoch(monkeypatch):
 
     _poison_loss_in_epoch(monkeypatch, epoch=2)
     est = neg(max_epochs=4)
-    with pytest.raises(TrainingDivergedError, match="epoch 2"):
+    with pytest.raises(TrainingDivergedError, match="epoch 3"):
         est.fit(X, validation_data=val)
     assert est.best_epoch_ == reference.best_epoch_
     assert_same_weights(weights(est), weights(reference))
@@ -153,7 +153,7 @@ def test_weights_overflowing_in_the_last_update_of_an_epoch_are_detected(n_epoch
     # epoch 0, whose weights are already non-finite.
     df = pd.DataFrame({"session_id": [0, 0], "item_id": [1, 2], "timestamp": [1, 2]})
     est = neg(learning_rate=1e30, optimization_algorithm="sgd", clipnorm=None, max_epochs=n_epochs)
-    with pytest.raises(TrainingDivergedError, match="epoch 0"):
+    with pytest.raises(TrainingDivergedError, match="epoch 1"):
         est.fit(df)
     assert all_finite(est)
     assert np.isfinite(dense(est.predict(df))).all()
@@ -198,11 +198,13 @@ def test_keyboard_interrupt_mid_epoch_keeps_last_completed_epoch(monkeypatch, k,
 
     _interrupt_in_epoch(monkeypatch, epoch=k, after_updates=2)
     est = make(max_epochs=4)
-    with pytest.warns(UserWarning, match=rf"interrupted during epoch {k}\b.*after epoch {k - 1}"):
-        returned = est.fit(df)
-    assert returned is est
+    # Epochs count from 1 in the message, as len(history_) does.
+    with pytest.raises(KeyboardInterrupt, match=rf"in epoch {k + 1}\b.*model of epoch {k}\b"):
+        est.fit(df)
     assert len(est.history_) == k
     assert [h["epoch"] for h in est.history_] == list(range(k))
+    assert est.history_[-1]["interrupted"] is True
+    assert not any(h.get("interrupted") for h in est.history_[:-1])
     assert_same_weights(weights(est), weights(reference))
     np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
 
@@ -220,7 +222,7 @@ def test_ctrl_c_surfacing_as_a_system_error_counts_as_an_interrupt(monkeypatch):
     reference = neg(max_epochs=1).fit(df)
     _interrupt_in_epoch(monkeypatch, epoch=1, after_updates=2, raise_=_system_error_from_ctrl_c)
     est = neg(max_epochs=3)
-    with pytest.warns(UserWarning, match=r"interrupted during epoch 1\b.*after epoch 0"):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted in epoch 2\b.*model of epoch 1\b"):
         est.fit(df)
     assert len(est.history_) == 1
     assert_same_weights(weights(est), weights(reference))
@@ -279,22 +281,39 @@ def test_ctrl_c_during_the_epochs_bookkeeping_waits_for_it_to_finish(monkeypatch
 
     monkeypatch.setattr(trainer_module, "snapshot", snapshot)
     est = neg(max_epochs=4)
-    with pytest.warns(UserWarning, match=r"interrupted during epoch 2\b.*after epoch 1"):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted in epoch 3\b.*model of epoch 2\b"):
         est.fit(df)
     assert len(est.history_) == 2
     assert_same_weights(weights(est), weights(reference))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_keyboard_interrupt_in_first_epoch_keeps_initial_model(monkeypatch):
+def test_keyboard_interrupt_in_first_epoch_leaves_an_unfitted_estimator_unfitted(monkeypatch):
+    from sklearn.exceptions import NotFittedError
+
     df = longer_events()
     _interrupt_in_epoch(monkeypatch, epoch=0, after_updates=2)
     est = neg(max_epochs=3)
-    with pytest.warns(UserWarning, match="interrupted.*no epoch completed"):
+    params = est.get_params()
+    with pytest.raises(KeyboardInterrupt, match=r"epoch 1\b.*no epoch completed.*unfitted"):
         est.fit(df)
-    assert est.history_ == []
-    assert_same_weights(weights(est), initial_weights(est))
-    assert np.isfinite(dense(est.predict(df))).all()
+    assert vars(est).keys() == params.keys()  # no fitted attribute, no half-trained model_
+    assert est.get_params() == params
+    with pytest.raises(NotFittedError):
+        est.predict(df)
+
+
+def test_keyboard_interrupt_in_first_epoch_of_a_refit_keeps_the_previous_model(monkeypatch):
+    df = longer_events()
+    est = neg(max_epochs=1).fit(df)
+    before = weights(est)
+    history, model = est.history_, est.model_
+    _interrupt_in_epoch(monkeypatch, epoch=0, after_updates=2)
+    with pytest.raises(KeyboardInterrupt, match="previous model") as info:
+        est.set_params(max_epochs=3, seed=5).fit(df)
+    assert info.value.epochs_completed == 0
+    assert est.model_ is model and est.history_ is history and len(history) == 1
+    assert_same_weights(weights(est), before)
 
 
 def test_keyboard_interrupt_between_epochs_via_train_epoch(monkeypatch):
@@ -312,7 +331,7 @@ def test_keyboard_interrupt_between_epochs_via_train_epoch(monkeypatch):
 
     monkeypatch.setattr(trainer_module, "train_epoch", interrupting)
     est = neg(max_epochs=5)
-    with pytest.warns(UserWarning, match="interrupted"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
         est.fit(df)
     assert len(est.history_) == 2
     np.testing.assert_array_equal(dense(est.predict(df)), dense(reference.predict(df)))
@@ -328,7 +347,7 @@ def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
     reference = neg(max_epochs=2).fit(X, validation_data=(X, X))
     _interrupt_in_epoch(monkeypatch, epoch=2, after_updates=1)
     est = neg(max_epochs=4)
-    with pytest.warns(UserWarning, match="interrupted"):
+    with pytest.raises(KeyboardInterrupt, match="the best on validation"):
         est.fit(X, validation_data=(X, X))
     assert est.best_epoch_ == reference.best_epoch_
     assert_same_weights(weights(est), weights(reference))
@@ -373,3 +392,119 @@ def test_finite_check_sees_one_nan_and_is_not_fooled_by_an_overflowing_sum():
     with torch.no_grad():
         model.item_output[45, 1] = float("nan")
     assert not _all_finite(model, *probe)
+
+
+# -- a real Ctrl-C in a real process -------------------------------------------------------------
+
+_LOOP_SCRIPT = """
+import sys, time
+import gru4rec.trainer as trainer
+from gru4rec import GRU4RecNegSampling
+from gru4rec.datasets import make_synthetic_sessions
+
+real = trainer.train_epoch
+calls = []
+
+def train_epoch(*args, **kwargs):  # epoch {wait} waits for the Ctrl-C the test sends
+    calls.append(1)
+    if len(calls) == {wait}:
+        print("WAITING", file=sys.stderr, flush=True)
+        time.sleep(120)
+    return real(*args, **kwargs)
+
+trainer.train_epoch = train_epoch
+df = make_synthetic_sessions(300, 50, seed=0)
+for lr in (0.05, 0.1):  # a script looping over configurations
+    model = GRU4RecNegSampling(hidden_size=8, batch_size=16, max_epochs=3, learning_rate=lr)
+    {fit}
+    print("FITTED", lr, len(model.history_), flush=True)
+"""
+
+
+def _run_and_interrupt(tmp_path, wait: int, fit: str) -> tuple[int, str, str]:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "loop.py"
+    script.write_text(_LOOP_SCRIPT.replace("{wait}", str(wait)).replace("{fit}", fit))
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        err = b""
+        while b"WAITING" not in err:  # the marker, not a guessed sleep
+            line = proc.stderr.readline()
+            assert line, err.decode(errors="replace")
+            err += line
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, out.decode(), (err + rest).decode(errors="replace")
+
+
+@pytest.mark.parametrize("wait", [1, 2], ids=["first-epoch", "second-epoch"])
+def test_ctrl_c_stops_a_script_that_loops_over_fits(tmp_path, wait):
+    """A real SIGINT inside fit stops the script, whether or not an epoch had completed: no
+    later configuration runs and the exit status says it was interrupted."""
+    import signal
+
+    code, out, err = _run_and_interrupt(tmp_path, wait, "model.fit(df)")
+    assert code in (-signal.SIGINT, 130), (code, out, err)
+    assert "FITTED" not in out
+    assert "KeyboardInterrupt" in err and f"interrupted in epoch {wait}" in err
+
+
+@pytest.mark.parametrize("wait", [1, 2], ids=["first-epoch", "second-epoch"])
+def test_ctrl_c_caught_in_a_notebook_keeps_the_completed_epochs(tmp_path, wait):
+    fit = (
+        "try:\n        model.fit(df)\n    except KeyboardInterrupt as stop:\n"
+        "        print('STOPPED', stop.epochs_completed, hasattr(model, 'model_'), flush=True)\n"
+        "        break"
+    )
+    code, out, err = _run_and_interrupt(tmp_path, wait, fit)
+    assert code == 0, err
+    # Epoch 1 interrupted: nothing kept, still unfitted; epoch 2: the first epoch kept.
+    assert out.split() == ["STOPPED", str(wait - 1), str(wait > 1)], out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the compiled kernels are off or numba absent")
+def test_a_verbose_fit_says_once_that_it_compiles_the_kernels(tmp_path):
+    """On an empty disk cache the first compiled fit of a process spends seconds compiling,
+    which the progress bar says (and its ETA would not); the next fit, and a new process on the
+    filled cache, say nothing of it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from gru4rec import GRU4RecNegSampling\n"
+        "from gru4rec.datasets import make_synthetic_sessions\n"
+        "df = make_synthetic_sessions(100, 30, seed=0)\n"
+        "for i in range(int(sys.argv[1])):\n"
+        "    print(f'FIT {i}', file=sys.stderr, flush=True)\n"
+        "    GRU4RecNegSampling(hidden_size=8, batch_size=16, max_epochs=1, verbose=True,\n"
+        "                       device='cpu').fit(df)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def stderr_of(fits: int) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(fits)], env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr.split("FIT ")[1:]
+
+    first, second = stderr_of(2)
+    assert "compiling the CPU kernels, once" in first
+    assert "compiling" not in second
+    (again,) = stderr_of(1)
+    assert "compiling" not in again

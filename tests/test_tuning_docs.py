@@ -1,8 +1,9 @@
 """docs/tuning.rst runs as written: its Python blocks in order, the study script as 2 processes.
 
 The block that starts with ``# tune.py`` is the worker script of a shared Optuna study: it is
-written to ``tune.py`` and started twice as separate processes (as the page's shell line does)
-while this process runs it a third time, so three processes share one SQLite study.
+written to ``tune.py`` and the page's shell line runs, starting two workers at once on the study
+an earlier block created; then this process runs the script a third time (later blocks use its
+names), so three processes share one SQLite study.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TUNING = REPO_ROOT / "docs" / "tuning.rst"
 SCRIPT_MARK = "# tune.py\n"
 _BLOCK = re.compile(r"^\.\. code-block:: python[^\n]*\n((?:[ \t]*\n|[ \t]+[^\n]*\n)+)", re.M)
+_BASH = re.compile(r"^\.\. code-block:: bash[^\n]*\n((?:[ \t]*\n|[ \t]+[^\n]*\n)+)", re.M)
 
 
-def python_blocks(path: Path) -> list[str]:
+def python_blocks(path: Path, pattern: re.Pattern = _BLOCK) -> list[str]:
     """The ``.. code-block:: python`` blocks of a reStructuredText file, dedented."""
     blocks = []
-    for m in _BLOCK.finditer(path.read_text()):
+    for m in pattern.finditer(path.read_text()):
         lines = m.group(1).splitlines()
         indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
         blocks.append("\n".join(ln[indent:] for ln in lines).strip() + "\n")
@@ -45,6 +47,21 @@ def test_tuning_page_has_the_promised_sections_and_blocks():
     assert sum(b.startswith(SCRIPT_MARK) for b in blocks) == 1
 
 
+def test_the_study_is_created_once_before_the_workers_start():
+    """Workers that all call create_study on a fresh SQLite file race to create its tables
+    (``UNIQUE constraint failed: alembic_version``): the page creates the study in a block of
+    its own, before the worker script, which only loads it."""
+    blocks = python_blocks(TUNING)
+    at = next(i for i, b in enumerate(blocks) if b.startswith(SCRIPT_MARK))
+    assert "create_study" not in blocks[at] and "optuna.load_study(" in blocks[at]
+    storage = re.search(r'storage="([^"]+)"', blocks[at]).group(1)
+    assert any("create_study" in b and storage in b for b in blocks[:at])
+    assert [b.strip() for b in python_blocks(TUNING, _BASH)] == [WORKERS_LINE]
+
+
+WORKERS_LINE = "OMP_NUM_THREADS=1 python tune.py & OMP_NUM_THREADS=1 python tune.py & wait"
+
+
 def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
     import dask
     import optuna
@@ -55,9 +72,10 @@ def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
 
     saved_config = copy.deepcopy(dask.config.config)  # the page sets a worker option globally
     monkeypatch.chdir(tmp_path)  # the study and MLflow databases land in the working directory
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    # `python` in the page's shell line is this interpreter.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PATH": path}
     namespace: dict = {"__name__": "__example__"}
-    workers: list[subprocess.Popen] = []
     try:
         with dask.config.set(patient), warnings.catch_warnings():
             # optuna-integration's OptunaSearchCV is marked experimental, and uses a deprecated
@@ -67,19 +85,15 @@ def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
             for i, code in enumerate(python_blocks(TUNING)):
                 if code.startswith(SCRIPT_MARK):
                     (tmp_path / "tune.py").write_text(code)
-                    cmd = [sys.executable, "tune.py"]
-                    workers = [
-                        subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-                        for _ in range(2)
-                    ]
+                    # The page's line, as a shell runs it: two workers at once.
+                    (line,) = python_blocks(TUNING, _BASH)
+                    workers = subprocess.run(
+                        ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=600
+                    )
+                    assert workers.returncode == 0, workers.stderr[-3000:]
+                    assert "Traceback" not in workers.stderr, workers.stderr[-3000:]
                 exec(compile(code, f"tuning.rst[block {i}]", "exec"), namespace)  # noqa: S102
-                if code.startswith(SCRIPT_MARK):
-                    for proc in workers:
-                        _, err = proc.communicate(timeout=600)
-                        assert proc.returncode == 0, err[-3000:]
     finally:
-        for proc in workers:
-            proc.kill()
         for name in ("client", "cluster"):
             if name in namespace:
                 namespace[name].close()
@@ -88,7 +102,8 @@ def test_tuning_examples_run(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "learning_rate" in out
 
-    # Three processes ran 2 trials each of the one study in the SQLite file.
+    # Three processes (the shell line's two workers, then this one) ran 2 trials each of the one
+    # study in the SQLite file.
     study = optuna.load_study(study_name="gru4rec", storage="sqlite:///gru4rec-study.db")
     assert len(study.trials) == 6
     finished = [t for t in study.trials if t.state.is_finished()]
