@@ -586,7 +586,8 @@ def _recommend(args: argparse.Namespace) -> int:
     if X is None:  # no session has a known item: the header alone, as for any such session
         out, n_sessions = pd.DataFrame(columns=columns), 0
     else:
-        out, n_sessions = _top_k(est, X, items, args), X.session_arrays().n_sessions
+        blocked = _blocked(args, items)
+        out, n_sessions = _top_k(est, X, items, args, blocked), X.session_arrays().n_sessions
         out.columns = columns
     n_missing = n_file_sessions - n_sessions
     if n_missing:
@@ -606,7 +607,31 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _top_k(est: Any, X: Any, items: Any, args: argparse.Namespace):
+def _blocked(args: argparse.Namespace, vocab: Any) -> np.ndarray | None:
+    """The items --items / --filter-items keep out, one boolean per item (None: no filter)."""
+    if args.items is None and args.filter_items is None:
+        return None
+    import pandas as pd
+
+    blocked = np.zeros(len(vocab), dtype=bool)
+    for flag, path in (("--items", args.items), ("--filter-items", args.filter_items)):
+        if path is None:
+            continue
+        with open(path) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        found = _item_positions(pd.Series(ids, dtype=object), vocab) if ids else np.zeros(0, int)
+        if (found < 0).any():
+            _warn(f"{flag} {path}: ignored {int((found < 0).sum())} of {len(ids)} unknown ids")
+        if flag == "--items":
+            blocked |= ~np.isin(np.arange(len(vocab)), found[found >= 0])
+        else:
+            blocked[found[found >= 0]] = True
+    return blocked
+
+
+def _top_k(
+    est: Any, X: Any, items: Any, args: argparse.Namespace, blocked: np.ndarray | None = None
+):
     """The rows session, rank, item, score of the ``args.k`` best items of each session of X."""
     import pandas as pd
 
@@ -621,7 +646,11 @@ def _top_k(est: Any, X: Any, items: Any, args: argparse.Namespace):
             stop = min(start + _CHUNK, n_sessions)
             a, b = offsets[start], offsets[stop]
             top, value = est._recommend_indices(
-                sessions.items[a:b], offsets[start : stop + 1] - a, args.k, args.exclude_seen
+                sessions.items[a:b],
+                offsets[start : stop + 1] - a,
+                args.k,
+                args.exclude_seen,
+                blocked,
             )
             ids.append(items.to_raw(top.ravel()).reshape(top.shape))
             scores.append(value)
@@ -933,6 +962,8 @@ def build_parser() -> argparse.ArgumentParser:
         _arg(
             "--exclude-seen", action="store_true", help="leave out the items already in the session"
         ),
+        _arg("--items", help="rank among these items only (a file of ids, one a line)"),
+        _arg("--filter-items", help="never recommend these items (a file of ids, one a line)"),
         func=_recommend,
     )
 

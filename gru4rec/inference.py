@@ -25,6 +25,10 @@ __all__ = ["Scorer"]
 #: Scores in a full ``predict`` above which a warning suggests ``predict_topK``.
 _LARGE_OUTPUT = 100_000_000
 
+#: The score a seen item takes inside the chunks with ``exclude_seen``: below every real score
+#: and above a filtered item's ``-inf``, so a filtered item never fills a place; returned as -inf.
+_SEEN = float(torch.finfo(torch.float32).min)
+
 
 @dataclass(frozen=True)
 class Scorer:
@@ -100,15 +104,26 @@ class Scorer:
         states: torch.Tensor,
         k: int,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
+        blocked: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` scores and item indices per row of ``states``, best first.
 
         ``seen``, the sessions as ``(items, offsets)`` aligned with the rows, scores each
         row's own items ``-inf`` first (so they come last), at a cost in the number of those
-        items: a long session does not widen the other rows.
+        items: a long session does not widen the other rows. ``blocked``, a boolean per item,
+        masks the items never to return inside each score chunk, before its top-K: the rows
+        are ``min(k, unblocked items)`` wide, so a blocked item never takes a place.
         """
         model = self.model
-        k = min(k, model.n_items)
+        block_dev = None
+        n_candidates = model.n_items
+        if blocked is not None:
+            block_dev = torch.as_tensor(blocked, dtype=torch.bool, device=self.device)
+            n_candidates -= int(block_dev.sum())
+        k = min(k, n_candidates)
+        if k <= 0:
+            empty = states.new_zeros(states.shape[0], 0)
+            return empty, empty.long()
         values, indices = [], []
         for r in range(0, states.shape[0], self.batch_size):
             best_val = best_idx = None
@@ -117,9 +132,11 @@ class Scorer:
             for start, scores in model.score_chunks(
                 states[r : r + self.batch_size], self.chunk_size
             ):
+                if block_dev is not None:
+                    scores.masked_fill_(block_dev[start : start + scores.shape[1]], float("-inf"))
                 if seen is not None:
                     inside = (own_items >= start) & (own_items < start + scores.shape[1])
-                    scores[own_rows[inside], own_items[inside] - start] = float("-inf")
+                    scores[own_rows[inside], own_items[inside] - start] = _SEEN
                 val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
                 idx = idx + start
                 if best_val is not None:
@@ -129,6 +146,8 @@ class Scorer:
                     idx = idx.gather(1, pos)
                 best_val, best_idx = val, idx
                 del scores  # free this chunk before the next one is computed
+            if seen is not None:
+                best_val.masked_fill_(best_val <= _SEEN, float("-inf"))
             values.append(best_val)
             indices.append(best_idx)
         if not values:
@@ -152,16 +171,22 @@ class Scorer:
         )
 
     def recommend(
-        self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
+        self,
+        items: np.ndarray,
+        offsets: np.ndarray,
+        k: int,
+        exclude_seen: bool = False,
+        blocked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The one recommendation path: top-``k`` item indices and scores of every session,
-        best first, as host arrays of shape ``(n_sessions, min(k, n_items))``.
+        best first, as host arrays of shape ``(n_sessions, min(k, candidates))``.
 
         ``exclude_seen`` leaves out each session's own items; where fewer than ``k`` other
-        items exist, the last places hold seen items with score ``-inf``.
+        candidates exist, the last places hold seen items with score ``-inf``. ``blocked``
+        (a boolean per item) are never returned: the candidates are the other items.
         """
         seen = (items, offsets) if exclude_seen and len(items) else None
-        scores, idx = self.top_k(self.final_states(items, offsets), k, seen)
+        scores, idx = self.top_k(self.final_states(items, offsets), k, seen, blocked)
         return idx.cpu().numpy(), scores.cpu().numpy()
 
     def predict(
