@@ -80,8 +80,15 @@ class _Catalogue:
             return int(item) if 0 <= item < self.n_items else -1
         try:
             found = self._index.get_loc(item)
-        except (KeyError, TypeError):
-            return -1
+        except (KeyError, TypeError, ValueError):
+            # The same id spelled otherwise (JSON's "12" for 12, or 12 for "12").
+            other = _respelled(item, self._numeric)
+            if other is None:
+                return -1
+            try:
+                found = self._index.get_loc(other)
+            except (KeyError, TypeError, ValueError):
+                return -1
         return found if isinstance(found, int) else -1
 
     def raw(self, indices: np.ndarray) -> np.ndarray:
@@ -345,6 +352,14 @@ class LiveSessions:
         scores, idx = scores.cpu().numpy(), idx.cpu().numpy()
         raw = self._catalogue.raw(idx)
         return [(raw[r], scores[r]) for r in range(len(seen))]
+
+
+def _respelled(item: Any, numeric: bool) -> Any:
+    if numeric and isinstance(item, str) and item.lstrip("-").isdigit():
+        return int(item)
+    if not numeric and isinstance(item, int | np.integer) and not isinstance(item, bool):
+        return str(item)
+    return None
 
 
 def _key(session_id: Any) -> str:
