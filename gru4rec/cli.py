@@ -1012,6 +1012,12 @@ def _add_serve(sub: Any) -> None:
         "--max-sessions", type=_positive_int, default=1_000_000, help="sessions held in memory"
     )
     serve.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker")
+    serve.add_argument(
+        "--scoring",
+        choices=["exact", "int8"],
+        default="exact",
+        help="int8: an int8 first pass over the catalogue, the best k + 64 scored exactly",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -1033,6 +1039,7 @@ def _serve(args: argparse.Namespace) -> int:
         ttl=args.ttl,
         max_sessions=args.max_sessions,
         num_threads=args.threads,
+        scoring=args.scoring,
     )
     service.serve(config, args.host, args.port, args.workers)
     return 0

@@ -61,6 +61,8 @@ class ServiceConfig:
         How often the model file is checked for a new version (0: never).
     num_threads : int
         Torch threads per worker.
+    scoring : str
+        ``"exact"`` or ``"int8"`` (see :class:`~gru4rec.sessions.LiveSessions`).
     """
 
     model_path: str
@@ -71,6 +73,7 @@ class ServiceConfig:
     max_sessions: int = 1_000_000
     watch_seconds: float = 2.0
     num_threads: int = 1
+    scoring: str = "exact"
 
     def to_env(self) -> str:
         return json.dumps(self.__dict__)
@@ -111,7 +114,7 @@ class _Service:
             if config.redis_url
             else MemoryStore(config.ttl, config.max_sessions)
         )
-        self.live = LiveSessions(model, k=config.k, store=store)
+        self.live = LiveSessions(model, k=config.k, store=store, scoring=config.scoring)
         self.stamp = _stamp(config.model_path)
         self.reloads = 0
         self.registry = prom.CollectorRegistry()

@@ -179,3 +179,35 @@ def test_state_encoding_round_trips(layers, units, seen, version, data):
     np.testing.assert_array_equal(back.hidden, hidden)
     np.testing.assert_array_equal(back.seen, state.seen)
     assert decode(blob[:-1]) is None and decode(b"junk" + blob[4:]) is None
+
+
+def test_int8_scoring_gives_exact_scores_and_keeps_the_filters(model):
+    exact = LiveSessions(model, k=6, exclude_seen=True)
+    fast = LiveSessions(model, k=6, exclude_seen=True, scoring="int8")
+    for item in [1, 2, 3]:
+        a = exact.push("s", item, filter_items=[7])
+        b = fast.push("s", item, filter_items=[7])
+    # 30 items: k + margin covers the catalogue, so the second pass sees every candidate.
+    _same(b, a.items, a.scores)
+    with pytest.raises(ValueError, match="scoring"):
+        LiveSessions(model, scoring="fast")
+
+
+def test_int8_first_pass_finds_the_exact_top_k_on_a_larger_catalogue():
+    from gru4rec.inference import Int8Scorer, Scorer
+    from gru4rec.model import GRU4RecNet
+
+    net = GRU4RecNet(5000, hidden_size=32, constrained=True)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    states = torch.randn(40, 32, generator=torch.Generator().manual_seed(1))
+    seen = (np.arange(40 * 3) % 5000, np.arange(0, 121, 3))
+    blocked = np.zeros(5000, dtype=bool)
+    blocked[::7] = True
+    want_val, want_idx = Scorer(net, torch.device("cpu")).top_k(states, 20, seen, blocked)
+    got_val, got_idx = Int8Scorer(net, margin=64).top_k(states, 20, seen, blocked)
+    assert not np.isin(got_idx.numpy(), np.flatnonzero(blocked)).any()
+    pairs = zip(got_idx.numpy(), want_idx.numpy(), strict=True)
+    hits = np.mean([set(g) == set(w) for g, w in pairs])  # rows with the exact top-k
+    assert hits >= 0.95
+    same = got_idx == want_idx
+    np.testing.assert_allclose(got_val[same].numpy(), want_val[same].numpy(), rtol=1e-5)
