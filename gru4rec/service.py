@@ -266,8 +266,8 @@ def create_app(config: ServiceConfig | None = None):
         path = body.get("path")
         if path is not None and not isinstance(path, str):
             raise _BadRequest("field 'path' must be a file path", "path")
-        try:
-            return JSONResponse(service.reload(path))
+        try:  # loaded in a thread: the old model answers meanwhile
+            return JSONResponse(await asyncio.to_thread(service.reload, path))
         except Exception as error:  # the old model keeps serving
             return JSONResponse(
                 {"reloaded": False, "error": f"{type(error).__name__}: {error}"}, status_code=500
@@ -304,7 +304,7 @@ def create_app(config: ServiceConfig | None = None):
             async def watch():
                 while True:
                     await asyncio.sleep(config.watch_seconds)
-                    service.watch()
+                    await asyncio.to_thread(service.watch)
 
             task = asyncio.create_task(watch())
         yield

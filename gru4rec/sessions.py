@@ -152,25 +152,30 @@ class LiveSessions:
         self.store = store if store is not None else MemoryStore(ttl, max_sessions)
         self._lock = threading.Lock()
         self._carried: dict[bytes, np.ndarray | None] = {}
-        self._set_model(model)
+        self.__dict__.update(self._prepare(model))
 
     # -- the model ---------------------------------------------------------------------------
 
-    def _set_model(self, model: Any) -> None:
+    def _prepare(self, model: Any) -> dict[str, Any]:
+        """Everything serving ``model`` needs, built before it replaces anything."""
         net = model.model_
         net.eval()
-        self.model = model
-        self.version = model_version(model)
-        self._net = net
-        self._device = torch.device(getattr(model, "device_", "cpu"))
-        self._catalogue = _Catalogue(model)
+        device = torch.device(getattr(model, "device_", "cpu"))
         chunk = max(1024, min(net.n_items, _SCORE_CELLS // 64))
-        self._scorer = Scorer(net, self._device, batch_size=64, chunk_size=chunk)
+        scorer: Scorer | Int8Scorer = Scorer(net, device, batch_size=64, chunk_size=chunk)
         if self.scoring == "int8":
-            if self._device.type != "cpu":
+            if device.type != "cpu":
                 raise ValueError("scoring='int8' runs on the CPU; load the model with device='cpu'")
-            self._scorer = Int8Scorer(net)
-        self._shape = (net.num_layers, net.hidden_size)
+            scorer = Int8Scorer(net)
+        return {
+            "model": model,
+            "version": model_version(model),
+            "_net": net,
+            "_device": device,
+            "_catalogue": _Catalogue(model),
+            "_scorer": scorer,
+            "_shape": (net.num_layers, net.hidden_size),
+        }
 
     def reload(self, model: Any) -> bool:
         """Serve ``model`` from now on, keeping the sessions in flight.
@@ -181,14 +186,14 @@ class LiveSessions:
         """
         if not hasattr(model, "model_"):
             raise ValueError("model must be a fitted GRU4Rec estimator")
-        old_catalogue, old_version, old_shape = self._catalogue, self.version, self._shape
+        new = self._prepare(model)  # the slow part, while the old model serves
+        carries = new["_shape"] == self._shape
+        carried = {}
+        if carries and new["version"] != self.version:
+            carried = {self.version: _index_map(self._catalogue, new["_catalogue"])}
         with self._lock:
-            self._set_model(model)
-            carries = self._shape == old_shape
-            if carries and old_version != self.version:
-                self._carried = {old_version: _index_map(old_catalogue, self._catalogue)}
-            elif not carries:
-                self._carried = {}
+            self.__dict__.update(new)
+            self._carried = carried
         return carries
 
     # -- events ------------------------------------------------------------------------------
@@ -306,10 +311,17 @@ class LiveSessions:
             elif state.version == self.version:
                 states.append((state.hidden, state.seen))
                 restarted.append(False)
-            elif state.version in self._carried and state.hidden.shape == self._shape:
-                index_map = self._carried[state.version]
-                seen = index_map[state.seen] if index_map is not None else state.seen
-                states.append((state.hidden, seen[seen >= 0].astype(np.int32)))
+            elif state.hidden.shape == self._shape:
+                # Another model of this shape: the previous one (its seen items mapped to
+                # ours), or one this process has not loaded yet (a worker reloading ahead of
+                # this one; its seen items are not ours to read).
+                if state.version in self._carried:
+                    index_map = self._carried[state.version]
+                    seen = index_map[state.seen] if index_map is not None else state.seen
+                    seen = seen[seen >= 0].astype(np.int32)
+                else:
+                    seen = empty
+                states.append((state.hidden, seen))
                 restarted.append(False)
             else:
                 states.append((zero, empty))

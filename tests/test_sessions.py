@@ -211,3 +211,23 @@ def test_int8_first_pass_finds_the_exact_top_k_on_a_larger_catalogue():
     assert hits >= 0.95
     same = got_idx == want_idx
     np.testing.assert_allclose(got_val[same].numpy(), want_val[same].numpy(), rtol=1e-5)
+
+
+def test_a_state_of_a_model_not_loaded_here_keeps_its_hidden_state_not_its_seen_items(model):
+    """Another worker reloaded first and wrote the state with its new model's version."""
+    live = LiveSessions(model, k=4, exclude_seen=True)
+    live.push("s", 1)
+    mine = live.store.get_many(["s"])[0]
+    live.store.put_many({"s": SessionState(b"elsewher", mine.hidden, mine.seen)})
+    rec = live.push("s", 2)
+    assert not rec.restarted
+    state = live.store.get_many(["s"])[0]
+    assert list(model.item_vocabulary_.to_raw(state.seen)) == [2]
+    expected = LiveSessions(model, k=4)
+    expected.push("s", 1)
+    np.testing.assert_allclose(state.hidden, _hidden_after(expected, "s", 2), rtol=1e-5)
+
+
+def _hidden_after(live, key, item):
+    live.push(key, item)
+    return live.store.get_many([key])[0].hidden
