@@ -132,11 +132,11 @@ class Scorer:
             for start, scores in model.score_chunks(
                 states[r : r + self.batch_size], self.chunk_size
             ):
-                if block_dev is not None:
-                    scores.masked_fill_(block_dev[start : start + scores.shape[1]], float("-inf"))
                 if seen is not None:
                     inside = (own_items >= start) & (own_items < start + scores.shape[1])
                     scores[own_rows[inside], own_items[inside] - start] = _SEEN
+                if block_dev is not None:  # after the seen ones: a blocked seen item stays out
+                    scores.masked_fill_(block_dev[start : start + scores.shape[1]], float("-inf"))
                 val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
                 idx = idx + start
                 if best_val is not None:
@@ -347,12 +347,12 @@ class Int8Scorer:
             empty = states.new_zeros(states.shape[0], 0)
             return empty, empty.long()
         approx = torch.ops.quantized.linear_dynamic(states.contiguous(), self._packed, True)
-        if block is not None:
-            approx.masked_fill_(block, float("-inf"))
         if seen is not None:
             items, offsets = seen
             rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
             approx[torch.as_tensor(rows), torch.as_tensor(items, dtype=torch.int64)] = _SEEN
+        if block is not None:  # after the seen ones: a blocked seen item stays out
+            approx.masked_fill_(block, float("-inf"))
         marks, candidates = torch.topk(approx, m, dim=1)
         exact = torch.baddbmm(
             model.item_bias[candidates].transpose(1, 2),

@@ -153,3 +153,11 @@ def test_cli_recommend_takes_the_filters_as_files_of_ids(model, tmp_path, capsys
     recs = pd.read_csv(out)
     assert len(recs) == 4 and set(recs["item_id"]) == {5, 7}
     assert "ignored 1 of 4 unknown ids" in capsys.readouterr().err
+
+
+def test_a_filtered_seen_item_stays_out_with_exclude_seen(model):
+    # 22 is seen and not allowed: the one place goes to the seen allowed item, at -inf.
+    ids, scores = model.recommend([0, 22], k=3, items=[0], exclude_seen=True)
+    assert list(ids) == [0] and np.isneginf(scores).all()
+    ids, _ = model.recommend([0, 22], k=30, filter_items=[22], exclude_seen=True)
+    assert 22 not in ids and len(ids) == N_ITEMS - 1
