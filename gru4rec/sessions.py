@@ -214,14 +214,13 @@ class LiveSessions:
         state so far) and the result says so. ``items`` and ``filter_items`` are
         ``recommend``'s candidate filters.
         """
-        return self.push_many(
-            [session_id],
-            [item_id],
-            k,
-            exclude_seen=exclude_seen,
-            items=items,
-            filter_items=filter_items,
-        )[0]
+        k = self.k if k is None else _check_k(k)
+        exclude = self.exclude_seen if exclude_seen is None else bool(exclude_seen)
+        blocked = self._blocked(items, filter_items)
+        key = _key(session_id)
+        index = np.array([self._catalogue.index(item_id)], dtype=np.int64)
+        with self._lock, torch.inference_mode():
+            return self._advance([key], index, k, exclude, blocked)[0]
 
     def push_many(
         self,
