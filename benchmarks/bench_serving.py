@@ -107,13 +107,13 @@ def in_process(name: str, model: Any, ids: np.ndarray, args) -> dict[str, Any]:
         push_ms.append((time.perf_counter() - t) * 1e3)
     push_ms = push_ms[200:]  # warm-up
     # The int8 first pass (exact scores of the best k + 64), on the same events.
-    live8 = LiveSessions(model, k=K, scoring="int8")
+    live8, ref = LiveSessions(model, k=K, scoring="int8"), LiveSessions(model, k=K)
     int8_ms, same = [], []
     for s, i in events:
         t = time.perf_counter()
         rec = live8.push(s, i)
         int8_ms.append((time.perf_counter() - t) * 1e3)
-        same.append(set(rec.items.tolist()) == set(live.recommend(s).items.tolist()))
+        same.append(set(rec.items.tolist()) == set(ref.push(s, i).items.tolist()))
     int8_ms = int8_ms[200:]
     # The floor: one GRU step and one scoring pass of the bare network.
     net = model.model_
@@ -273,7 +273,13 @@ def http(model_path: str, ids: np.ndarray, store: str, args) -> list[dict[str, A
         wait_port(port, server)
         asyncio.run(drive(port, 200, 1.0, ids, seed=999))  # warm-up
         for seed, rate in enumerate(args.rates):
+            before = [cpu_seconds(p) for p in (server, redis)]
             row = {"store": store, **asyncio.run(drive(port, rate, args.seconds, ids, seed))}
+            n = rate * args.seconds
+            spent = [cpu_seconds(p) - b for p, b in zip((server, redis), before, strict=True)]
+            # CPU time per event: what the service costs, whatever else shares the cores.
+            row["server_cpu_ms"] = spent[0] / n * 1e3
+            row["redis_cpu_ms"] = spent[1] / n * 1e3 if redis is not None else None
             row["load_average"] = load_average()
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -284,6 +290,17 @@ def http(model_path: str, ids: np.ndarray, store: str, args) -> list[dict[str, A
             redis.terminate()
             redis.wait(10)
     return rows
+
+
+def cpu_seconds(process: subprocess.Popen | None) -> float:
+    """User + system CPU seconds of a running process so far (Linux; 0 elsewhere)."""
+    if process is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def held(rows: list[dict[str, Any]], limit_ms: float = 10.0) -> float | None:
