@@ -220,7 +220,7 @@ class LiveSessions:
         key = _key(session_id)
         index = np.array([self._catalogue.index(item_id)], dtype=np.int64)
         with self._lock, torch.inference_mode():
-            return self._advance([key], index, k, exclude, blocked)[0]
+            return self._advance_one(key, int(index[0]), k, exclude, blocked)
 
     def push_many(
         self,
@@ -359,12 +359,36 @@ class LiveSessions:
             for r, (ids, scores) in enumerate(top)
         ]
 
+    def _advance_one(
+        self, key: str, index: int, k: int, exclude: bool, blocked: Any
+    ) -> Recommendation:
+        """:meth:`_advance` for one event, without the batch's bookkeeping (the hot path)."""
+        (hidden, seen), restarted = (x[0] for x in self._load([key]))
+        net = self._net
+        if index >= 0:
+            h = torch.tensor(hidden, device=self._device)  # a copy: stored states are read-only
+            x = net.input_vectors(torch.tensor([index], device=self._device))
+            out, new = net.step(x, [h[layer : layer + 1] for layer in range(h.shape[0])])
+            hidden = torch.cat(new).cpu().numpy()
+            seen = np.append(seen, np.int32(index))[-self.max_seen :] if self.max_seen else seen[:0]
+        else:
+            out = torch.tensor(hidden[-1:], device=self._device)
+        if index >= 0 or restarted:
+            self.store.put_many({key: SessionState(self.version, hidden, seen)})
+        ids, scores = self._top_k_of(out, [seen], k, exclude, blocked)[0]
+        return Recommendation(ids, scores, index >= 0, restarted)
+
     @torch.no_grad()
     def _top_k(
         self, hidden: np.ndarray, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-k raw ids and scores from the last layer's state of each row."""
         out = torch.from_numpy(np.ascontiguousarray(hidden[:, -1])).to(self._device)
+        return self._top_k_of(out, seen, k, exclude, blocked)
+
+    def _top_k_of(
+        self, out: torch.Tensor, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         own = None
         if exclude:
             lengths = np.fromiter(map(len, seen), dtype=np.int64, count=len(seen))
