@@ -168,6 +168,14 @@ class _Service:
                 )
 
 
+class _NoWarnings:
+    def __enter__(self) -> list:
+        return []
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
 def _stamp(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -188,6 +196,9 @@ def create_app(config: ServiceConfig | None = None):
     service = _Service(config)
 
     def timed(endpoint: str, handler):
+        observe = service.latency.labels(endpoint).observe
+        counters: dict[int, Any] = {}
+
         async def run(request: Request) -> Response:
             start = time.perf_counter()
             try:
@@ -199,8 +210,14 @@ def create_app(config: ServiceConfig | None = None):
                 response = JSONResponse(body, status_code=error.status)
             except StoreUnavailable as error:
                 response = JSONResponse({"error": str(error)}, status_code=503)
-            service.requests.labels(endpoint, str(response.status_code)).inc()
-            service.latency.labels(endpoint).observe(time.perf_counter() - start)
+            except Exception as error:  # a bug, not the request's fault: say so, keep serving
+                message = f"internal error: {type(error).__name__}: {error}"
+                response = JSONResponse({"error": message}, status_code=500)
+            status = response.status_code
+            if status not in counters:
+                counters[status] = service.requests.labels(endpoint, str(status))
+            counters[status].inc()
+            observe(time.perf_counter() - start)
             return response
 
         return run
@@ -211,8 +228,11 @@ def create_app(config: ServiceConfig | None = None):
             raise _BadRequest("missing field 'item': the item of the event", "item")
         session = request.path_params["session"]
         options = _options(body, config)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        filtered = options["items"] is not None or options["filter_items"] is not None
+        # Only the filters warn (of unknown ids); the plain event skips the warnings machinery.
+        with warnings.catch_warnings(record=True) if filtered else _NoWarnings() as caught:
+            if filtered:
+                warnings.simplefilter("always")
             try:
                 rec = service.live.push(session, body["item"], **options)
             except ValueError as error:  # e.g. ids of a model fitted on indices

@@ -179,6 +179,12 @@ class RedisStore:
     def put_many(self, states: dict[str, SessionState]) -> None:
         ms = max(1, int(self.ttl * 1000))
 
+        if len(states) == 1:  # one event: one SET, no pipeline to build
+            ((key, state),) = states.items()
+            blob = encode(state)
+            self._call(lambda: self._client.set(self.prefix + key, blob, px=ms))
+            return
+
         def write():
             pipe = self._client.pipeline(transaction=False)
             for key, state in states.items():
