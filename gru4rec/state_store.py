@@ -99,6 +99,9 @@ class MemoryStore:
                 if entry is not None and self.ttl is not None and now - entry[0] > self.ttl:
                     del self._states[key]
                     entry = None
+                elif entry is not None:  # a use: the most recent now, its time-to-live anew
+                    self._states[key] = (now, entry[1])
+                    self._states.move_to_end(key)
                 out.append(None if entry is None else entry[1])
         return out
 

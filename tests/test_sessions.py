@@ -231,3 +231,31 @@ def test_a_state_of_a_model_not_loaded_here_keeps_its_hidden_state_not_its_seen_
 def _hidden_after(live, key, item):
     live.push(key, item)
     return live.store.get_many([key])[0].hidden
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bound=st.integers(1, 4),
+    ops=st.lists(st.tuples(st.sampled_from(["put", "get", "delete"]), st.integers(0, 6))),
+)
+def test_memory_store_keeps_the_most_recently_used_sessions(bound, ops):
+    """Against a plain model of an LRU bound: a list of keys, most recent last."""
+    store = MemoryStore(ttl=None, max_sessions=bound)
+    recent: list[str] = []
+    for op, n in ops:
+        key = f"k{n}"
+        state = SessionState(b"v" * 8, np.full((1, 1), n, dtype=np.float32), np.zeros(0, np.int32))
+        if op == "put":
+            store.put_many({key: state})
+            recent = [k for k in recent if k != key] + [key]
+            recent = recent[-bound:]
+        elif op == "get":
+            got = store.get_many([key])[0]
+            assert (got is not None) == (key in recent)
+            if got is not None:
+                assert got.hidden[0, 0] == n
+                recent = [k for k in recent if k != key] + [key]
+        else:
+            assert store.delete(key) == (key in recent)
+            recent = [k for k in recent if k != key]
+        assert len(store) == len(recent)
