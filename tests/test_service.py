@@ -201,3 +201,11 @@ def test_cli_serve_refuses_workers_without_redis(model_file, capsys):
 
     assert main(["serve", str(model_file), "--workers", "2"]) == 2
     assert "--workers above 1 needs --redis" in capsys.readouterr().err
+
+
+def test_query_parameters_of_a_sessions_state_are_checked(service):
+    r = service.get("/sessions/q", params={"k": "many"})
+    assert r.status_code == 422 and r.json()["field"] == "k"
+    r = service.get("/sessions/q", params={"exclude_seen": "perhaps"})
+    assert r.status_code == 422 and r.json()["field"] == "exclude_seen"
+    assert len(service.get("/sessions/q", params={"k": "3"}).json()["items"]) == 3
