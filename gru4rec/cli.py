@@ -634,9 +634,10 @@ def _recommend(args: argparse.Namespace) -> int:
     items = _model_items(est)
     n_file_sessions = df[datasets.SESSION].nunique()
     X = _matrix_over(df, items, args.sessions)
+    blocked = _blocked(args, items)
     parts, known = [], np.zeros(0, dtype=object)
     if X is not None:
-        parts.append(_top_k(est, X, items, args))
+        parts.append(_top_k(est, X, items, args, blocked))
         known = X.user_vocabulary.to_raw(X.session_arrays().users)
     sessions = np.asarray(pd.unique(df[datasets.SESSION]))  # in the file's order
     cold = sessions[~pd.Index(sessions).isin(known)]
@@ -647,7 +648,11 @@ def _recommend(args: argparse.Namespace) -> int:
             "the model: their recommendations come from the empty state (the same for each)"
         )
         top, value = est._recommend_indices(
-            np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64), args.k, args.exclude_seen
+            np.zeros(0, dtype=np.int64),
+            np.zeros(2, dtype=np.int64),
+            args.k,
+            args.exclude_seen,
+            blocked,
         )
         per = top.shape[1]
         parts.append(
@@ -677,7 +682,31 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _top_k(est: Any, X: Any, items: Any, args: argparse.Namespace):
+def _blocked(args: argparse.Namespace, vocab: Any) -> np.ndarray | None:
+    """The items --items / --filter-items keep out, one boolean per item (None: no filter)."""
+    if args.items is None and args.filter_items is None:
+        return None
+    import pandas as pd
+
+    blocked = np.zeros(len(vocab), dtype=bool)
+    for flag, path in (("--items", args.items), ("--filter-items", args.filter_items)):
+        if path is None:
+            continue
+        with open(path) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        found = _item_positions(pd.Series(ids, dtype=object), vocab) if ids else np.zeros(0, int)
+        if (found < 0).any():
+            _warn(f"{flag} {path}: ignored {int((found < 0).sum())} of {len(ids)} unknown ids")
+        if flag == "--items":
+            blocked |= ~np.isin(np.arange(len(vocab)), found[found >= 0])
+        else:
+            blocked[found[found >= 0]] = True
+    return blocked
+
+
+def _top_k(
+    est: Any, X: Any, items: Any, args: argparse.Namespace, blocked: np.ndarray | None = None
+):
     """The rows session, rank, item, score of the ``args.k`` best items of each session of X."""
     import pandas as pd
 
@@ -692,7 +721,11 @@ def _top_k(est: Any, X: Any, items: Any, args: argparse.Namespace):
             stop = min(start + _CHUNK, n_sessions)
             a, b = offsets[start], offsets[stop]
             top, value = est._recommend_indices(
-                sessions.items[a:b], offsets[start : stop + 1] - a, args.k, args.exclude_seen
+                sessions.items[a:b],
+                offsets[start : stop + 1] - a,
+                args.k,
+                args.exclude_seen,
+                blocked,
             )
             ids.append(items.to_raw(top.ravel()).reshape(top.shape))
             scores.append(value)
@@ -1000,6 +1033,8 @@ def build_parser() -> argparse.ArgumentParser:
         _arg(
             "--exclude-seen", action="store_true", help="leave out the items already in the session"
         ),
+        _arg("--items", help="rank among these items only (a file of ids, one a line)"),
+        _arg("--filter-items", help="never recommend these items (a file of ids, one a line)"),
         func=_recommend,
     )
 
@@ -1025,7 +1060,61 @@ def build_parser() -> argparse.ArgumentParser:
         func=_demo,
     )
     _add_estimator_options(demo, shown_defaults={**presets.get(presets.DEFAULT), **DEMO_PARAMS})
+    _add_serve(sub)
     return parser
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="an HTTP service of live sessions over a saved model",
+        description="Serve a saved model over HTTP: push a session's events one at a time and "
+        "get the top-k back (the session's state is kept), recommend for whole sessions, "
+        "reload the model file when it changes. Needs the 'serve' extra.",
+        formatter_class=_HelpFormatter,
+    )
+    serve.add_argument("model", help="a model written by 'train'")
+    serve.add_argument("--redis", help="keep session states in this Redis URL (several workers)")
+    serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("-k", type=_positive_int, default=20, help="default recommendations")
+    serve.add_argument("--ttl", type=float, default=1800.0, help="seconds an idle session is kept")
+    serve.add_argument(
+        "--max-sessions", type=_positive_int, default=1_000_000, help="sessions held in memory"
+    )
+    serve.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker")
+    serve.add_argument(
+        "--scoring",
+        choices=["exact", "int8"],
+        default="exact",
+        help="int8: an int8 first pass over the catalogue, the best k + 64 scored exactly",
+    )
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            f"serve needs the 'serve' extra (pip install gru4rec[serve]): {error}"
+        ) from None
+    from . import service
+
+    config = service.ServiceConfig(
+        args.model,
+        redis_url=args.redis,
+        k=args.k,
+        ttl=args.ttl,
+        max_sessions=args.max_sessions,
+        num_threads=args.threads,
+        scoring=args.scoring,
+    )
+    service.serve(config, args.host, args.port, args.workers)
+    return 0
 
 
 def _warn(message: str) -> None:

@@ -499,6 +499,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         k: int = 20,
         *,
         exclude_seen: bool = False,
+        items: Sequence[Any] | None = None,
+        filter_items: Sequence[Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
 
@@ -515,34 +517,46 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             ``filter_already_liked_items``). Off by default: in session data,
             going back to an item seen a few clicks ago is a real and frequent
             next event, and the evaluation protocol counts it. Where fewer than
-            ``k`` unseen items exist, the last places hold seen items with
+            ``k`` unseen candidates exist, the last places hold seen items with
             score ``-inf``.
+        items : list of item ids, optional
+            Rank among these items only (an allow-list, e.g. what is in stock).
+        filter_items : list of item ids, optional
+            Items never returned. Both filters apply inside the scoring, before
+            the top-``k`` is taken; ids unknown to the model are ignored with a
+            warning naming the parameter.
 
         Returns
         -------
         item_ids, scores : np.ndarray
             Shape ``(m,)`` for one session, ``(n_sessions, m)`` for a batch,
-            best first, with ``m = min(k, n_items_)``: every item once at most.
+            best first, with ``m = min(k, number of candidates)`` (the
+            candidates: every item, or those the filters leave): every item
+            once at most, never a filtered one.
         """
         self._check_fitted()
         param_table.Int(1).check("k", k)
         param_table.Bool().check("exclude_seen", exclude_seen)
-        items, offsets, single = inputs.session_lists(
-            sessions, self.item_vocabulary_, self.n_items_
-        )
-        idx, scores = self._recommend_indices(items, offsets, k, exclude_seen)
+        blocked, _ = inputs.blocked_items(items, filter_items, self.item_vocabulary_, self.n_items_)
+        flat, offsets, single = inputs.session_lists(sessions, self.item_vocabulary_, self.n_items_)
+        idx, scores = self._recommend_indices(flat, offsets, k, exclude_seen, blocked)
         vocab = self.item_vocabulary_
         ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
         return (ids[0], scores[0]) if single else (ids, scores)
 
     @devices.with_threads
     def _recommend_indices(
-        self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
+        self,
+        items: np.ndarray,
+        offsets: np.ndarray,
+        k: int,
+        exclude_seen: bool = False,
+        blocked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The recommendation path on item indices (also the command line's): top-``k``
         indices and scores of the sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from
-        the zero state)."""
-        return self._scorer().recommend(items, offsets, k, exclude_seen)
+        the zero state), never an item of ``blocked`` (a boolean per item)."""
+        return self._scorer().recommend(items, offsets, k, exclude_seen, blocked)
 
     # -- scikit-learn ------------------------------------------------------------------------
 

@@ -20,10 +20,14 @@ from .caller import warn
 from .model import GRU4RecNet
 from .schedule import by_length, session_parallel_schedule
 
-__all__ = ["Scorer"]
+__all__ = ["Int8Scorer", "Scorer"]
 
 #: Scores in a full ``predict`` above which a warning suggests ``predict_topK``.
 _LARGE_OUTPUT = 100_000_000
+
+#: The score a seen item takes inside the chunks with ``exclude_seen``: below every real score
+#: and above a filtered item's ``-inf``, so a filtered item never fills a place; returned as -inf.
+_SEEN = float(torch.finfo(torch.float32).min)
 
 
 @dataclass(frozen=True)
@@ -100,15 +104,26 @@ class Scorer:
         states: torch.Tensor,
         k: int,
         seen: tuple[np.ndarray, np.ndarray] | None = None,
+        blocked: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` scores and item indices per row of ``states``, best first.
 
         ``seen``, the sessions as ``(items, offsets)`` aligned with the rows, scores each
         row's own items ``-inf`` first (so they come last), at a cost in the number of those
-        items: a long session does not widen the other rows.
+        items: a long session does not widen the other rows. ``blocked``, a boolean per item,
+        masks the items never to return inside each score chunk, before its top-K: the rows
+        are ``min(k, unblocked items)`` wide, so a blocked item never takes a place.
         """
         model = self.model
-        k = min(k, model.n_items)
+        block_dev = None
+        n_candidates = model.n_items
+        if blocked is not None:
+            block_dev = torch.as_tensor(blocked, dtype=torch.bool, device=self.device)
+            n_candidates -= int(block_dev.sum())
+        k = min(k, n_candidates)
+        if k <= 0:
+            empty = states.new_zeros(states.shape[0], 0)
+            return empty, empty.long()
         values, indices = [], []
         for r in range(0, states.shape[0], self.batch_size):
             best_val = best_idx = None
@@ -119,7 +134,9 @@ class Scorer:
             ):
                 if seen is not None:
                     inside = (own_items >= start) & (own_items < start + scores.shape[1])
-                    scores[own_rows[inside], own_items[inside] - start] = float("-inf")
+                    scores[own_rows[inside], own_items[inside] - start] = _SEEN
+                if block_dev is not None:  # after the seen ones: a blocked seen item stays out
+                    scores.masked_fill_(block_dev[start : start + scores.shape[1]], float("-inf"))
                 val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
                 idx = idx + start
                 if best_val is not None:
@@ -129,6 +146,8 @@ class Scorer:
                     idx = idx.gather(1, pos)
                 best_val, best_idx = val, idx
                 del scores  # free this chunk before the next one is computed
+            if seen is not None:
+                best_val.masked_fill_(best_val <= _SEEN, float("-inf"))
             values.append(best_val)
             indices.append(best_idx)
         if not values:
@@ -153,16 +172,22 @@ class Scorer:
         )
 
     def recommend(
-        self, items: np.ndarray, offsets: np.ndarray, k: int, exclude_seen: bool = False
+        self,
+        items: np.ndarray,
+        offsets: np.ndarray,
+        k: int,
+        exclude_seen: bool = False,
+        blocked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The one recommendation path: top-``k`` item indices and scores of every session,
-        best first, as host arrays of shape ``(n_sessions, min(k, n_items))``.
+        best first, as host arrays of shape ``(n_sessions, min(k, candidates))``.
 
         ``exclude_seen`` leaves out each session's own items; where fewer than ``k`` other
-        items exist, the last places hold seen items with score ``-inf``.
+        candidates exist, the last places hold seen items with score ``-inf``. ``blocked``
+        (a boolean per item) are never returned: the candidates are the other items.
         """
         seen = (items, offsets) if exclude_seen and len(items) else None
-        scores, idx = self.top_k(self.final_states(items, offsets), k, seen)
+        scores, idx = self.top_k(self.final_states(items, offsets), k, seen, blocked)
         return idx.cpu().numpy(), scores.cpu().numpy()
 
     def predict(
@@ -252,3 +277,91 @@ class Scorer:
                     del scores  # free this chunk before the next one is computed
             ranks.index_copy_(0, events, rank)
         return ranks[torch.as_tensor(has_next, device=device)].cpu().numpy()
+
+
+class Int8Scorer:
+    """Top-K in two passes: every item scored with int8 item vectors (a quarter of the
+    float32 table's memory traffic, the bound of one event's scoring on a large catalogue),
+    then the best ``k + margin`` of each row scored again exactly in float32.
+
+    The scores returned are exact; an item can be missed only when its int8 score falls
+    ``margin`` places below its exact rank. Needs torch's int8 CPU kernels (fbgemm/qnnpack).
+
+    Parameters
+    ----------
+    model : GRU4RecNet
+    margin : int, default=64
+        Candidates kept beyond ``k`` for the exact pass.
+    """
+
+    def __init__(self, model: GRU4RecNet, margin: int = 64) -> None:
+        import warnings
+
+        from torch import nn
+
+        self.model = model
+        self.margin = int(margin)
+        linear = nn.Linear(model.hidden_size, model.n_items)
+        with torch.no_grad():
+            linear.weight.copy_(model.item_output)
+            linear.bias.copy_(model.item_bias[:, 0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's notice of its future move to torchao
+            quantized = torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8
+            )
+        self._packed = quantized[0]._packed_params._packed_params
+
+    @torch.no_grad()
+    def top_k(
+        self,
+        states: torch.Tensor,
+        k: int,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        blocked: np.ndarray | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`Scorer.top_k` (CPU states), in blocks of rows that keep the int8 pass's
+        score buffer under ``2 ** 24`` cells."""
+        rows = max(1, (1 << 24) // self.model.n_items)
+        if states.shape[0] <= rows:
+            return self._top_k(states, k, seen, blocked)
+        parts = []
+        for r in range(0, states.shape[0], rows):
+            part = None
+            if seen is not None:
+                items, offsets = seen
+                stop = min(r + rows, states.shape[0])
+                part = (items[offsets[r] : offsets[stop]], offsets[r : stop + 1] - offsets[r])
+            parts.append(self._top_k(states[r : r + rows], k, part, blocked))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _top_k(self, states, k, seen, blocked):
+        model = self.model
+        block = None
+        n_candidates = model.n_items
+        if blocked is not None:
+            block = torch.as_tensor(blocked, dtype=torch.bool)
+            n_candidates -= int(block.sum())
+        k = min(k, n_candidates)
+        m = min(k + self.margin, n_candidates)
+        if k <= 0:
+            empty = states.new_zeros(states.shape[0], 0)
+            return empty, empty.long()
+        approx = torch.ops.quantized.linear_dynamic(states.contiguous(), self._packed, True)
+        if seen is not None:
+            items, offsets = seen
+            rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+            approx[torch.as_tensor(rows), torch.as_tensor(items, dtype=torch.int64)] = _SEEN
+        if block is not None:  # after the seen ones: a blocked seen item stays out
+            approx.masked_fill_(block, float("-inf"))
+        marks, candidates = torch.topk(approx, m, dim=1)
+        exact = torch.baddbmm(
+            model.item_bias[candidates].transpose(1, 2),
+            states[:, None, :],
+            model.item_output[candidates].transpose(1, 2),
+        )[:, 0]
+        exact = torch.where(marks <= _SEEN, _SEEN, exact)  # seen stay below, blocked never in
+        values, pos = torch.topk(exact, k, dim=1)
+        if seen is not None:
+            values.masked_fill_(values <= _SEEN, float("-inf"))
+        return values, candidates.gather(1, pos)

@@ -19,7 +19,14 @@ import pandas as pd
 from .caller import warn
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix, id_kind
 
-__all__ = ["Columns", "as_matrix", "check_items", "session_lists", "timed_sessions"]
+__all__ = [
+    "Columns",
+    "as_matrix",
+    "blocked_items",
+    "check_items",
+    "session_lists",
+    "timed_sessions",
+]
 
 # The column that times the events of a frame without a time column (its row numbers).
 _ROW_TIME = "__gru4rec_row__"
@@ -213,6 +220,54 @@ def flat_sessions(
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(kept, out=offsets[1:])
     return items[known], offsets
+
+
+def blocked_items(
+    items: Any,
+    filter_items: Any,
+    vocabulary: Vocabulary | None,
+    n_items: int,
+    *,
+    quiet: bool = False,
+) -> tuple[np.ndarray | None, dict[str, int]]:
+    """The candidate filters of ``recommend`` as one boolean per item, True for an item
+    never to return (None without filters), and the number of unknown ids per parameter.
+
+    ``items`` (an allow-list: rank among these only) and ``filter_items`` (ids never
+    returned) hold raw item ids in any order. Ids unknown to the model are ignored (none of
+    them can be returned anyway) with a warning naming the parameter, unless ``quiet``.
+    """
+    if items is None and filter_items is None:
+        return None, {}
+    blocked = np.zeros(n_items, dtype=bool)
+    unknown = {}
+    for name, ids in (("items", items), ("filter_items", filter_items)):
+        if ids is None:
+            continue
+        if isinstance(ids, str | bytes | Mapping | pd.DataFrame) or not hasattr(ids, "__iter__"):
+            raise ValueError(
+                f"{name} must be a list (or array or set) of item ids, got {_described(ids)}"
+            )
+        raw = list(ids)
+        try:
+            index = _item_indices(raw, vocabulary, n_items)
+        except ValueError as error:  # indices of a model without a vocabulary: say which list
+            raise ValueError(f"{name}: {error}".replace("sessions must", name + " must")) from None
+        if (index < 0).any():
+            unknown[name] = int((index < 0).sum())
+            if not quiet:
+                warn(
+                    f"recommend ignored {unknown[name]} of {len(raw)} ids in {name} unknown to "
+                    "the model" + _id_type_hint(raw, index >= 0, vocabulary)
+                )
+        index = index[index >= 0]
+        if name == "items":
+            allowed = np.zeros(n_items, dtype=bool)
+            allowed[index] = True
+            blocked |= ~allowed
+        else:
+            blocked[index] = True
+    return blocked, unknown
 
 
 def _is_single_session(sessions: Any) -> bool:

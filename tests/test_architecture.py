@@ -11,11 +11,12 @@ import gru4rec
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
     {"kernels", "caller", "presets"},
-    {"device", "checkpoint", "metrics"},
+    {"device", "checkpoint", "metrics", "state_store"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"datasets", "inputs", "training", "inference", "persistence"},
-    {"trainer", "validation", "params"},
+    {"trainer", "validation", "params", "sessions", "export"},
     {"estimator"},
+    {"service"},
     {"cli", "callbacks", "distributed", "__init__", "__main__"},
 ]
 

@@ -1,0 +1,418 @@
+"""An HTTP service over :class:`~gru4rec.sessions.LiveSessions` (Starlette under uvicorn).
+
+Endpoints (JSON in and out):
+
+- ``POST /sessions/{session}/events`` ``{"item": ..., "k": 20, "exclude_seen": false,
+  "items": [...], "filter_items": [...]}``: push one event, get the top-k with scores;
+- ``GET /sessions/{session}``: the top-k of the session's state, without an event;
+- ``DELETE /sessions/{session}``: end a session;
+- ``POST /recommend`` ``{"session": [...], "k": 20, ...}``: the top-k of a whole session,
+  statelessly;
+- ``POST /reload`` ``{"path": "..."}`` (optional): load a model file again (or another one);
+- ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus text format).
+
+The model file is also watched: a new file (after a nightly update) is loaded without a
+restart, in every worker process, and the sessions in flight keep their states when the
+network has the same shape. A file that fails to load leaves the old model serving.
+Needs the ``serve`` extra (``pip install gru4rec[serve]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import warnings
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from . import estimator as estimators
+from .checkpoint import load_checkpoint
+from .sessions import LiveSessions
+from .state_store import MemoryStore, RedisStore, StoreUnavailable
+
+__all__ = ["ServiceConfig", "create_app", "load_model"]
+
+_CLASSES = ("GRU4RecNegSampling", "GRU4RecCrossEntropy")
+_ENV = "GRU4REC_SERVE_CONFIG"
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
+
+
+@dataclass
+class ServiceConfig:
+    """What ``gru4rec serve`` starts a service with.
+
+    Parameters
+    ----------
+    model_path : str
+        The saved model (``save`` / ``gru4rec train``).
+    redis_url : str, optional
+        Keep the session states in this Redis (needed when several workers serve one model);
+        default: in this process's memory.
+    k, max_k : int
+        The default and the largest ``k`` a request may ask for.
+    ttl : float
+        Seconds an idle session is kept.
+    max_sessions : int
+        Sessions held in memory at most (the in-memory store's bound).
+    watch_seconds : float
+        How often the model file is checked for a new version (0: never).
+    num_threads : int
+        Torch threads per worker.
+    scoring : str
+        ``"exact"`` or ``"int8"`` (see :class:`~gru4rec.sessions.LiveSessions`).
+    """
+
+    model_path: str
+    redis_url: str | None = None
+    k: int = 20
+    max_k: int = 1000
+    ttl: float = 1800.0
+    max_sessions: int = 1_000_000
+    watch_seconds: float = 2.0
+    num_threads: int = 1
+    scoring: str = "exact"
+
+    def to_env(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        return cls(**json.loads(os.environ[_ENV]))
+
+
+def load_model(path: str) -> Any:
+    """The fitted estimator saved in ``path``, of the class recorded there."""
+    _, meta = load_checkpoint(path)
+    name = meta.get("class")
+    if name not in _CLASSES:
+        raise ValueError(f"{path}: not a model of this package (class {name!r})")
+    return getattr(estimators, name)().load(path)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+class _Service:
+    """The state of one worker: the live sessions, the model file's stamp, the metrics."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        import prometheus_client as prom
+        import torch
+
+        torch.set_num_threads(config.num_threads)
+        self.config = config
+        model = load_model(config.model_path)
+        store = (
+            RedisStore(config.redis_url, ttl=config.ttl)
+            if config.redis_url
+            else MemoryStore(config.ttl, config.max_sessions)
+        )
+        self.live = LiveSessions(model, k=config.k, store=store, scoring=config.scoring)
+        self.stamp = _stamp(config.model_path)
+        self.reloads = 0
+        self.registry = prom.CollectorRegistry()
+        self.requests = prom.Counter(
+            "gru4rec_requests",
+            "Requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = prom.Histogram(
+            "gru4rec_request_seconds",
+            "Request latency in the service, by endpoint",
+            ["endpoint"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.unknown = prom.Counter(
+            "gru4rec_unknown_items",
+            "Events whose item the model does not know",
+            registry=self.registry,
+        )
+        self.sessions = prom.Gauge(
+            "gru4rec_sessions", "Sessions held in memory", registry=self.registry
+        )
+        self.sessions.set_function(
+            lambda: len(store) if isinstance(store, MemoryStore) else float("nan")
+        )
+
+    def reload(self, path: str | None = None) -> dict[str, Any]:
+        """Load the model file (again); the old model keeps serving when it fails."""
+        path = path or self.config.model_path
+        stamp = _stamp(path)
+        model = load_model(path)  # raises before anything changes
+        carried = self.live.reload(model)
+        self.config.model_path, self.stamp = path, stamp
+        self.reloads += 1
+        return {"reloaded": True, "states_carried": carried, "version": self.live.version.hex()}
+
+    def watch(self) -> None:
+        """Reload when the model file has changed; keep serving the old model on failure."""
+        stamp = _stamp(self.config.model_path)
+        if stamp is not None and stamp != self.stamp:
+            try:
+                self.reload()
+            except Exception as error:  # a half-written or bad file: keep the old model
+                self.stamp = stamp
+                warnings.warn(
+                    f"{self.config.model_path}: reload failed, the old model keeps serving: "
+                    f"{error}",
+                    stacklevel=1,
+                )
+
+
+class _NoWarnings:
+    def __enter__(self) -> list:
+        return []
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def create_app(config: ServiceConfig | None = None):
+    """The Starlette application of the service (``config`` None: from the environment that
+    ``gru4rec serve`` sets for its workers)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    config = config or ServiceConfig.from_env()
+    service = _Service(config)
+
+    def timed(endpoint: str, handler):
+        observe = service.latency.labels(endpoint).observe
+        counters: dict[int, Any] = {}
+
+        async def run(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                response = await handler(request)
+            except _BadRequest as error:
+                body = {"error": str(error)}
+                if error.field:
+                    body["field"] = error.field
+                response = JSONResponse(body, status_code=error.status)
+            except StoreUnavailable as error:
+                response = JSONResponse({"error": str(error)}, status_code=503)
+            except Exception as error:  # a bug, not the request's fault: say so, keep serving
+                message = f"internal error: {type(error).__name__}: {error}"
+                response = JSONResponse({"error": message}, status_code=500)
+            status = response.status_code
+            if status not in counters:
+                counters[status] = service.requests.labels(endpoint, str(status))
+            counters[status].inc()
+            observe(time.perf_counter() - start)
+            return response
+
+        return run
+
+    async def push(request: Request) -> Response:
+        body = await _body(request)
+        if "item" not in body:
+            raise _BadRequest("missing field 'item': the item of the event", "item")
+        session = request.path_params["session"]
+        options = _options(body, config)
+        filtered = options["items"] is not None or options["filter_items"] is not None
+        # Only the filters warn (of unknown ids); the plain event skips the warnings machinery.
+        with warnings.catch_warnings(record=True) if filtered else _NoWarnings() as caught:
+            if filtered:
+                warnings.simplefilter("always")
+            try:
+                rec = service.live.push(session, body["item"], **options)
+            except ValueError as error:  # e.g. ids of a model fitted on indices
+                raise _BadRequest(str(error)) from None
+        if not rec.known:
+            service.unknown.inc()
+        return JSONResponse(_result(session, rec, caught))
+
+    async def state(request: Request) -> Response:
+        session = request.path_params["session"]
+        options = _options(dict(request.query_params), config, query=True)
+        rec = service.live.recommend(session, **options)
+        return JSONResponse(_result(session, rec, []))
+
+    async def end(request: Request) -> Response:
+        return JSONResponse({"ended": service.live.end(request.path_params["session"])})
+
+    async def recommend(request: Request) -> Response:
+        body = await _body(request)
+        if "session" not in body:
+            raise _BadRequest(
+                "missing field 'session': the session's items, oldest first", "session"
+            )
+        items = body["session"]
+        if not isinstance(items, list):
+            raise _BadRequest("field 'session' must be a list of item ids", "session")
+        options = _options(body, config)
+        model = service.live.model
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ids, scores = model.recommend(
+                    items,
+                    k=options["k"],
+                    exclude_seen=options["exclude_seen"],
+                    items=options["items"],
+                    filter_items=options["filter_items"],
+                )
+            except ValueError as error:
+                raise _BadRequest(str(error), "session") from None
+        return JSONResponse(
+            {
+                "items": ids.tolist(),
+                "scores": scores.tolist(),
+                "warnings": [str(w.message) for w in caught],
+            }
+        )
+
+    async def reload(request: Request) -> Response:
+        body = await _body(request, optional=True)
+        path = body.get("path")
+        if path is not None and not isinstance(path, str):
+            raise _BadRequest("field 'path' must be a file path", "path")
+        try:  # loaded in a thread: the old model answers meanwhile
+            return JSONResponse(await asyncio.to_thread(service.reload, path))
+        except Exception as error:  # the old model keeps serving
+            return JSONResponse(
+                {"reloaded": False, "error": f"{type(error).__name__}: {error}"}, status_code=500
+            )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        if not service.live.store.ping():
+            return JSONResponse(
+                {"ready": False, "error": "the session store is unavailable"}, status_code=503
+            )
+        return JSONResponse(
+            {"ready": True, "version": service.live.version.hex(), "reloads": service.reloads}
+        )
+
+    async def metrics(request: Request) -> Response:
+        import prometheus_client as prom
+
+        registry = service.registry
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: all of them
+            from prometheus_client import multiprocess
+
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        task = None
+        if config.watch_seconds > 0:
+
+            async def watch():
+                while True:
+                    await asyncio.sleep(config.watch_seconds)
+                    await asyncio.to_thread(service.watch)
+
+            task = asyncio.create_task(watch())
+        yield
+        if task is not None:
+            task.cancel()
+
+    routes = [
+        Route("/sessions/{session}/events", timed("event", push), methods=["POST"]),
+        Route("/sessions/{session}", timed("state", state), methods=["GET"]),
+        Route("/sessions/{session}", timed("end", end), methods=["DELETE"]),
+        Route("/recommend", timed("recommend", recommend), methods=["POST"]),
+        Route("/reload", timed("reload", reload), methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app
+
+
+async def _body(request: Any, optional: bool = False) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw and optional:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        raise _BadRequest(f"the request body is not valid JSON: {error}", status=400) from None
+    if not isinstance(body, dict):
+        raise _BadRequest("the request body must be a JSON object", status=400)
+    return body
+
+
+def _options(body: dict[str, Any], config: ServiceConfig, query: bool = False) -> dict[str, Any]:
+    """``k``, ``exclude_seen`` and the filters of a request, checked, naming the field."""
+    k = body.get("k", config.k)
+    if query and isinstance(k, str):
+        k = int(k) if k.lstrip("-").isdigit() else k
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
+        raise _BadRequest(f"field 'k' must be an integer from 1 to {config.max_k}; got {k!r}", "k")
+    exclude = body.get("exclude_seen", False)
+    if query and isinstance(exclude, str):
+        exclude = {"true": True, "1": True, "false": False, "0": False}.get(
+            exclude.lower(), exclude
+        )
+    if not isinstance(exclude, bool):
+        raise _BadRequest(
+            f"field 'exclude_seen' must be true or false; got {exclude!r}", "exclude_seen"
+        )
+    filters = {}
+    for name in ("items", "filter_items"):
+        value = None if query else body.get(name)
+        if value is not None and not isinstance(value, list):
+            raise _BadRequest(f"field {name!r} must be a list of item ids", name)
+        filters[name] = value
+    return {"k": k, "exclude_seen": exclude, **filters}
+
+
+def _result(session: str, rec: Any, caught: list) -> dict[str, Any]:
+    return {
+        "session": session,
+        "items": rec.items.tolist(),
+        "scores": rec.scores.tolist(),
+        "known": rec.known,
+        "restarted": rec.restarted,
+        "warnings": [str(w.message) for w in caught],
+    }
+
+
+def serve(
+    config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1
+) -> None:
+    """Run the service under uvicorn (``workers`` processes; more than one needs Redis so that
+    a session's events may reach any of them)."""
+    import uvicorn
+
+    if workers > 1 and not config.redis_url:
+        raise ValueError(
+            "--workers above 1 needs --redis: each worker would hold its own sessions otherwise"
+        )
+    load_model(config.model_path)  # fail here, with the file's name, not in every worker
+    os.environ[_ENV] = config.to_env()
+    uvicorn.run(
+        "gru4rec.service:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
