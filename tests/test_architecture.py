@@ -13,6 +13,7 @@ LAYERS = [
     {"kernels", "caller"},
     {"device", "checkpoint", "metrics"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
+    {"step"},
     {"datasets", "inputs", "training", "inference", "persistence"},
     {"trainer", "validation", "params"},
     {"estimator"},

@@ -102,17 +102,18 @@ def test_dense_update_equals_the_torch_update(algorithm, momentum):
     assert not torch.equal(results[1][0], _optimizer(algorithm, momentum)[3].detach())
 
 
-def test_cross_entropy_kernel_equals_the_torch_loss_and_gradient(torch_only):
+def test_cross_entropy_kernel_equals_the_torch_loss_and_gradient():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 40, generator=g) * 4
     logits[2, 2] = -200.0  # the positive's probability underflows in float32
-    torch_only(False)
     ref_loss, ref_grad = cross_entropy_value_grad(logits.clone(), scale=0.75)
-    torch_only(True)
-    loss, grad = cross_entropy_value_grad(logits.clone(), scale=0.75)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    grad = torch.softmax(logits, dim=1)
+    sums = np.empty(40, np.float32)
+    loss = kernels.softmax_xent_finish(logits.numpy(), grad.numpy(), 0.75 / 6, sums)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
-    assert float(loss) > 200 * 0.75 / 6  # the underflowed row's loss is counted in full
+    np.testing.assert_allclose(sums, ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+    assert loss > 200 * 0.75 / 6  # the underflowed row's loss is counted in full
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
@@ -251,7 +252,7 @@ def test_compiled_step_trains_like_autograd(torch_only, variant, loss):
     # from the same generator state: same model, same optimiser path, same loss.
     from test_training import _train_once
 
-    from gru4rec.training import LossConfig
+    from gru4rec.losses import LossConfig
 
     name, logq, bpreg, elu = loss
     cfg = LossConfig(name, logq=logq, bpreg=bpreg, elu_param=elu)
@@ -269,7 +270,7 @@ def test_compiled_step_clips_the_gradient_norm(torch_only):
     # The clip variant above must clip: a tight bound changes the trained model.
     from test_training import _train_once
 
-    from gru4rec.training import LossConfig
+    from gru4rec.losses import LossConfig
 
     torch_only(True)
     cfg = LossConfig("bpr-max", bpreg=0.9, elu_param=1.0)
@@ -281,24 +282,25 @@ def test_compiled_step_clips_the_gradient_norm(torch_only):
 
 
 def test_train_epoch_takes_the_compiled_step_where_it_applies(monkeypatch):
-    from gru4rec import training
+    from gru4rec import step
+    from gru4rec.losses import LossConfig
     from gru4rec.model import GRU4RecNet
 
     calls = []
-    monkeypatch.setattr(training, "_train_epoch_fused", lambda *a, **k: calls.append("fused"))
-    monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
+    monkeypatch.setattr(step.compiled, "train_epoch", lambda *a, **k: calls.append("fused"))
+    monkeypatch.setattr(step.direct, "train_epoch", lambda *a, **k: calls.append("direct"))
     one, two = GRU4RecNet(5, 4, num_layers=1), GRU4RecNet(5, 4, num_layers=2)
-    xe, bpr_max = training.LossConfig("cross-entropy"), training.LossConfig("bpr-max")
-    bpr, top1 = training.LossConfig("bpr"), training.LossConfig("top1")
-    epoch = training.Epoch
-    training.train_epoch(epoch(one, None, None, xe, object(), None))
-    training.train_epoch(epoch(one, None, None, bpr_max, object(), None))
-    training.train_epoch(epoch(one, None, None, xe, object(), None, clipnorm=1.0))
-    training.train_epoch(epoch(one, None, None, bpr, object(), None))
-    training.train_epoch(epoch(two, None, None, xe, object(), None))
-    training.train_epoch(epoch(one, None, None, top1, object(), None))
+    xe, bpr_max = LossConfig("cross-entropy"), LossConfig("bpr-max")
+    bpr, top1 = LossConfig("bpr"), LossConfig("top1")
+    epoch = step.Epoch
+    step.train_epoch(epoch(one, None, None, xe, object(), None))
+    step.train_epoch(epoch(one, None, None, bpr_max, object(), None))
+    step.train_epoch(epoch(one, None, None, xe, object(), None, clipnorm=1.0))
+    step.train_epoch(epoch(one, None, None, bpr, object(), None))
+    step.train_epoch(epoch(two, None, None, xe, object(), None))
+    step.train_epoch(epoch(one, None, None, top1, object(), None))
     monkeypatch.setattr(kernels, "AVAILABLE", False)
-    training.train_epoch(epoch(one, None, None, xe, object(), None))
+    step.train_epoch(epoch(one, None, None, xe, object(), None))
     assert calls == ["fused", "fused", "fused", "fused", "direct", "direct", "direct"]
 
 
@@ -476,7 +478,7 @@ def test_compiled_bpr_max_step_takes_the_torch_loss_where_the_closed_form_fails(
     # Every step through the fallback: still the reference computation's training.
     from test_training import _train_once
 
-    from gru4rec.training import LossConfig
+    from gru4rec.losses import LossConfig
 
     cfg = LossConfig("bpr-max", bpreg=0.9, elu_param=1.0)
     torch_only(False)

@@ -12,12 +12,11 @@ from tiny import (
     neg,
 )
 
-import gru4rec.training as training_module
 from gru4rec import estimator as est_module
-from gru4rec import kernels
+from gru4rec import kernels, step
 from gru4rec.losses import cross_entropy_full
 from gru4rec.model import GRU4RecNet
-from gru4rec.optim import RowSparseOptimizer
+from gru4rec.optim import RowSparseOptimizer, clip_grad_norm
 from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.training import Epoch, EpochData, LossConfig, train_epoch
@@ -156,7 +155,7 @@ def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
         calls.append(1)
         if clipnorm is not None:
             grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
-            training_module.clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
+            clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
         optimizer.step_dense()
         per_table: dict[str, tuple[list, list]] = {}
         for name, leaf, rows in updates:
@@ -166,7 +165,7 @@ def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
         for name, (rows, grads) in per_table.items():
             optimizer.step_rows(name, torch.cat(rows), torch.cat(grads))
 
-    monkeypatch.setattr(training_module, "_update", plain_update)
+    monkeypatch.setattr(step.reference, "_update", plain_update)
     reference = neg(**params).fit(df)
     assert calls
     for key, value in reference.model_.state_dict().items():
@@ -187,7 +186,6 @@ def _train_once(
     seed=3,
 ):
     from gru4rec.samplers import NegativeSampler
-    from gru4rec.training import _train_epoch_direct, train_epoch_autograd
 
     items, offsets = _random_sessions(30, n_items, seed=seed)
     order = np.arange(len(offsets) - 1)
@@ -209,13 +207,11 @@ def _train_once(
     totals = []
     for _ in range(2):
         if direct == "fused":
-            from gru4rec.training import _train_epoch_fused
-
-            totals.append(_train_epoch_fused(run))
+            totals.append(step.compiled.train_epoch(run))
         elif direct:
-            totals.append(_train_epoch_direct(run))
+            totals.append(step.direct.train_epoch(run))
         else:
-            totals.append(train_epoch_autograd(run))
+            totals.append(step.reference.train_epoch(run))
     return net, totals
 
 
@@ -261,14 +257,12 @@ def test_direct_step_trains_like_autograd(loss_cfg, variant):
 
 
 def test_train_epoch_uses_the_direct_path_only_where_it_applies(monkeypatch):
-    import gru4rec.training as training
-
     calls = []
-    monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
-    monkeypatch.setattr(training, "train_epoch_autograd", lambda *a, **k: calls.append("auto"))
+    monkeypatch.setattr(step.direct, "train_epoch", lambda *a, **k: calls.append("direct"))
+    monkeypatch.setattr(step.reference, "train_epoch", lambda *a, **k: calls.append("auto"))
     sampler = object()
     cfg = LossConfig("top1")  # (one layer of cross-entropy, bpr-max, bpr: the compiled step)
-    training.train_epoch(Epoch(None, None, None, cfg, sampler, None))
-    training.train_epoch(Epoch(None, None, None, cfg, sampler, None, bptt=2))
-    training.train_epoch(Epoch(None, None, None, LossConfig("full-cross-entropy"), None, None))
+    train_epoch(Epoch(None, None, None, cfg, sampler, None))
+    train_epoch(Epoch(None, None, None, cfg, sampler, None, bptt=2))
+    train_epoch(Epoch(None, None, None, LossConfig("full-cross-entropy"), None, None))
     assert calls == ["direct", "auto", "auto"]

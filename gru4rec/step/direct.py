@@ -1,0 +1,102 @@
+"""The hand-differentiated training path: ``bptt == 1`` and a sampled loss, no autograd graph.
+
+The forward pass keeps what the backward pass needs; the loss gradient with respect to the
+scores comes from the loss object (:meth:`gru4rec.losses.Loss.value_grad`: its closed form,
+else autograd over the score matrix alone), then the output layer and the GRU cells are
+differentiated with a few matrix products. Random draws happen in the order of the reference
+path (negatives, then the dropout masks layer by layer), so both give the same model from the
+same generator state. Any device, any number of layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..device import fused_kernels, matmul
+from ..losses import Columns
+from ..model import GRU4RecNet, dropout_mask, gru_cell_backward, gru_cell_forward
+from ..optim import RowSparseOptimizer, clip_grad_norm
+from .epoch import Epoch, distinct_columns, steps
+
+__all__ = ["train_epoch"]
+
+
+@torch.no_grad()
+def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:
+    """:func:`gru4rec.step.train_epoch` differentiated by hand."""
+    model, data, sampler, generator = run.model, run.data, run.sampler, run.generator
+    loss = run.loss.build()
+    value_grad = loss.value_grad
+    if loss.host_value_grad is not None and fused_kernels(data.inputs.device):
+        value_grad = loss.host_value_grad
+    model.train()
+    batch = data.batch_size
+    hidden = model.init_hidden(batch, data.inputs.device)
+    total = torch.zeros((), device=data.inputs.device)
+    out_table, bias_table = model.item_output, model.item_bias
+    in_table = out_table if model.constrained else model.item_embedding
+    for t, b, x, y, keep, negatives, log_mult in steps(data, sampler, on_steps):
+        hidden = [hl[:b] * keep for hl in hidden]
+        if loss.distinct_targets:
+            cols, positives, col_weights = distinct_columns(data, t, y, negatives, log_mult)
+        else:
+            cols, positives, col_weights = torch.cat([y, negatives]), None, None
+        weights = out_table.index_select(0, cols)
+        emb = in_table.index_select(0, x)
+
+        embed_mask = dropout_mask(emb, run.dropout_embed, generator)
+        out = emb if embed_mask is None else emb * embed_mask
+        caches, masks = [], []
+        for i, cell in enumerate(model.cells):
+            out, cache = gru_cell_forward(cell, out, hidden[i])
+            mask = dropout_mask(out, run.dropout_hidden, generator)
+            if mask is not None:
+                out.mul_(mask)
+            hidden[i] = out
+            caches.append(cache)
+            masks.append(mask)
+
+        scale = b / batch if b < batch else 1.0
+        columns = Columns(y, negatives, log_mult, sampler, scale, positives, col_weights)
+        step_loss, grad_scores, grad_bias = value_grad(out, weights, cols, bias_table, columns)
+        total += step_loss * batch
+
+        grad = matmul(grad_scores, weights)
+        grad_weights = matmul(grad_scores.t(), out)
+        for i in range(len(model.cells) - 1, -1, -1):
+            grad = gru_cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
+        if embed_mask is not None:
+            grad.mul_(embed_mask)
+
+        _update(model, run.optimizer, cols, x, grad_weights, grad_bias, grad, run.clipnorm)
+    return total
+
+
+def _update(
+    model: GRU4RecNet,
+    optimizer: RowSparseOptimizer,
+    cols: torch.Tensor,
+    inputs: torch.Tensor,
+    grad_weights: torch.Tensor,
+    grad_bias: torch.Tensor,
+    grad_inputs: torch.Tensor,
+    clipnorm: float | None,
+) -> None:
+    """Apply one hand-differentiated step: the GRU from ``.grad``, the item rows from the
+    gradients of the scored columns ``cols`` and of the input rows ``inputs``."""
+    if clipnorm is not None:
+        grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
+        clip_grad_norm([*grads, grad_weights, grad_bias, grad_inputs], clipnorm)
+    optimizer.step_dense()
+    if model.constrained:
+        optimizer.step_rows(
+            "item_output",
+            torch.cat([cols, inputs]),
+            [grad_weights, grad_inputs],
+            leading={"item_bias": grad_bias},
+        )
+    else:
+        optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
+        optimizer.step_rows("item_embedding", inputs, grad_inputs)
