@@ -216,7 +216,7 @@ class _BPR(torch.autograd.Function):
 
 class _BPRFactors(torch.autograd.Function):
     """BPR of the scores ``out @ weights.T + bias``, computed and differentiated in a
-    single (B, N) buffer (the training fast path); see :func:`bpr_from_factors`."""
+    single (B, N) buffer; see :func:`bpr_from_factors`."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -327,7 +327,7 @@ def top1_max(
     return (weights * per_pair).sum(dim=1).mean()
 
 
-# -- closed-form value and score gradient (the training fast path) ------------------------------
+# -- closed-form value and score gradient (no autograd graph) ------------------------------------
 #
 # Each returns ``(loss, grad)`` for a score matrix that needs no autograd graph: ``loss`` is the
 # loss of the function named above (a mean over rows) times ``scale`` and ``grad`` its gradient

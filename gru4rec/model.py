@@ -29,6 +29,7 @@ __all__ = [
     "dropout_mask",
     "gru_cell_backward",
     "gru_cell_forward",
+    "gru_weight_grads",
 ]
 
 
@@ -124,20 +125,6 @@ def gru_cell_backward(
     b = grad.shape[0]
     d_gi = torch.empty(b, 3 * k, dtype=grad.dtype, device=grad.device)
     d_gh = torch.empty_like(d_gi)
-    if fused_kernels(grad.device):
-        bias_ih = torch.empty(3 * k, dtype=grad.dtype)
-        bias_hh = torch.empty_like(bias_ih)
-        kernels.gru_backward(
-            grad.numpy(),
-            None if mask is None else mask.numpy(),
-            *(t.numpy() for t in (h, rz, n, gh_n)),
-            d_gi.numpy(),
-            d_gh.numpy(),
-            bias_ih.numpy(),
-            bias_hh.numpy(),
-        )
-        cell.bias_ih.grad, cell.bias_hh.grad = bias_ih, bias_hh
-        return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
     if mask is not None:
         grad = grad * mask
     z = rz[:, k:]
@@ -152,17 +139,19 @@ def gru_cell_backward(
     torch.mul(d_n, rz[:, :k], out=d_gh[:, 2 * k :])
     cell.bias_ih.grad = d_gi.sum(dim=0)
     cell.bias_hh.grad = d_gh.sum(dim=0)
-    return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
+    return gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
 
 
-def _gru_weight_grads(
+def gru_weight_grads(
     cell: nn.GRUCell,
     d_gi: torch.Tensor,
     d_gh: torch.Tensor,
     x: torch.Tensor,
     h: torch.Tensor,
-    need_input_grad: bool,
+    need_input_grad: bool = True,
 ) -> torch.Tensor | None:
+    """Set the weight gradients of ``cell`` from those of its pre-activations ``d_gi``,
+    ``d_gh`` and its inputs ``x``, ``h``; return the gradient of ``x`` when asked."""
     cell.weight_ih.grad = matmul(d_gi.t(), x)
     cell.weight_hh.grad = matmul(d_gh.t(), h)
     return matmul(d_gi, cell.weight_ih) if need_input_grad else None

@@ -222,7 +222,7 @@ def step_forward(*args):
     """The forward pass of a one-layer GRU step under a sampled loss, from the item gather to
     the scores (column biases included: the output bias and, for cross-entropy, -logq log q
     and the log multiplicities), in one compiled call (argument order: see
-    ``_train_epoch_fused`` in :mod:`gru4rec.training`). Returns the arrays the backward pass
+    :func:`gru4rec.step.compiled.train_epoch`). Returns the arrays the backward pass
     needs: ``cols, weights, x_in, h, rz, n, gh_n, out, h_mask, logits_t``, the scores
     transposed to ``(columns, rows)``."""
     return _step_forward(*args)

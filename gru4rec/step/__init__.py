@@ -10,8 +10,9 @@ Each path trains a whole epoch and lives in its own module:
   ``bptt == 1``, a loss with a compiled form, the compiled kernels available).
 
 :func:`path_for` picks the path from the configuration, the loss object's capabilities and the
-device; :mod:`~gru4rec.step.epoch` holds what they share (the schedule on the device, the
-parts of an epoch, the iteration over steps and their negatives).
+device (:func:`paths_for` lists every path that can train a configuration);
+:mod:`~gru4rec.step.epoch` holds what they share (the schedule on the device, the parts of an
+epoch, the iteration over steps and their negatives).
 """
 
 from __future__ import annotations
@@ -23,20 +24,27 @@ import torch
 from . import compiled, direct, reference
 from .epoch import REPORT_EVERY, Epoch, EpochData
 
-__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "path_for", "train_epoch"]
+__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "path_for", "paths_for", "train_epoch"]
 
 EpochPath = Callable[[Epoch, Callable[[int], None] | None], torch.Tensor]
 
 
-def path_for(run: Epoch) -> EpochPath:
-    """The path that trains ``run``: the compiled one where it applies, else the
-    hand-differentiated one where ``bptt == 1`` and the loss is sampled, else autograd."""
+def paths_for(run: Epoch) -> list[EpochPath]:
+    """Every path that can train ``run``, the most specialised first: the compiled one where
+    it applies, the hand-differentiated one where ``bptt == 1`` and the loss is sampled, and
+    always autograd (the reference, last)."""
     loss = run.loss.build()
+    paths = [reference.train_epoch]
     if run.bptt == 1 and loss.sampled and run.sampler is not None:
+        paths.insert(0, direct.train_epoch)
         if compiled.applies(run.model, loss):
-            return compiled.train_epoch
-        return direct.train_epoch
-    return reference.train_epoch
+            paths.insert(0, compiled.train_epoch)
+    return paths
+
+
+def path_for(run: Epoch) -> EpochPath:
+    """The path that trains ``run``: the first of :func:`paths_for`."""
+    return paths_for(run)[0]
 
 
 def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> torch.Tensor:

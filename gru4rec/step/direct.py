@@ -14,13 +14,21 @@ from collections.abc import Callable
 
 import torch
 
+from .. import kernels
 from ..device import fused_kernels, matmul
 from ..losses import Columns
-from ..model import GRU4RecNet, dropout_mask, gru_cell_backward, gru_cell_forward
+from ..model import (
+    GRU4RecNet,
+    GRUCache,
+    dropout_mask,
+    gru_cell_backward,
+    gru_cell_forward,
+    gru_weight_grads,
+)
 from ..optim import RowSparseOptimizer, clip_grad_norm
 from .epoch import Epoch, distinct_columns, steps
 
-__all__ = ["train_epoch"]
+__all__ = ["host_cell_backward", "train_epoch"]
 
 
 @torch.no_grad()
@@ -28,9 +36,11 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
     """:func:`gru4rec.step.train_epoch` differentiated by hand."""
     model, data, sampler, generator = run.model, run.data, run.sampler, run.generator
     loss = run.loss.build()
-    value_grad = loss.value_grad
-    if loss.host_value_grad is not None and fused_kernels(data.inputs.device):
-        value_grad = loss.host_value_grad
+    value_grad, cell_backward = loss.value_grad, gru_cell_backward
+    if fused_kernels(data.inputs.device):  # the element-wise passes in compiled loops
+        cell_backward = host_cell_backward
+        if loss.host_value_grad is not None:
+            value_grad = loss.host_value_grad
     model.train()
     batch = data.batch_size
     hidden = model.init_hidden(batch, data.inputs.device)
@@ -66,7 +76,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
         grad = matmul(grad_scores, weights)
         grad_weights = matmul(grad_scores.t(), out)
         for i in range(len(model.cells) - 1, -1, -1):
-            grad = gru_cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
+            grad = cell_backward(model.cells[i], caches[i], grad, mask=masks[i])
         if embed_mask is not None:
             grad.mul_(embed_mask)
 
@@ -100,3 +110,30 @@ def _update(
     else:
         optimizer.step_rows("item_output", cols, grad_weights, leading={"item_bias": grad_bias})
         optimizer.step_rows("item_embedding", inputs, grad_inputs)
+
+
+def host_cell_backward(
+    cell: torch.nn.GRUCell,
+    cache: GRUCache,
+    grad: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`gru4rec.model.gru_cell_backward` for CPU tensors, its element-wise part in one
+    compiled pass (:func:`gru4rec.kernels.gru_backward`)."""
+    x, h, rz, n, gh_n = cache
+    k, b = cell.hidden_size, grad.shape[0]
+    d_gi = torch.empty(b, 3 * k, dtype=grad.dtype)
+    d_gh = torch.empty_like(d_gi)
+    bias_ih = torch.empty(3 * k, dtype=grad.dtype)
+    bias_hh = torch.empty_like(bias_ih)
+    kernels.gru_backward(
+        grad.numpy(),
+        None if mask is None else mask.numpy(),
+        *(t.numpy() for t in (h, rz, n, gh_n)),
+        d_gi.numpy(),
+        d_gh.numpy(),
+        bias_ih.numpy(),
+        bias_hh.numpy(),
+    )
+    cell.bias_ih.grad, cell.bias_hh.grad = bias_ih, bias_hh
+    return gru_weight_grads(cell, d_gi, d_gh, x, h)
