@@ -13,14 +13,13 @@ the reference implementation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import kernels
-from .device import fused_kernels, matmul
+from .device import matmul
 
 __all__ = [
     "GRU4RecNet",
@@ -48,10 +47,6 @@ def dropout_mask(
     if drawn is None:
         return None
     bits, threshold, keep = drawn
-    if fused_kernels(x.device) and x.dtype == torch.float32:
-        mask = torch.empty(x.shape, dtype=x.dtype)
-        kernels.dropout_mask(bits.numpy(), threshold, keep, mask.view(-1).numpy())
-        return mask
     r = bits.view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
     # r >= threshold keeps: (r - threshold + 0.5) is >= 0.5 there and <= -0.5 elsewhere.
     return r.sub_(threshold - 0.5).clamp_(0.0, 0.5).mul_(2.0 * keep)
@@ -81,9 +76,16 @@ def dropout_bits(
     return words.view(torch.int16)[:n], k - 32768, keep
 
 
-def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverted dropout drawing from ``generator`` (never from the global RNG)."""
-    mask = dropout_mask(x, p, generator)
+#: A function like :func:`dropout_mask` (the training paths pass compiled ones on the CPU).
+MaskFn = Callable[[torch.Tensor, float, "torch.Generator | None"], "torch.Tensor | None"]
+
+
+def dropout(
+    x: torch.Tensor, p: float, generator: torch.Generator | None, mask_fn: MaskFn = dropout_mask
+) -> torch.Tensor:
+    """Inverted dropout drawing from ``generator`` (never from the global RNG), with the
+    mask of ``mask_fn``."""
+    mask = mask_fn(x, p, generator)
     return x if mask is None else x * mask
 
 
@@ -267,17 +269,19 @@ class GRU4RecNet(nn.Module):
         dropout_embed: float = 0.0,
         dropout_hidden: float = 0.0,
         generator: torch.Generator | None = None,
+        mask_fn: MaskFn = dropout_mask,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One GRU step for a batch of input vectors.
 
         The dropped-out output of each layer is both the next layer's input and
         the state carried to the next step, as in the reference implementation.
-        Pass zero dropouts at evaluation.
+        Pass zero dropouts at evaluation. ``mask_fn`` makes the dropout masks
+        (:func:`dropout_mask`, or a compiled equivalent).
         """
-        x = dropout(inputs, dropout_embed, generator)
+        x = dropout(inputs, dropout_embed, generator, mask_fn)
         new_hidden = []
         for cell, h in zip(self.cells, hidden, strict=True):
-            x = dropout(cell(x, h), dropout_hidden, generator)
+            x = dropout(cell(x, h), dropout_hidden, generator, mask_fn)
             new_hidden.append(x)
         return x, new_hidden
 

@@ -168,19 +168,3 @@ def test_dropout_mask_keeps_with_the_right_rate_in_every_lane(p):
     assert values[1] == pytest.approx(1 / (1 - p), rel=1e-4)
     odd = dropout_mask(torch.empty(3, 5), p, torch.Generator().manual_seed(1))
     assert odd.shape == (3, 5)
-
-
-# -- the compiled dropout mask (gru4rec.kernels.gru) against the torch code ------------------------
-
-
-@pytest.mark.parametrize("p", [0.1, 0.4, 0.77])
-def test_dropout_mask_kernel_gives_the_torch_mask_exactly(torch_only, p):
-    from gru4rec.model import dropout_mask
-
-    x = torch.ones(13, 7)
-    masks = []
-    for on in (False, True):
-        torch_only(on)
-        masks.append(dropout_mask(x, p, torch.Generator().manual_seed(3)))
-    assert torch.equal(masks[0], masks[1])
-    assert 0 < int((masks[1] == 0).sum()) < x.numel()

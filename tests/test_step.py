@@ -321,3 +321,15 @@ def test_a_fit_with_kernels_trains_like_the_torch_code(torch_only, params):
     assert fits[1].history_[0]["train_loss"] == pytest.approx(
         fits[0].history_[0]["train_loss"], rel=1e-4
     )
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.77])
+def test_dropout_mask_kernel_gives_the_torch_mask_exactly(p):
+    pytest.importorskip("numba")
+    from gru4rec.model import dropout_mask
+    from gru4rec.step.epoch import host_dropout_mask
+
+    x = torch.ones(13, 7)
+    masks = [fn(x, p, torch.Generator().manual_seed(3)) for fn in (dropout_mask, host_dropout_mask)]
+    assert torch.equal(masks[0], masks[1])
+    assert 0 < int((masks[1] == 0).sum()) < x.numel()

@@ -20,13 +20,12 @@ from ..losses import Columns
 from ..model import (
     GRU4RecNet,
     GRUCache,
-    dropout_mask,
     gru_cell_backward,
     gru_cell_forward,
     gru_weight_grads,
 )
 from ..optim import RowSparseOptimizer, clip_grad_norm
-from .epoch import Epoch, distinct_columns, steps
+from .epoch import Epoch, distinct_columns, mask_fn_for, steps
 
 __all__ = ["host_cell_backward", "train_epoch"]
 
@@ -47,6 +46,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
     total = torch.zeros((), device=data.inputs.device)
     out_table, bias_table = model.item_output, model.item_bias
     in_table = out_table if model.constrained else model.item_embedding
+    dropout_mask = mask_fn_for(out_table)
     for t, b, x, y, keep, negatives, log_mult in steps(data, sampler, on_steps):
         hidden = [hl[:b] * keep for hl in hidden]
         if loss.distinct_targets:

@@ -9,13 +9,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import kernels
+from ..device import fused_kernels
 from ..losses import LossConfig
-from ..model import GRU4RecNet
+from ..model import GRU4RecNet, MaskFn, dropout_bits, dropout_mask
 from ..optim import RowSparseOptimizer
 from ..samplers import NegativeSampler
 from ..schedule import Schedule
 
-__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "distinct_columns", "step_arrays", "steps"]
+__all__ = [
+    "REPORT_EVERY",
+    "Epoch",
+    "EpochData",
+    "distinct_columns",
+    "host_dropout_mask",
+    "mask_fn_for",
+    "step_arrays",
+    "steps",
+]
 
 #: Steps between two calls of ``train_epoch``'s ``on_steps``.
 REPORT_EVERY = 50
@@ -183,3 +194,25 @@ def distinct_columns(
         for w, c in ((target_weights, cols), (neg_weights, negatives))
     ]
     return torch.cat([cols, negatives]), positives, torch.cat(weights)
+
+
+def host_dropout_mask(
+    x: torch.Tensor, p: float, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """:func:`gru4rec.model.dropout_mask` for float32 CPU tensors, the mask made in one
+    compiled pass from the same draws (the same mask, bit for bit)."""
+    drawn = dropout_bits(x.numel(), p, generator, x.device)
+    if drawn is None:
+        return None
+    bits, threshold, keep = drawn
+    mask = torch.empty(x.shape, dtype=x.dtype)
+    kernels.dropout_mask(bits.numpy(), threshold, keep, mask.view(-1).numpy())
+    return mask
+
+
+def mask_fn_for(table: torch.Tensor) -> MaskFn:
+    """The dropout mask function for a model whose tables are like ``table``: the compiled
+    one on the CPU (float32, kernels available), else :func:`gru4rec.model.dropout_mask`."""
+    if fused_kernels(table.device) and table.dtype == torch.float32:
+        return host_dropout_mask
+    return dropout_mask

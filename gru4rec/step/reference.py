@@ -14,7 +14,7 @@ import torch
 from ..losses import Columns
 from ..model import GRU4RecNet
 from ..optim import RowSparseOptimizer, clip_grad_norm
-from .epoch import Epoch, distinct_columns, steps
+from .epoch import Epoch, distinct_columns, mask_fn_for, steps
 
 __all__ = ["train_epoch"]
 
@@ -31,6 +31,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
     hidden = model.init_hidden(batch, data.inputs.device)
     total = torch.zeros((), device=data.inputs.device)
     out_table, bias_table = model.item_output, model.item_bias
+    mask_fn = mask_fn_for(out_table)
     window_loss: torch.Tensor | None = None
     updates: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
     for t, b, x, y, keep, negatives, log_mult in steps(data, sampler, on_steps):
@@ -56,7 +57,9 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
             emb = model.gather_rows(model.item_embedding, x)
             emb_name = "item_embedding"
 
-        out, hidden = model.step(emb, hidden, run.dropout_embed, run.dropout_hidden, run.generator)
+        out, hidden = model.step(
+            emb, hidden, run.dropout_embed, run.dropout_hidden, run.generator, mask_fn
+        )
         columns = Columns(y, negatives, log_mult, sampler, 1.0, positives, col_weights)
         step_loss = loss.reference(out, out_leaf, bias_leaf, columns)
         if b < batch:
