@@ -65,20 +65,6 @@ def _distinct_rows(owner, uniq, gsum, bsum, rows, g0, g1, g_bias):  # pragma: no
     return k, first, dup, has_bias
 
 
-@_jit_inline
-def _update_bias(bias, bias_acc, bias_vel, r, g, lr, mom, use_acc, use_vel):  # pragma: no cover
-    if use_acc:
-        a = bias_acc[r, 0] + g * g
-        bias_acc[r, 0] = a
-        g = g / np.sqrt(a)
-    if use_vel:
-        v = bias_vel[r, 0] * mom + lr * g
-        bias_vel[r, 0] = v
-        bias[r, 0] -= v
-    else:
-        bias[r, 0] -= lr * g
-
-
 @_jit
 def _rows_update(
     table,
@@ -139,7 +125,17 @@ def _rows_update(
             for d in range(dim):
                 table[r, d] -= lr * step[d]
         if has_bias[j]:
-            _update_bias(bias, bias_acc, bias_vel, r, bsum[j], lr, mom, use_acc, use_vel)
+            g = bsum[j]
+            if use_acc:
+                a = bias_acc[r, 0] + g * g
+                bias_acc[r, 0] = a
+                g = g / np.sqrt(a)
+            if use_vel:
+                v = bias_vel[r, 0] * mom + lr * g
+                bias_vel[r, 0] = v
+                bias[r, 0] -= v
+            else:
+                bias[r, 0] -= lr * g
     return k
 
 
