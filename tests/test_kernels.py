@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("numba")
+numba = pytest.importorskip("numba")
 
 from gru4rec import kernels  # noqa: E402
 from gru4rec.device import fused_kernels  # noqa: E402
@@ -94,12 +94,9 @@ def test_products_skip_the_zero_hidden_rows_of_starting_sessions(keep):
     np.testing.assert_allclose(out, d.T @ h, rtol=1e-5, atol=1e-6)
 
 
-if kernels.AVAILABLE:
-    import numba
-
-    @numba.njit(cache=False)
-    def _mm_call(a, trans_a, b, trans_b, out):
-        kernels._mm(a, trans_a, b, trans_b, out)
+@numba.njit(cache=False)
+def _mm_call(a, trans_a, b, trans_b, out):
+    kernels._mm(a, trans_a, b, trans_b, out)
 
 
 @settings(max_examples=40, deadline=None)
