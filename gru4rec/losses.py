@@ -443,9 +443,10 @@ class Loss:
 
     A subclass gives :meth:`value`, the loss of a score matrix that autograd differentiates
     (the reference every training path is checked against). Where a closed-form gradient
-    exists it overrides :meth:`closed_form`; where a compiled CPU form exists it sets
-    :attr:`compiled` and overrides :meth:`compiled_value_grad`. The training paths ask the
-    loss for these and never for its name.
+    exists it defines the method :attr:`closed_form`; where a compiled CPU form exists it sets
+    :attr:`compiled` and overrides :meth:`compiled_value_grad` (and may define
+    :attr:`host_value_grad`). The training paths ask the loss for these and never for its
+    name.
 
     Scores are ``out @ weights.T + bias``: row ``i`` against the step's targets (its
     positive on the diagonal) and then its negatives, as in :func:`cross_entropy_sampled`.
@@ -459,6 +460,8 @@ class Loss:
     distinct_targets: ClassVar[bool] = False
     #: :meth:`compiled_value_grad` exists (the compiled one-layer CPU step may run).
     compiled: ClassVar[bool] = False
+    #: :meth:`compiled_value_grad` may return NaN on finite scores (see there).
+    may_fail: ClassVar[bool] = False
 
     def __init__(self, bpreg: float = 1.0, elu_param: float = 0.0, logq: float = 0.0) -> None:
         self.bpreg = float(bpreg)
@@ -534,9 +537,6 @@ class Loss:
         ``col_grad``. NaN where the closed form does not hold: the caller then takes
         :meth:`value_grad` (only for losses that say so in :attr:`may_fail`)."""
         raise NotImplementedError
-
-    #: :meth:`compiled_value_grad` may return NaN on finite scores (see there).
-    may_fail: ClassVar[bool] = False
 
     def _elu(self, scores: torch.Tensor) -> torch.Tensor:
         return F.elu(scores, alpha=self.elu_param) if self.elu_param > 0 else scores
