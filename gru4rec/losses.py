@@ -11,28 +11,48 @@ duplicated columns, value and gradient.
 
 All losses are written with log-sum-exp / log-sigmoid forms so that extreme
 scores give finite values and finite gradients.
+
+The training step sees each loss as an object (:class:`Loss`, one class per loss,
+registered by name with :func:`register_loss`): its value for autograd, its closed-form
+gradient and its compiled CPU form where they exist. :class:`LossConfig` names one and
+carries its parameters.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .device import fused_kernels, host_reads_are_free
+from .device import host_reads_are_free, matmul
 
 __all__ = [
+    "BPR",
     "LOSSES",
+    "LOSS_CLASSES",
     "SAMPLED_LOSSES",
+    "TOP1",
+    "BPRMax",
+    "Columns",
+    "CrossEntropy",
+    "FullCrossEntropy",
+    "Loss",
+    "LossConfig",
+    "TOP1Max",
     "bpr",
     "bpr_from_factors",
     "bpr_max",
     "cross_entropy_full",
     "cross_entropy_sampled",
     "get_loss",
+    "loss_class",
+    "register_loss",
     "top1",
     "top1_max",
 ]
@@ -196,7 +216,7 @@ class _BPR(torch.autograd.Function):
 
 class _BPRFactors(torch.autograd.Function):
     """BPR of the scores ``out @ weights.T + bias``, computed and differentiated in a
-    single (B, N) buffer (the training fast path); see :func:`bpr_from_factors`."""
+    single (B, N) buffer; see :func:`bpr_from_factors`."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -307,27 +327,7 @@ def top1_max(
     return (weights * per_pair).sum(dim=1).mean()
 
 
-SAMPLED_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "top1": top1,
-    "top1-max": top1_max,
-    "bpr": bpr,
-    "bpr-max": bpr_max,
-    "cross-entropy": cross_entropy_sampled,
-}
-LOSSES = tuple(SAMPLED_LOSSES)
-
-
-def get_loss(name: str) -> Callable[..., torch.Tensor]:
-    """The sampled loss called ``name``; ``ValueError`` naming ``loss_fn`` otherwise."""
-    try:
-        return SAMPLED_LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"loss_fn must be one of {', '.join(repr(k) for k in SAMPLED_LOSSES)}; got {name!r}"
-        ) from None
-
-
-# -- closed-form value and score gradient (the training fast path) ------------------------------
+# -- closed-form value and score gradient (no autograd graph) ------------------------------------
 #
 # Each returns ``(loss, grad)`` for a score matrix that needs no autograd graph: ``loss`` is the
 # loss of the function named above (a mean over rows) times ``scale`` and ``grad`` its gradient
@@ -341,12 +341,6 @@ def cross_entropy_value_grad(
     the diagonal, and its gradient with respect to ``logits`` (which may be overwritten).
     ``col_sums``, when given (shape ``(columns,)``), receives the gradient's column sums."""
     b = logits.shape[0]
-    if fused_kernels(logits.device):
-        # One vectorised softmax pass, then the loss and the gradient in one compiled pass.
-        probs = torch.softmax(logits, dim=1)
-        sums = col_sums if col_sums is not None else torch.empty(logits.shape[1])
-        loss = kernels.softmax_xent_finish(logits.numpy(), probs.numpy(), scale / b, sums.numpy())
-        return torch.tensor(loss, dtype=logits.dtype), probs
     lse = torch.logsumexp(logits, dim=1, keepdim=True)
     diag = torch.diagonal(logits)
     loss = (lse.sum() - diag.sum()) * (scale / b)
@@ -413,3 +407,331 @@ def bpr_value_grad(
     total, t, norm = _bpr_scores_(scores, positives, col_weights)
     loss = (total - b * math.log(2.0)) * scale / norm
     return loss, _bpr_grad_(t, scale / norm, positives, col_weights)
+
+
+# -- losses as objects: the reference value, the closed form, the compiled form -----------------
+
+
+class Columns(NamedTuple):
+    """A training step's scored columns: its rows' ``targets``, then the ``negatives``.
+
+    ``log_mult`` is the log multiplicity of each distinct negative (None: raw draws),
+    ``sampler`` the :class:`~gru4rec.samplers.NegativeSampler` that drew them (the ``logq``
+    correction asks it for log-probabilities), ``scale`` the step's share of a full batch.
+    For a loss with :attr:`Loss.distinct_targets`, the columns may score each distinct
+    target once: ``positives`` is then each row's positive column and ``col_weights`` how
+    many columns of the duplicated score matrix each column stands for.
+    """
+
+    targets: torch.Tensor
+    negatives: torch.Tensor | None = None
+    log_mult: torch.Tensor | None = None
+    sampler: Any = None
+    scale: float = 1.0
+    positives: torch.Tensor | None = None
+    col_weights: torch.Tensor | None = None
+
+    def log_weights(self) -> torch.Tensor | None:
+        """Log multiplicity of every column (targets: 0), or None without multiplicities."""
+        if self.log_mult is None:
+            return None
+        return torch.cat([self.log_mult.new_zeros(self.targets.shape[0]), self.log_mult])
+
+
+class Loss:
+    """A ranking loss of a training step, registered by name (:func:`register_loss`).
+
+    A subclass gives :meth:`value`, the loss of a score matrix that autograd differentiates
+    (the reference every training path is checked against). Where a closed-form gradient
+    exists it defines the method :attr:`closed_form`; where a compiled CPU form exists it sets
+    :attr:`compiled` and overrides :meth:`compiled_value_grad` (and may define
+    :attr:`host_value_grad`). The training paths ask the loss for these and never for its
+    name.
+
+    Scores are ``out @ weights.T + bias``: row ``i`` against the step's targets (its
+    positive on the diagonal) and then its negatives, as in :func:`cross_entropy_sampled`.
+    """
+
+    #: The name ``loss_fn`` takes (and :class:`LossConfig` carries).
+    name: ClassVar[str] = ""
+    #: Scored against sampled columns (False: against the whole catalogue).
+    sampled: ClassVar[bool] = True
+    #: Each distinct target of a step may be scored once (:class:`Columns` ``positives``).
+    distinct_targets: ClassVar[bool] = False
+    #: :meth:`compiled_value_grad` exists (the compiled one-layer CPU step may run).
+    compiled: ClassVar[bool] = False
+    #: :meth:`compiled_value_grad` may return NaN on finite scores (see there).
+    may_fail: ClassVar[bool] = False
+
+    def __init__(self, bpreg: float = 1.0, elu_param: float = 0.0, logq: float = 0.0) -> None:
+        self.bpreg = float(bpreg)
+        self.elu_param = float(elu_param)
+        self.logq = float(logq)
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        """The loss (a mean over rows) of ``scores``, differentiable by autograd."""
+        raise NotImplementedError
+
+    def reference(
+        self, out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, columns: Columns
+    ) -> torch.Tensor:
+        """:meth:`value` of the scores ``out @ weights.T + bias`` (``bias``: ``(n, 1)``)."""
+        return self.value(torch.addmm(bias.t(), out, weights.t()), columns)
+
+    def column_bias(self, col_bias: torch.Tensor, columns: Columns) -> torch.Tensor:
+        """The row of biases added to every score column (``(1, n)``, may be updated in
+        place): the output bias, plus what the loss itself adds to a column's logit."""
+        return col_bias
+
+    #: None, or a method ``closed_form(scores, columns)``: ``(loss * scale, gradient w.r.t.
+    #: the scores * scale)`` without autograd (``scores`` may be consumed), or None where
+    #: the closed form does not hold for these scores.
+    closed_form: ClassVar[Callable[..., tuple[torch.Tensor, torch.Tensor] | None] | None] = None
+
+    def value_grad(
+        self,
+        out: torch.Tensor,
+        weights: torch.Tensor,
+        cols: torch.Tensor,
+        bias_table: torch.Tensor,
+        columns: Columns,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step's loss (times ``scale``) and its gradients w.r.t. the scores ``out @
+        weights.T + bias[cols]`` and w.r.t. the column biases (``(columns, 1)``): the closed
+        form where it holds, else autograd over the score matrix alone."""
+        col_bias = self.column_bias(bias_table.index_select(0, cols).t(), columns)
+        scores = matmul(out, weights.t(), col_bias)
+        result = None
+        if self.closed_form is not None:
+            result = self.closed_form(scores, columns)
+            if result is None:  # the closed form may have consumed the scores
+                scores = matmul(out, weights.t(), col_bias)
+        if result is None:
+            with torch.enable_grad():
+                scores.requires_grad_(True)
+                value = self.value(scores, columns) * columns.scale
+                value.backward()
+            result = value.detach(), scores.grad
+        value, grad = result
+        return value, grad, grad.sum(dim=0).unsqueeze(1)
+
+    #: None, or :meth:`value_grad` with compiled passes for CPU tensors (the
+    #: hand-differentiated path takes it where the compiled kernels run).
+    host_value_grad: ClassVar[Callable[..., tuple] | None] = None
+
+    def logit_terms(self) -> tuple[bool, float]:
+        """What the compiled step adds to the scores' column biases: whether the log
+        multiplicities of the negatives, and the ``logq`` coefficient."""
+        return False, 0.0
+
+    def compiled_value_grad(
+        self,
+        scores_t: np.ndarray,
+        log_mult: np.ndarray,
+        scale: float,
+        col_grad: np.ndarray,
+    ) -> float:
+        """The loss of the transposed scores ``scores_t`` (``(columns, rows)``; the step's
+        share of a full batch ``scale``) by a compiled kernel: returns it, turns
+        ``scores_t`` into its gradient and writes the gradient's sums over the rows to
+        ``col_grad``. NaN where the closed form does not hold: the caller then takes
+        :meth:`value_grad` (only for losses that say so in :attr:`may_fail`)."""
+        raise NotImplementedError
+
+    def _elu(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.elu(scores, alpha=self.elu_param) if self.elu_param > 0 else scores
+
+
+#: Every loss class by name (:func:`register_loss`).
+LOSS_CLASSES: dict[str, type[Loss]] = {}
+
+
+def register_loss(cls: type[Loss]) -> type[Loss]:
+    """Class decorator: make ``cls`` the loss called ``cls.name``."""
+    LOSS_CLASSES[cls.name] = cls
+    return cls
+
+
+def loss_class(name: str) -> type[Loss]:
+    """The loss class called ``name``; ``ValueError`` naming ``loss_fn`` otherwise."""
+    try:
+        return LOSS_CLASSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"loss_fn must be one of {', '.join(repr(k) for k in LOSS_CLASSES)}; got {name!r}"
+        ) from None
+
+
+@register_loss
+class TOP1(Loss):
+    """TOP1 (:func:`top1`) of the ELU of the scores."""
+
+    name = "top1"
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        return top1(self._elu(scores), log_weights=columns.log_weights())
+
+
+@register_loss
+class TOP1Max(Loss):
+    """TOP1-max (:func:`top1_max`) of the ELU of the scores."""
+
+    name = "top1-max"
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        return top1_max(self._elu(scores), log_weights=columns.log_weights())
+
+
+@register_loss
+class BPR(Loss):
+    """BPR (:func:`bpr`), scored and differentiated in one buffer; each distinct target of
+    a step is scored once. No ELU."""
+
+    name = "bpr"
+    distinct_targets = True
+    compiled = True
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        return bpr(scores, log_weights=columns.log_weights())
+
+    def reference(self, out, weights, bias, columns):
+        return bpr_from_factors(out, weights, bias, columns.positives, columns.col_weights)
+
+    def closed_form(self, scores, columns):
+        return bpr_value_grad(scores, columns.positives, columns.col_weights, columns.scale)
+
+    def compiled_value_grad(self, scores_t, log_mult, scale, col_grad):
+        return kernels.bpr_step_loss(scores_t, log_mult, scale, col_grad)
+
+
+@register_loss
+class BPRMax(Loss):
+    """BPR-max (:func:`bpr_max`) of the ELU of the scores, with score regularisation
+    ``bpreg``; its closed form fails where every sigmoid of a row underflows."""
+
+    name = "bpr-max"
+    compiled = True
+    may_fail = True
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        return bpr_max(self._elu(scores), bpreg=self.bpreg, log_weights=columns.log_weights())
+
+    def closed_form(self, scores, columns):
+        log_weights = columns.log_weights()
+        return bpr_max_value_grad(scores, self.bpreg, self.elu_param, log_weights, columns.scale)
+
+    def compiled_value_grad(self, scores_t, log_mult, scale, col_grad):
+        b = scores_t.shape[1]
+        return kernels.bpr_max_step_loss(
+            scores_t, log_mult, self.bpreg, self.elu_param, scale / b, col_grad
+        )
+
+
+@register_loss
+class CrossEntropy(Loss):
+    """Sampled softmax cross-entropy (:func:`cross_entropy_sampled`), with the ``logq``
+    correction and the negatives' multiplicities in the logits."""
+
+    name = "cross-entropy"
+    compiled = True
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        bias = None
+        if self.logq > 0 and columns.sampler is not None:
+            bias = columns.sampler.log_probabilities(columns.targets, columns.negatives)
+            bias = bias * self.logq
+        return cross_entropy_sampled(scores, logq_bias=bias, log_weights=columns.log_weights())
+
+    def column_bias(self, col_bias: torch.Tensor, columns: Columns) -> torch.Tensor:
+        # Every column bias (output bias, -logq log q, log multiplicity) in the one addmm.
+        if self.logq > 0:
+            log_q = columns.sampler.log_probabilities(columns.targets, columns.negatives)
+            col_bias = torch.add(col_bias, log_q, alpha=-self.logq)
+        if columns.log_mult is not None:
+            col_bias[:, columns.targets.shape[0] :] += columns.log_mult  # a fresh gather or sum
+        return col_bias
+
+    def closed_form(self, scores, columns):
+        return cross_entropy_value_grad(scores, columns.scale)
+
+    def host_value_grad(self, out, weights, cols, bias_table, columns):
+        targets, negatives, log_mult, sampler = columns[:4]
+        # Output bias, -logq log q and log multiplicity of every column in one pass.
+        col_bias = torch.empty(1, cols.shape[0])
+        kernels.xent_column_bias(
+            bias_table.numpy(),
+            sampler.log_counts().numpy(),
+            targets.numpy(),
+            negatives.numpy(),
+            None if log_mult is None else log_mult.numpy(),
+            sampler.alpha,
+            self.logq,
+            col_bias.numpy()[0],
+        )
+        logits = matmul(out, weights.t(), col_bias)
+        # One vectorised softmax pass, then the loss and the gradient in one compiled pass.
+        probs = torch.softmax(logits, dim=1)
+        grad_bias = torch.empty(cols.shape[0], 1)
+        scale = columns.scale / logits.shape[0]
+        value = kernels.softmax_xent_finish(
+            logits.numpy(), probs.numpy(), scale, grad_bias.view(-1).numpy()
+        )
+        return torch.tensor(value, dtype=logits.dtype), probs, grad_bias
+
+    def logit_terms(self):
+        return True, self.logq
+
+    def compiled_value_grad(self, scores_t, log_mult, scale, col_grad):
+        return kernels.xent_step_softmax_loss(scores_t, scale / scores_t.shape[1], col_grad)
+
+
+@register_loss
+class FullCrossEntropy(Loss):
+    """Softmax cross-entropy over the whole catalogue (:func:`cross_entropy_full`): no
+    sampling, every item a column."""
+
+    name = "full-cross-entropy"
+    sampled = False
+
+    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+        return cross_entropy_full(scores, columns.targets)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """How scores become a loss: the registered loss ``name`` (a sampled loss, or
+    ``'full-cross-entropy'``) and its parameters."""
+
+    name: str
+    bpreg: float = 1.0
+    elu_param: float = 0.0
+    logq: float = 0.0
+
+    @property
+    def full(self) -> bool:
+        return not loss_class(self.name).sampled
+
+    def build(self) -> Loss:
+        """The loss object (:data:`LOSS_CLASSES`) with these parameters."""
+        return loss_class(self.name)(bpreg=self.bpreg, elu_param=self.elu_param, logq=self.logq)
+
+
+SAMPLED_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "top1": top1,
+    "top1-max": top1_max,
+    "bpr": bpr,
+    "bpr-max": bpr_max,
+    "cross-entropy": cross_entropy_sampled,
+}
+#: The names of the sampled losses (``loss_fn``), in registration order.
+LOSSES = tuple(name for name, cls in LOSS_CLASSES.items() if cls.sampled)
+
+
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """The sampled loss called ``name``; ``ValueError`` naming ``loss_fn`` otherwise."""
+    try:
+        return SAMPLED_LOSSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"loss_fn must be one of {', '.join(repr(k) for k in SAMPLED_LOSSES)}; got {name!r}"
+        ) from None

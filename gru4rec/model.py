@@ -13,14 +13,13 @@ the reference implementation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import kernels
-from .device import fused_kernels, matmul
+from .device import matmul
 
 __all__ = [
     "GRU4RecNet",
@@ -29,6 +28,7 @@ __all__ = [
     "dropout_mask",
     "gru_cell_backward",
     "gru_cell_forward",
+    "gru_weight_grads",
 ]
 
 
@@ -47,10 +47,6 @@ def dropout_mask(
     if drawn is None:
         return None
     bits, threshold, keep = drawn
-    if fused_kernels(x.device) and x.dtype == torch.float32:
-        mask = torch.empty(x.shape, dtype=x.dtype)
-        kernels.dropout_mask(bits.numpy(), threshold, keep, mask.view(-1).numpy())
-        return mask
     r = bits.view(x.shape).to(x.dtype)  # uniform on -32768 .. 32767
     # r >= threshold keeps: (r - threshold + 0.5) is >= 0.5 there and <= -0.5 elsewhere.
     return r.sub_(threshold - 0.5).clamp_(0.0, 0.5).mul_(2.0 * keep)
@@ -80,9 +76,16 @@ def dropout_bits(
     return words.view(torch.int16)[:n], k - 32768, keep
 
 
-def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverted dropout drawing from ``generator`` (never from the global RNG)."""
-    mask = dropout_mask(x, p, generator)
+#: A function like :func:`dropout_mask` (the training paths pass compiled ones on the CPU).
+MaskFn = Callable[[torch.Tensor, float, "torch.Generator | None"], "torch.Tensor | None"]
+
+
+def dropout(
+    x: torch.Tensor, p: float, generator: torch.Generator | None, mask_fn: MaskFn = dropout_mask
+) -> torch.Tensor:
+    """Inverted dropout drawing from ``generator`` (never from the global RNG), with the
+    mask of ``mask_fn``."""
+    mask = mask_fn(x, p, generator)
     return x if mask is None else x * mask
 
 
@@ -124,20 +127,6 @@ def gru_cell_backward(
     b = grad.shape[0]
     d_gi = torch.empty(b, 3 * k, dtype=grad.dtype, device=grad.device)
     d_gh = torch.empty_like(d_gi)
-    if fused_kernels(grad.device):
-        bias_ih = torch.empty(3 * k, dtype=grad.dtype)
-        bias_hh = torch.empty_like(bias_ih)
-        kernels.gru_backward(
-            grad.numpy(),
-            None if mask is None else mask.numpy(),
-            *(t.numpy() for t in (h, rz, n, gh_n)),
-            d_gi.numpy(),
-            d_gh.numpy(),
-            bias_ih.numpy(),
-            bias_hh.numpy(),
-        )
-        cell.bias_ih.grad, cell.bias_hh.grad = bias_ih, bias_hh
-        return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
     if mask is not None:
         grad = grad * mask
     z = rz[:, k:]
@@ -152,17 +141,19 @@ def gru_cell_backward(
     torch.mul(d_n, rz[:, :k], out=d_gh[:, 2 * k :])
     cell.bias_ih.grad = d_gi.sum(dim=0)
     cell.bias_hh.grad = d_gh.sum(dim=0)
-    return _gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
+    return gru_weight_grads(cell, d_gi, d_gh, x, h, need_input_grad)
 
 
-def _gru_weight_grads(
+def gru_weight_grads(
     cell: nn.GRUCell,
     d_gi: torch.Tensor,
     d_gh: torch.Tensor,
     x: torch.Tensor,
     h: torch.Tensor,
-    need_input_grad: bool,
+    need_input_grad: bool = True,
 ) -> torch.Tensor | None:
+    """Set the weight gradients of ``cell`` from those of its pre-activations ``d_gi``,
+    ``d_gh`` and its inputs ``x``, ``h``; return the gradient of ``x`` when asked."""
     cell.weight_ih.grad = matmul(d_gi.t(), x)
     cell.weight_hh.grad = matmul(d_gh.t(), h)
     return matmul(d_gi, cell.weight_ih) if need_input_grad else None
@@ -278,17 +269,19 @@ class GRU4RecNet(nn.Module):
         dropout_embed: float = 0.0,
         dropout_hidden: float = 0.0,
         generator: torch.Generator | None = None,
+        mask_fn: MaskFn = dropout_mask,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One GRU step for a batch of input vectors.
 
         The dropped-out output of each layer is both the next layer's input and
         the state carried to the next step, as in the reference implementation.
-        Pass zero dropouts at evaluation.
+        Pass zero dropouts at evaluation. ``mask_fn`` makes the dropout masks
+        (:func:`dropout_mask`, or a compiled equivalent).
         """
-        x = dropout(inputs, dropout_embed, generator)
+        x = dropout(inputs, dropout_embed, generator, mask_fn)
         new_hidden = []
         for cell, h in zip(self.cells, hidden, strict=True):
-            x = dropout(cell(x, h), dropout_hidden, generator)
+            x = dropout(cell(x, h), dropout_hidden, generator, mask_fn)
             new_hidden.append(x)
         return x, new_hidden
 

@@ -48,3 +48,16 @@ def split():
     X = InteractionMatrix.from_events(train)
     X_test = InteractionMatrix.from_events(test, item_vocabulary=X.item_vocabulary)
     return train, test, X, X_test
+
+
+@pytest.fixture
+def torch_only(monkeypatch):
+    """``torch_only(on)`` switches the compiled kernels on or off for the rest of the test
+    (off: the package's torch code, the reference of every kernel)."""
+    pytest.importorskip("numba")
+    from gru4rec import kernels
+
+    def switch(on: bool) -> None:
+        monkeypatch.setattr(kernels, "AVAILABLE", on)
+
+    return switch

@@ -13,6 +13,7 @@ LAYERS = [
     {"kernels", "caller", "presets"},
     {"device", "checkpoint", "metrics", "state_store"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
+    {"step"},
     {"datasets", "inputs", "training", "inference", "persistence"},
     {"trainer", "validation", "params", "sessions", "export"},
     {"estimator"},
@@ -21,14 +22,18 @@ LAYERS = [
 ]
 
 
-def _imports(path: Path) -> set[str]:
-    """The package modules that ``path`` imports (relative or absolute)."""
+def _imports(path: Path, in_subpackage: bool = False) -> set[str]:
+    """The package modules that ``path`` imports (relative or absolute); in a subpackage,
+    ``from ..x`` names the package's module ``x`` and ``from .x`` a sibling (not counted)."""
     found = set()
+    top = 2 if in_subpackage else 1
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
+            if node.level != top and node.level > 0:
+                continue
+            if node.level == top and node.module:
                 found.add(node.module.split(".")[0])
-            elif node.level == 1:
+            elif node.level == top:
                 found.update(alias.name for alias in node.names)
             elif node.module and node.module.startswith("gru4rec."):
                 found.add(node.module.split(".")[1])
@@ -39,18 +44,26 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_every_module_is_in_a_layer():
+def _modules() -> dict[str, list[Path]]:
+    """Each top-level module or subpackage of the package, with its files."""
     package = Path(gru4rec.__file__).parent
-    modules = {p.stem for p in package.glob("*.py")}
-    assert modules == set().union(*LAYERS)
+    found = {p.stem: [p] for p in package.glob("*.py")}
+    for init in package.glob("*/__init__.py"):
+        found[init.parent.name] = sorted(init.parent.glob("*.py"))
+    return found
+
+
+def test_every_module_is_in_a_layer():
+    assert set(_modules()) == set().union(*LAYERS)
 
 
 def test_modules_import_lower_layers_only():
-    package = Path(gru4rec.__file__).parent
     layer_of = {m: i for i, layer in enumerate(LAYERS) for m in layer}
     wrong = []
-    for path in package.glob("*.py"):
-        for name in _imports(path) & set(layer_of):
-            if layer_of[name] >= layer_of[path.stem] and path.stem not in ("__init__", "__main__"):
-                wrong.append(f"{path.stem} imports {name}")
+    for module, paths in _modules().items():
+        for path in paths:
+            inside = path.parent.name == module
+            for name in _imports(path, inside) & set(layer_of):
+                if layer_of[name] >= layer_of[module] and module not in ("__init__", "__main__"):
+                    wrong.append(f"{module} imports {name}")
     assert wrong == []

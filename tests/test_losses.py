@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gru4rec import losses
+from gru4rec import kernels, losses
 from gru4rec.losses import (
     LOSSES,
     bpr,
     bpr_max,
     cross_entropy_full,
     cross_entropy_sampled,
+    cross_entropy_value_grad,
     get_loss,
     top1,
     top1_max,
@@ -454,3 +455,147 @@ def test_cross_entropy_value_grad_equals_autograd(spread):
     ref_value, ref_grad = _autograd_value_grad(cross_entropy_sampled, logits, 0.25)
     torch.testing.assert_close(value, ref_value)
     torch.testing.assert_close(grad, ref_grad)
+
+
+# -- the losses' compiled forms (gru4rec.kernels.losses) against their torch code ------------------
+
+
+def test_cross_entropy_kernel_equals_the_torch_loss_and_gradient():
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 40, generator=g) * 4
+    logits[2, 2] = -200.0  # the positive's probability underflows in float32
+    ref_loss, ref_grad = cross_entropy_value_grad(logits.clone(), scale=0.75)
+    grad = torch.softmax(logits, dim=1)
+    sums = np.empty(40, np.float32)
+    loss = kernels.softmax_xent_finish(logits.numpy(), grad.numpy(), 0.75 / 6, sums)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sums, ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+    assert loss > 200 * 0.75 / 6  # the underflowed row's loss is counted in full
+
+
+def test_cross_entropy_column_bias_kernel_equals_the_torch_sum():
+    pytest.importorskip("numba")
+    from gru4rec.samplers import NegativeSampler
+
+    g = torch.Generator().manual_seed(0)
+    counts = np.array([5, 0, 3, 9, 1, 2])
+    sampler = NegativeSampler(counts, 0.5, 4, g, torch.device("cpu"))
+    bias = torch.randn(6, 1, generator=g)
+    targets, negatives = torch.tensor([3, 0, 3]), torch.tensor([1, 2, 5])
+    log_mult = torch.log(torch.tensor([1.0, 2.0, 3.0]))
+    out = np.empty(6, np.float32)
+    kernels.xent_column_bias(
+        bias.numpy(), sampler.log_counts().numpy(), targets.numpy(), negatives.numpy(),
+        log_mult.numpy(), 0.5, 0.8, out,
+    )  # fmt: skip
+    log_q = sampler.log_probabilities(targets, negatives)
+    expected = bias[torch.cat([targets, negatives]), 0] - 0.8 * log_q
+    expected[3:] += log_mult
+    np.testing.assert_allclose(out, expected.numpy(), rtol=1e-6, atol=1e-6)
+    # By hand for one negative: bias - logq * alpha * log(count) + log(multiplicity).
+    assert out[5] == pytest.approx(float(bias[5]) - 0.8 * 0.5 * np.log(2) + np.log(3), abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    negatives=st.integers(0, 40),
+    weighted=st.booleans(),
+    spread=st.sampled_from([0.5, 5.0, 100.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_bpr_kernel_equals_the_torch_loss(rows, negatives, weighted, spread, seed):
+    pytest.importorskip("numba")
+    from gru4rec.losses import bpr_value_grad
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, rows + negatives, generator=g) * spread
+    counts = torch.randint(1, 4, (negatives,), generator=g).float()
+    log_mult = counts.log() if weighted else None
+    col_weights = torch.cat([torch.ones(rows), counts]) if weighted else None
+    positives = torch.arange(rows) if weighted else None
+    ref_loss, ref_grad = bpr_value_grad(scores.clone(), positives, col_weights, 0.7)
+    scores_t = scores.t().contiguous().numpy()
+    col_grad = np.empty((rows + negatives, 1), np.float32)
+    mult = None if log_mult is None else log_mult.numpy()
+    loss = kernels.bpr_step_loss(scores_t, mult, 0.7, col_grad)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cols=st.integers(5, 60),
+    rows=st.integers(1, 5),
+    spread=st.sampled_from([0.1, 5.0, 60.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_softmax_kernel_equals_the_cross_entropy_loss(cols, rows, spread, seed):
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, cols, generator=g) * spread  # positives: the first columns
+    scale = 0.6
+    logits_ref = logits.clone().requires_grad_(True)
+    ref_loss = torch.nn.functional.cross_entropy(logits_ref, torch.arange(rows)) * scale
+    ref_loss.backward()
+    ref_grad = logits_ref.grad
+    logits_t = logits.t().contiguous().numpy()
+    col_grad = np.empty((cols, 1), np.float32)
+    loss = kernels.xent_step_softmax_loss(logits_t, scale / rows, col_grad)
+    assert loss == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-5)
+    np.testing.assert_allclose(logits_t, ref_grad.t().numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    negatives=st.integers(1, 40),
+    weighted=st.booleans(),
+    elu=st.sampled_from([0.0, 0.5, 1.0]),
+    bpreg=st.sampled_from([0.0, 0.9]),
+    spread=st.sampled_from([0.5, 3.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_transposed_bpr_max_kernel_equals_the_torch_loss(
+    rows, negatives, weighted, elu, bpreg, spread, seed
+):
+    pytest.importorskip("numba")
+    from gru4rec.losses import bpr_max_value_grad
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, rows + negatives, generator=g) * spread
+    log_mult = torch.randint(1, 4, (negatives,), generator=g).float().log() if weighted else None
+    log_weights = None if log_mult is None else torch.cat([torch.zeros(rows), log_mult])
+    ref_loss, ref_grad = bpr_max_value_grad(scores.clone(), bpreg, elu, log_weights, 0.7)
+    scores_t = scores.t().contiguous().numpy()
+    col_grad = np.empty((rows + negatives, 1), np.float32)
+    mult = None if log_mult is None else log_mult.numpy()
+    loss = kernels.bpr_max_step_loss(scores_t, mult, bpreg, elu, 0.7 / rows, col_grad)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-5, abs=1e-6)
+    # A gradient element is a difference of terms of the order of the scale (0.7 / rows):
+    # where they cancel, float32 rounding of the terms (~1e-7) is the absolute error.
+    np.testing.assert_allclose(scores_t.T, ref_grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(col_grad[:, 0], ref_grad.sum(0).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("where", [(0, 0), (0, 1), (4, 1)])  # a positive, a target, a negative
+def test_a_nan_score_gives_a_nan_loss_in_both_step_losses(where):
+    # The softmax shift takes maxima declared NaN-free: a NaN must still reach the loss.
+    pytest.importorskip("numba")
+    scores_t = np.random.default_rng(0).standard_normal((6, 2)).astype(np.float32)
+    scores_t[where] = np.nan
+    col_grad = np.empty((6, 1), np.float32)
+    assert np.isnan(kernels.xent_step_softmax_loss(scores_t.copy(), 0.5, col_grad))
+    assert np.isnan(kernels.bpr_max_step_loss(scores_t.copy(), None, 0.9, 1.0, 0.5, col_grad))
+
+
+def test_bpr_max_kernel_reports_where_its_closed_form_fails():
+    pytest.importorskip("numba")
+    scores = np.zeros((3, 2), np.float32)  # columns x rows: two rows, one negative
+    scores[2, 0] = 200.0  # row 0's negative far above its positive: every sigmoid underflows
+    loss = kernels.bpr_max_step_loss(scores, None, 0.5, 0.0, 0.5, np.empty((3, 1), np.float32))
+    assert np.isnan(loss)

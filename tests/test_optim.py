@@ -303,3 +303,84 @@ def test_step_rows_with_leading_table_matches_per_row_reference(algorithm, momen
         np.testing.assert_allclose(bias.numpy(), ref_bias.p, rtol=1e-5, atol=1e-6)
         only_input = sorted(set(in_rows) - set(out_rows))
         assert torch.equal(bias[only_input], before[only_input])
+
+
+# -- the compiled updates (gru4rec.kernels.updates) against the torch code ------------------------
+
+
+def _optimizer_with_bias(algorithm: str, momentum: float, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(30, 6, generator=g)
+    bias = torch.randn(30, 1, generator=g)
+    dense = torch.nn.Parameter(torch.randn(4, 5, generator=g))
+    opt = RowSparseOptimizer(
+        [dense], {"out": table, "bias": bias}, algorithm, lr=0.1, momentum=momentum
+    )
+    return opt, table, bias, dense
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.integers(0, 29), min_size=1, max_size=25),
+    split=st.integers(0, 25),
+    n_bias=st.integers(0, 25),
+    algorithm=st.sampled_from(["sgd", "adagrad"]),
+    momentum=st.sampled_from([0.0, 0.4]),
+    seed=st.integers(0, 3),
+)
+def test_row_update_equals_the_torch_update(rows, split, n_bias, algorithm, momentum, seed):
+    # Repeated rows (their gradients summed first), two gradient blocks, a bias riding on
+    # the first rows: the state after three steps is that of the torch code.
+    pytest.importorskip("numba")
+    split, n_bias = min(split, len(rows)), min(n_bias, len(rows))
+    idx = torch.tensor(rows)
+    g = torch.Generator().manual_seed(100 + seed)
+    grad = torch.randn(len(rows), 6, generator=g)
+    blocks = [grad[:split], grad[split:]] if 0 < split < len(rows) else [grad]
+    bias_grad = torch.randn(n_bias, 1, generator=g)
+    results = []
+    for fused in (False, True):
+        opt, table, bias, _ = _optimizer_with_bias(algorithm, momentum, seed)
+        opt.fused = fused
+        for _ in range(3):
+            leading = {"bias": bias_grad} if n_bias else None
+            opt.step_rows("out", idx, blocks, leading=leading)
+        results.append((table, bias, *opt._acc.values(), *opt._vel.values()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    untouched = sorted(set(range(30)) - set(rows))
+    fresh = _optimizer_with_bias(algorithm, momentum, seed)[1]
+    assert torch.equal(results[1][0][untouched], fresh[untouched])
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "adagrad"])
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_dense_update_equals_the_torch_update(algorithm, momentum):
+    pytest.importorskip("numba")
+    results = []
+    for fused in (False, True):
+        opt, _, _, dense = _optimizer_with_bias(algorithm, momentum)
+        opt.fused = fused
+        g = torch.Generator().manual_seed(5)
+        for _ in range(3):
+            dense.grad = torch.randn(4, 5, generator=g)
+            opt.step_dense()
+            assert dense.grad is None
+        results.append((dense.detach().clone(), *opt._acc.values(), *opt._vel.values()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(results[1][0], _optimizer_with_bias(algorithm, momentum)[3].detach())
+
+
+def test_rows_update_leaves_the_owner_scratch_clean():
+    pytest.importorskip("numba")
+    table = np.zeros((10, 3), np.float32)
+    owner = np.full(10, -1, np.int64)
+    scratch = (np.empty(4, np.int64), np.empty((4, 3), np.float32), np.empty(4, np.float32))
+    rows = np.array([3, 3, 7, 3])
+    update = kernels.rows_updater(table, None, None, owner, scratch, 0.5, 0.0)
+    k = update(rows, np.ones((4, 3), np.float32))
+    assert k == 2
+    assert (owner == -1).all()
+    np.testing.assert_array_equal(table[3], [-1.5] * 3)  # three gradients of 1, lr 0.5
+    np.testing.assert_array_equal(table[7], [-0.5] * 3)

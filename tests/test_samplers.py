@@ -321,3 +321,22 @@ def test_sorted_draws_kernel_equals_searchsorted_at_exact_ties(data):
     for r in range(rows):
         a, b = bounds[r], bounds[r + 1]
         np.testing.assert_array_equal(np.repeat(unique[a:b], mult[a:b].astype(int)), out[r])
+
+
+# -- the compiled draws against the torch code, through the sampler --------------------------------
+
+
+@pytest.mark.parametrize("dedup", [False, True])
+def test_sampler_draws_the_same_negatives_with_the_merge_search(torch_only, dedup):
+    from gru4rec.samplers import NegativeSampler
+
+    counts = np.random.default_rng(0).integers(0, 50, size=300)
+    counts[[0, 7, 299]] = 0  # never drawn, also at the ends of the table
+    draws = []
+    for on in (False, True):
+        torch_only(on)
+        gen = torch.Generator().manual_seed(5)
+        sampler = NegativeSampler(counts, 0.7, 64, gen, torch.device("cpu"), 64 * 40, dedup)
+        draws.append(torch.cat([sampler.draw() for _ in range(90)]))  # three refills
+    assert torch.equal(draws[0], draws[1])
+    assert not bool(torch.isin(draws[1], torch.tensor([0, 7, 299])).any())

@@ -20,8 +20,8 @@ from tiny import (
 )
 
 import gru4rec.trainer as trainer_module
-import gru4rec.training as training_module
-from gru4rec import InteractionMatrix, kernels
+from gru4rec import InteractionMatrix, kernels, step
+from gru4rec.losses import LOSS_CLASSES
 from gru4rec.optim import RowSparseOptimizer
 from gru4rec.trainer import TrainingDivergedError
 from gru4rec.training import REPORT_EVERY
@@ -93,10 +93,12 @@ def _poison_loss_in_epoch(monkeypatch, epoch: int, step: int = 1) -> None:
 
         return poisoned
 
-    # Every loss goes through one of these (bpr's autograd fast path through the second, every
-    # hand-differentiated step through the third).
-    for name in ("_scores_to_loss", "bpr_from_factors", "_loss_value_grad"):
-        monkeypatch.setattr(training_module, name, poison(getattr(training_module, name)))
+    # Every loss object's step goes through one of these (autograd's, the hand-differentiated
+    # step's, and its compiled-CPU variant).
+    for cls in LOSS_CLASSES.values():
+        for name in ("reference", "value_grad", "host_value_grad"):
+            if getattr(cls, name) is not None:
+                monkeypatch.setattr(cls, name, poison(getattr(cls, name)))
 
     # The compiled step's losses return a float and turn their first argument into the
     # gradient: both become NaN.
@@ -180,8 +182,8 @@ def _interrupt_in_epoch(monkeypatch, epoch: int, after_updates: int = 1, raise_=
 
     # Autograd steps update through the first, hand-differentiated ones through the second,
     # compiled ones through the dense updater (once per step, before the rows).
-    for name in ("_update", "_update_direct"):
-        monkeypatch.setattr(training_module, name, interrupting(getattr(training_module, name)))
+    for module in (step.reference, step.direct):
+        monkeypatch.setattr(module, "_update", interrupting(module._update))
     real_updater = RowSparseOptimizer.dense_updater
     monkeypatch.setattr(
         RowSparseOptimizer,

@@ -12,12 +12,11 @@ from tiny import (
     neg,
 )
 
-import gru4rec.training as training_module
 from gru4rec import estimator as est_module
-from gru4rec import kernels
+from gru4rec import kernels, step
 from gru4rec.losses import cross_entropy_full
 from gru4rec.model import GRU4RecNet
-from gru4rec.optim import RowSparseOptimizer
+from gru4rec.optim import RowSparseOptimizer, clip_grad_norm
 from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.training import Epoch, EpochData, LossConfig, train_epoch
@@ -156,7 +155,7 @@ def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
         calls.append(1)
         if clipnorm is not None:
             grads = [p.grad for p in model.dense_parameters() if p.grad is not None]
-            training_module.clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
+            clip_grad_norm(grads + [leaf.grad for _, leaf, _ in updates], clipnorm)
         optimizer.step_dense()
         per_table: dict[str, tuple[list, list]] = {}
         for name, leaf, rows in updates:
@@ -166,109 +165,8 @@ def test_bias_update_sharing_the_output_rows_pass_equals_its_own_update(
         for name, (rows, grads) in per_table.items():
             optimizer.step_rows(name, torch.cat(rows), torch.cat(grads))
 
-    monkeypatch.setattr(training_module, "_update", plain_update)
+    monkeypatch.setattr(step.reference, "_update", plain_update)
     reference = neg(**params).fit(df)
     assert calls
     for key, value in reference.model_.state_dict().items():
         torch.testing.assert_close(shared.model_.state_dict()[key], value, rtol=1e-5, atol=1e-6)
-
-
-def _train_once(
-    direct: bool,
-    loss_cfg,
-    *,
-    layers=1,
-    constrained=True,
-    dedup=True,
-    clipnorm=None,
-    dropout=(0.3, 0.2),
-    momentum=0.3,
-    n_items=40,
-    seed=3,
-):
-    from gru4rec.samplers import NegativeSampler
-    from gru4rec.training import _train_epoch_direct, train_epoch_autograd
-
-    items, offsets = _random_sessions(30, n_items, seed=seed)
-    order = np.arange(len(offsets) - 1)
-    schedule = session_parallel_schedule(offsets, order, 6)
-    data = EpochData.build(items, schedule, torch.device("cpu"))
-    net = GRU4RecNet(
-        n_items, hidden_size=5, num_layers=layers, embedding_size=4, constrained=constrained
-    )
-    net.reset_parameters(torch.Generator().manual_seed(0))
-    opt = RowSparseOptimizer(
-        net.dense_parameters(), net.item_tables(), "adagrad", lr=0.2, momentum=momentum
-    )
-    gen = torch.Generator().manual_seed(7)
-    counts = np.bincount(items, minlength=n_items)
-    sampler = NegativeSampler(
-        counts, 0.5, 30, gen, torch.device("cpu"), buffer_size=300, dedup=dedup
-    )
-    run = Epoch(net, data, opt, loss_cfg, sampler, gen, dropout[0], dropout[1], clipnorm=clipnorm)
-    totals = []
-    for _ in range(2):
-        if direct == "fused":
-            from gru4rec.training import _train_epoch_fused
-
-            totals.append(_train_epoch_fused(run))
-        elif direct:
-            totals.append(_train_epoch_direct(run))
-        else:
-            totals.append(train_epoch_autograd(run))
-    return net, totals
-
-
-LOSS_CASES = [
-    LossConfig("cross-entropy", logq=1.0),  # the sampler's alpha is 0.5
-    LossConfig("cross-entropy"),
-    LossConfig("bpr-max", bpreg=0.9, elu_param=1.0),
-    LossConfig("bpr-max", bpreg=0.5, elu_param=0.5),
-    LossConfig("bpr-max", bpreg=0.0),
-    LossConfig("bpr"),
-    LossConfig("top1"),
-    LossConfig("top1-max", elu_param=1.0),
-]
-
-
-@pytest.mark.parametrize("loss_cfg", LOSS_CASES, ids=lambda c: f"{c.name}-{c.elu_param}-{c.logq}")
-@pytest.mark.parametrize(
-    "variant",
-    [
-        {},
-        {"layers": 2},
-        {"constrained": False},
-        {"dedup": False},
-        {"clipnorm": 0.05},  # tight enough to clip (0.5 never did here)
-        {"dropout": (0.0, 0.0), "momentum": 0.0},
-    ],
-    ids=["default", "2-layers", "separate-embedding", "raw-negatives", "clipnorm", "plain"],
-)
-def test_direct_step_trains_like_autograd(loss_cfg, variant):
-    # The hand-differentiated epoch must give the model, optimiser path and loss of the
-    # autograd one (the plain reference computation), from the same generator state.
-    ref, ref_totals = _train_once(False, loss_cfg, **variant)
-    net, totals = _train_once(True, loss_cfg, **variant)
-    # Float rounding differs (other operation order) and Adagrad amplifies it where the
-    # accumulated squares are tiny; a wrong gradient is off by orders of magnitude more.
-    for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
-    for a, b in zip(totals, ref_totals, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    init = GRU4RecNet(40, hidden_size=5, embedding_size=4)
-    init.reset_parameters(torch.Generator().manual_seed(0))
-    assert (net.item_output - init.item_output).abs().max() > 0.01  # it did train
-
-
-def test_train_epoch_uses_the_direct_path_only_where_it_applies(monkeypatch):
-    import gru4rec.training as training
-
-    calls = []
-    monkeypatch.setattr(training, "_train_epoch_direct", lambda *a, **k: calls.append("direct"))
-    monkeypatch.setattr(training, "train_epoch_autograd", lambda *a, **k: calls.append("auto"))
-    sampler = object()
-    cfg = LossConfig("top1")  # (one layer of cross-entropy, bpr-max, bpr: the compiled step)
-    training.train_epoch(Epoch(None, None, None, cfg, sampler, None))
-    training.train_epoch(Epoch(None, None, None, cfg, sampler, None, bptt=2))
-    training.train_epoch(Epoch(None, None, None, LossConfig("full-cross-entropy"), None, None))
-    assert calls == ["direct", "auto", "auto"]
