@@ -186,6 +186,15 @@ def main() -> None:
         )
         curve.append(metrics(next_item_ranks(model, test_ids)[0]))
         model.train()
+        # The model after each epoch, so that a run stopped early still tells what it reached.
+        partial = {
+            **curve[-1],
+            "epochs_done": len(epoch_seconds),
+            "epoch_seconds": epoch_seconds,
+            "curve": curve,
+            "n_predictions": int(sum(len(s) - 1 for s in test_ids)),
+        }
+        Path(args.out + ".partial").write_text(json.dumps(partial, indent=2))
         return result
 
     trainer._train_epoch = timed_epoch
