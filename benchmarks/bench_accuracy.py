@@ -11,6 +11,7 @@ every number and a PNG of test Recall@20 per epoch under ``benchmarks/results/<n
     python benchmarks/bench_accuracy.py --data events.csv --test-days 1
     python benchmarks/bench_accuracy.py --only rsc15-best --epochs 2 --seeds 3
     python benchmarks/bench_accuracy.py --with-recpack        # recpack 0.3.6 in its own venv
+    python benchmarks/bench_accuracy.py --with-recbole        # RecBole 1.2.1 in its own venv
     python benchmarks/bench_accuracy.py --official DIR --only rsc15-best --only diginetica-best \
         --epochs 2 --seeds 3 --no-curves                      # side by side with the official code
     python benchmarks/bench_accuracy.py --speed --publish     # + throughput plots, copy to docs/
@@ -20,6 +21,14 @@ configuration and thread count, alternating with ours seed by seed, in a virtual
 own (numpy < 2, pandas < 3, torch 2.13.0), and prints both epoch times and their ratio. DIR is a
 checkout of https://github.com/hidasib/GRU4Rec_PyTorch_Official (the folder holding
 ``gru4rec_pytorch.py``); it is never part of this repository.
+
+``--with-recbole`` also trains RecBole 1.2.1's GRU4Rec on the same split (its training prefixes
+written as RecBole atomic files, read through its ``benchmark_filename``), one thread, in a
+virtual environment of its own (recbole 1.2.1, setuptools < 81, numpy < 2, pandas < 3, torch
+2.13.0): once with RecBole's defaults (5 epochs, ``--seeds`` seeds) and once as close to RSC15
+best as it allows (10 epochs, ``--recbole-seeds`` seeds, default 1: an epoch takes about a hundred
+times ours). ``recbole_worker.py`` scores it with the protocol above and also reports RecBole's own
+evaluator. If the install fails, RecBole is skipped with a message.
 
 Event CSVs have a header with ``session_id,item_id,timestamp``. When the data is missing the script
 says what to do and exits with status 2.
@@ -47,6 +56,8 @@ import pandas as pd
 
 RECPACK_PINS = ["recpack==0.3.6", "numpy<2", "pandas<3", "torch==2.13.0"]
 OFFICIAL_PINS = ["numpy<2", "pandas<3", "torch==2.13.0"]
+# RecBole 1.2.1 imports pkg_resources (setuptools < 81) and predates NumPy 2 and pandas 3.
+RECBOLE_PINS = ["recbole==1.2.1", "setuptools<81", "numpy<2", "pandas<3", "torch==2.13.0"]
 OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
 K = 20
 
@@ -412,6 +423,117 @@ def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
     return row
 
 
+# -- RecBole, in its own virtual environment ---------------------------------------------------
+
+
+@dataclass
+class RecBoleConfig:
+    """One RecBole GRU4Rec configuration: settings over RecBole's defaults, epochs, seeds."""
+
+    config: str
+    settings: dict[str, Any]
+    epochs: int
+    pairs_with: str | None = None  # our configuration its epoch time is compared with
+
+
+RECBOLE_CONFIGS = {
+    # RecBole trains 300 epochs with early stopping on a validation split by default; here the
+    # epochs are those of our recpack-defaults row and the last epoch's model is scored.
+    "recbole-defaults": RecBoleConfig(
+        "RecBole defaults: CE (full softmax), 64-dim emb., 128 units, dropout 0.3 on the emb., "
+        "Adam lr 0.001, batch 2048, {epochs} epochs",
+        {},
+        5,
+    ),
+    # As close to RSC15 best as RecBole allows: its output layer is the input embedding (shared,
+    # 100 = units), its only dropout is on the input embeddings (RSC15 best's 0.4 is on the
+    # hidden state), its CE is the full softmax, and it offers no Adagrad with momentum.
+    "recbole-rsc15": RecBoleConfig(
+        "closest to RSC15 best: CE (full softmax), 100-dim shared emb., 100 units, batch 32, "
+        "dropout 0.4 on the emb., Adam lr 0.001, {epochs} epochs",
+        {"embedding_size": 100, "hidden_size": 100, "train_batch_size": 32, "dropout_prob": 0.4},
+        10,
+        "rsc15-best",
+    ),
+}
+
+
+def run_recbole(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> list:
+    """RecBole 1.2.1's GRU4Rec on the same split, its defaults and its closest to RSC15 best."""
+    python = pinned_python("recbole-1.2.1", RECBOLE_PINS)
+    if python is None:
+        return []
+    rows = []
+    worker = benchlib.BENCH_DIR / "recbole_worker.py"
+    with tempfile.TemporaryDirectory(prefix="gru4rec-bench-") as tmp:
+        train_csv, test_csv = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
+        train.to_csv(train_csv, index=False)
+        test.to_csv(test_csv, index=False)
+        for key, cfg in RECBOLE_CONFIGS.items():
+            epochs = args.epochs if args.epochs is not None else cfg.epochs
+            seeds = args.seeds if cfg.pairs_with is None else min(args.seeds, args.recbole_seeds)
+            label = cfg.config.format(epochs=epochs)
+            if seeds < args.seeds:
+                label += f", {seeds} seed{'s' if seeds > 1 else ''} only"
+            row = _new_row(
+                key,
+                "RecBole 1.2.1 GRU4Rec",
+                label,
+                params=cfg.settings,
+                load=[],
+                pairs_with=cfg.pairs_with,
+                own_eval=[],
+            )
+            for seed in range(seeds):
+                out = Path(tmp) / f"{key}_{seed}.json"
+                workdir = Path(tmp) / f"{key}_{seed}"
+                workdir.mkdir()
+                cmd = [
+                    str(python),
+                    str(worker),
+                    "--train",
+                    str(train_csv),
+                    "--test",
+                    str(test_csv),
+                    "--out",
+                    str(out),
+                    "--config",
+                    json.dumps(cfg.settings),
+                    "--epochs",
+                    str(epochs),
+                    "--seed",
+                    str(seed),
+                    "--threads",
+                    str(args.threads),
+                    "--workdir",
+                    str(workdir),
+                ]
+                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    lines = (proc.stderr or proc.stdout).strip().splitlines()
+                    print(
+                        f"skipped RecBole {key}: worker failed: {lines[-1] if lines else '?'}",
+                        file=sys.stderr,
+                    )
+                    break
+                res = _record_worker_result(row, out)
+                row["curves"].append([c["recall"] for c in res["curve"]])
+                row["load"].append(benchlib.load_average())
+                row["own_eval"].append(res["recbole_own_eval"])
+                row["n_prefixes_over_50"] = res["n_prefixes_over_50"]
+                print(
+                    f"  RecBole {key} seed {seed}: Recall@{K} {res['recall']:.4f} "
+                    f"MRR@{K} {res['mrr']:.4f} {row['s_per_epoch'][-1]:.2f} s/epoch "
+                    f"(fit {res['fit_seconds']:.0f} s; its own evaluator: "
+                    f"{res['recbole_own_eval']}; load {row['load'][-1]})",
+                    file=sys.stderr,
+                )
+            if row["recall"]:
+                rows.append(row)
+    return rows
+
+
 # -- the official GRU4Rec, in its own virtual environment ---------------------------------------
 
 
@@ -563,6 +685,8 @@ def time_ratios(
             mine, theirs = ours[r["key"]], r
         elif r["key"] == "recpack" and r["s_per_epoch"] and "recpack-defaults" in ours:
             mine, theirs = ours["recpack-defaults"], r
+        elif r.get("pairs_with") in ours and r["s_per_epoch"]:
+            mine, theirs = ours[r["pairs_with"]], r
         else:
             continue
         a = statistics.median(mine["s_per_epoch"])
@@ -645,6 +769,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--with-recpack", action="store_true", help="also run recpack 0.3.6")
     parser.add_argument(
+        "--with-recbole",
+        action="store_true",
+        help="also run RecBole 1.2.1's GRU4Rec: its defaults and its closest to RSC15 best",
+    )
+    parser.add_argument(
+        "--recbole-seeds",
+        type=int,
+        default=1,
+        help="seeds of RecBole's RSC15-like configuration, about 100x slower per epoch than "
+        "ours (default 1; its defaults run --seeds)",
+    )
+    parser.add_argument(
         "--official",
         metavar="DIR",
         help=f"also run the official GRU4Rec from DIR, a checkout of {OFFICIAL_URL}",
@@ -661,6 +797,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.recbole_seeds < 1:
+        parser.error("--recbole-seeds must be >= 1")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     return args
@@ -735,6 +873,8 @@ def main(argv: list[str] | None = None) -> int:
         row = run_recpack(train, test, args)
         if row is not None:
             rows.append(row)
+    if args.with_recbole:
+        rows.extend(run_recbole(train, test, args))
     for key in selected:
         if key in BASELINES:
             rows.append(run_baseline(key, X, T))
