@@ -13,8 +13,8 @@ LAYERS = [
     {"kernels", "caller"},
     {"device", "checkpoint", "metrics"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
-    {"datasets", "inputs", "training", "inference", "persistence"},
-    {"trainer", "validation", "params"},
+    {"datasets", "inputs", "training", "inference", "growth"},
+    {"trainer", "validation", "params", "persistence"},
     {"estimator"},
     {"cli", "callbacks", "distributed", "__init__", "__main__"},
 ]
