@@ -405,9 +405,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             )
             growth.restore_optimizer(parts.optimizer, self.model_, state)
             trainer = Trainer(parts, self.learning_rate)
-            with warnings.catch_warnings():
-                # The trainer's word on an interruption is about a fit; the update's is below.
-                warnings.filterwarnings("ignore", message="fit interrupted")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 history = trainer.run(
                     epochs,
                     listeners,
@@ -415,10 +414,24 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                     verbose=self.verbose,
                     desc=self.name,
                 )
+        except TrainingDivergedError as exc:
+            self.__dict__.update(before)
+            # The trainer's message speaks of the weights it kept; the update keeps none.
+            cause = str(exc).split(" The ")[0]
+            raise TrainingDivergedError(
+                f"partial_fit: {cause} The model is as it was before the call."
+            ) from exc
         except BaseException:
             self.__dict__.update(before)
             raise
-        if len(history) < epochs and not (validation is not None and selection.should_stop):
+        # The trainer keeps the last completed epoch of an interrupted run and says so; an
+        # update is all or nothing, and says that instead.
+        interrupted = [w for w in caught if "interrupted" in str(w.message)]
+        for w in caught:
+            if w not in interrupted:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        stopped = validation is not None and selection.should_stop
+        if interrupted or (len(history) < epochs and not stopped):
             self.__dict__.update(before)
             warn(
                 f"partial_fit interrupted during epoch {len(history)}: the model is as it "
