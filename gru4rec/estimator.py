@@ -362,13 +362,18 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             )
         )
         listeners = self._listeners(callbacks)
-        if isinstance(X, pd.DataFrame) and len(X) == 0:
-            inputs.as_matrix(X, self._columns(), allow_empty=True, vocabulary=Vocabulary([]))
-            warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
-            return self
         no_times = isinstance(X, pd.DataFrame) and self.time_col is None
         frame = isinstance(X, pd.DataFrame)
-        X = inputs.as_matrix(X, self._columns())
+        # An empty frame still has its columns checked (a misnamed one is an error).
+        X = inputs.as_matrix(
+            X,
+            self._columns(),
+            vocabulary=Vocabulary([]) if frame and len(X) == 0 else None,
+            allow_empty=True,
+        )
+        if X.num_interactions == 0:
+            warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
+            return self
         sessions = inputs.timed_sessions(X, training=True)
         vocabulary, n_items, sessions = growth.extend_vocabulary(
             self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions

@@ -237,6 +237,12 @@ def test_empty_x_is_a_no_op_with_a_warning():
         est.partial_fit(_slice(1, 9).iloc[:0])
     assert_same_weights(weights(est), before)
     assert est.training_state_.updates == 0
+    empty = InteractionMatrix.from_events(_slice(1, 9)).users_in([])
+    with pytest.warns(UserWarning, match="empty X"):
+        est.partial_fit(empty)
+    with pytest.raises(ValueError, match="column 'item_id' not in X"):
+        est.partial_fit(pd.DataFrame(columns=["session_id", "item", "timestamp"]))
+    assert est.training_state_.updates == 0 and est.n_items_ == 9
 
 
 def test_diverged_update_leaves_the_model_as_it_was():
