@@ -298,6 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override a model parameter (Python literal), repeatable",
     )
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     p.add_argument("--no-refit", action="store_true", help="skip the refits (tuning runs)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rolling"))
     p.add_argument("--name", default="rolling")
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     rows: list[dict[str, Any]] = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows.extend(run_seed(df, slices, args, seed))
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
