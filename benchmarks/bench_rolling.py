@@ -56,8 +56,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 
-METHODS = ("refit", "partial", "stale", "markov")
-
 
 def load_events(path: Path, hours: str | None) -> pd.DataFrame:
     """session_id, item_id, timestamp (s) sorted by session then time."""
@@ -126,8 +124,11 @@ def run_seed(df: pd.DataFrame, slices: np.ndarray, args, seed: int) -> list[dict
     t = time.perf_counter()
     first = GRU4RecNegSampling(**params).fit(train)
     fit_seconds = time.perf_counter() - t
-    partial = first
     stale = copy.deepcopy(first)  # the first fit, never updated
+    decays = args.count_decay
+    names = ["partial" if len(decays) == 1 else f"partial (count_decay={d:g})" for d in decays]
+    partials = {name: copy.deepcopy(first) for name in names}
+    partial = partials[names[0]]
     first_seen = pd.Series(slices[df.index], index=df.index).groupby(df["item_id"]).min()
     for s in range(1, args.slices + 1):
         new = df[slices == s]
@@ -135,29 +136,29 @@ def run_seed(df: pd.DataFrame, slices: np.ndarray, args, seed: int) -> list[dict
         if len(new) == 0:
             continue
         window = df[(slices > s - args.window) & (slices <= s)]
-        t, c = time.perf_counter(), time.process_time()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            partial.partial_fit(window, epochs=args.update_epochs, count_decay=args.count_decay)
-        partial_seconds = time.perf_counter() - t
-        partial_cpu = time.process_time() - c
-        refit_seconds = refit_cpu = float("nan")
+        seconds, cpu = {"stale": 0.0, "markov": 0.0}, {"stale": 0.0, "markov": 0.0}
+        for (name, model), decay in zip(partials.items(), decays, strict=True):
+            t, c = time.perf_counter(), time.process_time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.partial_fit(window, epochs=args.update_epochs, count_decay=decay)
+            seconds[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
         refit = None
         if not args.no_refit:
             t, c = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 refit = GRU4RecNegSampling(**params).fit(history)
-            refit_seconds = time.perf_counter() - t
-            refit_cpu = time.process_time() - c
+            seconds["refit"] = time.perf_counter() - t
+            cpu["refit"] = time.process_time() - c
         test = df[slices == s + 1]
         known = partial.item_vocabulary_
         test = known_only(test, known)
         n = int(len(test) - test["session_id"].nunique())
         if n == 0:
             continue
-        ranks = {
-            "partial": model_ranks(partial, test, n),
+        ranks = {name: model_ranks(model, test, n) for name, model in partials.items()}
+        ranks |= {
             "stale": model_ranks(stale, test, n),
             "markov": markov_ranks(history, test, known).astype(np.float64),
         }
@@ -181,18 +182,8 @@ def run_seed(df: pd.DataFrame, slices: np.ndarray, args, seed: int) -> list[dict
                     "rr_sum": float(np.where(hits, 1.0 / r, 0.0).sum()),
                     # The stale model cannot know them (and its positions skip them).
                     "new_item_hits": 0 if name == "stale" else int((hits & fresh).sum()),
-                    "seconds": {
-                        "partial": partial_seconds,
-                        "refit": refit_seconds,
-                        "stale": 0.0,
-                        "markov": 0.0,
-                    }[name],
-                    "cpu_seconds": {
-                        "partial": partial_cpu,
-                        "refit": refit_cpu,
-                        "stale": 0.0,
-                        "markov": 0.0,
-                    }[name],
+                    "seconds": seconds[name],
+                    "cpu_seconds": cpu[name],
                     "load_average": benchlib.load_average(),
                     "n_items": int(partial.n_items_),
                     "first_fit_seconds": fit_seconds,
@@ -212,10 +203,8 @@ def run_seed(df: pd.DataFrame, slices: np.ndarray, args, seed: int) -> list[dict
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     frame = pd.DataFrame(rows)
     out = []
-    for method in METHODS:
+    for method in pd.unique(frame["method"]):
         m = frame[frame["method"] == method]
-        if m.empty:
-            continue
         per_seed = m.groupby("seed").agg(
             hits=("hits", "sum"),
             rr=("rr_sum", "sum"),
@@ -259,13 +248,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     frame = pd.DataFrame(rows)
     mean = frame.groupby(["method", "slice"])[["recall", "mrr", "seconds"]].mean().reset_index()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for method in METHODS:
+    for method in pd.unique(frame["method"]):
         m = mean[mean["method"] == method]
-        if m.empty:
-            continue
         axes[0].plot(m["slice"], m["recall"], marker="o", label=method)
         axes[1].plot(m["slice"], m["mrr"], marker="o", label=method)
-        if method in ("refit", "partial"):
+        if method == "refit" or method.startswith("partial"):
             axes[2].plot(m["slice"], m["seconds"], marker="o", label=method)
     for ax, name in zip(axes, ("Recall@20", "MRR@20", "training seconds per update"), strict=True):
         ax.set_xlabel("slice (evaluated on the next one)")
@@ -288,7 +275,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slices", type=int, default=8, help="updates (each evaluated on the next)")
     p.add_argument("--window", type=int, default=1, help="latest slices partial_fit trains on")
     p.add_argument("--update-epochs", type=int, default=None, help="default: max_epochs")
-    p.add_argument("--count-decay", type=float, default=1.0)
+    p.add_argument(
+        "--count-decay",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="partial_fit's count_decay; several values update one model each, side by side",
+    )
     p.add_argument("--preset", default="rsc15", choices=sorted(PRESETS))
     p.add_argument(
         "--param",
@@ -339,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.md").write_text(table + "\n")
     print(table)
     by = {r["method"]: r for r in summary}
-    if "refit" in by and "partial" in by:
-        p, r = by["partial"], by["refit"]
+    for name in [m for m in by if m.startswith("partial") and "refit" in by]:
+        p, r = by[name], by["refit"]
         print(
-            f"partial - refit: Recall@20 {p['_recall'] - r['_recall']:+.4f}, MRR@20 "
+            f"{name} - refit: Recall@20 {p['_recall'] - r['_recall']:+.4f}, MRR@20 "
             f"{p['_mrr'] - r['_mrr']:+.4f}; training time ratio partial/refit "
             f"{p['_seconds'] / r['_seconds']:.3f} (wall), {p['_cpu'] / r['_cpu']:.3f} (CPU)"
         )
