@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pandas as pd
 import pytest
 from tiny import assert_same_weights, weights
 
 from gru4rec import GRU4RecNegSampling
-from gru4rec.cli import main
+from gru4rec.cli import build_parser, main
 from gru4rec.datasets import make_synthetic_sessions
 
 SMALL = ["--hidden-size", "8", "--max-epochs", "1", "--batch-size", "16", "--seed", "0"]
@@ -73,3 +75,16 @@ def test_update_help(capsys):
         main(["update", "--help"])
     assert exc.value.code == 0
     assert "gru4rec update" in capsys.readouterr().out
+
+
+def test_update_help_says_each_default_once_and_never_none():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices["update"]
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"update {action.option_strings or action.dest}: no help text"
+        text = formatter._expand_help(action)
+        assert "(default: None)" not in text, text
+        assert text.count("default") <= (0 if action.required else 1), text
