@@ -246,15 +246,17 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
         return False
     plt = benchlib.pyplot()
     frame = pd.DataFrame(rows)
-    mean = frame.groupby(["method", "slice"])[["recall", "mrr", "seconds"]].mean().reset_index()
+    mean = frame.groupby(["method", "slice"])[["recall", "mrr", "cpu_seconds"]].mean().reset_index()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for method in pd.unique(frame["method"]):
         m = mean[mean["method"] == method]
         axes[0].plot(m["slice"], m["recall"], marker="o", label=method)
         axes[1].plot(m["slice"], m["mrr"], marker="o", label=method)
         if method == "refit" or method.startswith("partial"):
-            axes[2].plot(m["slice"], m["seconds"], marker="o", label=method)
-    for ax, name in zip(axes, ("Recall@20", "MRR@20", "training seconds per update"), strict=True):
+            axes[2].plot(m["slice"], m["cpu_seconds"], marker="o", label=method)
+    for ax, name in zip(
+        axes, ("Recall@20", "MRR@20", "training CPU seconds per update"), strict=True
+    ):
         ax.set_xlabel("slice (evaluated on the next one)")
         ax.set_title(name)
         ax.legend()
