@@ -248,12 +248,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     frame = pd.DataFrame(rows)
     mean = frame.groupby(["method", "slice"])[["recall", "mrr", "cpu_seconds"]].mean().reset_index()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for method in pd.unique(frame["method"]):
+    methods = list(pd.unique(frame["method"]))
+    for method in methods:
         m = mean[mean["method"] == method]
-        axes[0].plot(m["slice"], m["recall"], marker="o", label=method)
-        axes[1].plot(m["slice"], m["mrr"], marker="o", label=method)
+        style = dict(marker="o", label=method, color=f"C{methods.index(method)}")
+        axes[0].plot(m["slice"], m["recall"], **style)
+        axes[1].plot(m["slice"], m["mrr"], **style)
         if method == "refit" or method.startswith("partial"):
-            axes[2].plot(m["slice"], m["cpu_seconds"], marker="o", label=method)
+            axes[2].plot(m["slice"], m["cpu_seconds"], **style)
     for ax, name in zip(
         axes, ("Recall@20", "MRR@20", "training CPU seconds per update"), strict=True
     ):
