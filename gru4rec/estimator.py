@@ -288,7 +288,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             nothing (with a warning).
         validation_data : (validation_in, validation_out), optional
             As in :meth:`fit`: each epoch is scored, and the best one kept unless
-            ``keep_last``. Items of the validation data must be known after the update.
+            ``keep_last`` (the optimiser's state is the last epoch's either way). Items of
+            the validation data must be known after the update.
         y : None
             Not used.
         epochs : int or None, default=None
@@ -337,21 +338,9 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             embedding_size=self.num_components,
             constrained=self.constrained_embedding,
         ).config()
-        changed = growth.architecture_changes(self.model_.config(), wanted)
-        if changed:
-            raise ValueError(
-                "partial_fit continues the fitted network, but parameters that shape it have "
-                f"changed since the fit: {'; '.join(changed)}; set them back, or fit anew"
-            )
-        state = getattr(self, "training_state_", None)
-        if state is None:
-            raise growth.MissingTrainingStateError(
-                "this model holds no training state to continue from (the optimiser's "
-                "Adagrad accumulators and momentum, the negative sampler's counts, the update "
-                "count): it was loaded from a file saved without them, by an earlier version "
-                "of gru4rec. It still predicts; to update it, fit it anew (fit() or "
-                "partial_fit() on an unfitted estimator) and save it with this version"
-            )
+        state = growth.check_continuable(
+            self.model_.config(), wanted, getattr(self, "training_state_", None)
+        )
         epochs = self.max_epochs if epochs is None else int(epochs)
         selection = Selection(
             configured(
@@ -816,6 +805,10 @@ class GRU4RecNegSampling(_GRU4RecBase):
     seed_ : int
     n_items_ : int
     item_vocabulary_ : Vocabulary or None
+    item_counts_ : np.ndarray
+        Training events per item (over ``fit`` and every ``partial_fit``).
+    training_state_ : gru4rec.growth.TrainingState or None
+        What :meth:`partial_fit` continues from (optimiser state, sampler counts, updates).
     """
 
     def __init__(

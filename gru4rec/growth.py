@@ -29,6 +29,7 @@ __all__ = [
     "TrainingState",
     "architecture_changes",
     "capture",
+    "check_continuable",
     "extend_vocabulary",
     "grow_model",
     "restore_optimizer",
@@ -151,6 +152,28 @@ def architecture_changes(fitted: dict[str, Any], wanted: dict[str, Any]) -> list
         if fitted[key] != wanted[key]:
             changed.append(f"{param} (fitted with {fitted[key]!r}, now {wanted[key]!r})")
     return changed
+
+
+def check_continuable(
+    fitted: dict[str, Any], wanted: dict[str, Any], state: TrainingState | None
+) -> TrainingState:
+    """The state to continue from; a ValueError when the parameters now build another
+    network than the fitted one, or when there is no state (a file saved without it)."""
+    changed = architecture_changes(fitted, wanted)
+    if changed:
+        raise ValueError(
+            "partial_fit continues the fitted network, but parameters that shape it have "
+            f"changed since the fit: {'; '.join(changed)}; set them back, or fit anew"
+        )
+    if state is None:
+        raise MissingTrainingStateError(
+            "this model holds no training state to continue from (the optimiser's Adagrad "
+            "accumulators and momentum, the negative sampler's counts, the update count): it "
+            "was loaded from a file saved without them, by an earlier version of gru4rec. It "
+            "still predicts; to update it, fit it anew (fit() or partial_fit() on an unfitted "
+            "estimator) and save it with this version"
+        )
+    return state
 
 
 def _kind_name(ids: np.ndarray) -> str:
