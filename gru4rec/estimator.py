@@ -365,7 +365,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             return self
         sessions = inputs.timed_sessions(X, training=True)
         vocabulary, n_items, sessions = growth.extend_vocabulary(
-            self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions
+            self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
         )
         validation = (
             None

@@ -186,13 +186,15 @@ def extend_vocabulary(
     n_items: int,
     new_vocabulary: Vocabulary | None,
     sessions: SessionArrays,
+    n_columns: int = 0,
 ) -> tuple[Vocabulary | None, int, SessionArrays]:
     """The fitted vocabulary grown by the items of ``sessions`` it does not know, in their
     order in ``new_vocabulary`` (the one ``X`` was encoded with), the new catalogue size,
     and the sessions renumbered to it. Known items keep their indices.
 
     Without vocabularies (a model fitted on item indices) indices are indices, and the
-    catalogue grows to the largest one seen.
+    catalogue grows to ``X``'s width ``n_columns`` (as ``fit`` takes it) or past the largest
+    index seen.
     """
     if (vocabulary is None) != (new_vocabulary is None):
         fitted = "item indices" if vocabulary is None else "raw item ids"
@@ -203,7 +205,7 @@ def extend_vocabulary(
         )
     items = sessions.items
     if vocabulary is None:
-        grown = max(n_items, int(items.max()) + 1 if len(items) else 0)
+        grown = max(n_items, n_columns, int(items.max()) + 1 if len(items) else 0)
         return None, grown, sessions
     used = np.zeros(len(new_vocabulary), dtype=bool)
     used[items] = True

@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny import assert_same_weights, longer_events, neg, weights, xent
+from tiny import assert_same_weights, index_matrix, longer_events, neg, weights, xent
 
 from gru4rec import InteractionMatrix
 from gru4rec.checkpoint import load_checkpoint, save_checkpoint
@@ -352,3 +352,28 @@ def test_random_slice_sequences_keep_vocabulary_and_indices(slices, as_str):
         assert len(est.training_state_.sampler_counts) == est.n_items_
         assert est.item_counts_.sum() == t
         assert est.predict(df).shape[1] == est.n_items_
+
+
+def test_partial_fit_with_validation_data_over_new_items():
+    est = neg(stopping_criterion="mrr").fit(_slice(0, 9))
+    today = _slice(1, 13)
+    last = today.groupby("session_id")["timestamp"].transform("max") == today["timestamp"]
+    est.partial_fit(today, (today[~last], today[last]), epochs=2)
+    updates = [r for r in est.history_ if r.get("update") == 1]
+    assert len(updates) == 2 and all("mrr" in r for r in updates)
+    assert est.best_value_ == max(r["mrr"] for r in updates)
+    assert est.best_epoch_ in (0, 1)
+
+
+def test_index_built_matrices_grow_by_index():
+    est = neg().fit(index_matrix())
+    assert est.item_vocabulary_ is None and est.n_items_ == 5
+    df = _slice(1, 8, offset=0)
+    X = InteractionMatrix(
+        df, "item_id", "session_id", "timestamp", shape=(df["session_id"].max() + 1, 11)
+    )
+    est.partial_fit(X, epochs=1)
+    assert est.item_vocabulary_ is None and est.n_items_ == 11  # the matrix's width, as fit
+    assert est.predict(X).shape[1] == est.n_items_
+    with pytest.raises(ValueError, match="fitted on item indices but X holds raw item ids"):
+        est.partial_fit(_slice(2, 8))
