@@ -442,19 +442,19 @@ def _load_model(path: str) -> Any:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def _check_model_path(path: str) -> None:
-    """Fail before any work when ``--model`` cannot be written where asked."""
+def _check_model_path(path: str, option: str = "--model") -> None:
+    """Fail before any work when ``option`` (a model file to write) cannot be written."""
     from .checkpoint import check_writable
 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise ValueError(f"--model {path}: the directory {folder} does not exist")
+        raise ValueError(f"{option} {path}: the directory {folder} does not exist")
     if os.path.isdir(path):
-        raise ValueError(f"--model {path} is a directory; give a file name")
+        raise ValueError(f"{option} {path} is a directory; give a file name")
     try:
         check_writable(path)
     except OSError as exc:
-        raise ValueError(f"--model {path}: {exc.strerror}") from None
+        raise ValueError(f"{option} {path}: {exc.strerror}") from None
 
 
 def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any:
@@ -565,6 +565,32 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"trained {est.name} (--preset {args.preset}) for {epochs} epoch(s) in "
             f"{seconds:.1f} s{kept}; saved to {args.model}"
+        )
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    from .matrix import InteractionMatrix
+
+    _check_model_path(args.out, "--out")
+    est = _load_model(args.model)
+    est.set_params(num_threads=args.threads, verbose=not args.quiet)
+    df = _read(args.events, args)
+    X = InteractionMatrix.from_events(df)
+    n_before, start = est.n_items_, time.perf_counter()
+    try:
+        est.partial_fit(X, epochs=args.epochs, count_decay=args.count_decay)
+    except (ValueError, TypeError) as exc:  # partial_fit names its argument X: say the file
+        raise ValueError(re.sub(r"\bX\b", lambda _: args.events, str(exc))) from None
+    except KeyboardInterrupt:  # an update is all or nothing
+        print(f"interrupted: {args.model} was not updated and nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - start
+    _save_model(est, args.out)
+    if not args.quiet:
+        print(
+            f"updated {est.name} on {X.num_interactions} events in {seconds:.1f} s: "
+            f"{est.n_items_ - n_before} new items ({est.n_items_} in all); saved to {args.out}"
         )
     return 0
 
@@ -962,7 +988,7 @@ _PRESET = _arg(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gru4rec`` argument parser with its four sub-commands."""
+    """The ``gru4rec`` argument parser with its sub-commands."""
     from . import __version__
 
     parser = _Parser(
@@ -1000,6 +1026,33 @@ def build_parser() -> argparse.ArgumentParser:
         quiet_help="no progress bar or summary lines",
     )
     _add_estimator_options(train, shown_defaults=presets.get(presets.DEFAULT))
+
+    _command(
+        sub,
+        "update",
+        "train a saved model further on new events and save it",
+        "Load a model, train it further on the sessions of an event file and save it: the "
+        "daily job of keeping a model fresh. Items the model has not seen get new rows; the "
+        "known ones keep theirs. The model's own settings are used. Example: gru4rec update "
+        "today.csv --model yesterday.trch --out today.trch",
+        _arg("events", help="new training events (CSV/TSV with a header)"),
+        _arg("--model", required=True, help="the model to update (written by train or update)"),
+        _arg("--out", required=True, help="where to write the updated model (may be --model)"),
+        _arg(
+            "--epochs",
+            type=_positive_int,
+            default=None,
+            help="passes over the new events (default: the model's max_epochs)",
+        ),
+        _arg(
+            "--count-decay",
+            type=float,
+            default=1.0,
+            help="weight of the earlier event counts in the negative sampler's distribution "
+            "(1: all events so far; 0: the new events alone)",
+        ),
+        func=_update,
+    )
 
     _command(
         sub,
@@ -1146,7 +1199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = given[0] if given else None
     try:
         parser = build_parser()
-        if command and command not in ("train", "evaluate", "recommend", "demo"):
+        if command and command not in ("train", "update", "evaluate", "recommend", "demo", "serve"):
             if os.path.isfile(command):
                 # A data file where the command goes: say which commands take one.
                 parser.error(

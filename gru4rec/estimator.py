@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from . import device as devices
-from . import inputs, presets
+from . import growth, inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
@@ -51,6 +51,16 @@ __all__ = [
 ]
 
 _EVAL_SLOTS = 512
+
+#: The fitted attributes an update changes (put back when it fails).
+_UPDATED = (
+    "model_",
+    "n_items_",
+    "item_vocabulary_",
+    "stopping_criterion_",
+    "best_value_",
+    "best_epoch_",
+)
 _SCORE_CHUNK = 32768
 
 
@@ -81,7 +91,12 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         raise NotImplementedError
 
     def _build_sampler(
-        self, generator: torch.Generator, device: torch.device, n_steps: int
+        self,
+        generator: torch.Generator,
+        device: torch.device,
+        n_steps: int,
+        counts: np.ndarray,
+        epochs: int,
     ) -> NegativeSampler | None:
         return None
 
@@ -261,7 +276,11 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
-        validation = None if validation_data is None else self._validation(validation_data, X)
+        validation = (
+            None
+            if validation_data is None
+            else self._validation(validation_data, X.item_vocabulary, X.shape[1])
+        )
         if self.save_best_to_file:  # fail now, not after the training
             savable_item_ids(X.item_vocabulary)
             check_writable(self.filename)
@@ -302,6 +321,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
         if validation is not None and not self.keep_last and selection.best_state is not None:
             self.model_.load_state_dict(selection.best_state)
+        self.training_state_ = growth.capture(parts.optimizer, self.model_, self.item_counts_, 0)
         if self.save_best_to_file:
             self.save()
         if stopped is not None:
@@ -314,6 +334,195 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 f"({done} completed epoch(s) in history_)",
                 done,
             ) from None
+        return self
+
+    @devices.with_threads
+    def partial_fit(
+        self,
+        X: InteractionMatrix | pd.DataFrame,
+        validation_data: tuple[Any, Any] | None = None,
+        *,
+        y: None = None,
+        epochs: int | None = None,
+        count_decay: float = 1.0,
+        callbacks: Sequence[Callable[[Any, dict[str, Any]], Any]] | None = None,
+    ) -> _GRU4RecBase:
+        """Train further on the new events ``X``, growing the catalogue by their new items.
+
+        On an unfitted estimator this is a first :meth:`fit` (of ``epochs`` epochs). On a
+        fitted one, training continues from the current weights and optimiser state on the
+        sessions of ``X`` alone. Items never seen before get new rows at the end of every
+        item table and of the optimiser's state, initialised as :meth:`fit` initialises
+        rows; known items keep their rows, their state and their indices, so
+        ``item_vocabulary_``, ``n_items_`` and the columns of :meth:`predict` grow and
+        results computed before the update still line up. Update ``k`` (counted since the
+        fit) draws its random numbers from ``(seed_, k)``: a model saved and loaded between
+        two updates updates as the one that was saved.
+
+        Parameters
+        ----------
+        X : InteractionMatrix or pandas.DataFrame
+            New training events, in any form :meth:`fit` takes (the same kind as the fit:
+            raw ids of the vocabulary's type, or item indices). An empty DataFrame changes
+            nothing (with a warning).
+        validation_data : (validation_in, validation_out), optional
+            As in :meth:`fit`: each epoch is scored, and the best one kept unless
+            ``keep_last`` (the optimiser's state is the last epoch's either way). Items of
+            the validation data must be known after the update.
+        y : None
+            Not used.
+        epochs : int or None, default=None
+            Passes over ``X``; None means ``max_epochs``, the passes the model was fitted
+            with. ``epochs=1`` is scikit-learn's single pass.
+        count_decay : float in [0, 1], default=1.0
+            How the negative sampler's counts (``P ~ count ** sample_alpha``, and the
+            ``logq`` correction) learn the new popularity: ``decay * old + new``. 1 counts
+            every event so far, as a refit would; 0 only the new slice. Without
+            ``sample_alpha`` or ``logq`` the counts do not enter training.
+        callbacks : sequence of callables, optional
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            When parameters that shape the network (``hidden_size``, ``num_layers``,
+            ``num_components``, ``constrained_embedding``) changed since the fit, or the
+            model holds no training state (loaded from a file saved without it);
+            TypeError when the item ids are of another type than the vocabulary's.
+            Nothing is trained then. A diverged or interrupted update leaves the model as
+            it was before the call.
+        """
+        if y is not None:
+            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
+        param_table.Int(1, none=True).check("epochs", epochs)
+        param_table.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
+        if not hasattr(self, "model_"):
+            if epochs is None:
+                return self.fit(X, validation_data, callbacks=callbacks)
+            max_epochs = self.max_epochs
+            self.max_epochs = epochs
+            try:
+                return self.fit(X, validation_data, callbacks=callbacks)
+            finally:
+                self.max_epochs = max_epochs
+        param_table.validate(self.get_params(deep=False))
+        wanted = GRU4RecNet(
+            0,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            embedding_size=self.num_components,
+            constrained=self.constrained_embedding,
+        ).config()
+        state = growth.check_continuable(
+            self.model_.config(), wanted, getattr(self, "training_state_", None)
+        )
+        epochs = self.max_epochs if epochs is None else int(epochs)
+        selection = Selection(
+            configured(
+                self.stopping_criterion,
+                stop_early=self.stop_early,
+                max_iter_no_change=self.max_iter_no_change,
+                min_improvement=self.min_improvement,
+            )
+        )
+        listeners = self._listeners(callbacks)
+        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        frame = isinstance(X, pd.DataFrame)
+        # An empty frame still has its columns checked (a misnamed one is an error).
+        X = inputs.as_matrix(
+            X,
+            self._columns(),
+            vocabulary=Vocabulary([]) if frame and len(X) == 0 else None,
+            allow_empty=True,
+        )
+        if X.num_interactions == 0:
+            warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
+            return self
+        sessions = inputs.timed_sessions(X, training=True)
+        vocabulary, n_items, sessions = growth.extend_vocabulary(
+            self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
+        )
+        validation = (
+            None
+            if validation_data is None
+            else self._validation(validation_data, vocabulary, n_items)
+        )
+        if self.save_best_to_file:
+            savable_item_ids(vocabulary)
+            check_writable(self.filename)
+        self._warn_about_settings(
+            n_items, len(sessions.lengths), None if validation is None else selection.criterion
+        )
+        update = state.updates + 1
+        seed, rng = growth.update_seeds(self.seed_, update)
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(seed)
+        counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
+        # Everything the update changes, so that a failed one puts it back.
+        before = {k: getattr(self, k) for k in _UPDATED if hasattr(self, k)}
+        self.model_ = growth.grow_model(self.model_, n_items, generator)
+        self.n_items_, self.item_vocabulary_ = n_items, vocabulary
+        self.stopping_criterion_ = selection.criterion
+        try:
+            parts = self._build_parts(
+                sessions,
+                "random" if no_times else self.session_order,
+                generator,
+                rng,
+                counts,
+                epochs,
+            )
+            growth.restore_optimizer(parts.optimizer, self.model_, state)
+            trainer = Trainer(parts, self.learning_rate)
+            history = trainer.run(
+                epochs,
+                listeners,
+                *(() if validation is None else (selection, self._evaluator(validation))),
+                verbose=self.verbose,
+                desc=self.name,
+            )
+        except KeyboardInterrupt as exc:
+            self.__dict__.update(before)
+            # An update is all or nothing: none of its epochs is kept.
+            done = getattr(exc, "epochs_completed", 0)
+            raise interrupted(
+                f"partial_fit interrupted in epoch {done + 1}: the model is as it was before "
+                "the call",
+                0,
+            ) from None
+        except TrainingDivergedError as exc:
+            self.__dict__.update(before)
+            # The trainer's message speaks of the weights it kept; the update keeps none.
+            cause = str(exc).split(" The ")[0]
+            raise TrainingDivergedError(
+                f"partial_fit: {cause} The model is as it was before the call."
+            ) from exc
+        except BaseException:
+            self.__dict__.update(before)
+            raise
+        if validation is not None and not self.keep_last and selection.best_state is not None:
+            self.model_.load_state_dict(selection.best_state)
+        if validation is not None:
+            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+        old_counts = self.item_counts_
+        self.item_counts_ = np.bincount(sessions.items, minlength=n_items)
+        self.item_counts_[: len(old_counts)] += old_counts
+        self.history_ = [*self.history_, *({**r, "update": update} for r in history)]
+        self.training_state_ = growth.capture(parts.optimizer, self.model_, counts, update)
+        if (
+            frame
+            and X.user_vocabulary is not None
+            and getattr(self, "_fit_session_hashes", None) is not None
+        ):
+            self._fit_session_hashes = np.union1d(
+                self._fit_session_hashes, _session_hashes(X.user_vocabulary.ids)
+            )
+        if self.save_best_to_file:
+            self.save()
         return self
 
     def _listeners(self, callbacks: Any) -> list[Callable[[dict[str, Any]], None]]:
@@ -385,12 +594,23 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         model.reset_parameters(torch.Generator().manual_seed(self.seed_))
         return model.to(self.device_)
 
-    def _build_parts(self, sessions: SessionArrays, order: str) -> Parts:
+    def _build_parts(
+        self,
+        sessions: SessionArrays,
+        order: str,
+        generator: torch.Generator | None = None,
+        rng: np.random.Generator | None = None,
+        counts: np.ndarray | None = None,
+        epochs: int | None = None,
+    ) -> Parts:
+        """The parts of a fit of ``self.model_`` (an update passes its own draws, sampler
+        counts and number of epochs)."""
         device = self.device_
-        generator = torch.Generator(device=device)
-        generator.manual_seed(self.seed_)
+        if generator is None:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.seed_)
         # A stream of its own, so the validation sample draws stay as they were.
-        rng = np.random.default_rng((self.seed_, 1))
+        rng = np.random.default_rng((self.seed_, 1)) if rng is None else rng
         schedule = session_parallel_schedule(
             sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
         )
@@ -406,7 +626,13 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             data=EpochData.build(sessions.items, schedule, device),
             optimizer=optimizer,
             loss=self._loss_config(),
-            sampler=self._build_sampler(generator, device, schedule.n_steps),
+            sampler=self._build_sampler(
+                generator,
+                device,
+                schedule.n_steps,
+                self.item_counts_ if counts is None else counts,
+                self.max_epochs if epochs is None else epochs,
+            ),
             generator=generator,
             dropout_embed=self.dropout,
             dropout_hidden=self.dropout if self.dropout_hidden is None else self.dropout_hidden,
@@ -414,12 +640,14 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             bptt=self.bptt,
         )
 
-    def _validation(self, validation_data: Any, X: InteractionMatrix) -> Validation:
+    def _validation(
+        self, validation_data: Any, vocab: Vocabulary | None, n_items: int
+    ) -> Validation:
         """The validation pair, checked and converted once for the whole fit."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a (validation_in, validation_out) pair")
         first, second = validation_data
-        columns, vocab = self._columns(), X.item_vocabulary
+        columns = self._columns()
         val_in = inputs.as_matrix(first, columns, "validation_in", vocab)
         # Rows of validation_out are the sessions of validation_in; row-number times (no
         # time column) count on after a DataFrame validation_in.
@@ -428,7 +656,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             second, columns, "validation_out", vocab, val_in.user_vocabulary, first_row
         )
         for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
-            inputs.check_items(m, X.shape[1], vocab, what, fitted=False)
+            inputs.check_items(m, n_items, vocab, what, fitted=False)
             inputs.timed_sessions(m, what)
         return Validation(val_in, val_out, self.validation_sample_size)
 
@@ -681,6 +909,10 @@ class GRU4RecNegSampling(_GRU4RecBase):
     seed_ : int
     n_items_ : int
     item_vocabulary_ : Vocabulary or None
+    item_counts_ : np.ndarray
+        Training events per item (over ``fit`` and every ``partial_fit``).
+    training_state_ : gru4rec.growth.TrainingState or None
+        What :meth:`partial_fit` continues from (optimiser state, sampler counts, updates).
     """
 
     def __init__(
@@ -729,17 +961,22 @@ class GRU4RecNegSampling(_GRU4RecBase):
         )
 
     def _build_sampler(
-        self, generator: torch.Generator, device: torch.device, n_steps: int
+        self,
+        generator: torch.Generator,
+        device: torch.device,
+        n_steps: int,
+        counts: np.ndarray,
+        epochs: int,
     ) -> NegativeSampler:
         return NegativeSampler(
-            self.item_counts_,
+            counts,
             float(self.sample_alpha),
             self.num_negatives,
             generator,
             device,
             dedup=devices.host_reads_are_free(device),
             # No more draws than the whole fit can use (tiny fits stay cheap).
-            buffer_size=min(2**22, self.num_negatives * n_steps * self.max_epochs),
+            buffer_size=min(2**22, self.num_negatives * n_steps * epochs),
         )
 
 

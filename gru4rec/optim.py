@@ -85,6 +85,15 @@ class RowSparseOptimizer:
             if self.momentum > 0:
                 self._vel[id(p)] = torch.zeros_like(p, memory_format=torch.contiguous_format)
 
+    def state_by_param(self) -> dict[int, dict[str, torch.Tensor]]:
+        """The optimiser's buffers by ``id`` of their parameter: ``'acc'`` (Adagrad's
+        accumulator, ``eps`` included) and ``'vel'`` (momentum), where kept."""
+        out: dict[int, dict[str, torch.Tensor]] = {}
+        for kind, buffers in (("acc", self._acc), ("vel", self._vel)):
+            for key, buf in buffers.items():
+                out.setdefault(key, {})[kind] = buf
+        return out
+
     @torch.no_grad()
     def step_dense(self) -> None:
         """Update every dense parameter from its ``.grad`` and clear the gradient."""

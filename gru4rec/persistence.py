@@ -20,6 +20,7 @@ import torch
 
 from . import device as devices
 from .checkpoint import load_checkpoint, save_checkpoint
+from .growth import TrainingState
 from .matrix import Vocabulary
 from .model import GRU4RecNet
 from .stopping import SETTINGS, StoppingCriterion, configured, criterion_name
@@ -89,7 +90,7 @@ class Persistence:
         if isinstance(params.get("device"), torch.device):
             params["device"] = str(params["device"])
         vocab = self.item_vocabulary_
-        return {
+        meta = {
             "class": self.name,
             "params": params,
             "architecture": self.model_.config(),
@@ -103,14 +104,20 @@ class Persistence:
             "item_counts": self.item_counts_.tolist(),
             "history": self.history_,
         }
+        state = getattr(self, "training_state_", None)
+        if state is not None:
+            # What partial_fit continues from (optimiser state, sampler counts, updates).
+            meta["training_state"] = state.to_plain()
+        return meta
 
     def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
         """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
         a directory, existing or ending in a path separator: :attr:`filename` in it).
 
         Returns the path written. The file holds the weights and plain
-        metadata (parameters, architecture, item ids, history) and loads with
-        ``torch.load(weights_only=True)``.
+        metadata (parameters, architecture, item ids, history), and the state that
+        :meth:`partial_fit` continues from (the optimiser's state, the sampler's counts,
+        the number of updates); it loads with ``torch.load(weights_only=True)``.
         """
         self._check_fitted()
         target = self.filename if path is None else path
@@ -154,6 +161,8 @@ class Persistence:
         model = GRU4RecNet(**meta["architecture"])
         model.load_state_dict(state)
         self.model_ = model.to(self.device_)
+        # Files of earlier versions hold none: they predict, and partial_fit says so.
+        self.training_state_ = TrainingState.from_plain(meta.get("training_state"))
         return self
 
     def __getstate__(self) -> dict[str, Any]:
