@@ -29,7 +29,6 @@ from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
-from .optim import RowSparseOptimizer
 from .persistence import Persistence, savable_item_ids
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
@@ -49,7 +48,7 @@ from .trainer import (
     interrupted,
     is_callback,
 )
-from .training import EpochData, LossConfig
+from .training import EpochData, LossConfig, build_optimizer, build_sampler
 from .validation import Validation
 
 __all__ = [
@@ -630,9 +629,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         schedule = session_parallel_schedule(
             sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
         )
-        optimizer = RowSparseOptimizer(
-            self.model_.dense_parameters(),
-            self.model_.item_tables(),
+        optimizer = build_optimizer(
+            self.model_,
             algorithm=self.optimization_algorithm,
             lr=self.learning_rate,
             momentum=self.momentum,
@@ -984,13 +982,12 @@ class GRU4RecNegSampling(_GRU4RecBase):
         counts: np.ndarray,
         epochs: int,
     ) -> NegativeSampler:
-        return NegativeSampler(
+        return build_sampler(
             counts,
             float(self.sample_alpha),
             self.num_negatives,
             generator,
             device,
-            dedup=devices.host_reads_are_free(device),
             # No more draws than the whole fit can use (tiny fits stay cheap).
             buffer_size=min(2**22, self.num_negatives * n_steps * epochs),
         )

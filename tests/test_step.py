@@ -18,8 +18,6 @@ import torch
 from gru4rec import kernels, step
 from gru4rec.losses import LOSS_CLASSES, Columns, Loss, LossConfig, register_loss
 from gru4rec.model import GRU4RecNet, gru_cell_backward, gru_cell_forward
-from gru4rec.optim import RowSparseOptimizer
-from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.step import Epoch, EpochData
 
@@ -57,12 +55,10 @@ def make_run(
         n_items, hidden_size=5, num_layers=layers, embedding_size=4, constrained=constrained
     )
     net.reset_parameters(torch.Generator().manual_seed(0))
-    opt = RowSparseOptimizer(
-        net.dense_parameters(), net.item_tables(), "adagrad", lr=0.2, momentum=momentum
-    )
+    opt = step.build_optimizer(net, "adagrad", lr=0.2, momentum=momentum)
     gen = torch.Generator().manual_seed(7)
     counts = np.bincount(items, minlength=n_items)
-    sampler = NegativeSampler(
+    sampler = step.build_sampler(
         counts, 0.5, 30, gen, torch.device("cpu"), buffer_size=300, dedup=dedup
     )
     return Epoch(net, data, opt, loss_cfg, sampler, gen, dropout[0], dropout[1], clipnorm=clipnorm)
