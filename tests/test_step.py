@@ -329,3 +329,18 @@ def test_dropout_mask_kernel_gives_the_torch_mask_exactly(p):
     masks = [fn(x, p, torch.Generator().manual_seed(3)) for fn in (dropout_mask, host_dropout_mask)]
     assert torch.equal(masks[0], masks[1])
     assert 0 < int((masks[1] == 0).sum()) < x.numel()
+
+
+# -- the parts built for a device (gru4rec.step.parts) ---------------------------------------------
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["torch", "kernels"])
+def test_the_parts_take_their_compiled_forms_where_the_kernels_run(torch_only, on):
+    torch_only(on)
+    net = GRU4RecNet(20, hidden_size=4, num_layers=1)
+    opt = step.build_optimizer(net, "adagrad", lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    sampler = step.build_sampler(np.ones(20), 0.5, 8, gen, torch.device("cpu"))
+    assert (opt.fused, sampler.compiled) == (on, on)
+    # Host reads are free on the CPU: distinct rows and negatives are compacted either way.
+    assert opt.compact and sampler.dedup
