@@ -1,9 +1,11 @@
-"""Per-epoch callbacks for ``fit(..., callbacks=[...])``: Optuna pruning, MLflow logging.
+"""Callbacks for ``fit(..., callbacks=[...])``: the protocol, Optuna pruning, MLflow logging.
 
-``fit`` calls each callback as ``callback(estimator, record)`` after every completed epoch, with
-that epoch's record of ``history_``. Any callable of that shape works; these two connect the
-estimators to libraries that are optional dependencies (``pip install gru4rec[optuna]``,
-``gru4rec[mlflow]``), imported only when a callback is first called.
+``fit`` calls each callable callback as ``callback(estimator, record)`` after every completed
+epoch, with that epoch's record of ``history_``; an object with the methods of
+:class:`Callback` (``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``)
+has those called, with the estimator first. The two below connect the estimators to libraries
+that are optional dependencies (``pip install gru4rec[optuna]``, ``gru4rec[mlflow]``),
+imported only when a callback is first called.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import numbers
 import time
 from typing import Any
 
-__all__ = ["MLflowCallback", "OptunaPruningCallback"]
+from .trainer import Callback
+
+__all__ = ["Callback", "MLflowCallback", "OptunaPruningCallback"]
 
 
 def _monitored(estimator: Any, record: dict[str, Any], monitor: str | None) -> tuple[str, float]:

@@ -29,7 +29,6 @@ from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
 from .model import GRU4RecNet
-from .optim import RowSparseOptimizer
 from .persistence import Persistence, savable_item_ids
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
@@ -40,8 +39,16 @@ from .stopping import (
     criterion_name,
     is_criterion_object,
 )
-from .trainer import Parts, Trainer, TrainingDivergedError, interrupted
-from .training import EpochData, LossConfig
+from .trainer import (
+    Callback,
+    Parts,
+    Trainer,
+    TrainingDivergedError,
+    UserCallback,
+    interrupted,
+    is_callback,
+)
+from .training import EpochData, LossConfig, build_optimizer, build_sampler
 from .validation import Validation
 
 __all__ = [
@@ -224,14 +231,17 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             is kept.
         y : None
             Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
-        callbacks : sequence of callables, optional
-            Each is called as ``callback(estimator, record)`` after every
+        callbacks : sequence of callables or Callback objects, optional
+            A callable is called as ``callback(estimator, record)`` after every
             completed epoch, with that epoch's record of ``history_`` (holding
             the criterion's value under its name when validation ran): to log
             or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
-            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An exception
-            raised by a callback ends ``fit`` and propagates, after the weights
-            of the last completed epoch are restored.
+            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An object with
+            the methods of :class:`gru4rec.callbacks.Callback` (``on_train_begin``,
+            ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``) has those
+            called, with the estimator first. An exception raised by a callback
+            ends ``fit`` and propagates, after the weights of the last completed
+            epoch are restored.
 
         Returns
         -------
@@ -525,17 +535,22 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             self.save()
         return self
 
-    def _listeners(self, callbacks: Any) -> list[Callable[[dict[str, Any]], None]]:
-        """The user's callbacks as the trainer's listeners (checked before any work)."""
+    def _listeners(self, callbacks: Any) -> list[Callback]:
+        """The user's callbacks as the trainer's (checked before any work): a callable is
+        called as ``callback(estimator, record)`` after each epoch; an object with the methods
+        of :class:`gru4rec.trainer.Callback` has them called with the estimator."""
         if callbacks is None:
             return []
         if callable(callbacks) or isinstance(callbacks, str | bytes):
             raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
         callbacks = list(callbacks)
         for i, callback in enumerate(callbacks):
-            if not callable(callback):
-                raise ValueError(f"callbacks[{i}] is not callable: {callback!r}")
-        return [lambda record, cb=cb: cb(self, record) for cb in callbacks]
+            if not callable(callback) and not is_callback(callback):
+                raise ValueError(
+                    f"callbacks[{i}] is neither callable nor a Callback (with on_epoch_end, "
+                    f"...): {callback!r}"
+                )
+        return [UserCallback(self, cb) for cb in callbacks]
 
     def _warn_about_settings(
         self, n_items: int, n_sessions: int, criterion: StoppingCriterion | None
@@ -614,9 +629,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         schedule = session_parallel_schedule(
             sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
         )
-        optimizer = RowSparseOptimizer(
-            self.model_.dense_parameters(),
-            self.model_.item_tables(),
+        optimizer = build_optimizer(
+            self.model_,
             algorithm=self.optimization_algorithm,
             lr=self.learning_rate,
             momentum=self.momentum,
@@ -968,13 +982,12 @@ class GRU4RecNegSampling(_GRU4RecBase):
         counts: np.ndarray,
         epochs: int,
     ) -> NegativeSampler:
-        return NegativeSampler(
+        return build_sampler(
             counts,
             float(self.sample_alpha),
             self.num_negatives,
             generator,
             device,
-            dedup=devices.host_reads_are_free(device),
             # No more draws than the whole fit can use (tiny fits stay cheap).
             buffer_size=min(2**22, self.num_negatives * n_steps * epochs),
         )

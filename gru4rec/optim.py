@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from . import kernels
-from .device import fused_kernels, host_reads_are_free
 
 __all__ = ["OPTIMIZERS", "RowSparseOptimizer", "clip_grad_norm"]
 
@@ -44,6 +43,13 @@ class RowSparseOptimizer:
     momentum : float
     eps : float
         Added inside the square root of Adagrad's denominator.
+    fused : bool, default=False
+        Update in one compiled pass per call (:mod:`gru4rec.kernels`, CPU tensors only).
+    compact : bool, default=True
+        :meth:`step_rows` compacts the distinct rows of a step (a host read, free on the
+        CPU), or, when False, updates every occurrence (no host sync: for accelerators).
+
+    :func:`gru4rec.step.build_optimizer` picks ``fused`` and ``compact`` for the device.
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class RowSparseOptimizer:
         lr: float = 0.03,
         momentum: float = 0.0,
         eps: float = 1e-6,
+        fused: bool = False,
+        compact: bool = True,
     ) -> None:
         if algorithm not in OPTIMIZERS:
             raise ValueError(
@@ -70,11 +78,8 @@ class RowSparseOptimizer:
         self._owners: dict[str, torch.Tensor] = {}
         self._owners_np: dict[str, np.ndarray] = {}
         self._scratch: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        # One compiled pass per update (gru4rec.kernels) on the CPU; None picks by device.
-        self.fused: bool | None = None
-        # Compact the distinct rows of a step (CPU) or update every occurrence (no host
-        # sync, for accelerators); None picks by the rows' device.
-        self.compact: bool | None = None
+        self.fused = bool(fused)
+        self.compact = bool(compact)
         for p in [*self.dense_params, *self.tables.values()]:
             if algorithm == "adagrad":
                 # eps lives in the accumulator from the start: sqrt(acc) is then
@@ -101,7 +106,7 @@ class RowSparseOptimizer:
         if not params:
             return
         grads = [p.grad for p in params]
-        if self._fused(params[0]):
+        if self.fused:
             self.dense_updater(params)([g.contiguous().view(-1).numpy() for g in grads])
             for p in params:
                 p.grad = None
@@ -167,9 +172,9 @@ class RowSparseOptimizer:
         """
         table = self.tables[name]
         blocks = [grad] if isinstance(grad, torch.Tensor) else list(grad)
-        # compact=False forces the accelerator branch (as tests do on the CPU).
-        fusable = self.compact is not False and len(blocks) <= 2 and len(leading or {}) <= 1
-        if fusable and self._fused(table):
+        # compact=False takes the accelerator branch (as tests do on the CPU).
+        fusable = self.compact and len(blocks) <= 2 and len(leading or {}) <= 1
+        if fusable and self.fused:
             self._step_rows_fused(name, table, rows, blocks, leading)
             return
         n = rows.shape[0]
@@ -177,8 +182,7 @@ class RowSparseOptimizer:
         pos = torch.arange(n, device=rows.device)
         owner.index_put_((rows,), pos)
         rep = owner.index_select(0, rows)  # one representative position per distinct row
-        compact = self.compact if self.compact is not None else host_reads_are_free(rows.device)
-        if compact:
+        if self.compact:
             # Compact the distinct rows (no sort: torch's CPU sort costs more than the update).
             is_rep = rep == pos
             uniq = rows[is_rep]
@@ -265,9 +269,6 @@ class RowSparseOptimizer:
             )
             self._scratch[name] = scratch
         return owner, scratch
-
-    def _fused(self, like: torch.Tensor) -> bool:
-        return self.fused if self.fused is not None else fused_kernels(like.device)
 
     @staticmethod
     def _flat(t: torch.Tensor | None) -> np.ndarray | None:

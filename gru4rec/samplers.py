@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from . import kernels
-from .device import fused_kernels
 
 __all__ = ["NegativeSampler"]
 
@@ -35,12 +34,15 @@ class NegativeSampler:
         Generator on ``device``.
     device : torch.device
     buffer_size : int, default=2**22
-        Approximate number of items drawn at once. On the CPU with the compiled kernels,
-        the sorted draws also keep a float64 scratch of that size between refills.
+        Approximate number of items drawn at once. With ``compiled``, the sorted draws also
+        keep a float64 scratch of that size between refills.
     dedup : bool, default=False
         Also prepare each step's distinct items with their multiplicities
         (:meth:`draw_unique`). The boundaries between steps are read back to the
         host once per refill, so this is meant for the CPU.
+    compiled : bool, default=False
+        Refill with :mod:`gru4rec.kernels` (CPU only): the same draws as the torch code, bit
+        for bit, in one compiled pass. :func:`gru4rec.step.build_sampler` decides it.
     """
 
     def __init__(
@@ -52,9 +54,11 @@ class NegativeSampler:
         device: torch.device,
         buffer_size: int = 2**22,
         dedup: bool = False,
+        compiled: bool = False,
     ) -> None:
         self.n_samples = int(n_samples)
         self.dedup = bool(dedup)
+        self.compiled = bool(compiled)
         self.n_items = len(item_counts)
         self.generator = generator
         self.device = torch.device(device)
@@ -130,7 +134,7 @@ class NegativeSampler:
                 self.n_items, (rows, n), generator=self.generator, device=self.device
             )
             return
-        if fused_kernels(self.device):
+        if self.compiled:
             self._refill_compiled()
             return
         u = self._sorted_uniforms(rows, n)

@@ -1,15 +1,18 @@
-"""The epoch loop: run epochs over built parts and report each one to whoever listens.
+"""The epoch loop: run epochs over built parts and notify callbacks of each one.
 
 The estimator builds the parts (network, schedule on the device, sampler, optimiser, loss)
 and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
-:func:`gru4rec.training.train_epoch`, and after each one
+:func:`gru4rec.training.train_epoch` and notifies its :class:`Callback` objects (skorch's
+``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``), in order:
 
-1. checks that the loss and the weights are finite (else: :class:`TrainingDivergedError`,
-   with the best or last good weights restored),
-2. lets the :class:`~gru4rec.stopping.Selection` judge the epoch on validation data,
-3. appends the epoch's record to the history and calls every listener with it
-   (progress, user callbacks),
-4. stops when the selection's patience is used up.
+1. :class:`DivergenceCheck`: the loss and the weights are finite (else:
+   :class:`TrainingDivergedError`, with the best or last good weights restored),
+2. :class:`Evaluation` and :class:`SelectionCallback`: the
+   :class:`~gru4rec.stopping.Selection` judges the epoch on validation data, and stops the
+   training when its patience is used up,
+3. :class:`History`: the epoch's record is appended to the history,
+4. :class:`Progress`: the progress bar,
+5. the callbacks handed to :meth:`Trainer.run` (the user's).
 
 A ``KeyboardInterrupt`` restores the weights of the last completed epoch, marks that epoch's
 record ``interrupted`` and propagates (as a ``KeyboardInterrupt`` that knows how many epochs
@@ -37,16 +40,20 @@ from .stopping import Selection, snapshot
 from .training import Epoch, train_epoch
 
 __all__ = [
+    "Callback",
+    "DivergenceCheck",
+    "Evaluation",
+    "History",
     "Parts",
     "Progress",
+    "SelectionCallback",
     "Trainer",
     "TrainingDivergedError",
+    "UserCallback",
     "caused_by_interrupt",
     "interrupted",
+    "is_callback",
 ]
-
-#: A listener: called with each completed epoch's record.
-Listener = Callable[[dict[str, Any]], None]
 
 
 @contextlib.contextmanager
@@ -98,7 +105,142 @@ def interrupted(message: str, epochs_completed: int) -> KeyboardInterrupt:
 Parts = Epoch
 
 
-class Progress:
+class Callback:
+    """What the trainer notifies, in the shape of skorch's ``NeuralNet.notify``: subclass it
+    and override the methods you need (each does nothing here).
+
+    ``owner`` is whoever runs the training: the :class:`Trainer` for its own callbacks (the
+    divergence check, the selection, the history, the progress bar), the estimator for the
+    user's ``callbacks=``. The trainer notifies its callbacks in order; an exception raised by
+    one ends the training (after the last completed epoch's weights are restored).
+    """
+
+    #: Run this callback's ``on_epoch_end`` next to its atomic neighbours as one block that a
+    #: Ctrl-C does not split (the epoch's bookkeeping: selection and history).
+    atomic: bool = False
+
+    def on_train_begin(self, owner: Any) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, owner: Any, epoch: int) -> None:
+        """Before epoch ``epoch`` (from 0) trains."""
+
+    def on_epoch_end(self, owner: Any, record: dict[str, Any]) -> None:
+        """After epoch ``record["epoch"]`` trained, with its record (a dict the callbacks
+        before this one may have added to)."""
+
+    def on_train_end(self, owner: Any) -> None:
+        """After the last epoch, however the training ended (also when it raises)."""
+
+
+_EVENTS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
+
+
+def is_callback(obj: Any) -> bool:
+    """Whether ``obj`` has any of the :class:`Callback` methods (it needs not subclass it)."""
+    return any(callable(getattr(obj, event, None)) for event in _EVENTS)
+
+
+class UserCallback(Callback):
+    """A user's callback, notified with ``owner`` (the estimator) in place of the trainer:
+    an object with :class:`Callback` methods has those called (the ones it has), a plain
+    callable is called as ``callback(owner, record)`` after each epoch."""
+
+    def __init__(self, owner: Any, callback: Any) -> None:
+        self.owner = owner
+        self.callback = callback
+
+    def _forward(self, event: str, *args: Any) -> None:
+        method = getattr(self.callback, event, None)
+        if callable(method):
+            method(self.owner, *args)
+        elif event == "on_epoch_end" and not is_callback(self.callback):
+            self.callback(self.owner, *args)
+
+    def on_train_begin(self, owner: Any) -> None:
+        self._forward("on_train_begin")
+
+    def on_epoch_begin(self, owner: Any, epoch: int) -> None:
+        self._forward("on_epoch_begin", epoch)
+
+    def on_epoch_end(self, owner: Any, record: dict[str, Any]) -> None:
+        self._forward("on_epoch_end", record)
+
+    def on_train_end(self, owner: Any) -> None:
+        self._forward("on_train_end")
+
+
+class DivergenceCheck(Callback):
+    """Ends the training with :class:`TrainingDivergedError` when the epoch's loss, the
+    weights or a probe step's scores are not finite, after restoring the best weights (with a
+    selection) or the last completed epoch's."""
+
+    def __init__(self, selection: Selection | None, history: History) -> None:
+        self.selection = selection
+        self.history = history
+
+    def on_epoch_end(self, owner: Trainer, record: dict[str, Any]) -> None:
+        data = owner.parts.data
+        b0 = int(data.step_offsets[1])  # the first step's rows: a bounded probe
+        probe = (data.inputs[:b0], data.targets[:b0])
+        if np.isfinite(record["train_loss"]) and _all_finite(owner.parts.model, *probe):
+            return
+        best = None if self.selection is None else self.selection.best_state
+        owner.parts.model.load_state_dict(best if best is not None else self.history.last)
+        kept = "best" if best is not None else "last completed epoch's"
+        raise TrainingDivergedError(
+            f"training loss became {record['train_loss']} in epoch {record['epoch'] + 1}; try a "
+            f"lower learning_rate (now {owner.learning_rate}). The {kept} model "
+            "was kept, so the estimator stays usable."
+        )
+
+
+class Evaluation(Callback):
+    """Scores the epoch on validation data: ``record[criterion name] = evaluate()``."""
+
+    def __init__(self, name: str, evaluate: Callable[[], float]) -> None:
+        self.name = name
+        self.evaluate = evaluate
+
+    def on_epoch_end(self, owner: Trainer, record: dict[str, Any]) -> None:
+        record[self.name] = self.evaluate()
+
+
+class SelectionCallback(Callback):
+    """Lets the :class:`~gru4rec.stopping.Selection` judge the epoch's value (keeping a copy of
+    the best weights), and stops the training when its patience is used up."""
+
+    atomic = True
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+
+    def on_epoch_end(self, owner: Trainer, record: dict[str, Any]) -> None:
+        value = record[self.selection.criterion.name]
+        record["improved"] = self.selection.update(record["epoch"], value, owner.parts.model)
+        if self.selection.should_stop:
+            owner.stop = True
+
+
+class History(Callback):
+    """The records of the completed epochs, and a copy of the last one's weights: what an
+    interrupted or diverged fit falls back to, so no half-updated model is left behind."""
+
+    atomic = True
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.last: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, owner: Trainer) -> None:
+        self.last = snapshot(owner.parts.model)
+
+    def on_epoch_end(self, owner: Trainer, record: dict[str, Any]) -> None:
+        self.last = snapshot(owner.parts.model, into=self.last)
+        self.records.append(record)
+
+
+class Progress(Callback):
     """A progress bar over the training steps of a fit, moved every
     :data:`~gru4rec.training.REPORT_EVERY` steps (no host read per step); the epoch
     records show as its postfix. Silent when disabled."""
@@ -119,16 +261,20 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, owner: Any, record: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.set_description(self.desc, refresh=False)
             shown = {"epoch": f"{record['epoch'] + 1}/{self.max_epochs}"}
             shown.update((k, f"{v:.4g}") for k, v in record.items() if isinstance(v, float))
             self.bar.set_postfix(shown)
 
+    def on_train_end(self, owner: Any) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 class Trainer:
@@ -144,12 +290,15 @@ class Trainer:
     def __init__(self, parts: Parts, learning_rate: float) -> None:
         self.parts = parts
         self.learning_rate = learning_rate
-        self.history: list[dict[str, Any]] = []
+        self._history = History()
+        self.history: list[dict[str, Any]] = self._history.records
+        #: Set by a callback to end the training after the current epoch.
+        self.stop = False
 
     def run(
         self,
         max_epochs: int,
-        listeners: Sequence[Listener] = (),
+        callbacks: Sequence[Callback] = (),
         selection: Selection | None = None,
         evaluate: Callable[[], float] | None = None,
         *,
@@ -159,19 +308,28 @@ class Trainer:
         """Train up to ``max_epochs`` epochs; return the history (one record per epoch).
 
         With ``selection`` and ``evaluate``, each epoch is scored (``evaluate()``) and judged.
-        An exception from a listener propagates after the last completed epoch's weights
-        are restored. ``verbose`` shows a progress bar over the steps, named ``desc``.
+        The trainer's callbacks (divergence check, evaluation and selection, history,
+        progress bar) are notified first, then ``callbacks``, in order. An exception from a
+        callback propagates after the last completed epoch's weights are restored.
+        ``verbose`` shows a progress bar over the steps, named ``desc``.
         """
         n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
         first = ""
         if verbose and self._compiles():
             first = " (compiling the CPU kernels, once; later fits reuse them)"
         progress = Progress(n_steps, max_epochs, verbose, desc, first)
+        judged = selection is not None and evaluate is not None
+        own: list[Callback] = [DivergenceCheck(selection if judged else None, self._history)]
+        if judged:
+            own += [Evaluation(selection.criterion.name, evaluate), SelectionCallback(selection)]
+        everyone = [*own, self._history, progress, *callbacks]
+        self.stop = False
         try:
             with blas_threads():
-                return self._run(max_epochs, [progress, *listeners], selection, evaluate, progress)
+                self._notify(everyone, "on_train_begin")
+                return self._run(max_epochs, everyone, progress)
         finally:
-            progress.close()
+            self._notify(everyone, "on_train_end")
 
     def _compiles(self) -> bool:
         """Whether this fit starts by compiling the CPU kernels (the first in a process, on an
@@ -179,41 +337,42 @@ class Trainer:
         device = self.parts.data.inputs.device
         return fused_kernels(device) and kernels.will_compile()
 
+    def _notify(self, callbacks: Sequence[Callback], method: str, *args: Any) -> None:
+        for callback in callbacks:
+            getattr(callback, method)(self, *args)
+
+    def _epoch_end(self, callbacks: Sequence[Callback], record: dict[str, Any]) -> None:
+        """``on_epoch_end`` in order; each run of consecutive atomic callbacks happens whole
+        or not at all: a Ctrl-C in the middle of a weight copy would leave a mix of two epochs
+        to fall back to."""
+        i = 0
+        while i < len(callbacks):
+            if not callbacks[i].atomic:
+                callbacks[i].on_epoch_end(self, record)
+                i += 1
+                continue
+            j = i
+            while j < len(callbacks) and callbacks[j].atomic:
+                j += 1
+            with _interrupts_deferred():
+                for callback in callbacks[i:j]:
+                    callback.on_epoch_end(self, record)
+            i = j
+
     def _run(
-        self,
-        max_epochs: int,
-        listeners: Sequence[Listener],
-        selection: Selection | None,
-        evaluate: Callable[[], float] | None,
-        progress: Progress,
+        self, max_epochs: int, callbacks: Sequence[Callback], progress: Progress
     ) -> list[dict[str, Any]]:
-        model = self.parts.model
-        # The weights after the last completed epoch: what an interrupted or diverged
-        # fit falls back to, so no half-updated model is ever left behind.
-        last = snapshot(model)
         try:
             for epoch in range(max_epochs):
+                self._notify(callbacks, "on_epoch_begin", epoch)
                 record = self._epoch(epoch, progress)
-                self._check_finite(record, selection, last)
-                value = None
-                if selection is not None and evaluate is not None:
-                    value = evaluate()
-                # The epoch's bookkeeping happens whole or not at all: a Ctrl-C in the middle
-                # of a weight copy would leave a mix of two epochs to fall back to.
-                with _interrupts_deferred():
-                    if value is not None:
-                        record[selection.criterion.name] = value
-                        record["improved"] = selection.update(epoch, value, model)
-                    last = snapshot(model, into=last)
-                    self.history.append(record)
-                for listener in listeners:
-                    listener(record)
-                if selection is not None and selection.should_stop:
+                self._epoch_end(callbacks, record)
+                if self.stop:
                     break
         except TrainingDivergedError:
             raise
         except BaseException as exc:
-            model.load_state_dict(last)
+            self.parts.model.load_state_dict(self._history.last)
             if not caused_by_interrupt(exc):
                 raise
             done = len(self.history)
@@ -239,23 +398,6 @@ class Trainer:
             "seconds": seconds,
             "events_per_second": p.data.n_rows / seconds if seconds > 0 else float("inf"),
         }
-
-    def _check_finite(
-        self, record: dict[str, Any], selection: Selection | None, last: dict[str, torch.Tensor]
-    ) -> None:
-        data = self.parts.data
-        b0 = int(data.step_offsets[1])  # the first step's rows: a bounded probe
-        probe = (data.inputs[:b0], data.targets[:b0])
-        if np.isfinite(record["train_loss"]) and _all_finite(self.parts.model, *probe):
-            return
-        best = None if selection is None else selection.best_state
-        self.parts.model.load_state_dict(best if best is not None else last)
-        kept = "best" if best is not None else "last completed epoch's"
-        raise TrainingDivergedError(
-            f"training loss became {record['train_loss']} in epoch {record['epoch'] + 1}; try a "
-            f"lower learning_rate (now {self.learning_rate}). The {kept} model "
-            "was kept, so the estimator stays usable."
-        )
 
 
 @torch.no_grad()

@@ -10,6 +10,21 @@ value back from the device, and accumulates the loss on the device.
 from __future__ import annotations
 
 from .losses import LossConfig
-from .step import REPORT_EVERY, Epoch, EpochData, train_epoch
+from .step import (
+    REPORT_EVERY,
+    Epoch,
+    EpochData,
+    build_optimizer,
+    build_sampler,
+    train_epoch,
+)
 
-__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "LossConfig", "train_epoch"]
+__all__ = [
+    "REPORT_EVERY",
+    "Epoch",
+    "EpochData",
+    "LossConfig",
+    "build_optimizer",
+    "build_sampler",
+    "train_epoch",
+]

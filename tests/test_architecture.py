@@ -67,3 +67,11 @@ def test_modules_import_lower_layers_only():
                 if layer_of[name] >= layer_of[module] and module not in ("__init__", "__main__"):
                     wrong.append(f"{module} imports {name}")
     assert wrong == []
+
+
+def test_only_the_step_package_picks_the_samplers_and_optimisers_backend():
+    """The sampler and the optimiser take their compiled forms as arguments
+    (gru4rec.step.parts decides): they never ask the device themselves."""
+    package = Path(gru4rec.__file__).parent
+    for module in ("samplers", "optim"):
+        assert "device" not in _imports(package / f"{module}.py"), module

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gru4rec import GRU4RecNegSampling
+from gru4rec.callbacks import Callback
 from gru4rec.datasets import last_item_split
 
 PARAMS = dict(num_negatives=16, batch_size=32, hidden_size=16, max_epochs=3, seed=0, device="cpu")
@@ -54,6 +55,88 @@ def test_callbacks_do_not_change_the_fit(data):
         assert torch.equal(sa[key], sb[key]), key
 
 
+class Recorder(Callback):
+    """Overrides every method of the protocol, writing down what it was told."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_train_begin(self, owner):
+        self.events.append(("train_begin", owner, len(owner.history_)))
+
+    def on_epoch_begin(self, owner, epoch):
+        self.events.append(("epoch_begin", owner, epoch))
+
+    def on_epoch_end(self, owner, record):
+        self.events.append(("epoch_end", owner, record["epoch"], owner.history_[-1] is record))
+
+    def on_train_end(self, owner):
+        self.events.append(("train_end", owner, len(owner.history_)))
+
+
+def test_callback_objects_are_notified_of_every_event_with_the_estimator(data):
+    X, _ = data
+    recorder = Recorder()
+    est = GRU4RecNegSampling(**{**PARAMS, "max_epochs": 2})
+    est.fit(X, callbacks=[recorder])
+    assert all(owner is est for _, owner, *_ in recorder.events)
+    assert [(e, *rest) for e, _, *rest in recorder.events] == [
+        ("train_begin", 0),
+        ("epoch_begin", 0),
+        ("epoch_end", 0, True),
+        ("epoch_begin", 1),
+        ("epoch_end", 1, True),
+        ("train_end", 2),
+    ]
+
+
+def test_an_object_with_some_of_the_methods_needs_not_subclass_callback(data):
+    X, _ = data
+    epochs = []
+
+    class OnlyEpochBegin:  # not callable, no base class: accepted for its method
+        def on_epoch_begin(self, owner, epoch):
+            epochs.append(epoch)
+
+    GRU4RecNegSampling(**PARAMS).fit(X, callbacks=[OnlyEpochBegin()])
+    assert epochs == [0, 1, 2]
+
+
+def test_train_end_is_notified_when_a_callback_ends_the_fit(data):
+    X, _ = data
+    recorder = Recorder()
+
+    def stop(est, record):
+        raise Stop
+
+    est = GRU4RecNegSampling(**PARAMS)
+    with pytest.raises(Stop):
+        est.fit(X, callbacks=[recorder, stop])
+    assert [e for e, *_ in recorder.events][-2:] == ["epoch_end", "train_end"]
+    assert len(est.history_) == 1
+
+
+def test_the_trainers_callbacks_run_before_the_users_in_order(data):
+    """The user's on_epoch_end sees the epoch judged (criterion value, improved) and in
+    history_; a selection that stops early stops before the next epoch begins."""
+    X, validation = data
+    recorder = Recorder()
+    seen = []
+    est = GRU4RecNegSampling(
+        **{**PARAMS, "max_epochs": 6},
+        stopping_criterion="mrr",
+        stop_early=True,
+        max_iter_no_change=1,
+        min_improvement=1.0,  # nothing improves on the first epoch: stop after the second
+    )
+    est.fit(X, validation, callbacks=[recorder, lambda e, r: seen.append(dict(r))])
+    assert all({"mrr", "improved", "train_loss"} <= r.keys() for r in seen)
+    assert seen == est.history_
+    assert [r["improved"] for r in seen] == [True, False]
+    begun = [rest[0] for e, _, *rest in recorder.events if e == "epoch_begin"]
+    assert begun == [0, 1]
+
+
 class Stop(Exception):
     pass
 
@@ -78,7 +161,7 @@ def test_exception_in_callback_propagates_and_keeps_last_completed_epoch(data):
     assert est.recommend([0, 1], k=3)[0].shape == (3,)  # still usable
 
 
-@pytest.mark.parametrize("bad", [lambda e, r: None, [1], "abc"])
+@pytest.mark.parametrize("bad", [lambda e, r: None, [1], "abc", [object()]])
 def test_bad_callbacks_raise_before_training(data, bad):
     X, _ = data
     with pytest.raises(ValueError, match="callbacks"):

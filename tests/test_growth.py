@@ -24,10 +24,9 @@ from gru4rec.growth import (
     update_seeds,
 )
 from gru4rec.optim import RowSparseOptimizer
-from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_order, session_parallel_schedule
 from gru4rec.trainer import Parts, Trainer, TrainingDivergedError
-from gru4rec.training import EpochData
+from gru4rec.training import EpochData, build_optimizer, build_sampler
 
 
 def _slice(seed: int, n_items: int, offset: int = 100, n_sessions: int = 12) -> pd.DataFrame:
@@ -112,16 +111,15 @@ def _continue_by_hand(est, X: pd.DataFrame):
     schedule = session_parallel_schedule(
         sessions.offsets, session_order(sessions.start_times, rng, "time"), est.batch_size
     )
-    opt = RowSparseOptimizer(model.dense_parameters(), model.item_tables(), "adagrad", lr=0.03)
+    opt = build_optimizer(model, "adagrad", lr=0.03)
     restore_optimizer(opt, model, est.training_state_)
     counts = est.item_counts_ + np.bincount(sessions.items, minlength=est.n_items_)
-    sampler = NegativeSampler(
+    sampler = build_sampler(
         counts,
         est.sample_alpha,
         est.num_negatives,
         generator,
         torch.device("cpu"),
-        dedup=True,
         buffer_size=min(2**22, est.num_negatives * schedule.n_steps),
     )
     parts = Parts(

@@ -179,27 +179,29 @@ def _state(sampler):
 
 def _run(counts, alpha, n_samples, buffer_size, dedup, compiled, steps, seed=0):
     """Successive draws (``draw_unique`` with dedup), the state after every refill and the
-    generator's final state, with the compiled kernels switched on or off."""
-    old = kernels.AVAILABLE
-    kernels.AVAILABLE = compiled
-    try:
-        gen = torch.Generator().manual_seed(seed)
-        sampler = NegativeSampler(
-            np.asarray(counts), alpha, n_samples, gen, "cpu", buffer_size=buffer_size, dedup=dedup
-        )
-        draws, states = [], []
-        for _ in range(steps):
-            fresh = sampler._buffer is None or sampler._next >= sampler._rows
-            if dedup:
-                items, log_mult = sampler.draw_unique()
-                draws.append((items.clone(), None if log_mult is None else log_mult.clone()))
-            else:
-                draws.append((sampler.draw().clone(), None))
-            if fresh:
-                states.append(_state(sampler))
-        return draws, states, gen.get_state()
-    finally:
-        kernels.AVAILABLE = old
+    generator's final state, with the compiled refill or the torch code."""
+    gen = torch.Generator().manual_seed(seed)
+    sampler = NegativeSampler(
+        np.asarray(counts),
+        alpha,
+        n_samples,
+        gen,
+        "cpu",
+        buffer_size=buffer_size,
+        dedup=dedup,
+        compiled=compiled,
+    )
+    draws, states = [], []
+    for _ in range(steps):
+        fresh = sampler._buffer is None or sampler._next >= sampler._rows
+        if dedup:
+            items, log_mult = sampler.draw_unique()
+            draws.append((items.clone(), None if log_mult is None else log_mult.clone()))
+        else:
+            draws.append((sampler.draw().clone(), None))
+        if fresh:
+            states.append(_state(sampler))
+    return draws, states, gen.get_state()
 
 
 def _assert_same_runs(a, b):
@@ -268,16 +270,11 @@ def test_compiled_refill_gives_the_torch_draws_for_any_counts(
 def test_compacted_runs_rebuild_every_steps_draws(compiled, alpha):
     if compiled:
         pytest.importorskip("numba")
-    old = kernels.AVAILABLE
-    kernels.AVAILABLE = compiled
-    try:
-        n = 96
-        sampler = NegativeSampler(
-            ZIPF[:60], alpha, n, torch.Generator().manual_seed(2), "cpu", n * 6, dedup=True
-        )
-        sampler.draw_unique()
-    finally:
-        kernels.AVAILABLE = old
+    n = 96
+    sampler = NegativeSampler(
+        ZIPF[:60], alpha, n, torch.Generator().manual_seed(2), "cpu", n * 6, True, compiled
+    )
+    sampler.draw_unique()
     bounds, unique, log_mult = sampler._bounds, sampler._unique, sampler._log_mult
     assert bounds[0] == 0 and bounds[-1] == len(unique) == len(log_mult)
     assert np.all(np.diff(bounds) >= 1)
@@ -328,15 +325,16 @@ def test_sorted_draws_kernel_equals_searchsorted_at_exact_ties(data):
 
 @pytest.mark.parametrize("dedup", [False, True])
 def test_sampler_draws_the_same_negatives_with_the_merge_search(torch_only, dedup):
-    from gru4rec.samplers import NegativeSampler
+    from gru4rec.step import build_sampler
 
     counts = np.random.default_rng(0).integers(0, 50, size=300)
     counts[[0, 7, 299]] = 0  # never drawn, also at the ends of the table
     draws = []
     for on in (False, True):
-        torch_only(on)
+        torch_only(on)  # the factory builds the compiled refill only with the kernels on
         gen = torch.Generator().manual_seed(5)
-        sampler = NegativeSampler(counts, 0.7, 64, gen, torch.device("cpu"), 64 * 40, dedup)
+        sampler = build_sampler(counts, 0.7, 64, gen, torch.device("cpu"), 64 * 40, dedup)
+        assert sampler.compiled == on
         draws.append(torch.cat([sampler.draw() for _ in range(90)]))  # three refills
     assert torch.equal(draws[0], draws[1])
     assert not bool(torch.isin(draws[1], torch.tensor([0, 7, 299])).any())

@@ -18,8 +18,6 @@ import torch
 from gru4rec import kernels, step
 from gru4rec.losses import LOSS_CLASSES, Columns, Loss, LossConfig, register_loss
 from gru4rec.model import GRU4RecNet, gru_cell_backward, gru_cell_forward
-from gru4rec.optim import RowSparseOptimizer
-from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.step import Epoch, EpochData
 
@@ -57,12 +55,10 @@ def make_run(
         n_items, hidden_size=5, num_layers=layers, embedding_size=4, constrained=constrained
     )
     net.reset_parameters(torch.Generator().manual_seed(0))
-    opt = RowSparseOptimizer(
-        net.dense_parameters(), net.item_tables(), "adagrad", lr=0.2, momentum=momentum
-    )
+    opt = step.build_optimizer(net, "adagrad", lr=0.2, momentum=momentum)
     gen = torch.Generator().manual_seed(7)
     counts = np.bincount(items, minlength=n_items)
-    sampler = NegativeSampler(
+    sampler = step.build_sampler(
         counts, 0.5, 30, gen, torch.device("cpu"), buffer_size=300, dedup=dedup
     )
     return Epoch(net, data, opt, loss_cfg, sampler, gen, dropout[0], dropout[1], clipnorm=clipnorm)
@@ -333,3 +329,18 @@ def test_dropout_mask_kernel_gives_the_torch_mask_exactly(p):
     masks = [fn(x, p, torch.Generator().manual_seed(3)) for fn in (dropout_mask, host_dropout_mask)]
     assert torch.equal(masks[0], masks[1])
     assert 0 < int((masks[1] == 0).sum()) < x.numel()
+
+
+# -- the parts built for a device (gru4rec.step.parts) ---------------------------------------------
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["torch", "kernels"])
+def test_the_parts_take_their_compiled_forms_where_the_kernels_run(torch_only, on):
+    torch_only(on)
+    net = GRU4RecNet(20, hidden_size=4, num_layers=1)
+    opt = step.build_optimizer(net, "adagrad", lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    sampler = step.build_sampler(np.ones(20), 0.5, 8, gen, torch.device("cpu"))
+    assert (opt.fused, sampler.compiled) == (on, on)
+    # Host reads are free on the CPU: distinct rows and negatives are compacted either way.
+    assert opt.compact and sampler.dedup

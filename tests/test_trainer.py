@@ -1,4 +1,4 @@
-"""Tests of gru4rec.trainer: the epoch loop, divergence, interrupts, listeners and progress."""
+"""Tests of gru4rec.trainer: the epoch loop, divergence, interrupts, its callbacks and progress."""
 
 from __future__ import annotations
 
@@ -355,7 +355,7 @@ def test_keyboard_interrupt_with_validation_keeps_best_epoch(monkeypatch):
     assert_same_weights(weights(est), weights(reference))
 
 
-# -- listeners: the progress bar (user callbacks: test_callbacks.py) -----------------------------
+# -- the progress bar callback (user callbacks: test_callbacks.py) -----------------------------
 
 
 def test_progress_bar_moves_within_an_epoch_and_is_silent_when_not_verbose(monkeypatch, capsys):

@@ -12,7 +12,6 @@ from tiny import (
     neg,
 )
 
-from gru4rec import estimator as est_module
 from gru4rec import kernels, step
 from gru4rec.losses import cross_entropy_full
 from gru4rec.model import GRU4RecNet
@@ -123,7 +122,7 @@ def test_accelerator_sampling_path_trains_like_the_cpu_path(monkeypatch, loss_fn
         calls.append(1)
         return accelerator_step_rows(self, *args, **kwargs)
 
-    monkeypatch.setattr(est_module, "NegativeSampler", Duplicated)
+    monkeypatch.setattr("gru4rec.step.parts.NegativeSampler", Duplicated)
     monkeypatch.setattr(RowSparseOptimizer, "step_rows", counted)
     # Off the compiled step, which has optimiser updates of its own: the torch code runs.
     monkeypatch.setattr(kernels, "AVAILABLE", False)

@@ -12,7 +12,8 @@ Each path trains a whole epoch and lives in its own module:
 :func:`path_for` picks the path from the configuration, the loss object's capabilities and the
 device (:func:`paths_for` lists every path that can train a configuration);
 :mod:`~gru4rec.step.epoch` holds what they share (the schedule on the device, the parts of an
-epoch, the iteration over steps and their negatives).
+epoch, the iteration over steps and their negatives); :mod:`~gru4rec.step.parts` builds the
+sampler and the optimiser for a device (their compiled CPU forms are chosen there alone).
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ import torch
 
 from . import compiled, direct, reference
 from .epoch import REPORT_EVERY, Epoch, EpochData
+from .parts import build_optimizer, build_sampler
 
-__all__ = ["REPORT_EVERY", "Epoch", "EpochData", "path_for", "paths_for", "train_epoch"]
+__all__ = [
+    "REPORT_EVERY",
+    "Epoch",
+    "EpochData",
+    "build_optimizer",
+    "build_sampler",
+    "path_for",
+    "paths_for",
+    "train_epoch",
+]
 
 EpochPath = Callable[[Epoch, Callable[[int], None] | None], torch.Tensor]
 
