@@ -460,8 +460,6 @@ def _check_model_path(path: str, option: str = "--model") -> None:
 def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any:
     """The estimator the options ask for, its parameters checked before any data is read:
     ``--preset``'s (those ``cls`` takes), then ``defaults``, then the options given."""
-    from .params import validate
-
     allowed = cls().get_params(deep=False)
     preset = {k: v for k, v in presets.get(args.preset).items() if k in allowed}
     params = {**preset, **defaults, **_estimator_params(args)}
@@ -476,7 +474,7 @@ def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any
     params["num_threads"] = args.threads
     est = cls(**params)
     try:
-        validate(est.get_params(deep=False))
+        est._validate_params()
     except ValueError as exc:  # name the option, not the parameter
         raise ValueError(_as_option_message(str(exc), params)) from None
     return est

@@ -79,11 +79,25 @@ _CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
 class _GRU4RecBase(Persistence, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
+    #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
+    #: a subclass merges its own into a copy, as scikit-learn's estimators do.
+    _parameter_constraints: dict[str, Any] = {**param_table.COMMON}
+
     def __init__(self, **params: Any) -> None:
         # The one constructor body: store every parameter unchanged (scikit-learn reads
         # the subclasses' explicit signatures).
         for name, value in params.items():
             setattr(self, name, value)
+
+    def _validate_params(self) -> None:
+        """Check every parameter against the class's ``_parameter_constraints``.
+
+        Raises
+        ------
+        ValueError
+            Naming the first parameter out of its range.
+        """
+        param_table.validate(self.get_params(deep=False), self._parameter_constraints)
 
     # -- subclass hooks ----------------------------------------------------------------------
 
@@ -258,7 +272,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
-        param_table.validate(self.get_params(deep=False))
+        self._validate_params()
         before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
         selection = Selection(
             configured(
@@ -409,7 +423,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 return self.fit(X, validation_data, callbacks=callbacks)
             finally:
                 self.max_epochs = max_epochs
-        param_table.validate(self.get_params(deep=False))
+        self._validate_params()
         wanted = GRU4RecNet(
             0,
             hidden_size=self.hidden_size,
@@ -915,6 +929,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
         What :meth:`partial_fit` continues from (optimiser state, sampler counts, updates).
     """
 
+    _parameter_constraints: dict[str, Any] = {
+        **_GRU4RecBase._parameter_constraints,
+        **param_table.SAMPLED,
+    }
+
     def __init__(
         self,
         num_layers: int = 1,
@@ -988,6 +1007,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
     item, so a step costs O(catalogue); prefer
     ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
+
+    # The common parameters alone.
+    _parameter_constraints: dict[str, Any] = {**_GRU4RecBase._parameter_constraints}
 
     def __init__(
         self,
