@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import presets
+from .checks import is_int
 
 __all__ = ["build_parser", "main"]
 
@@ -650,7 +651,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
     from . import datasets
 
-    if args.k < 1:
+    if not is_int(args.k):
         raise ValueError(f"-k must be >= 1; got {args.k}")
     est = _load_model(args.model)
     est.set_params(num_threads=args.threads)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .caller import warn
+from .checks import check_int
 from .matrix import InteractionMatrix, _check_columns, _timestamp_column
 
 __all__ = [
@@ -398,9 +399,7 @@ def _sizes(values: pd.Series) -> np.ndarray:
 
 
 def _check_positive_int(value: Any, arg: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(arg, value, minimum, what=f"an integer >= {minimum}")
 
 
 def _check_events(df: Any, session_col: str, item_col: str, time_col: str | None = None) -> None:

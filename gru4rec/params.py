@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import device
+from .checks import is_int
 from .losses import LOSSES
 from .optim import OPTIMIZERS
 from .schedule import SESSION_ORDERS
@@ -36,8 +37,7 @@ class Int:
     def check(self, name: str, value: Any) -> None:
         if value is None and self.none:
             return
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-        if not ok or value < self.low or (self.high is not None and value > self.high):
+        if not is_int(value, self.low, self.high):
             top = "" if self.high is None else f" and <= {self.high}"
             raise ValueError(f"{name} must be an integer >= {self.low}{top}; got {value!r}")
 

@@ -52,6 +52,7 @@ import torch
 from gru4rec import metrics
 
 from .caller import warn
+from .checks import check_int
 
 __all__ = [
     "NEEDS",
@@ -154,20 +155,14 @@ class StoppingCriterion:
             raise TypeError(f"func must be callable, got {func!r}")
         if needs not in NEEDS:
             raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
-        if (
-            isinstance(max_iter_no_change, bool)
-            or not isinstance(max_iter_no_change, int | np.integer)
-            or max_iter_no_change < 1
-        ):
-            raise ValueError(f"max_iter_no_change must be an int >= 1, got {max_iter_no_change!r}")
+        check_int("max_iter_no_change", max_iter_no_change, what="an int >= 1")
         if not (
             isinstance(min_improvement, numbers.Real)
             and not isinstance(min_improvement, bool)
             and min_improvement >= 0
         ):
             raise ValueError(f"min_improvement must be a number >= 0, got {min_improvement!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
-            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        check_int("k", k, none=True)
         if needs == "topk" and k is None:
             raise ValueError('needs="topk" requires k: the estimator must know how many to keep')
         self.func = func
