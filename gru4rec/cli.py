@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults as package_defaults
 from . import presets
 from .checks import is_int
 
@@ -121,14 +122,18 @@ def _estimator_signature(
         cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
         init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
         args = init.args.args[1:]  # without self
-        values = [ast.literal_eval(d) for d in init.args.defaults]
+        # A default is a literal or a name from the torch-free ``defaults`` module.
+        values = [
+            getattr(package_defaults, d.id) if isinstance(d, ast.Name) else ast.literal_eval(d)
+            for d in init.args.defaults
+        ]
         defaults = dict(zip([a.arg for a in args][-len(values) :], values, strict=True))
         # The annotations are this package's own source: type names, no calls.
         hints = {
             a.arg: eval(ast.unparse(a.annotation), {"__builtins__": {}}, _Types()) for a in args
         }
         return defaults, hints, ast.get_docstring(cls) or ""
-    except (OSError, TypeError, ValueError, StopIteration, SyntaxError):
+    except (OSError, TypeError, ValueError, StopIteration, SyntaxError, AttributeError):
         from . import estimator
 
         real = getattr(estimator, name)
@@ -250,11 +255,11 @@ def _add_run_options(parser: argparse.ArgumentParser, quiet_help: str = "no prog
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input columns")
-    group.add_argument("--session-col", default="session_id", help="session id column")
-    group.add_argument("--item-col", default="item_id", help="item id column")
+    group.add_argument("--session-col", default=package_defaults.SESSION, help="session id column")
+    group.add_argument("--item-col", default=package_defaults.ITEM, help="item id column")
     group.add_argument(
         "--time-col",
-        default="timestamp",
+        default=package_defaults.TIME,
         help=(
             "timestamp column; 'none': events are in time order within each session, "
             "and training visits the sessions in a seeded random order"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .caller import warn
 from .checks import check_int
+from .defaults import ITEM, SESSION, TIME
 from .matrix import InteractionMatrix, _check_columns, _timestamp_column
 
 __all__ = [
@@ -39,10 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SESSION = "session_id"
-ITEM = "item_id"
-TIME = "timestamp"
 
 PathArg = str | PathLike
 Paths = PathArg | Sequence[PathArg]
@@ -179,9 +176,9 @@ def _to_seconds(value: Any, arg: str) -> float:
 
 def read_events(
     path: Paths,
-    session_col: str = "session_id",
-    item_col: str = "item_id",
-    time_col: str | None = "timestamp",
+    session_col: str = SESSION,
+    item_col: str = ITEM,
+    time_col: str | None = TIME,
     sep: str | None = None,
 ) -> pd.DataFrame:
     """Read a CSV/TSV event log (optionally compressed) with a header row.

@@ -25,6 +25,7 @@ from . import growth, inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
+from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
@@ -950,9 +951,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         max_epochs: int = 5,
         learning_rate: float = 0.03,
         stopping_criterion: str | StoppingCriterion = "recall",
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         seed: int | None = None,
         save_best_to_file: bool = False,
         keep_last: bool = False,
@@ -967,9 +968,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         device: str = "auto",
         verbose: bool = False,
         num_threads: int | None = 1,
-        session_col: str = "session_id",
-        item_col: str = "item_id",
-        time_col: str | None = "timestamp",
+        session_col: str = SESSION,
+        item_col: str = ITEM,
+        time_col: str | None = TIME,
         session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))
@@ -1025,9 +1026,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         max_epochs: int = 5,
         learning_rate: float = 0.03,
         stopping_criterion: str | StoppingCriterion = "recall",
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         seed: int | None = None,
         save_best_to_file: bool = False,
         keep_last: bool = False,
@@ -1038,9 +1039,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         device: str = "auto",
         verbose: bool = False,
         num_threads: int | None = 1,
-        session_col: str = "session_id",
-        item_col: str = "item_id",
-        time_col: str | None = "timestamp",
+        session_col: str = SESSION,
+        item_col: str = ITEM,
+        time_col: str | None = TIME,
         session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))

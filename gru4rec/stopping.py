@@ -53,6 +53,7 @@ from gru4rec import metrics
 
 from .caller import warn
 from .checks import check_int
+from .defaults import MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, STOP_EARLY
 
 __all__ = [
     "NEEDS",
@@ -143,9 +144,9 @@ class StoppingCriterion:
         self,
         func: Callable[..., float],
         minimize: bool = False,
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         needs: str = "topk",
         k: int | None = None,
         name: str | None = None,
@@ -376,7 +377,11 @@ def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
 
 #: The settings an estimator passes on to its criterion, with their defaults (the same on
 #: both sides).
-SETTINGS = {"stop_early": False, "max_iter_no_change": 5, "min_improvement": 0.0}
+SETTINGS = {
+    "stop_early": STOP_EARLY,
+    "max_iter_no_change": MAX_ITER_NO_CHANGE,
+    "min_improvement": MIN_IMPROVEMENT,
+}
 
 
 class EarlyStoppingException(Exception):
@@ -459,9 +464,9 @@ class ObjectCriterion(StoppingCriterion):
         obj: Any,
         *,
         k: int | None = None,
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
     ) -> None:
         if not callable(getattr(obj, "update", None)):
             raise ValueError(
