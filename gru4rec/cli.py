@@ -200,14 +200,16 @@ def _add_estimator_options(
 
     ``shown_defaults`` replaces the estimator's defaults in the help (the default preset's).
     """
+    defaults, hints, doc = _estimator_signature()
+    cross_entropy = _estimator_signature("GRU4RecCrossEntropy")[0]
+    *others, last = [name for name in defaults if name not in cross_entropy]
     group = parser.add_argument_group(
         "estimator parameters",
         "Every constructor parameter of GRU4RecNegSampling (GRU4RecCrossEntropy takes all but "
-        "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones take the "
+        f"{', '.join(others)} and {last}); unset ones take the "
         "value of --preset, else the estimator's default. The defaults shown are those of "
         f"--preset {presets.DEFAULT}. 'none' sets None where allowed.",
     )
-    defaults, hints, doc = _estimator_signature()
     # The column options of the input group cover the estimator's column parameters:
     # the CLI reads events into the canonical columns the estimator expects.
     params = {name: value for name, value in defaults.items() if name not in _OWN_OPTIONS}

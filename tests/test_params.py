@@ -96,3 +96,16 @@ def test_each_class_declares_its_own_parameters_and_the_cross_entropy_one_the_co
     validate(ce_params, GRU4RecCrossEntropy._parameter_constraints)
     GRU4RecNegSampling()._validate_params()
     GRU4RecCrossEntropy()._validate_params()
+
+
+def test_the_command_line_names_the_parameters_the_cross_entropy_estimator_lacks():
+    import argparse
+
+    from gru4rec import cli
+    from gru4rec.params import SAMPLED
+
+    parser = argparse.ArgumentParser()
+    cli._add_estimator_options(parser)
+    (group,) = [g for g in parser._action_groups if g.title == "estimator parameters"]
+    listed = re.search(r"takes all but (.*?)\)", group.description).group(1)
+    assert re.split(r", | and ", listed) == list(SAMPLED)
