@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults as package_defaults
 from . import presets
+from .checks import is_int
 
 __all__ = ["build_parser", "main"]
 
@@ -120,14 +122,18 @@ def _estimator_signature(
         cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
         init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
         args = init.args.args[1:]  # without self
-        values = [ast.literal_eval(d) for d in init.args.defaults]
+        # A default is a literal or a name from the torch-free ``defaults`` module.
+        values = [
+            getattr(package_defaults, d.id) if isinstance(d, ast.Name) else ast.literal_eval(d)
+            for d in init.args.defaults
+        ]
         defaults = dict(zip([a.arg for a in args][-len(values) :], values, strict=True))
         # The annotations are this package's own source: type names, no calls.
         hints = {
             a.arg: eval(ast.unparse(a.annotation), {"__builtins__": {}}, _Types()) for a in args
         }
         return defaults, hints, ast.get_docstring(cls) or ""
-    except (OSError, TypeError, ValueError, StopIteration, SyntaxError):
+    except (OSError, TypeError, ValueError, StopIteration, SyntaxError, AttributeError):
         from . import estimator
 
         real = getattr(estimator, name)
@@ -194,14 +200,16 @@ def _add_estimator_options(
 
     ``shown_defaults`` replaces the estimator's defaults in the help (the default preset's).
     """
+    defaults, hints, doc = _estimator_signature()
+    cross_entropy = _estimator_signature("GRU4RecCrossEntropy")[0]
+    *others, last = [name for name in defaults if name not in cross_entropy]
     group = parser.add_argument_group(
         "estimator parameters",
         "Every constructor parameter of GRU4RecNegSampling (GRU4RecCrossEntropy takes all but "
-        "loss_fn, num_negatives, sample_alpha, bpreg, elu_param and logq); unset ones take the "
+        f"{', '.join(others)} and {last}); unset ones take the "
         "value of --preset, else the estimator's default. The defaults shown are those of "
         f"--preset {presets.DEFAULT}. 'none' sets None where allowed.",
     )
-    defaults, hints, doc = _estimator_signature()
     # The column options of the input group cover the estimator's column parameters:
     # the CLI reads events into the canonical columns the estimator expects.
     params = {name: value for name, value in defaults.items() if name not in _OWN_OPTIONS}
@@ -249,11 +257,11 @@ def _add_run_options(parser: argparse.ArgumentParser, quiet_help: str = "no prog
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input columns")
-    group.add_argument("--session-col", default="session_id", help="session id column")
-    group.add_argument("--item-col", default="item_id", help="item id column")
+    group.add_argument("--session-col", default=package_defaults.SESSION, help="session id column")
+    group.add_argument("--item-col", default=package_defaults.ITEM, help="item id column")
     group.add_argument(
         "--time-col",
-        default="timestamp",
+        default=package_defaults.TIME,
         help=(
             "timestamp column; 'none': events are in time order within each session, "
             "and training visits the sessions in a seeded random order"
@@ -460,8 +468,6 @@ def _check_model_path(path: str, option: str = "--model") -> None:
 def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any:
     """The estimator the options ask for, its parameters checked before any data is read:
     ``--preset``'s (those ``cls`` takes), then ``defaults``, then the options given."""
-    from .params import validate
-
     allowed = cls().get_params(deep=False)
     preset = {k: v for k, v in presets.get(args.preset).items() if k in allowed}
     params = {**preset, **defaults, **_estimator_params(args)}
@@ -476,7 +482,7 @@ def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any
     params["num_threads"] = args.threads
     est = cls(**params)
     try:
-        validate(est.get_params(deep=False))
+        est._validate_params()
     except ValueError as exc:  # name the option, not the parameter
         raise ValueError(_as_option_message(str(exc), params)) from None
     return est
@@ -652,7 +658,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
     from . import datasets
 
-    if args.k < 1:
+    if not is_int(args.k):
         raise ValueError(f"-k must be >= 1; got {args.k}")
     est = _load_model(args.model)
     est.set_params(num_threads=args.threads)

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .caller import warn
+from .checks import check_int
+from .defaults import ITEM, SESSION, TIME
 from .matrix import InteractionMatrix, _check_columns, _timestamp_column
 
 __all__ = [
@@ -38,10 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SESSION = "session_id"
-ITEM = "item_id"
-TIME = "timestamp"
 
 PathArg = str | PathLike
 Paths = PathArg | Sequence[PathArg]
@@ -178,9 +176,9 @@ def _to_seconds(value: Any, arg: str) -> float:
 
 def read_events(
     path: Paths,
-    session_col: str = "session_id",
-    item_col: str = "item_id",
-    time_col: str | None = "timestamp",
+    session_col: str = SESSION,
+    item_col: str = ITEM,
+    time_col: str | None = TIME,
     sep: str | None = None,
 ) -> pd.DataFrame:
     """Read a CSV/TSV event log (optionally compressed) with a header row.
@@ -398,9 +396,7 @@ def _sizes(values: pd.Series) -> np.ndarray:
 
 
 def _check_positive_int(value: Any, arg: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(arg, value, minimum, what=f"an integer >= {minimum}")
 
 
 def _check_events(df: Any, session_col: str, item_col: str, time_col: str | None = None) -> None:

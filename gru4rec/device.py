@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import numbers
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import torch
 
 from . import kernels
 from .caller import warn
+from .checks import is_int
 
 __all__ = [
     "blas_threads",
@@ -189,9 +189,7 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
     if num_threads is None or getattr(_THREADS, "active", False):
         yield
         return
-    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
-        raise ValueError(f"num_threads must be an integer >= 1 or None; got {num_threads!r}")
-    if num_threads < 1:
+    if not is_int(num_threads):
         raise ValueError(f"num_threads must be an integer >= 1 or None; got {num_threads!r}")
     before = torch.get_num_threads()
     if before != num_threads:

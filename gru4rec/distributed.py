@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import inputs
+from .checks import check_int
 
 __all__ = ["recommend_dask"]
 
@@ -83,8 +84,7 @@ def recommend_dask(
     dask, dd = _import_dask()
     if not hasattr(model, "model_"):
         raise ValueError("model must be a fitted GRU4Rec estimator (call fit first)")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_int("k", k)
     if not isinstance(events, dd.DataFrame):
         raise ValueError(
             f"events must be a dask.dataframe.DataFrame, got {type(events).__name__}; "

@@ -25,6 +25,7 @@ from . import growth, inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
+from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .metrics import recall_at_k
@@ -86,11 +87,25 @@ _CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
 class _GRU4RecBase(Persistence, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
+    #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
+    #: a subclass merges its own into a copy, as scikit-learn's estimators do.
+    _parameter_constraints: dict[str, Any] = {**param_table.COMMON}
+
     def __init__(self, **params: Any) -> None:
         # The one constructor body: store every parameter unchanged (scikit-learn reads
         # the subclasses' explicit signatures).
         for name, value in params.items():
             setattr(self, name, value)
+
+    def _validate_params(self) -> None:
+        """Check every parameter against the class's ``_parameter_constraints``.
+
+        Raises
+        ------
+        ValueError
+            Naming the first parameter out of its range.
+        """
+        param_table.validate(self.get_params(deep=False), self._parameter_constraints)
 
     # -- subclass hooks ----------------------------------------------------------------------
 
@@ -268,7 +283,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         """
         if y is not None:
             raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
-        param_table.validate(self.get_params(deep=False))
+        self._validate_params()
         before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
         selection = Selection(
             configured(
@@ -419,7 +434,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                 return self.fit(X, validation_data, callbacks=callbacks)
             finally:
                 self.max_epochs = max_epochs
-        param_table.validate(self.get_params(deep=False))
+        self._validate_params()
         wanted = GRU4RecNet(
             0,
             hidden_size=self.hidden_size,
@@ -929,6 +944,11 @@ class GRU4RecNegSampling(_GRU4RecBase):
         What :meth:`partial_fit` continues from (optimiser state, sampler counts, updates).
     """
 
+    _parameter_constraints: dict[str, Any] = {
+        **_GRU4RecBase._parameter_constraints,
+        **param_table.SAMPLED,
+    }
+
     def __init__(
         self,
         num_layers: int = 1,
@@ -945,9 +965,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         max_epochs: int = 5,
         learning_rate: float = 0.03,
         stopping_criterion: str | StoppingCriterion = "recall",
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         seed: int | None = None,
         save_best_to_file: bool = False,
         keep_last: bool = False,
@@ -962,9 +982,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
         device: str = "auto",
         verbose: bool = False,
         num_threads: int | None = 1,
-        session_col: str = "session_id",
-        item_col: str = "item_id",
-        time_col: str | None = "timestamp",
+        session_col: str = SESSION,
+        item_col: str = ITEM,
+        time_col: str | None = TIME,
         session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))
@@ -1002,6 +1022,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
     ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
 
+    # The common parameters alone.
+    _parameter_constraints: dict[str, Any] = {**_GRU4RecBase._parameter_constraints}
+
     def __init__(
         self,
         num_layers: int = 1,
@@ -1016,9 +1039,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         max_epochs: int = 5,
         learning_rate: float = 0.03,
         stopping_criterion: str | StoppingCriterion = "recall",
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         seed: int | None = None,
         save_best_to_file: bool = False,
         keep_last: bool = False,
@@ -1029,9 +1052,9 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
         device: str = "auto",
         verbose: bool = False,
         num_threads: int | None = 1,
-        session_col: str = "session_id",
-        item_col: str = "item_id",
-        time_col: str | None = "timestamp",
+        session_col: str = SESSION,
+        item_col: str = ITEM,
+        time_col: str | None = TIME,
         session_order: str = "time",
     ) -> None:
         super().__init__(**_own(locals()))

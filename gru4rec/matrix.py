@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .caller import warn
+from .defaults import ITEM, SESSION, TIME
 
 __all__ = [
     "InteractionMatrix",
@@ -300,7 +301,7 @@ def _column_aliases(
     unknown = set(aliases) - set(names)
     if unknown:
         raise TypeError(f"from_events() got unexpected keyword arguments {sorted(unknown)}")
-    defaults = {"user": "session_id", "item": "item_id", "timestamp": "timestamp"}
+    defaults = {"user": SESSION, "item": ITEM, "timestamp": TIME}
     modern = {"user": "session_col", "item": "item_col", "timestamp": "time_col"}
     for old, value in aliases.items():
         if names[old] != defaults[old] and names[old] != value:
@@ -605,9 +606,9 @@ class InteractionMatrix:
     def from_events(
         cls,
         df: pd.DataFrame,
-        session_col: str = "session_id",
-        item_col: str = "item_id",
-        time_col: str | None = "timestamp",
+        session_col: str = SESSION,
+        item_col: str = ITEM,
+        time_col: str | None = TIME,
         item_vocabulary: Vocabulary | None = None,
         user_vocabulary: Vocabulary | None = None,
         **aliases: Any,

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .checks import check_int
+
 __all__ = [
     "NextItemScorer",
     "bpr_loss_metric",
@@ -48,9 +50,7 @@ __all__ = [
 
 
 def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
+    return check_int("k", k)
 
 
 def _check_ranks(ranks: Any) -> np.ndarray:

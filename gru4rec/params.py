@@ -1,7 +1,10 @@
-"""Every constructor parameter of the estimators, its type and range, in one table.
+"""The constraint objects every constructor parameter is declared with, and their tables.
 
-Both estimators validate against :data:`PARAMS` in ``fit`` (never in ``__init__``, as
-scikit-learn asks); each checks the parameters of its own signature.
+Each estimator class declares its parameters as ``_parameter_constraints`` (as
+scikit-learn does), built from the tables here: :data:`COMMON` holds the parameters
+both estimators take, :data:`SAMPLED` the sampled losses' own. ``fit`` checks
+the class's table (never ``__init__``, as scikit-learn asks). Every constraint also
+lists values it rejects (``invalid()``), from which the tests are generated.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from . import device
+from .checks import is_int
 from .losses import LOSSES
 from .optim import OPTIMIZERS
 from .schedule import SESSION_ORDERS
 from .stopping import StoppingCriterion, is_criterion_object
 
-__all__ = ["PARAMS", "validate"]
+__all__ = ["COMMON", "PARAMS", "SAMPLED", "validate"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,14 @@ class Int:
     def check(self, name: str, value: Any) -> None:
         if value is None and self.none:
             return
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-        if not ok or value < self.low or (self.high is not None and value > self.high):
+        if not is_int(value, self.low, self.high):
             top = "" if self.high is None else f" and <= {self.high}"
             raise ValueError(f"{name} must be an integer >= {self.low}{top}; got {value!r}")
+
+    def invalid(self) -> list[Any]:
+        bad = [str(self.low), float(self.low), np.float64(self.low), True, self.low - 1]
+        bad += [self.low + 0.5] + ([] if self.none else [None])
+        return bad + ([] if self.high is None else [self.high + 1])
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,22 @@ class Real:
             hi = "inf)" if self.high is None else f"{self.high}{')' if self.open_high else ']'}"
             raise ValueError(f"{name} must be a number in {lo}{self.low}, {hi}; got {value!r}")
 
+    def invalid(self) -> list[Any]:
+        bad = [str(self.low), True, float("nan"), -float("inf"), self.low - 1.0]
+        bad += ([self.low] if self.open_low else []) + ([] if self.none else [None])
+        if self.high is None:
+            return [*bad, float("inf")]
+        return [*bad, self.high if self.open_high else self.high + 0.5, self.high + 1.0]
+
 
 @dataclass(frozen=True)
 class Bool:
     def check(self, name: str, value: Any) -> None:
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False; got {value!r}")
+
+    def invalid(self) -> list[Any]:
+        return [1, 0, "yes", None]
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,10 @@ class OneOf:
             allowed = ", ".join(map(repr, self.options))
             raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
 
+    def invalid(self) -> list[Any]:
+        first = next(iter(self.options))
+        return [None, [first], first.upper() + "-unknown", 1]
+
 
 @dataclass(frozen=True)
 class Text:
@@ -92,15 +114,23 @@ class Text:
         if not isinstance(value, str) and not (value is None and self.none):
             raise ValueError(f"{name} must be a column name (str); got {value!r}")
 
+    def invalid(self) -> list[Any]:
+        return [0, ["session_id"]] + ([] if self.none else [None])
+
 
 @dataclass(frozen=True)
 class Check:
-    """Anything ``func(value)`` accepts (it raises ValueError otherwise)."""
+    """Anything ``func(value)`` accepts (it raises ValueError otherwise); ``bad`` lists
+    values it rejects."""
 
     func: Callable[[Any], Any]
+    bad: tuple[Any, ...] = ()
 
     def check(self, name: str, value: Any) -> None:
         self.func(value)
+
+    def invalid(self) -> list[Any]:
+        return list(self.bad)
 
 
 def _criterion(value: Any) -> None:
@@ -112,21 +142,20 @@ def _criterion(value: Any) -> None:
         )
 
 
-PARAMS: dict[str, Any] = {
+#: The parameters both estimators take.
+COMMON: dict[str, Any] = {
     "num_layers": Int(1),
     "hidden_size": Int(1),
     "num_components": Int(1),
     "dropout": Real(0.0, 1.0),
-    "loss_fn": OneOf(LOSSES),
     "optimization_algorithm": OneOf(OPTIMIZERS),
     "momentum": Real(0.0, 1.0),
     "clipnorm": Real(0.0, open_low=True, none=True),
     "bptt": Int(1),
-    "num_negatives": Int(1),
     "batch_size": Int(1),
     "max_epochs": Int(1),
     "learning_rate": Real(0.0, open_low=True),
-    "stopping_criterion": Check(_criterion),
+    "stopping_criterion": Check(_criterion, bad=(None, 1, "auc")),
     "stop_early": Bool(),
     "max_iter_no_change": Int(1),
     "min_improvement": Real(0.0),
@@ -135,13 +164,9 @@ PARAMS: dict[str, Any] = {
     "keep_last": Bool(),
     "predict_topK": Int(1, none=True),
     "validation_sample_size": Int(1, none=True),
-    "sample_alpha": Real(0.0),
-    "bpreg": Real(0.0),
-    "elu_param": Real(0.0),
     "dropout_hidden": Real(0.0, 1.0, none=True),
     "constrained_embedding": Bool(),
-    "logq": Real(0.0),
-    "device": Check(device.resolve),
+    "device": Check(device.resolve, bad=(None, 0, "gpu", "cuda:x", "meta", "tpu")),
     "verbose": Bool(),
     "num_threads": Int(1, none=True),
     "session_col": Text(),
@@ -150,14 +175,29 @@ PARAMS: dict[str, Any] = {
     "session_order": OneOf(SESSION_ORDERS),
 }
 
+#: The sampled losses' own: :class:`~gru4rec.GRU4RecNegSampling` adds them to :data:`COMMON`.
+SAMPLED: dict[str, Any] = {
+    "loss_fn": OneOf(LOSSES),
+    "num_negatives": Int(1),
+    "sample_alpha": Real(0.0),
+    "bpreg": Real(0.0),
+    "elu_param": Real(0.0),
+    "logq": Real(0.0),
+}
 
-def validate(params: dict[str, Any]) -> None:
-    """Check every parameter of ``params`` (``get_params()``) against :data:`PARAMS`.
+#: Every parameter of either estimator.
+PARAMS: dict[str, Any] = {**COMMON, **SAMPLED}
+
+
+def validate(params: dict[str, Any], constraints: dict[str, Any] | None = None) -> None:
+    """Check every parameter of ``params`` (``get_params()``) against ``constraints``
+    (a class's ``_parameter_constraints``; :data:`PARAMS` when None).
 
     Raises
     ------
     ValueError
         Naming the first parameter out of its range.
     """
+    table = PARAMS if constraints is None else constraints
     for name, value in params.items():
-        PARAMS[name].check(name, value)
+        table[name].check(name, value)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import inputs
+from .checks import is_int
 from .inference import Int8Scorer, Scorer
 from .state_store import MemoryStore, SessionState
 
@@ -419,7 +420,7 @@ def _key(session_id: Any) -> str:
 
 
 def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+    if not is_int(k):
         raise ValueError(f"k must be an integer >= 1; got {k!r}")
     return int(k)
 

@@ -52,6 +52,8 @@ import torch
 from gru4rec import metrics
 
 from .caller import warn
+from .checks import check_int
+from .defaults import MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, STOP_EARLY
 
 __all__ = [
     "NEEDS",
@@ -142,9 +144,9 @@ class StoppingCriterion:
         self,
         func: Callable[..., float],
         minimize: bool = False,
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
         needs: str = "topk",
         k: int | None = None,
         name: str | None = None,
@@ -154,20 +156,14 @@ class StoppingCriterion:
             raise TypeError(f"func must be callable, got {func!r}")
         if needs not in NEEDS:
             raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
-        if (
-            isinstance(max_iter_no_change, bool)
-            or not isinstance(max_iter_no_change, int | np.integer)
-            or max_iter_no_change < 1
-        ):
-            raise ValueError(f"max_iter_no_change must be an int >= 1, got {max_iter_no_change!r}")
+        check_int("max_iter_no_change", max_iter_no_change, what="an int >= 1")
         if not (
             isinstance(min_improvement, numbers.Real)
             and not isinstance(min_improvement, bool)
             and min_improvement >= 0
         ):
             raise ValueError(f"min_improvement must be a number >= 0, got {min_improvement!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
-            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        check_int("k", k, none=True)
         if needs == "topk" and k is None:
             raise ValueError('needs="topk" requires k: the estimator must know how many to keep')
         self.func = func
@@ -381,7 +377,11 @@ def _custom_criterion_unavailable(*args: Any, **kwargs: Any) -> float:
 
 #: The settings an estimator passes on to its criterion, with their defaults (the same on
 #: both sides).
-SETTINGS = {"stop_early": False, "max_iter_no_change": 5, "min_improvement": 0.0}
+SETTINGS = {
+    "stop_early": STOP_EARLY,
+    "max_iter_no_change": MAX_ITER_NO_CHANGE,
+    "min_improvement": MIN_IMPROVEMENT,
+}
 
 
 class EarlyStoppingException(Exception):
@@ -464,9 +464,9 @@ class ObjectCriterion(StoppingCriterion):
         obj: Any,
         *,
         k: int | None = None,
-        stop_early: bool = False,
-        max_iter_no_change: int = 5,
-        min_improvement: float = 0.0,
+        stop_early: bool = STOP_EARLY,
+        max_iter_no_change: int = MAX_ITER_NO_CHANGE,
+        min_improvement: float = MIN_IMPROVEMENT,
     ) -> None:
         if not callable(getattr(obj, "update", None)):
             raise ValueError(

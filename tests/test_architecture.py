@@ -10,7 +10,7 @@ import gru4rec
 
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
-    {"kernels", "caller", "presets"},
+    {"kernels", "caller", "checks", "defaults", "presets"},
     {"device", "checkpoint", "metrics", "state_store"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"step"},

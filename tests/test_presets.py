@@ -154,18 +154,19 @@ def test_building_the_command_line_parser_imports_neither_torch_nor_scikit_learn
     assert out.strip() == "[]"
 
 
-def test_the_options_read_from_source_are_the_estimators_signature():
+@pytest.mark.parametrize("cls", [GRU4RecNegSampling, GRU4RecCrossEntropy])
+def test_the_options_read_from_source_are_the_estimators_signature(cls):
     import inspect
     import typing
 
     from gru4rec.cli import _estimator_signature
 
-    defaults, hints, doc = _estimator_signature()
-    assert defaults == GRU4RecNegSampling().get_params(deep=False)
-    order = [p for p in inspect.signature(GRU4RecNegSampling.__init__).parameters if p != "self"]
+    defaults, hints, doc = _estimator_signature(cls.__name__)
+    assert defaults == cls().get_params(deep=False)
+    order = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     assert list(defaults) == order
-    real = typing.get_type_hints(GRU4RecNegSampling.__init__)
+    real = typing.get_type_hints(cls.__init__)
     for name, hint in hints.items():
         if name != "stopping_criterion":  # a class of the package: read as object
             assert hint == real[name], name
-    assert doc == inspect.getdoc(GRU4RecNegSampling)
+    assert doc == inspect.getdoc(cls)
