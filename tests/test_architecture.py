@@ -75,3 +75,11 @@ def test_only_the_step_package_picks_the_samplers_and_optimisers_backend():
     package = Path(gru4rec.__file__).parent
     for module in ("samplers", "optim"):
         assert "device" not in _imports(package / f"{module}.py"), module
+
+
+def test_the_command_line_package_is_read_file_by_file_in_the_top_layer():
+    """Each module of gru4rec/cli is checked, as the top layer: none is over the size limit."""
+    files = {p.stem: p for p in _modules()["cli"]}
+    assert {"__init__", "options", "io", "train", "score", "serve"} <= set(files)
+    assert "cli" in LAYERS[-1]
+    assert all(len(p.read_text().splitlines()) <= 800 for p in files.values())
