@@ -20,8 +20,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from . import advice, growth, inputs, presets, rollback
 from . import device as devices
-from . import growth, inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
@@ -40,17 +40,9 @@ from .stopping import (
     criterion_name,
     is_criterion_object,
 )
-from .trainer import (
-    Callback,
-    Parts,
-    Trainer,
-    TrainingDivergedError,
-    UserCallback,
-    interrupted,
-    is_callback,
-)
+from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
 from .training import EpochData, LossConfig, build_optimizer, build_sampler
-from .validation import Validation
+from .validation import Validation, from_pair
 
 __all__ = [
     "GRU4RecCrossEntropy",
@@ -71,17 +63,7 @@ _UPDATED = (
 )
 _SCORE_CHUNK = 32768
 
-
-def _session_hashes(ids: np.ndarray) -> np.ndarray:
-    """64-bit hashes of raw session ids: what a fit keeps to recognise its sessions later."""
-    return pd.util.hash_array(np.asarray(ids, dtype=object))
-
-
-#: Scores per step (batch_size x n_items) above which the full softmax warns of its memory.
-_LARGE_STEP = 50_000_000
-
-#: Criteria whose value is fixed once the cut-off covers the catalogue.
-_CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
+_NO_Y = "y must be None: GRU4Rec learns from the sessions in X alone"
 
 
 class _GRU4RecBase(Persistence, BaseEstimator):
@@ -196,24 +178,8 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         X = inputs.as_matrix(X, self._columns(), vocabulary=vocabulary, allow_empty=True)
         inputs.check_items(X, self.n_items_, self.item_vocabulary_)
         if frame:
-            self._warn_of_shared_sessions(X)
+            inputs.warn_of_shared_sessions(X, getattr(self, "_fit_session_hashes", None))
         return inputs.timed_sessions(X), X.shape[0]
-
-    def _warn_of_shared_sessions(self, X: InteractionMatrix) -> None:
-        """Sessions cut between the training frame and this one: the mark of a DataFrame of
-        events split by rows (scikit-learn's CV does that), which leaks the future."""
-        seen = getattr(self, "_fit_session_hashes", None)
-        if seen is None or X.user_vocabulary is None or len(X.user_vocabulary) == 0:
-            return
-        shared = int(np.isin(_session_hashes(X.user_vocabulary.ids), seen).sum())
-        if 0 < shared < len(X.user_vocabulary):
-            warn(
-                f"X shares {shared} of its {len(X.user_vocabulary)} sessions with the frame "
-                "the model was fitted on: their events were split between the two (as "
-                "scikit-learn's CV splits a DataFrame, by rows), so the model saw part of what "
-                "it is scored on; split by session (an InteractionMatrix, whose rows are "
-                "sessions, or datasets.time_split)"
-            )
 
     # -- fit ---------------------------------------------------------------------------------
 
@@ -282,83 +248,40 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                     print(stop)  # which epoch was kept
         """
         if y is not None:
-            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
+            raise ValueError(_NO_Y)
         self._validate_params()
         before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
-        selection = Selection(
-            configured(
-                self.stopping_criterion,
-                top_k=self.predict_topK,
-                stop_early=self.stop_early,
-                max_iter_no_change=self.max_iter_no_change,
-                min_improvement=self.min_improvement,
-            )
-        )
-        listeners = self._listeners(callbacks)
-        # Events without times carry no session order worth keeping: row order would
-        # train in id order.
-        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        selection, listeners, order = self._begin(X, callbacks, top_k=self.predict_topK)
         frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
-        validation = (
-            None
-            if validation_data is None
-            else self._validation(validation_data, X.item_vocabulary, X.shape[1])
-        )
-        if self.save_best_to_file:  # fail now, not after the training
-            savable_item_ids(X.item_vocabulary)
-            check_writable(self.filename)
-        self._warn_about_settings(
-            X.shape[1], len(sessions.lengths), None if validation is None else selection.criterion
+        validation = self._checked_validation(
+            validation_data, X.item_vocabulary, X.shape[1], len(sessions.lengths), selection
         )
         self._set_data_attributes(X, sessions)
-        self._fit_session_hashes = (
-            np.unique(_session_hashes(X.user_vocabulary.ids))
-            if frame and X.user_vocabulary is not None
-            else None
-        )
+        self._fit_session_hashes = inputs.session_hashes(X) if frame else None
         self.model_ = self._build_model()
-        parts = self._build_parts(sessions, "random" if no_times else self.session_order)
+        parts = self._build_parts(sessions, order)
         trainer = Trainer(parts, self.learning_rate)
         self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
         stopped = None
         try:
-            trainer.run(
-                self.max_epochs,
-                listeners,
-                *(() if validation is None else (selection, self._evaluator(validation))),
-                verbose=self.verbose,
-                desc=self.name,
-            )
+            self._train(trainer, self.max_epochs, listeners, selection, validation)
         except KeyboardInterrupt as exc:
-            if getattr(exc, "epochs_completed", 0) == 0:
-                self.__dict__.clear()
-                self.__dict__.update(before)
-                was = "fitted, with its previous model" if hasattr(self, "model_") else "unfitted"
-                raise interrupted(
-                    f"{exc}; the estimator is left as it was before fit ({was})", 0
-                ) from None
+            error = rollback.fit_interruption(self, before, exc)
+            if error is not None:
+                raise error from None
             stopped = exc
         except BaseException:
             self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
             raise
         self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        if validation is not None and not self.keep_last and selection.best_state is not None:
-            self.model_.load_state_dict(selection.best_state)
+        self._keep_best(selection, validation)
         self.training_state_ = growth.capture(parts.optimizer, self.model_, self.item_counts_, 0)
         if self.save_best_to_file:
             self.save()
         if stopped is not None:
-            done = stopped.epochs_completed
-            kept = f"epoch {done}"
-            if self.best_epoch_ is not None and not self.keep_last:
-                kept = f"epoch {self.best_epoch_ + 1}, the best on validation"
-            raise interrupted(
-                f"fit interrupted in epoch {done + 1}; the estimator keeps the model of {kept} "
-                f"({done} completed epoch(s) in history_)",
-                done,
-            ) from None
+            raise rollback.kept_after_interrupt(stopped, self.best_epoch_, self.keep_last) from None
         return self
 
     @devices.with_threads
@@ -422,40 +345,17 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             it was before the call.
         """
         if y is not None:
-            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
+            raise ValueError(_NO_Y)
         param_table.Int(1, none=True).check("epochs", epochs)
         param_table.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
         if not hasattr(self, "model_"):
-            if epochs is None:
-                return self.fit(X, validation_data, callbacks=callbacks)
-            max_epochs = self.max_epochs
-            self.max_epochs = epochs
-            try:
-                return self.fit(X, validation_data, callbacks=callbacks)
-            finally:
-                self.max_epochs = max_epochs
+            return self._first_fit(X, validation_data, epochs, callbacks)
         self._validate_params()
-        wanted = GRU4RecNet(
-            0,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            embedding_size=self.num_components,
-            constrained=self.constrained_embedding,
-        ).config()
         state = growth.check_continuable(
-            self.model_.config(), wanted, getattr(self, "training_state_", None)
+            self.model_.config(), self._network(0).config(), getattr(self, "training_state_", None)
         )
         epochs = self.max_epochs if epochs is None else int(epochs)
-        selection = Selection(
-            configured(
-                self.stopping_criterion,
-                stop_early=self.stop_early,
-                max_iter_no_change=self.max_iter_no_change,
-                min_improvement=self.min_improvement,
-            )
-        )
-        listeners = self._listeners(callbacks)
-        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        selection, listeners, order = self._begin(X, callbacks, top_k=None)
         frame = isinstance(X, pd.DataFrame)
         # An empty frame still has its columns checked (a misnamed one is an error).
         X = inputs.as_matrix(
@@ -471,135 +371,115 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         vocabulary, n_items, sessions = growth.extend_vocabulary(
             self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
         )
-        validation = (
-            None
-            if validation_data is None
-            else self._validation(validation_data, vocabulary, n_items)
-        )
-        if self.save_best_to_file:
-            savable_item_ids(vocabulary)
-            check_writable(self.filename)
-        self._warn_about_settings(
-            n_items, len(sessions.lengths), None if validation is None else selection.criterion
+        validation = self._checked_validation(
+            validation_data, vocabulary, n_items, len(sessions.lengths), selection
         )
         update = state.updates + 1
         seed, rng = growth.update_seeds(self.seed_, update)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
-        # Everything the update changes, so that a failed one puts it back.
-        before = {k: getattr(self, k) for k in _UPDATED if hasattr(self, k)}
-        self.model_ = growth.grow_model(self.model_, n_items, generator)
-        self.n_items_, self.item_vocabulary_ = n_items, vocabulary
-        self.stopping_criterion_ = selection.criterion
-        try:
-            parts = self._build_parts(
-                sessions,
-                "random" if no_times else self.session_order,
-                generator,
-                rng,
-                counts,
-                epochs,
-            )
+        with rollback.all_or_nothing(self, _UPDATED):
+            self.model_ = growth.grow_model(self.model_, n_items, generator)
+            self.n_items_, self.item_vocabulary_ = n_items, vocabulary
+            self.stopping_criterion_ = selection.criterion
+            parts = self._build_parts(sessions, order, generator, rng, counts, epochs)
             growth.restore_optimizer(parts.optimizer, self.model_, state)
             trainer = Trainer(parts, self.learning_rate)
-            history = trainer.run(
-                epochs,
-                listeners,
-                *(() if validation is None else (selection, self._evaluator(validation))),
-                verbose=self.verbose,
-                desc=self.name,
-            )
-        except KeyboardInterrupt as exc:
-            self.__dict__.update(before)
-            # An update is all or nothing: none of its epochs is kept.
-            done = getattr(exc, "epochs_completed", 0)
-            raise interrupted(
-                f"partial_fit interrupted in epoch {done + 1}: the model is as it was before "
-                "the call",
-                0,
-            ) from None
-        except TrainingDivergedError as exc:
-            self.__dict__.update(before)
-            # The trainer's message speaks of the weights it kept; the update keeps none.
-            cause = str(exc).split(" The ")[0]
-            raise TrainingDivergedError(
-                f"partial_fit: {cause} The model is as it was before the call."
-            ) from exc
-        except BaseException:
-            self.__dict__.update(before)
-            raise
-        if validation is not None and not self.keep_last and selection.best_state is not None:
-            self.model_.load_state_dict(selection.best_state)
+            history = self._train(trainer, epochs, listeners, selection, validation)
+        self._keep_best(selection, validation)
         if validation is not None:
             self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        old_counts = self.item_counts_
-        self.item_counts_ = np.bincount(sessions.items, minlength=n_items)
-        self.item_counts_[: len(old_counts)] += old_counts
+        self.item_counts_ = growth.merged_counts(self.item_counts_, sessions.items, n_items)
         self.history_ = [*self.history_, *({**r, "update": update} for r in history)]
         self.training_state_ = growth.capture(parts.optimizer, self.model_, counts, update)
-        if (
-            frame
-            and X.user_vocabulary is not None
-            and getattr(self, "_fit_session_hashes", None) is not None
-        ):
-            self._fit_session_hashes = np.union1d(
-                self._fit_session_hashes, _session_hashes(X.user_vocabulary.ids)
-            )
+        if frame and getattr(self, "_fit_session_hashes", None) is not None:
+            self._fit_session_hashes = inputs.session_hashes(X, self._fit_session_hashes)
         if self.save_best_to_file:
             self.save()
         return self
 
-    def _listeners(self, callbacks: Any) -> list[Callback]:
-        """The user's callbacks as the trainer's (checked before any work): a callable is
-        called as ``callback(estimator, record)`` after each epoch; an object with the methods
-        of :class:`gru4rec.trainer.Callback` has them called with the estimator."""
-        if callbacks is None:
-            return []
-        if callable(callbacks) or isinstance(callbacks, str | bytes):
-            raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
-        callbacks = list(callbacks)
-        for i, callback in enumerate(callbacks):
-            if not callable(callback) and not is_callback(callback):
-                raise ValueError(
-                    f"callbacks[{i}] is neither callable nor a Callback (with on_epoch_end, "
-                    f"...): {callback!r}"
-                )
-        return [UserCallback(self, cb) for cb in callbacks]
+    # -- the steps of fit and partial_fit ----------------------------------------------------
 
-    def _warn_about_settings(
-        self, n_items: int, n_sessions: int, criterion: StoppingCriterion | None
-    ) -> None:
-        """Settings that do nothing, train badly or need much memory on data of this size
-        (``criterion``: the one validation will use; None without validation data)."""
-        if criterion is None and self.stop_early:
-            warn("stop_early=True has no effect without validation_data: every epoch runs")
-        if (
-            criterion is not None
-            and criterion.name in _CUTOFF_BLIND
-            and (criterion.k or 0) >= n_items
-        ):
-            warn(
-                f"the stopping criterion {criterion.name}@{criterion.k} has the same value for "
-                f"every model on a catalogue of {n_items} items (all are in the top "
-                f"{criterion.k}), so the first epoch is kept; use stopping_criterion='mrr' or "
-                "StoppingCriterion.create(name, k=...) with k below the catalogue size"
+    def _first_fit(
+        self, X: Any, validation_data: Any, epochs: int | None, callbacks: Any
+    ) -> _GRU4RecBase:
+        """``partial_fit`` on an unfitted estimator: a fit of ``epochs`` epochs (None: as
+        many as ``max_epochs``)."""
+        if epochs is None:
+            return self.fit(X, validation_data, callbacks=callbacks)
+        max_epochs = self.max_epochs
+        self.max_epochs = epochs
+        try:
+            return self.fit(X, validation_data, callbacks=callbacks)
+        finally:
+            self.max_epochs = max_epochs
+
+    def _begin(
+        self, X: Any, callbacks: Any, top_k: int | None
+    ) -> tuple[Selection, list[Callback], str]:
+        """What a fit or an update reads from its parameters before any work: the selection
+        of the best epoch, the user's callbacks and the order of the sessions."""
+        selection = Selection(
+            configured(
+                self.stopping_criterion,
+                top_k=top_k,
+                stop_early=self.stop_early,
+                max_iter_no_change=self.max_iter_no_change,
+                min_improvement=self.min_improvement,
             )
-        if self.batch_size > n_sessions:
-            warn(
-                f"batch_size={self.batch_size} is more than the {n_sessions} training sessions: "
-                "every step then trains all sessions at once and an epoch has as many steps "
-                "as the longest session, which trains poorly; use a batch_size well below the "
-                "number of sessions"
+        )
+        listeners = user_callbacks(self, callbacks)
+        # Events without times carry no session order worth keeping: row order would
+        # train in id order.
+        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        return selection, listeners, "random" if no_times else self.session_order
+
+    def _checked_validation(
+        self,
+        validation_data: Any,
+        vocabulary: Vocabulary | None,
+        n_items: int,
+        n_sessions: int,
+        selection: Selection,
+    ) -> Validation | None:
+        """The validation data converted, the model file checked and the settings warned
+        of: every check that can fail or warn before the training starts."""
+        validation = (
+            None
+            if validation_data is None
+            else from_pair(
+                validation_data, self._columns(), vocabulary, n_items, self.validation_sample_size
             )
-        cells = self.batch_size * n_items
-        if self._loss_config().full and cells > _LARGE_STEP:
-            warn(
-                f"{self.name} scores all {n_items} items at every step: several batch_size x "
-                f"n_items buffers of {cells * 4 / 2**30:.1f} GiB each, and slow steps; on a "
-                "catalogue this large, GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0) "
-                "samples the negatives instead (or use a smaller batch_size)"
-            )
+        )
+        if self.save_best_to_file:  # fail now, not after the training
+            savable_item_ids(vocabulary)
+            check_writable(self.filename)
+        criterion = None if validation is None else selection.criterion
+        advice.warn_about_settings(self, n_items, n_sessions, criterion, self._loss_config().full)
+        return validation
+
+    def _train(
+        self,
+        trainer: Trainer,
+        epochs: int,
+        listeners: list[Callback],
+        selection: Selection,
+        validation: Validation | None,
+    ) -> list[dict[str, Any]]:
+        """Run the epochs, with the selection of the best one when there is validation data."""
+        return trainer.run(
+            epochs,
+            listeners,
+            *(() if validation is None else (selection, self._evaluator(validation))),
+            verbose=self.verbose,
+            desc=self.name,
+        )
+
+    def _keep_best(self, selection: Selection, validation: Validation | None) -> None:
+        """Load the best epoch's weights, unless ``keep_last`` or without validation data."""
+        if validation is not None and not self.keep_last and selection.best_state is not None:
+            self.model_.load_state_dict(selection.best_state)
 
     def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:
         """The device, the seed and what the model learns about the data."""
@@ -613,14 +493,18 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         self.item_vocabulary_: Vocabulary | None = X.item_vocabulary
         self.item_counts_ = np.bincount(sessions.items, minlength=self.n_items_)
 
-    def _build_model(self) -> GRU4RecNet:
-        model = GRU4RecNet(
-            self.n_items_,
+    def _network(self, n_items: int) -> GRU4RecNet:
+        """An untrained network of ``n_items`` items with the parameters' architecture."""
+        return GRU4RecNet(
+            n_items,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             embedding_size=self.num_components,
             constrained=self.constrained_embedding,
         )
+
+    def _build_model(self) -> GRU4RecNet:
+        model = self._network(self.n_items_)
         model.reset_parameters(torch.Generator().manual_seed(self.seed_))
         return model.to(self.device_)
 
@@ -668,26 +552,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             clipnorm=self.clipnorm,
             bptt=self.bptt,
         )
-
-    def _validation(
-        self, validation_data: Any, vocab: Vocabulary | None, n_items: int
-    ) -> Validation:
-        """The validation pair, checked and converted once for the whole fit."""
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        first, second = validation_data
-        columns = self._columns()
-        val_in = inputs.as_matrix(first, columns, "validation_in", vocab)
-        # Rows of validation_out are the sessions of validation_in; row-number times (no
-        # time column) count on after a DataFrame validation_in.
-        first_row = len(first) if isinstance(first, pd.DataFrame) else 0
-        val_out = inputs.as_matrix(
-            second, columns, "validation_out", vocab, val_in.user_vocabulary, first_row
-        )
-        for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
-            inputs.check_items(m, n_items, vocab, what, fitted=False)
-            inputs.timed_sessions(m, what)
-        return Validation(val_in, val_out, self.validation_sample_size)
 
     def _evaluator(self, validation: Validation) -> Callable[[], float]:
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size

@@ -32,6 +32,7 @@ __all__ = [
     "check_continuable",
     "extend_vocabulary",
     "grow_model",
+    "merged_counts",
     "restore_optimizer",
     "update_counts",
     "update_seeds",
@@ -152,6 +153,14 @@ def architecture_changes(fitted: dict[str, Any], wanted: dict[str, Any]) -> list
         if fitted[key] != wanted[key]:
             changed.append(f"{param} (fitted with {fitted[key]!r}, now {wanted[key]!r})")
     return changed
+
+
+def merged_counts(old: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Training events per item over the fit and every update: the counts ``old`` plus the
+    update's ``items``, over the grown catalogue of ``n_items``."""
+    counts = np.bincount(items, minlength=n_items)
+    counts[: len(old)] += old
+    return counts
 
 
 def check_continuable(
