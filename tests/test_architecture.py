@@ -16,7 +16,7 @@ LAYERS = [
     {"step"},
     {"datasets", "inputs", "training", "inference", "growth", "advice"},
     {"trainer", "validation", "params", "persistence", "sessions", "export"},
-    {"rollback"},
+    {"rollback", "prediction"},
     {"estimator"},
     {"service"},
     {"cli", "callbacks", "distributed", "__init__", "__main__"},
