@@ -11,7 +11,7 @@ the checkpoint module persists the result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,6 @@ from .stopping import (
     Selection,
     StoppingCriterion,
     configured,
-    criterion_name,
-    is_criterion_object,
 )
 from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
 from .training import EpochData, LossConfig, build_optimizer, build_sampler
@@ -61,6 +59,25 @@ _UPDATED = (
     "best_value_",
     "best_epoch_",
 )
+
+
+class _Run(NamedTuple):
+    """What a fit or an update reads from its parameters before any work."""
+
+    selection: Selection
+    listeners: list[Callback]
+    order: str
+
+
+class _NewEvents(NamedTuple):
+    """An update's events, with the catalogue grown by their new items."""
+
+    X: InteractionMatrix
+    sessions: SessionArrays
+    vocabulary: Vocabulary | None
+    n_items: int
+
+
 _NO_Y = "y must be None: GRU4Rec learns from the sessions in X alone"
 
 
@@ -116,14 +133,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
 
         Holds no object addresses, so it is the same in every process.
         """
-        parts = []
-        for key, value in self.get_params(deep=False).items():
-            if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
-                value = value.item()
-            if is_criterion_object(value):  # its str may hold an address
-                value = criterion_name(value)
-            parts.append(f"{key}={value}")
-        return f"{self.name}({','.join(parts)})"
+        return param_table.identifier(self.name, self.get_params(deep=False))
 
     def __str__(self) -> str:
         return self.name
@@ -146,12 +156,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         estimator
             Unfitted; ``get_params()`` shows every value it will train with.
         """
-        allowed = set(cls._get_param_names())
-        params = {k: v for k, v in presets.get(name).items() if k in allowed}
-        unknown = sorted(set(overrides) - allowed)
-        if unknown:
-            raise TypeError(f"{cls.__name__} takes no parameter {', '.join(unknown)}")
-        return cls(**{**params, **overrides})
+        return cls(**presets.for_class(name, set(cls._get_param_names()), overrides, cls.__name__))
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -234,32 +239,16 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
             raise ValueError(_NO_Y)
         self._validate_params()
         before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
-        selection, listeners, order = self._begin(X, callbacks, top_k=self.predict_topK)
+        run = self._begin(X, callbacks, top_k=self.predict_topK)
         frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
         validation = self._checked_validation(
-            validation_data, X.item_vocabulary, X.shape[1], len(sessions.lengths), selection
+            validation_data, X.item_vocabulary, X.shape[1], len(sessions.lengths), run.selection
         )
-        self._set_data_attributes(X, sessions)
-        self._fit_session_hashes = inputs.session_hashes(X) if frame else None
-        self.model_ = self._build_model()
-        parts = self._build_parts(sessions, order)
-        trainer = Trainer(parts, self.learning_rate)
-        self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
-        stopped = None
-        try:
-            self._train(trainer, self.max_epochs, listeners, selection, validation)
-        except KeyboardInterrupt as exc:
-            error = rollback.fit_interruption(self, before, exc)
-            if error is not None:
-                raise error from None
-            stopped = exc
-        except BaseException:
-            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-            raise
-        self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        self._keep_best(selection, validation)
+        self._set_data_attributes(X, sessions, frame)
+        parts = self._build_parts(sessions, run.order)
+        stopped = self._fit_epochs(parts, run, validation, before)
         self.training_state_ = growth.capture(parts.optimizer, self.model_, self.item_counts_, 0)
         if self.save_best_to_file:
             self.save()
@@ -337,49 +326,15 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         state = growth.check_continuable(
             self.model_.config(), self._network(0).config(), getattr(self, "training_state_", None)
         )
-        epochs = self.max_epochs if epochs is None else int(epochs)
-        selection, listeners, order = self._begin(X, callbacks, top_k=None)
+        run = self._begin(X, callbacks, top_k=None)
         frame = isinstance(X, pd.DataFrame)
-        # An empty frame still has its columns checked (a misnamed one is an error).
-        X = inputs.as_matrix(
-            X,
-            self._columns(),
-            vocabulary=Vocabulary([]) if frame and len(X) == 0 else None,
-            allow_empty=True,
-        )
-        if X.num_interactions == 0:
-            warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
+        new = self._update_input(X)
+        if new is None:
             return self
-        sessions = inputs.timed_sessions(X, training=True)
-        vocabulary, n_items, sessions = growth.extend_vocabulary(
-            self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
-        )
         validation = self._checked_validation(
-            validation_data, vocabulary, n_items, len(sessions.lengths), selection
+            validation_data, new.vocabulary, new.n_items, len(new.sessions.lengths), run.selection
         )
-        update = state.updates + 1
-        seed, rng = growth.update_seeds(self.seed_, update)
-        generator = torch.Generator(device=self.device_)
-        generator.manual_seed(seed)
-        counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
-        with rollback.all_or_nothing(self, _UPDATED):
-            self.model_ = growth.grow_model(self.model_, n_items, generator)
-            self.n_items_, self.item_vocabulary_ = n_items, vocabulary
-            self.stopping_criterion_ = selection.criterion
-            parts = self._build_parts(sessions, order, generator, rng, counts, epochs)
-            growth.restore_optimizer(parts.optimizer, self.model_, state)
-            trainer = Trainer(parts, self.learning_rate)
-            history = self._train(trainer, epochs, listeners, selection, validation)
-        self._keep_best(selection, validation)
-        if validation is not None:
-            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        self.item_counts_ = growth.merged_counts(self.item_counts_, sessions.items, n_items)
-        self.history_ = [*self.history_, *({**r, "update": update} for r in history)]
-        self.training_state_ = growth.capture(parts.optimizer, self.model_, counts, update)
-        if frame and getattr(self, "_fit_session_hashes", None) is not None:
-            self._fit_session_hashes = inputs.session_hashes(X, self._fit_session_hashes)
-        if self.save_best_to_file:
-            self.save()
+        self._run_update(new, frame, state, epochs, count_decay, run, validation)
         return self
 
     # -- the steps of fit and partial_fit ----------------------------------------------------
@@ -398,9 +353,87 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         finally:
             self.max_epochs = max_epochs
 
-    def _begin(
-        self, X: Any, callbacks: Any, top_k: int | None
-    ) -> tuple[Selection, list[Callback], str]:
+    def _fit_epochs(
+        self, parts: Parts, run: _Run, validation: Validation | None, before: dict[str, Any]
+    ) -> KeyboardInterrupt | None:
+        """Run the fit's epochs and keep the best; return the Ctrl-C that stopped them after an
+        epoch completed (None: not stopped). One before that puts back the state ``before``."""
+        trainer = Trainer(parts, self.learning_rate)
+        selection = run.selection
+        self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
+        stopped = None
+        try:
+            self._train(trainer, self.max_epochs, run, validation)
+        except KeyboardInterrupt as exc:
+            error = rollback.fit_interruption(self, before, exc)
+            if error is not None:
+                raise error from None
+            stopped = exc
+        except BaseException:
+            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+            raise
+        self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+        self._keep_best(selection, validation)
+        return stopped
+
+    def _update_input(self, X: Any) -> _NewEvents | None:
+        """An update's events with the grown vocabulary: the matrix, its sessions renumbered,
+        the vocabulary and the catalogue size; None (with a warning) when there are none."""
+        frame = isinstance(X, pd.DataFrame)
+        # An empty frame still has its columns checked (a misnamed one is an error).
+        X = inputs.as_matrix(
+            X,
+            self._columns(),
+            vocabulary=Vocabulary([]) if frame and len(X) == 0 else None,
+            allow_empty=True,
+        )
+        if X.num_interactions == 0:
+            warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
+            return None
+        sessions = inputs.timed_sessions(X, training=True)
+        vocabulary, n_items, sessions = growth.extend_vocabulary(
+            self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
+        )
+        return _NewEvents(X, sessions, vocabulary, n_items)
+
+    def _run_update(
+        self,
+        new: _NewEvents,
+        frame: bool,
+        state: growth.TrainingState,
+        epochs: int | None,
+        count_decay: float,
+        run: _Run,
+        validation: Validation | None,
+    ) -> None:
+        """Grow the model by the new items and train it on the new sessions, all or nothing;
+        then the fitted attributes take the update's results."""
+        sessions, n_items, selection = new.sessions, new.n_items, run.selection
+        epochs = self.max_epochs if epochs is None else int(epochs)
+        update = state.updates + 1
+        seed, rng = growth.update_seeds(self.seed_, update)
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(seed)
+        counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
+        with rollback.all_or_nothing(self, _UPDATED):
+            self.model_ = growth.grow_model(self.model_, n_items, generator)
+            self.n_items_, self.item_vocabulary_ = n_items, new.vocabulary
+            self.stopping_criterion_ = selection.criterion
+            parts = self._build_parts(sessions, run.order, generator, rng, counts, epochs)
+            growth.restore_optimizer(parts.optimizer, self.model_, state)
+            history = self._train(Trainer(parts, self.learning_rate), epochs, run, validation)
+        self._keep_best(selection, validation)
+        if validation is not None:
+            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+        self.item_counts_ = growth.merged_counts(self.item_counts_, sessions.items, n_items)
+        self.history_ = [*self.history_, *({**r, "update": update} for r in history)]
+        self.training_state_ = growth.capture(parts.optimizer, self.model_, counts, update)
+        if frame and getattr(self, "_fit_session_hashes", None) is not None:
+            self._fit_session_hashes = inputs.session_hashes(new.X, self._fit_session_hashes)
+        if self.save_best_to_file:
+            self.save()
+
+    def _begin(self, X: Any, callbacks: Any, top_k: int | None) -> _Run:
         """What a fit or an update reads from its parameters before any work: the selection
         of the best epoch, the user's callbacks and the order of the sessions."""
         selection = Selection(
@@ -416,7 +449,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         # Events without times carry no session order worth keeping: row order would
         # train in id order.
         no_times = isinstance(X, pd.DataFrame) and self.time_col is None
-        return selection, listeners, "random" if no_times else self.session_order
+        return _Run(selection, listeners, "random" if no_times else self.session_order)
 
     def _checked_validation(
         self,
@@ -443,18 +476,13 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         return validation
 
     def _train(
-        self,
-        trainer: Trainer,
-        epochs: int,
-        listeners: list[Callback],
-        selection: Selection,
-        validation: Validation | None,
+        self, trainer: Trainer, epochs: int, run: _Run, validation: Validation | None
     ) -> list[dict[str, Any]]:
         """Run the epochs, with the selection of the best one when there is validation data."""
         return trainer.run(
             epochs,
-            listeners,
-            *(() if validation is None else (selection, self._evaluator(validation))),
+            run.listeners,
+            *(() if validation is None else (run.selection, self._evaluator(validation))),
             verbose=self.verbose,
             desc=self.name,
         )
@@ -464,8 +492,11 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         if validation is not None and not self.keep_last and selection.best_state is not None:
             self.model_.load_state_dict(selection.best_state)
 
-    def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:
-        """The device, the seed and what the model learns about the data."""
+    def _set_data_attributes(
+        self, X: InteractionMatrix, sessions: SessionArrays, frame: bool
+    ) -> None:
+        """The device, the seed, what the model learns about the data (with the hashes of a
+        frame's sessions) and the untrained network."""
         self.device_ = devices.resolve(self.device)
         self.seed_ = (
             int(self.seed)
@@ -475,6 +506,8 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         self.n_items_ = X.shape[1]
         self.item_vocabulary_: Vocabulary | None = X.item_vocabulary
         self.item_counts_ = np.bincount(sessions.items, minlength=self.n_items_)
+        self._fit_session_hashes = inputs.session_hashes(X) if frame else None
+        self.model_ = self._build_model()
 
     def _network(self, n_items: int) -> GRU4RecNet:
         """An untrained network of ``n_items`` items with the parameters' architecture."""
