@@ -1,10 +1,9 @@
 """The estimators: :class:`GRU4RecNegSampling` and :class:`GRU4RecCrossEntropy`.
 
-They keep recpack's constructor, ``fit`` / ``predict`` and properties, and
-orchestrate the modules that do the work: the matrix gives session arrays, the
-schedule orders them into session-parallel mini-batches, the model, sampler,
-losses and optimiser are handed to the trainer, which runs the epochs while the
-stopping criterion's selection keeps the best one; inference scores sessions and
+They keep recpack's constructor, ``fit`` / ``predict`` and properties, and orchestrate the modules
+that do the work: the matrix gives session arrays, the schedule orders them into session-parallel
+mini-batches, the model, sampler, losses and optimiser are handed to the trainer, which runs the
+epochs while the stopping criterion's selection keeps the best one; inference scores sessions and
 the checkpoint module persists the result.
 """
 
@@ -49,16 +48,6 @@ __all__ = [
 
 _EVAL_SLOTS = 512
 _SCORE_CHUNK = 32768
-
-#: The fitted attributes an update changes (put back when it fails).
-_UPDATED = (
-    "model_",
-    "n_items_",
-    "item_vocabulary_",
-    "stopping_criterion_",
-    "best_value_",
-    "best_epoch_",
-)
 
 
 class _Run(NamedTuple):
@@ -145,9 +134,9 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         Parameters
         ----------
         name : {'rsc15-best', 'diginetica-best', 'recpack'}
-            A published best configuration (:mod:`gru4rec.presets`), or ``'recpack'``
-            for the class's own defaults. Parameters of the preset that this class does
-            not take (the sampling ones, for :class:`GRU4RecCrossEntropy`) are left out.
+            A published best configuration (:mod:`gru4rec.presets`), or ``'recpack'`` for the
+            class's own defaults. Parameters of the preset that this class does not take (the
+            sampling ones, for :class:`GRU4RecCrossEntropy`) are left out.
         **overrides
             Constructor parameters that replace the preset's (e.g. ``max_epochs=5``).
 
@@ -185,32 +174,28 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         Parameters
         ----------
         X : InteractionMatrix or pandas.DataFrame
-            Training events with timestamps; one user (row) per session. A
-            DataFrame holds raw events in the columns named by ``session_col``,
-            ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
-            ``timestamp`` by default); timestamps may be numbers, datetimes or
-            ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with
-            its public surface) is accepted too.
+            Training events with timestamps; one user (row) per session. A DataFrame holds raw
+            events in the columns named by ``session_col``, ``item_col`` and ``time_col``
+            (``session_id``, ``item_id`` and ``timestamp`` by default); timestamps may be numbers,
+            datetimes or ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with its
+            public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
-            ``(validation_in, validation_out)``, both with timestamps and with the
-            items numbered as in ``X``: per epoch, predictions from
-            ``validation_in`` are scored against ``validation_out`` with the
-            stopping criterion, and the best epoch is kept (unless
-            ``keep_last``). Without it, no evaluation runs and the last epoch
-            is kept.
+            ``(validation_in, validation_out)``, both with timestamps and with the items numbered
+            as in ``X``: per epoch, predictions from ``validation_in`` are scored against
+            ``validation_out`` with the stopping criterion, and the best epoch is kept (unless
+            ``keep_last``). Without it, no evaluation runs and the last epoch is kept.
         y : None
             Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
         callbacks : sequence of callables or Callback objects, optional
-            A callable is called as ``callback(estimator, record)`` after every
-            completed epoch, with that epoch's record of ``history_`` (holding
-            the criterion's value under its name when validation ran): to log
-            or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
-            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An object with
-            the methods of :class:`gru4rec.callbacks.Callback` (``on_train_begin``,
-            ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``) has those
-            called, with the estimator first. An exception raised by a callback
-            ends ``fit`` and propagates, after the weights of the last completed
-            epoch are restored.
+            A callable is called as ``callback(estimator, record)`` after every completed epoch,
+            with that epoch's record of ``history_`` (holding the criterion's value under its name
+            when validation ran): to log or report progress, e.g.
+            :class:`gru4rec.callbacks.MLflowCallback` or
+            :class:`gru4rec.callbacks.OptunaPruningCallback`. An object with the methods of
+            :class:`gru4rec.callbacks.Callback` (``on_train_begin``, ``on_epoch_begin``,
+            ``on_epoch_end``, ``on_train_end``) has those called, with the estimator first. An
+            exception raised by a callback ends ``fit`` and propagates, after the weights of the
+            last completed epoch are restored.
 
         Returns
         -------
@@ -219,16 +204,14 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         Raises
         ------
         KeyboardInterrupt
-            On Ctrl-C, after the epoch in progress is dropped, so a script stops
-            as on any Ctrl-C; ``epochs_completed`` on the exception says how
-            many epochs completed. When at least one epoch completed, the estimator is fitted
-            with the model it would have kept had training ended there (the
-            last completed epoch, or the best one on validation data), saved
-            when ``save_best_to_file``, and the last record of ``history_``
-            says ``interrupted``. When no epoch completed, the estimator is left
-            exactly as it was before the call: unfitted stays unfitted, a
-            refitted one keeps its previous model. In a notebook, catch it to
-            go on with the model::
+            On Ctrl-C, after the epoch in progress is dropped, so a script stops as on any Ctrl-C;
+            ``epochs_completed`` on the exception says how many epochs completed. When at least one
+            epoch completed, the estimator is fitted with the model it would have kept had training
+            ended there (the last completed epoch, or the best one on validation data), saved when
+            ``save_best_to_file``, and the last record of ``history_`` says ``interrupted``. When
+            no epoch completed, the estimator is left exactly as it was before the call: unfitted
+            stays unfitted, a refitted one keeps its previous model. In a notebook, catch it to go
+            on with the model::
 
                 try:
                     model.fit(X)
@@ -269,36 +252,35 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
     ) -> _GRU4RecBase:
         """Train further on the new events ``X``, growing the catalogue by their new items.
 
-        On an unfitted estimator this is a first :meth:`fit` (of ``epochs`` epochs). On a
-        fitted one, training continues from the current weights and optimiser state on the
-        sessions of ``X`` alone. Items never seen before get new rows at the end of every
-        item table and of the optimiser's state, initialised as :meth:`fit` initialises
-        rows; known items keep their rows, their state and their indices, so
-        ``item_vocabulary_``, ``n_items_`` and the columns of :meth:`predict` grow and
-        results computed before the update still line up. Update ``k`` (counted since the
-        fit) draws its random numbers from ``(seed_, k)``: a model saved and loaded between
-        two updates updates as the one that was saved.
+        On an unfitted estimator this is a first :meth:`fit` (of ``epochs`` epochs). On a fitted
+        one, training continues from the current weights and optimiser state on the sessions of
+        ``X`` alone. Items never seen before get new rows at the end of every item table and of the
+        optimiser's state, initialised as :meth:`fit` initialises rows; known items keep their
+        rows, their state and their indices, so ``item_vocabulary_``, ``n_items_`` and the columns
+        of :meth:`predict` grow and results computed before the update still line up. Update ``k``
+        (counted since the fit) draws its random numbers from ``(seed_, k)``: a model saved and
+        loaded between two updates updates as the one that was saved.
 
         Parameters
         ----------
         X : InteractionMatrix or pandas.DataFrame
-            New training events, in any form :meth:`fit` takes (the same kind as the fit:
-            raw ids of the vocabulary's type, or item indices). An empty DataFrame changes
-            nothing (with a warning).
+            New training events, in any form :meth:`fit` takes (the same kind as the fit: raw ids
+            of the vocabulary's type, or item indices). An empty DataFrame changes nothing (with a
+            warning).
         validation_data : (validation_in, validation_out), optional
-            As in :meth:`fit`: each epoch is scored, and the best one kept unless
-            ``keep_last`` (the optimiser's state is the last epoch's either way). Items of
-            the validation data must be known after the update.
+            As in :meth:`fit`: each epoch is scored, and the best one kept unless ``keep_last``
+            (the optimiser's state is the last epoch's either way). Items of the validation data
+            must be known after the update.
         y : None
             Not used.
         epochs : int or None, default=None
-            Passes over ``X``; None means ``max_epochs``, the passes the model was fitted
-            with. ``epochs=1`` is scikit-learn's single pass.
+            Passes over ``X``; None means ``max_epochs``, the passes the model was fitted with.
+            ``epochs=1`` is scikit-learn's single pass.
         count_decay : float in [0, 1], default=1.0
-            How the negative sampler's counts (``P ~ count ** sample_alpha``, and the
-            ``logq`` correction) learn the new popularity: ``decay * old + new``. 1 counts
-            every event so far, as a refit would; 0 only the new slice. Without
-            ``sample_alpha`` or ``logq`` the counts do not enter training.
+            How the negative sampler's counts (``P ~ count ** sample_alpha``, and the ``logq``
+            correction) learn the new popularity: ``decay * old + new``. 1 counts every event so
+            far, as a refit would; 0 only the new slice. Without ``sample_alpha`` or ``logq`` the
+            counts do not enter training.
         callbacks : sequence of callables, optional
             As in :meth:`fit`.
 
@@ -310,11 +292,10 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         ------
         ValueError
             When parameters that shape the network (``hidden_size``, ``num_layers``,
-            ``num_components``, ``constrained_embedding``) changed since the fit, or the
-            model holds no training state (loaded from a file saved without it);
-            TypeError when the item ids are of another type than the vocabulary's.
-            Nothing is trained then. A diverged or interrupted update leaves the model as
-            it was before the call.
+            ``num_components``, ``constrained_embedding``) changed since the fit, or the model
+            holds no training state (loaded from a file saved without it); TypeError when the item
+            ids are of another type than the vocabulary's. Nothing is trained then. A diverged or
+            interrupted update leaves the model as it was before the call.
         """
         if y is not None:
             raise ValueError(_NO_Y)
@@ -415,7 +396,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
-        with rollback.all_or_nothing(self, _UPDATED):
+        with rollback.all_or_nothing(self, growth.UPDATED):
             self.model_ = growth.grow_model(self.model_, n_items, generator)
             self.n_items_, self.item_vocabulary_ = n_items, new.vocabulary
             self.stopping_criterion_ = selection.criterion
@@ -541,27 +522,20 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
             generator.manual_seed(self.seed_)
         # A stream of its own, so the validation sample draws stay as they were.
         rng = np.random.default_rng((self.seed_, 1)) if rng is None else rng
+        counts = self.item_counts_ if counts is None else counts
+        epochs = self.max_epochs if epochs is None else epochs
         schedule = session_parallel_schedule(
             sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
         )
         optimizer = build_optimizer(
-            self.model_,
-            algorithm=self.optimization_algorithm,
-            lr=self.learning_rate,
-            momentum=self.momentum,
+            self.model_, self.optimization_algorithm, lr=self.learning_rate, momentum=self.momentum
         )
         return Parts(
             model=self.model_,
             data=EpochData.build(sessions.items, schedule, device),
             optimizer=optimizer,
             loss=self._loss_config(),
-            sampler=self._build_sampler(
-                generator,
-                device,
-                schedule.n_steps,
-                self.item_counts_ if counts is None else counts,
-                self.max_epochs if epochs is None else epochs,
-            ),
+            sampler=self._build_sampler(generator, device, schedule.n_steps, counts, epochs),
             generator=generator,
             dropout_embed=self.dropout,
             dropout_hidden=self.dropout if self.dropout_hidden is None else self.dropout_hidden,
@@ -600,9 +574,9 @@ def _own(frame: dict[str, Any]) -> dict[str, Any]:
 class GRU4RecNegSampling(_GRU4RecBase):
     """GRU4Rec with sampled negatives: recpack's API, the reference implementation's training.
 
-    Each mini-batch holds ``batch_size`` sessions in parallel; the targets of
-    the other rows plus ``num_negatives`` items drawn once per step
-    (``P ~ count ** sample_alpha``) are the negatives of every row.
+    Each mini-batch holds ``batch_size`` sessions in parallel; the targets of the other rows plus
+    ``num_negatives`` items drawn once per step (``P ~ count ** sample_alpha``) are the negatives
+    of every row.
 
     Parameters
     ----------
@@ -613,11 +587,10 @@ class GRU4RecNegSampling(_GRU4RecBase):
     num_components : int, default=250
         Size of the input item embedding (unused with ``constrained_embedding``).
     dropout : float, default=0.0
-        Dropout on the input embedding, and on the GRU outputs unless
-        ``dropout_hidden`` is set.
+        Dropout on the input embedding, and on the GRU outputs unless ``dropout_hidden`` is set.
     loss_fn : {'bpr', 'top1', 'bpr-max', 'top1-max', 'cross-entropy'}, default='bpr'
-        Ranking loss over the sampled columns. 'cross-entropy' is a softmax
-        over targets and negatives, with the ``logq`` correction.
+        Ranking loss over the sampled columns. 'cross-entropy' is a softmax over targets and
+        negatives, with the ``logq`` correction.
     optimization_algorithm : {'adagrad', 'sgd'}, default='adagrad'
     momentum : float, default=0.0
         Heavy-ball momentum, for both optimisers.
@@ -632,12 +605,12 @@ class GRU4RecNegSampling(_GRU4RecBase):
     max_epochs : int, default=5
     learning_rate : float, default=0.03
     stopping_criterion : str, StoppingCriterion or criterion object, default='recall'
-        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`).
-        An object with recpack's criterion protocol works too, recpack's own
-        ``StoppingCriterion`` included: each validated epoch calls its
-        ``update(val_out, X_pred)`` with the held-out events and the predictions (top
-        ``predict_topK`` when set) of the validation rows that ``validation_sample_size``
-        draws; True keeps that epoch's weights (:class:`gru4rec.stopping.ObjectCriterion`).
+        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`). An
+        object with recpack's criterion protocol works too, recpack's own ``StoppingCriterion``
+        included: each validated epoch calls its ``update(val_out, X_pred)`` with the held-out
+        events and the predictions (top ``predict_topK`` when set) of the validation rows that
+        ``validation_sample_size`` draws; True keeps that epoch's weights
+        (:class:`gru4rec.stopping.ObjectCriterion`).
     stop_early : bool, default=False
         Stop after ``max_iter_no_change`` epochs without improvement.
     max_iter_no_change : int, default=5
@@ -670,31 +643,28 @@ class GRU4RecNegSampling(_GRU4RecBase):
     verbose : bool, default=False
         Show a progress bar over the training steps.
     num_threads : int or None, default=1
-        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
-        ``score``; torch's setting is restored when they return. None leaves
-        torch's setting alone (all cores unless you changed it). One thread is
-        the default because GRU4Rec's mini-batches are tens to hundreds of rows,
-        too small for several CPU threads to pay off, and on a busy machine every
-        extra thread makes each small step wait for the others. Raise it on a
-        large, otherwise idle machine with big batches or a large catalogue.
+        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and ``score``; torch's
+        setting is restored when they return. None leaves torch's setting alone (all cores unless
+        you changed it). One thread is the default because GRU4Rec's mini-batches are tens to
+        hundreds of rows, too small for several CPU threads to pay off, and on a busy machine every
+        extra thread makes each small step wait for the others. Raise it on a large, otherwise idle
+        machine with big batches or a large catalogue.
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
-        ``time_col=None``: the frames have no time column; events are in time order
-        within each session (row order) and training visits the sessions in a seeded
-        random order.
+        ``time_col=None``: the frames have no time column; events are in time order within each
+        session (row order) and training visits the sessions in a seeded random order.
     session_order : {'time', 'random'}, default='time'
-        The order in which each epoch visits the training sessions. 'time': by start
-        time, oldest first, as the reference implementation does; sessions with equal
-        start times come in a random order drawn from the seed (never in id order).
-        'random': a seeded random order regardless of the times, for data whose start
-        times mean little (user histories numbered by position, one date per import).
+        The order in which each epoch visits the training sessions. 'time': by start time, oldest
+        first, as the reference implementation does; sessions with equal start times come in a
+        random order drawn from the seed (never in id order). 'random': a seeded random order
+        regardless of the times, for data whose start times mean little (user histories numbered by
+        position, one date per import).
 
     Attributes
     ----------
     model_ : GRU4RecNet
     history_ : list of dict
-        Per epoch: epoch, train_loss (per event), criterion value, seconds,
-        events_per_second.
+        Per epoch: epoch, train_loss (per event), criterion value, seconds, events_per_second.
     best_value_, best_epoch_ : float, int or None
     seed_ : int
     n_items_ : int
@@ -777,9 +747,8 @@ class GRU4RecNegSampling(_GRU4RecBase):
 class GRU4RecCrossEntropy(_GRU4RecBase):
     """GRU4Rec trained with a softmax over the whole catalogue (recpack's cross-entropy variant).
 
-    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``,
-    ``num_negatives`` and the sampling-related extras. Every step scores every
-    item, so a step costs O(catalogue); prefer
+    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and the
+    sampling-related extras. Every step scores every item, so a step costs O(catalogue); prefer
     ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
 

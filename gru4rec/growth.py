@@ -27,6 +27,7 @@ from .optim import RowSparseOptimizer
 __all__ = [
     "MissingTrainingStateError",
     "TrainingState",
+    "UPDATED",
     "architecture_changes",
     "capture",
     "check_continuable",
@@ -40,6 +41,16 @@ __all__ = [
 
 #: Version of the plain form of :class:`TrainingState` in model files.
 STATE_VERSION = 1
+
+#: The fitted attributes of an estimator that an update changes (put back when it fails).
+UPDATED = (
+    "model_",
+    "n_items_",
+    "item_vocabulary_",
+    "stopping_criterion_",
+    "best_value_",
+    "best_epoch_",
+)
 
 
 class MissingTrainingStateError(ValueError):
