@@ -1,56 +1,44 @@
 """The estimators: :class:`GRU4RecNegSampling` and :class:`GRU4RecCrossEntropy`.
 
-They keep recpack's constructor, ``fit`` / ``predict`` and properties, and
-orchestrate the modules that do the work: the matrix gives session arrays, the
-schedule orders them into session-parallel mini-batches, the model, sampler,
-losses and optimiser are handed to the trainer, which runs the epochs while the
-stopping criterion's selection keeps the best one; inference scores sessions and
+They keep recpack's constructor, ``fit`` / ``predict`` and properties, and orchestrate the modules
+that do the work: the matrix gives session arrays, the schedule orders them into session-parallel
+mini-batches, the model, sampler, losses and optimiser are handed to the trainer, which runs the
+epochs while the stopping criterion's selection keeps the best one; inference scores sessions and
 the checkpoint module persists the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from . import advice, growth, inputs, presets, rollback
 from . import device as devices
-from . import growth, inputs, presets
 from . import params as param_table
 from .caller import warn
 from .checkpoint import check_writable
 from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
-from .metrics import recall_at_k
 from .model import GRU4RecNet
 from .persistence import Persistence, savable_item_ids
+from .prediction import Prediction
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
 from .stopping import (
     Selection,
     StoppingCriterion,
     configured,
-    criterion_name,
-    is_criterion_object,
 )
-from .trainer import (
-    Callback,
-    Parts,
-    Trainer,
-    TrainingDivergedError,
-    UserCallback,
-    interrupted,
-    is_callback,
-)
+from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
 from .training import EpochData, LossConfig, build_optimizer, build_sampler
-from .validation import Validation
+from .validation import Validation, from_pair
 
 __all__ = [
     "GRU4RecCrossEntropy",
@@ -59,32 +47,30 @@ __all__ = [
 ]
 
 _EVAL_SLOTS = 512
-
-#: The fitted attributes an update changes (put back when it fails).
-_UPDATED = (
-    "model_",
-    "n_items_",
-    "item_vocabulary_",
-    "stopping_criterion_",
-    "best_value_",
-    "best_epoch_",
-)
 _SCORE_CHUNK = 32768
 
 
-def _session_hashes(ids: np.ndarray) -> np.ndarray:
-    """64-bit hashes of raw session ids: what a fit keeps to recognise its sessions later."""
-    return pd.util.hash_array(np.asarray(ids, dtype=object))
+class _Run(NamedTuple):
+    """What a fit or an update reads from its parameters before any work."""
+
+    selection: Selection
+    listeners: list[Callback]
+    order: str
 
 
-#: Scores per step (batch_size x n_items) above which the full softmax warns of its memory.
-_LARGE_STEP = 50_000_000
+class _NewEvents(NamedTuple):
+    """An update's events, with the catalogue grown by their new items."""
 
-#: Criteria whose value is fixed once the cut-off covers the catalogue.
-_CUTOFF_BLIND = ("recall", "precision", "next_item_recall")
+    X: InteractionMatrix
+    sessions: SessionArrays
+    vocabulary: Vocabulary | None
+    n_items: int
 
 
-class _GRU4RecBase(Persistence, BaseEstimator):
+_NO_Y = "y must be None: GRU4Rec learns from the sessions in X alone"
+
+
+class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
     #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
@@ -136,14 +122,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
         Holds no object addresses, so it is the same in every process.
         """
-        parts = []
-        for key, value in self.get_params(deep=False).items():
-            if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
-                value = value.item()
-            if is_criterion_object(value):  # its str may hold an address
-                value = criterion_name(value)
-            parts.append(f"{key}={value}")
-        return f"{self.name}({','.join(parts)})"
+        return param_table.identifier(self.name, self.get_params(deep=False))
 
     def __str__(self) -> str:
         return self.name
@@ -155,9 +134,9 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Parameters
         ----------
         name : {'rsc15-best', 'diginetica-best', 'recpack'}
-            A published best configuration (:mod:`gru4rec.presets`), or ``'recpack'``
-            for the class's own defaults. Parameters of the preset that this class does
-            not take (the sampling ones, for :class:`GRU4RecCrossEntropy`) are left out.
+            A published best configuration (:mod:`gru4rec.presets`), or ``'recpack'`` for the
+            class's own defaults. Parameters of the preset that this class does not take (the
+            sampling ones, for :class:`GRU4RecCrossEntropy`) are left out.
         **overrides
             Constructor parameters that replace the preset's (e.g. ``max_epochs=5``).
 
@@ -166,12 +145,7 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         estimator
             Unfitted; ``get_params()`` shows every value it will train with.
         """
-        allowed = set(cls._get_param_names())
-        params = {k: v for k, v in presets.get(name).items() if k in allowed}
-        unknown = sorted(set(overrides) - allowed)
-        if unknown:
-            raise TypeError(f"{cls.__name__} takes no parameter {', '.join(unknown)}")
-        return cls(**{**params, **overrides})
+        return cls(**presets.for_class(name, set(cls._get_param_names()), overrides, cls.__name__))
 
     # -- input conversion --------------------------------------------------------------------
 
@@ -183,37 +157,6 @@ class _GRU4RecBase(Persistence, BaseEstimator):
 
     def _columns(self) -> inputs.Columns:
         return inputs.Columns(self.session_col, self.item_col, self.time_col)
-
-    def _input(self, X: Any) -> tuple[SessionArrays, int]:
-        """Inference input: fitted check, training vocabulary, item check; the sessions
-        and the number of users (rows)."""
-        self._check_fitted()
-        vocabulary = self.item_vocabulary_
-        if vocabulary is None and isinstance(X, pd.DataFrame):
-            # A model fitted on item indices reads a frame's item ids as those indices.
-            vocabulary = Vocabulary(np.arange(self.n_items_))
-        frame = isinstance(X, pd.DataFrame)
-        X = inputs.as_matrix(X, self._columns(), vocabulary=vocabulary, allow_empty=True)
-        inputs.check_items(X, self.n_items_, self.item_vocabulary_)
-        if frame:
-            self._warn_of_shared_sessions(X)
-        return inputs.timed_sessions(X), X.shape[0]
-
-    def _warn_of_shared_sessions(self, X: InteractionMatrix) -> None:
-        """Sessions cut between the training frame and this one: the mark of a DataFrame of
-        events split by rows (scikit-learn's CV does that), which leaks the future."""
-        seen = getattr(self, "_fit_session_hashes", None)
-        if seen is None or X.user_vocabulary is None or len(X.user_vocabulary) == 0:
-            return
-        shared = int(np.isin(_session_hashes(X.user_vocabulary.ids), seen).sum())
-        if 0 < shared < len(X.user_vocabulary):
-            warn(
-                f"X shares {shared} of its {len(X.user_vocabulary)} sessions with the frame "
-                "the model was fitted on: their events were split between the two (as "
-                "scikit-learn's CV splits a DataFrame, by rows), so the model saw part of what "
-                "it is scored on; split by session (an InteractionMatrix, whose rows are "
-                "sessions, or datasets.time_split)"
-            )
 
     # -- fit ---------------------------------------------------------------------------------
 
@@ -231,32 +174,28 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Parameters
         ----------
         X : InteractionMatrix or pandas.DataFrame
-            Training events with timestamps; one user (row) per session. A
-            DataFrame holds raw events in the columns named by ``session_col``,
-            ``item_col`` and ``time_col`` (``session_id``, ``item_id`` and
-            ``timestamp`` by default); timestamps may be numbers, datetimes or
-            ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with
-            its public surface) is accepted too.
+            Training events with timestamps; one user (row) per session. A DataFrame holds raw
+            events in the columns named by ``session_col``, ``item_col`` and ``time_col``
+            (``session_id``, ``item_id`` and ``timestamp`` by default); timestamps may be numbers,
+            datetimes or ISO-8601 strings. recpack's ``InteractionMatrix`` (any object with its
+            public surface) is accepted too.
         validation_data : (InteractionMatrix, InteractionMatrix), optional
-            ``(validation_in, validation_out)``, both with timestamps and with the
-            items numbered as in ``X``: per epoch, predictions from
-            ``validation_in`` are scored against ``validation_out`` with the
-            stopping criterion, and the best epoch is kept (unless
-            ``keep_last``). Without it, no evaluation runs and the last epoch
-            is kept.
+            ``(validation_in, validation_out)``, both with timestamps and with the items numbered
+            as in ``X``: per epoch, predictions from ``validation_in`` are scored against
+            ``validation_out`` with the stopping criterion, and the best epoch is kept (unless
+            ``keep_last``). Without it, no evaluation runs and the last epoch is kept.
         y : None
             Not used; there for scikit-learn's ``fit(X, y=None)`` convention.
         callbacks : sequence of callables or Callback objects, optional
-            A callable is called as ``callback(estimator, record)`` after every
-            completed epoch, with that epoch's record of ``history_`` (holding
-            the criterion's value under its name when validation ran): to log
-            or report progress, e.g. :class:`gru4rec.callbacks.MLflowCallback`
-            or :class:`gru4rec.callbacks.OptunaPruningCallback`. An object with
-            the methods of :class:`gru4rec.callbacks.Callback` (``on_train_begin``,
-            ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``) has those
-            called, with the estimator first. An exception raised by a callback
-            ends ``fit`` and propagates, after the weights of the last completed
-            epoch are restored.
+            A callable is called as ``callback(estimator, record)`` after every completed epoch,
+            with that epoch's record of ``history_`` (holding the criterion's value under its name
+            when validation ran): to log or report progress, e.g.
+            :class:`gru4rec.callbacks.MLflowCallback` or
+            :class:`gru4rec.callbacks.OptunaPruningCallback`. An object with the methods of
+            :class:`gru4rec.callbacks.Callback` (``on_train_begin``, ``on_epoch_begin``,
+            ``on_epoch_end``, ``on_train_end``) has those called, with the estimator first. An
+            exception raised by a callback ends ``fit`` and propagates, after the weights of the
+            last completed epoch are restored.
 
         Returns
         -------
@@ -265,16 +204,14 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         Raises
         ------
         KeyboardInterrupt
-            On Ctrl-C, after the epoch in progress is dropped, so a script stops
-            as on any Ctrl-C; ``epochs_completed`` on the exception says how
-            many epochs completed. When at least one epoch completed, the estimator is fitted
-            with the model it would have kept had training ended there (the
-            last completed epoch, or the best one on validation data), saved
-            when ``save_best_to_file``, and the last record of ``history_``
-            says ``interrupted``. When no epoch completed, the estimator is left
-            exactly as it was before the call: unfitted stays unfitted, a
-            refitted one keeps its previous model. In a notebook, catch it to
-            go on with the model::
+            On Ctrl-C, after the epoch in progress is dropped, so a script stops as on any Ctrl-C;
+            ``epochs_completed`` on the exception says how many epochs completed. When at least one
+            epoch completed, the estimator is fitted with the model it would have kept had training
+            ended there (the last completed epoch, or the best one on validation data), saved when
+            ``save_best_to_file``, and the last record of ``history_`` says ``interrupted``. When
+            no epoch completed, the estimator is left exactly as it was before the call: unfitted
+            stays unfitted, a refitted one keeps its previous model. In a notebook, catch it to go
+            on with the model::
 
                 try:
                     model.fit(X)
@@ -282,83 +219,24 @@ class _GRU4RecBase(Persistence, BaseEstimator):
                     print(stop)  # which epoch was kept
         """
         if y is not None:
-            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
+            raise ValueError(_NO_Y)
         self._validate_params()
         before = dict(self.__dict__)  # what a fit interrupted before its first epoch restores
-        selection = Selection(
-            configured(
-                self.stopping_criterion,
-                top_k=self.predict_topK,
-                stop_early=self.stop_early,
-                max_iter_no_change=self.max_iter_no_change,
-                min_improvement=self.min_improvement,
-            )
-        )
-        listeners = self._listeners(callbacks)
-        # Events without times carry no session order worth keeping: row order would
-        # train in id order.
-        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        run = self._begin(X, callbacks, top_k=self.predict_topK)
         frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns())
         sessions = inputs.timed_sessions(X, training=True)
-        validation = (
-            None
-            if validation_data is None
-            else self._validation(validation_data, X.item_vocabulary, X.shape[1])
+        validation = self._checked_validation(
+            validation_data, X.item_vocabulary, X.shape[1], len(sessions.lengths), run.selection
         )
-        if self.save_best_to_file:  # fail now, not after the training
-            savable_item_ids(X.item_vocabulary)
-            check_writable(self.filename)
-        self._warn_about_settings(
-            X.shape[1], len(sessions.lengths), None if validation is None else selection.criterion
-        )
-        self._set_data_attributes(X, sessions)
-        self._fit_session_hashes = (
-            np.unique(_session_hashes(X.user_vocabulary.ids))
-            if frame and X.user_vocabulary is not None
-            else None
-        )
-        self.model_ = self._build_model()
-        parts = self._build_parts(sessions, "random" if no_times else self.session_order)
-        trainer = Trainer(parts, self.learning_rate)
-        self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
-        stopped = None
-        try:
-            trainer.run(
-                self.max_epochs,
-                listeners,
-                *(() if validation is None else (selection, self._evaluator(validation))),
-                verbose=self.verbose,
-                desc=self.name,
-            )
-        except KeyboardInterrupt as exc:
-            if getattr(exc, "epochs_completed", 0) == 0:
-                self.__dict__.clear()
-                self.__dict__.update(before)
-                was = "fitted, with its previous model" if hasattr(self, "model_") else "unfitted"
-                raise interrupted(
-                    f"{exc}; the estimator is left as it was before fit ({was})", 0
-                ) from None
-            stopped = exc
-        except BaseException:
-            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-            raise
-        self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        if validation is not None and not self.keep_last and selection.best_state is not None:
-            self.model_.load_state_dict(selection.best_state)
+        self._set_data_attributes(X, sessions, frame)
+        parts = self._build_parts(sessions, run.order)
+        stopped = self._fit_epochs(parts, run, validation, before)
         self.training_state_ = growth.capture(parts.optimizer, self.model_, self.item_counts_, 0)
         if self.save_best_to_file:
             self.save()
         if stopped is not None:
-            done = stopped.epochs_completed
-            kept = f"epoch {done}"
-            if self.best_epoch_ is not None and not self.keep_last:
-                kept = f"epoch {self.best_epoch_ + 1}, the best on validation"
-            raise interrupted(
-                f"fit interrupted in epoch {done + 1}; the estimator keeps the model of {kept} "
-                f"({done} completed epoch(s) in history_)",
-                done,
-            ) from None
+            raise rollback.kept_after_interrupt(stopped, self.best_epoch_, self.keep_last) from None
         return self
 
     @devices.with_threads
@@ -374,36 +252,35 @@ class _GRU4RecBase(Persistence, BaseEstimator):
     ) -> _GRU4RecBase:
         """Train further on the new events ``X``, growing the catalogue by their new items.
 
-        On an unfitted estimator this is a first :meth:`fit` (of ``epochs`` epochs). On a
-        fitted one, training continues from the current weights and optimiser state on the
-        sessions of ``X`` alone. Items never seen before get new rows at the end of every
-        item table and of the optimiser's state, initialised as :meth:`fit` initialises
-        rows; known items keep their rows, their state and their indices, so
-        ``item_vocabulary_``, ``n_items_`` and the columns of :meth:`predict` grow and
-        results computed before the update still line up. Update ``k`` (counted since the
-        fit) draws its random numbers from ``(seed_, k)``: a model saved and loaded between
-        two updates updates as the one that was saved.
+        On an unfitted estimator this is a first :meth:`fit` (of ``epochs`` epochs). On a fitted
+        one, training continues from the current weights and optimiser state on the sessions of
+        ``X`` alone. Items never seen before get new rows at the end of every item table and of the
+        optimiser's state, initialised as :meth:`fit` initialises rows; known items keep their
+        rows, their state and their indices, so ``item_vocabulary_``, ``n_items_`` and the columns
+        of :meth:`predict` grow and results computed before the update still line up. Update ``k``
+        (counted since the fit) draws its random numbers from ``(seed_, k)``: a model saved and
+        loaded between two updates updates as the one that was saved.
 
         Parameters
         ----------
         X : InteractionMatrix or pandas.DataFrame
-            New training events, in any form :meth:`fit` takes (the same kind as the fit:
-            raw ids of the vocabulary's type, or item indices). An empty DataFrame changes
-            nothing (with a warning).
+            New training events, in any form :meth:`fit` takes (the same kind as the fit: raw ids
+            of the vocabulary's type, or item indices). An empty DataFrame changes nothing (with a
+            warning).
         validation_data : (validation_in, validation_out), optional
-            As in :meth:`fit`: each epoch is scored, and the best one kept unless
-            ``keep_last`` (the optimiser's state is the last epoch's either way). Items of
-            the validation data must be known after the update.
+            As in :meth:`fit`: each epoch is scored, and the best one kept unless ``keep_last``
+            (the optimiser's state is the last epoch's either way). Items of the validation data
+            must be known after the update.
         y : None
             Not used.
         epochs : int or None, default=None
-            Passes over ``X``; None means ``max_epochs``, the passes the model was fitted
-            with. ``epochs=1`` is scikit-learn's single pass.
+            Passes over ``X``; None means ``max_epochs``, the passes the model was fitted with.
+            ``epochs=1`` is scikit-learn's single pass.
         count_decay : float in [0, 1], default=1.0
-            How the negative sampler's counts (``P ~ count ** sample_alpha``, and the
-            ``logq`` correction) learn the new popularity: ``decay * old + new``. 1 counts
-            every event so far, as a refit would; 0 only the new slice. Without
-            ``sample_alpha`` or ``logq`` the counts do not enter training.
+            How the negative sampler's counts (``P ~ count ** sample_alpha``, and the ``logq``
+            correction) learn the new popularity: ``decay * old + new``. 1 counts every event so
+            far, as a refit would; 0 only the new slice. Without ``sample_alpha`` or ``logq`` the
+            counts do not enter training.
         callbacks : sequence of callables, optional
             As in :meth:`fit`.
 
@@ -415,47 +292,74 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         ------
         ValueError
             When parameters that shape the network (``hidden_size``, ``num_layers``,
-            ``num_components``, ``constrained_embedding``) changed since the fit, or the
-            model holds no training state (loaded from a file saved without it);
-            TypeError when the item ids are of another type than the vocabulary's.
-            Nothing is trained then. A diverged or interrupted update leaves the model as
-            it was before the call.
+            ``num_components``, ``constrained_embedding``) changed since the fit, or the model
+            holds no training state (loaded from a file saved without it); TypeError when the item
+            ids are of another type than the vocabulary's. Nothing is trained then. A diverged or
+            interrupted update leaves the model as it was before the call.
         """
         if y is not None:
-            raise ValueError("y must be None: GRU4Rec learns from the sessions in X alone")
+            raise ValueError(_NO_Y)
         param_table.Int(1, none=True).check("epochs", epochs)
         param_table.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
         if not hasattr(self, "model_"):
-            if epochs is None:
-                return self.fit(X, validation_data, callbacks=callbacks)
-            max_epochs = self.max_epochs
-            self.max_epochs = epochs
-            try:
-                return self.fit(X, validation_data, callbacks=callbacks)
-            finally:
-                self.max_epochs = max_epochs
+            return self._first_fit(X, validation_data, epochs, callbacks)
         self._validate_params()
-        wanted = GRU4RecNet(
-            0,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            embedding_size=self.num_components,
-            constrained=self.constrained_embedding,
-        ).config()
         state = growth.check_continuable(
-            self.model_.config(), wanted, getattr(self, "training_state_", None)
+            self.model_.config(), self._network(0).config(), getattr(self, "training_state_", None)
         )
-        epochs = self.max_epochs if epochs is None else int(epochs)
-        selection = Selection(
-            configured(
-                self.stopping_criterion,
-                stop_early=self.stop_early,
-                max_iter_no_change=self.max_iter_no_change,
-                min_improvement=self.min_improvement,
-            )
+        run = self._begin(X, callbacks, top_k=None)
+        frame = isinstance(X, pd.DataFrame)
+        new = self._update_input(X)
+        if new is None:
+            return self
+        validation = self._checked_validation(
+            validation_data, new.vocabulary, new.n_items, len(new.sessions.lengths), run.selection
         )
-        listeners = self._listeners(callbacks)
-        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        self._run_update(new, frame, state, epochs, count_decay, run, validation)
+        return self
+
+    # -- the steps of fit and partial_fit ----------------------------------------------------
+
+    def _first_fit(
+        self, X: Any, validation_data: Any, epochs: int | None, callbacks: Any
+    ) -> _GRU4RecBase:
+        """``partial_fit`` on an unfitted estimator: a fit of ``epochs`` epochs (None: as
+        many as ``max_epochs``)."""
+        if epochs is None:
+            return self.fit(X, validation_data, callbacks=callbacks)
+        max_epochs = self.max_epochs
+        self.max_epochs = epochs
+        try:
+            return self.fit(X, validation_data, callbacks=callbacks)
+        finally:
+            self.max_epochs = max_epochs
+
+    def _fit_epochs(
+        self, parts: Parts, run: _Run, validation: Validation | None, before: dict[str, Any]
+    ) -> KeyboardInterrupt | None:
+        """Run the fit's epochs and keep the best; return the Ctrl-C that stopped them after an
+        epoch completed (None: not stopped). One before that puts back the state ``before``."""
+        trainer = Trainer(parts, self.learning_rate)
+        selection = run.selection
+        self.stopping_criterion_, self.history_ = selection.criterion, trainer.history
+        stopped = None
+        try:
+            self._train(trainer, self.max_epochs, run, validation)
+        except KeyboardInterrupt as exc:
+            error = rollback.fit_interruption(self, before, exc)
+            if error is not None:
+                raise error from None
+            stopped = exc
+        except BaseException:
+            self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+            raise
+        self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
+        self._keep_best(selection, validation)
+        return stopped
+
+    def _update_input(self, X: Any) -> _NewEvents | None:
+        """An update's events with the grown vocabulary: the matrix, its sessions renumbered,
+        the vocabulary and the catalogue size; None (with a warning) when there are none."""
         frame = isinstance(X, pd.DataFrame)
         # An empty frame still has its columns checked (a misnamed one is an error).
         X = inputs.as_matrix(
@@ -466,143 +370,114 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         )
         if X.num_interactions == 0:
             warn("partial_fit got an empty X: there is nothing to learn, the model is unchanged")
-            return self
+            return None
         sessions = inputs.timed_sessions(X, training=True)
         vocabulary, n_items, sessions = growth.extend_vocabulary(
             self.item_vocabulary_, self.n_items_, X.item_vocabulary, sessions, X.shape[1]
         )
-        validation = (
-            None
-            if validation_data is None
-            else self._validation(validation_data, vocabulary, n_items)
-        )
-        if self.save_best_to_file:
-            savable_item_ids(vocabulary)
-            check_writable(self.filename)
-        self._warn_about_settings(
-            n_items, len(sessions.lengths), None if validation is None else selection.criterion
-        )
+        return _NewEvents(X, sessions, vocabulary, n_items)
+
+    def _run_update(
+        self,
+        new: _NewEvents,
+        frame: bool,
+        state: growth.TrainingState,
+        epochs: int | None,
+        count_decay: float,
+        run: _Run,
+        validation: Validation | None,
+    ) -> None:
+        """Grow the model by the new items and train it on the new sessions, all or nothing;
+        then the fitted attributes take the update's results."""
+        sessions, n_items, selection = new.sessions, new.n_items, run.selection
+        epochs = self.max_epochs if epochs is None else int(epochs)
         update = state.updates + 1
         seed, rng = growth.update_seeds(self.seed_, update)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         counts = growth.update_counts(state.sampler_counts, n_items, sessions.items, count_decay)
-        # Everything the update changes, so that a failed one puts it back.
-        before = {k: getattr(self, k) for k in _UPDATED if hasattr(self, k)}
-        self.model_ = growth.grow_model(self.model_, n_items, generator)
-        self.n_items_, self.item_vocabulary_ = n_items, vocabulary
-        self.stopping_criterion_ = selection.criterion
-        try:
-            parts = self._build_parts(
-                sessions,
-                "random" if no_times else self.session_order,
-                generator,
-                rng,
-                counts,
-                epochs,
-            )
+        with rollback.all_or_nothing(self, growth.UPDATED):
+            self.model_ = growth.grow_model(self.model_, n_items, generator)
+            self.n_items_, self.item_vocabulary_ = n_items, new.vocabulary
+            self.stopping_criterion_ = selection.criterion
+            parts = self._build_parts(sessions, run.order, generator, rng, counts, epochs)
             growth.restore_optimizer(parts.optimizer, self.model_, state)
-            trainer = Trainer(parts, self.learning_rate)
-            history = trainer.run(
-                epochs,
-                listeners,
-                *(() if validation is None else (selection, self._evaluator(validation))),
-                verbose=self.verbose,
-                desc=self.name,
-            )
-        except KeyboardInterrupt as exc:
-            self.__dict__.update(before)
-            # An update is all or nothing: none of its epochs is kept.
-            done = getattr(exc, "epochs_completed", 0)
-            raise interrupted(
-                f"partial_fit interrupted in epoch {done + 1}: the model is as it was before "
-                "the call",
-                0,
-            ) from None
-        except TrainingDivergedError as exc:
-            self.__dict__.update(before)
-            # The trainer's message speaks of the weights it kept; the update keeps none.
-            cause = str(exc).split(" The ")[0]
-            raise TrainingDivergedError(
-                f"partial_fit: {cause} The model is as it was before the call."
-            ) from exc
-        except BaseException:
-            self.__dict__.update(before)
-            raise
-        if validation is not None and not self.keep_last and selection.best_state is not None:
-            self.model_.load_state_dict(selection.best_state)
+            history = self._train(Trainer(parts, self.learning_rate), epochs, run, validation)
+        self._keep_best(selection, validation)
         if validation is not None:
             self.best_value_, self.best_epoch_ = selection.best_value, selection.best_epoch
-        old_counts = self.item_counts_
-        self.item_counts_ = np.bincount(sessions.items, minlength=n_items)
-        self.item_counts_[: len(old_counts)] += old_counts
+        self.item_counts_ = growth.merged_counts(self.item_counts_, sessions.items, n_items)
         self.history_ = [*self.history_, *({**r, "update": update} for r in history)]
         self.training_state_ = growth.capture(parts.optimizer, self.model_, counts, update)
-        if (
-            frame
-            and X.user_vocabulary is not None
-            and getattr(self, "_fit_session_hashes", None) is not None
-        ):
-            self._fit_session_hashes = np.union1d(
-                self._fit_session_hashes, _session_hashes(X.user_vocabulary.ids)
-            )
+        if frame and getattr(self, "_fit_session_hashes", None) is not None:
+            self._fit_session_hashes = inputs.session_hashes(new.X, self._fit_session_hashes)
         if self.save_best_to_file:
             self.save()
-        return self
 
-    def _listeners(self, callbacks: Any) -> list[Callback]:
-        """The user's callbacks as the trainer's (checked before any work): a callable is
-        called as ``callback(estimator, record)`` after each epoch; an object with the methods
-        of :class:`gru4rec.trainer.Callback` has them called with the estimator."""
-        if callbacks is None:
-            return []
-        if callable(callbacks) or isinstance(callbacks, str | bytes):
-            raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
-        callbacks = list(callbacks)
-        for i, callback in enumerate(callbacks):
-            if not callable(callback) and not is_callback(callback):
-                raise ValueError(
-                    f"callbacks[{i}] is neither callable nor a Callback (with on_epoch_end, "
-                    f"...): {callback!r}"
-                )
-        return [UserCallback(self, cb) for cb in callbacks]
+    def _begin(self, X: Any, callbacks: Any, top_k: int | None) -> _Run:
+        """What a fit or an update reads from its parameters before any work: the selection
+        of the best epoch, the user's callbacks and the order of the sessions."""
+        selection = Selection(
+            configured(
+                self.stopping_criterion,
+                top_k=top_k,
+                stop_early=self.stop_early,
+                max_iter_no_change=self.max_iter_no_change,
+                min_improvement=self.min_improvement,
+            )
+        )
+        listeners = user_callbacks(self, callbacks)
+        # Events without times carry no session order worth keeping: row order would
+        # train in id order.
+        no_times = isinstance(X, pd.DataFrame) and self.time_col is None
+        return _Run(selection, listeners, "random" if no_times else self.session_order)
 
-    def _warn_about_settings(
-        self, n_items: int, n_sessions: int, criterion: StoppingCriterion | None
+    def _checked_validation(
+        self,
+        validation_data: Any,
+        vocabulary: Vocabulary | None,
+        n_items: int,
+        n_sessions: int,
+        selection: Selection,
+    ) -> Validation | None:
+        """The validation data converted, the model file checked and the settings warned
+        of: every check that can fail or warn before the training starts."""
+        validation = (
+            None
+            if validation_data is None
+            else from_pair(
+                validation_data, self._columns(), vocabulary, n_items, self.validation_sample_size
+            )
+        )
+        if self.save_best_to_file:  # fail now, not after the training
+            savable_item_ids(vocabulary)
+            check_writable(self.filename)
+        criterion = None if validation is None else selection.criterion
+        advice.warn_about_settings(self, n_items, n_sessions, criterion, self._loss_config().full)
+        return validation
+
+    def _train(
+        self, trainer: Trainer, epochs: int, run: _Run, validation: Validation | None
+    ) -> list[dict[str, Any]]:
+        """Run the epochs, with the selection of the best one when there is validation data."""
+        return trainer.run(
+            epochs,
+            run.listeners,
+            *(() if validation is None else (run.selection, self._evaluator(validation))),
+            verbose=self.verbose,
+            desc=self.name,
+        )
+
+    def _keep_best(self, selection: Selection, validation: Validation | None) -> None:
+        """Load the best epoch's weights, unless ``keep_last`` or without validation data."""
+        if validation is not None and not self.keep_last and selection.best_state is not None:
+            self.model_.load_state_dict(selection.best_state)
+
+    def _set_data_attributes(
+        self, X: InteractionMatrix, sessions: SessionArrays, frame: bool
     ) -> None:
-        """Settings that do nothing, train badly or need much memory on data of this size
-        (``criterion``: the one validation will use; None without validation data)."""
-        if criterion is None and self.stop_early:
-            warn("stop_early=True has no effect without validation_data: every epoch runs")
-        if (
-            criterion is not None
-            and criterion.name in _CUTOFF_BLIND
-            and (criterion.k or 0) >= n_items
-        ):
-            warn(
-                f"the stopping criterion {criterion.name}@{criterion.k} has the same value for "
-                f"every model on a catalogue of {n_items} items (all are in the top "
-                f"{criterion.k}), so the first epoch is kept; use stopping_criterion='mrr' or "
-                "StoppingCriterion.create(name, k=...) with k below the catalogue size"
-            )
-        if self.batch_size > n_sessions:
-            warn(
-                f"batch_size={self.batch_size} is more than the {n_sessions} training sessions: "
-                "every step then trains all sessions at once and an epoch has as many steps "
-                "as the longest session, which trains poorly; use a batch_size well below the "
-                "number of sessions"
-            )
-        cells = self.batch_size * n_items
-        if self._loss_config().full and cells > _LARGE_STEP:
-            warn(
-                f"{self.name} scores all {n_items} items at every step: several batch_size x "
-                f"n_items buffers of {cells * 4 / 2**30:.1f} GiB each, and slow steps; on a "
-                "catalogue this large, GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0) "
-                "samples the negatives instead (or use a smaller batch_size)"
-            )
-
-    def _set_data_attributes(self, X: InteractionMatrix, sessions: SessionArrays) -> None:
-        """The device, the seed and what the model learns about the data."""
+        """The device, the seed, what the model learns about the data (with the hashes of a
+        frame's sessions) and the untrained network."""
         self.device_ = devices.resolve(self.device)
         self.seed_ = (
             int(self.seed)
@@ -612,15 +487,21 @@ class _GRU4RecBase(Persistence, BaseEstimator):
         self.n_items_ = X.shape[1]
         self.item_vocabulary_: Vocabulary | None = X.item_vocabulary
         self.item_counts_ = np.bincount(sessions.items, minlength=self.n_items_)
+        self._fit_session_hashes = inputs.session_hashes(X) if frame else None
+        self.model_ = self._build_model()
 
-    def _build_model(self) -> GRU4RecNet:
-        model = GRU4RecNet(
-            self.n_items_,
+    def _network(self, n_items: int) -> GRU4RecNet:
+        """An untrained network of ``n_items`` items with the parameters' architecture."""
+        return GRU4RecNet(
+            n_items,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             embedding_size=self.num_components,
             constrained=self.constrained_embedding,
         )
+
+    def _build_model(self) -> GRU4RecNet:
+        model = self._network(self.n_items_)
         model.reset_parameters(torch.Generator().manual_seed(self.seed_))
         return model.to(self.device_)
 
@@ -641,27 +522,20 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             generator.manual_seed(self.seed_)
         # A stream of its own, so the validation sample draws stay as they were.
         rng = np.random.default_rng((self.seed_, 1)) if rng is None else rng
+        counts = self.item_counts_ if counts is None else counts
+        epochs = self.max_epochs if epochs is None else epochs
         schedule = session_parallel_schedule(
             sessions.offsets, session_order(sessions.start_times, rng, order), self.batch_size
         )
         optimizer = build_optimizer(
-            self.model_,
-            algorithm=self.optimization_algorithm,
-            lr=self.learning_rate,
-            momentum=self.momentum,
+            self.model_, self.optimization_algorithm, lr=self.learning_rate, momentum=self.momentum
         )
         return Parts(
             model=self.model_,
             data=EpochData.build(sessions.items, schedule, device),
             optimizer=optimizer,
             loss=self._loss_config(),
-            sampler=self._build_sampler(
-                generator,
-                device,
-                schedule.n_steps,
-                self.item_counts_ if counts is None else counts,
-                self.max_epochs if epochs is None else epochs,
-            ),
+            sampler=self._build_sampler(generator, device, schedule.n_steps, counts, epochs),
             generator=generator,
             dropout_embed=self.dropout,
             dropout_hidden=self.dropout if self.dropout_hidden is None else self.dropout_hidden,
@@ -669,151 +543,12 @@ class _GRU4RecBase(Persistence, BaseEstimator):
             bptt=self.bptt,
         )
 
-    def _validation(
-        self, validation_data: Any, vocab: Vocabulary | None, n_items: int
-    ) -> Validation:
-        """The validation pair, checked and converted once for the whole fit."""
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a (validation_in, validation_out) pair")
-        first, second = validation_data
-        columns = self._columns()
-        val_in = inputs.as_matrix(first, columns, "validation_in", vocab)
-        # Rows of validation_out are the sessions of validation_in; row-number times (no
-        # time column) count on after a DataFrame validation_in.
-        first_row = len(first) if isinstance(first, pd.DataFrame) else 0
-        val_out = inputs.as_matrix(
-            second, columns, "validation_out", vocab, val_in.user_vocabulary, first_row
-        )
-        for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
-            inputs.check_items(m, n_items, vocab, what, fitted=False)
-            inputs.timed_sessions(m, what)
-        return Validation(val_in, val_out, self.validation_sample_size)
+    def _scorer(self) -> Scorer:
+        return Scorer(self.model_, self.device_, _EVAL_SLOTS, _SCORE_CHUNK)
 
     def _evaluator(self, validation: Validation) -> Callable[[], float]:
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
         return lambda: validation.evaluate(self.stopping_criterion_, self._scorer(), rng)
-
-    # -- inference ---------------------------------------------------------------------------
-
-    def _scorer(self) -> Scorer:
-        return Scorer(self.model_, self.device_, _EVAL_SLOTS, _SCORE_CHUNK)
-
-    @devices.with_threads
-    def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
-        """Scores of every item for every user (session) with history in ``X``.
-
-        Each row is computed from the network's state after the user's last
-        event. With ``predict_topK`` only the ``predict_topK`` best items of each
-        row are kept. Already seen items are not masked. The rows of a DataFrame's
-        sessions are numbered in their order of first appearance (as
-        ``InteractionMatrix.from_events(X).user_vocabulary`` numbers them); an empty
-        DataFrame gives a matrix without rows.
-
-        Returns
-        -------
-        scipy.sparse.csr_matrix of shape ``X.shape``
-        """
-        s, n_users = self._input(X)
-        shape = (n_users, self.n_items_)
-        return self._scorer().predict(s.items, s.offsets, s.users, shape, self.predict_topK)
-
-    @devices.with_threads
-    def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
-        """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
-
-        The hidden state starts from zero for each session; every position of
-        every session is predicted (``last_only``: only the last one). Rank =
-        number of items scoring at least as high as the true next item.
-        """
-        s, _ = self._input(X)
-        return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
-
-    @devices.with_threads
-    def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None, *, k: int = 20) -> float:
-        """Next-item Recall@``k`` over every position of ``X``'s sessions (greater is better).
-
-        Parameters
-        ----------
-        X : InteractionMatrix or pandas.DataFrame
-        y : None
-            Not used; there for scikit-learn.
-        k : int, default=20
-            The cut-off. Other metrics: ``make_next_item_scorer("mrr", k=10)(model, X)``
-            (:func:`gru4rec.metrics.make_next_item_scorer`; also NDCG and the last item
-            only), or the ranks of :meth:`next_item_ranks` with the functions of
-            :mod:`gru4rec.metrics`.
-        """
-        param_table.Int(1).check("k", k)
-        ranks = self.next_item_ranks(X)
-        if len(ranks) == 0:
-            raise ValueError("X has no session with 2 or more events to score")
-        return recall_at_k(ranks, k)
-
-    @devices.with_threads
-    def recommend(
-        self,
-        sessions: Sequence[Any] | Sequence[Sequence[Any]],
-        k: int = 20,
-        *,
-        exclude_seen: bool = False,
-        items: Sequence[Any] | None = None,
-        filter_items: Sequence[Any] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` next items for one session or a batch of sessions, in raw item ids.
-
-        Parameters
-        ----------
-        sessions : list of item ids, or list of such lists
-            Each session's items so far, oldest first, as the raw ids the model
-            was fitted with (indices when it was fitted on an index-built
-            matrix). Unknown items are skipped with a warning; a session with
-            no known item is scored from the empty state.
-        k : int, default=20
-        exclude_seen : bool, default=False
-            Leave out the items already in the session (implicit's
-            ``filter_already_liked_items``). Off by default: in session data,
-            going back to an item seen a few clicks ago is a real and frequent
-            next event, and the evaluation protocol counts it. Where fewer than
-            ``k`` unseen candidates exist, the last places hold seen items with
-            score ``-inf``.
-        items : list of item ids, optional
-            Rank among these items only (an allow-list, e.g. what is in stock).
-        filter_items : list of item ids, optional
-            Items never returned. Both filters apply inside the scoring, before
-            the top-``k`` is taken; ids unknown to the model are ignored with a
-            warning naming the parameter.
-
-        Returns
-        -------
-        item_ids, scores : np.ndarray
-            Shape ``(m,)`` for one session, ``(n_sessions, m)`` for a batch,
-            best first, with ``m = min(k, number of candidates)`` (the
-            candidates: every item, or those the filters leave): every item
-            once at most, never a filtered one.
-        """
-        self._check_fitted()
-        param_table.Int(1).check("k", k)
-        param_table.Bool().check("exclude_seen", exclude_seen)
-        blocked, _ = inputs.blocked_items(items, filter_items, self.item_vocabulary_, self.n_items_)
-        flat, offsets, single = inputs.session_lists(sessions, self.item_vocabulary_, self.n_items_)
-        idx, scores = self._recommend_indices(flat, offsets, k, exclude_seen, blocked)
-        vocab = self.item_vocabulary_
-        ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
-        return (ids[0], scores[0]) if single else (ids, scores)
-
-    @devices.with_threads
-    def _recommend_indices(
-        self,
-        items: np.ndarray,
-        offsets: np.ndarray,
-        k: int,
-        exclude_seen: bool = False,
-        blocked: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The recommendation path on item indices (also the command line's): top-``k``
-        indices and scores of the sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from
-        the zero state), never an item of ``blocked`` (a boolean per item)."""
-        return self._scorer().recommend(items, offsets, k, exclude_seen, blocked)
 
     # -- scikit-learn ------------------------------------------------------------------------
 
@@ -839,9 +574,9 @@ def _own(frame: dict[str, Any]) -> dict[str, Any]:
 class GRU4RecNegSampling(_GRU4RecBase):
     """GRU4Rec with sampled negatives: recpack's API, the reference implementation's training.
 
-    Each mini-batch holds ``batch_size`` sessions in parallel; the targets of
-    the other rows plus ``num_negatives`` items drawn once per step
-    (``P ~ count ** sample_alpha``) are the negatives of every row.
+    Each mini-batch holds ``batch_size`` sessions in parallel; the targets of the other rows plus
+    ``num_negatives`` items drawn once per step (``P ~ count ** sample_alpha``) are the negatives
+    of every row.
 
     Parameters
     ----------
@@ -852,11 +587,10 @@ class GRU4RecNegSampling(_GRU4RecBase):
     num_components : int, default=250
         Size of the input item embedding (unused with ``constrained_embedding``).
     dropout : float, default=0.0
-        Dropout on the input embedding, and on the GRU outputs unless
-        ``dropout_hidden`` is set.
+        Dropout on the input embedding, and on the GRU outputs unless ``dropout_hidden`` is set.
     loss_fn : {'bpr', 'top1', 'bpr-max', 'top1-max', 'cross-entropy'}, default='bpr'
-        Ranking loss over the sampled columns. 'cross-entropy' is a softmax
-        over targets and negatives, with the ``logq`` correction.
+        Ranking loss over the sampled columns. 'cross-entropy' is a softmax over targets and
+        negatives, with the ``logq`` correction.
     optimization_algorithm : {'adagrad', 'sgd'}, default='adagrad'
     momentum : float, default=0.0
         Heavy-ball momentum, for both optimisers.
@@ -871,12 +605,12 @@ class GRU4RecNegSampling(_GRU4RecBase):
     max_epochs : int, default=5
     learning_rate : float, default=0.03
     stopping_criterion : str, StoppingCriterion or criterion object, default='recall'
-        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`).
-        An object with recpack's criterion protocol works too, recpack's own
-        ``StoppingCriterion`` included: each validated epoch calls its
-        ``update(val_out, X_pred)`` with the held-out events and the predictions (top
-        ``predict_topK`` when set) of the validation rows that ``validation_sample_size``
-        draws; True keeps that epoch's weights (:class:`gru4rec.stopping.ObjectCriterion`).
+        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`). An
+        object with recpack's criterion protocol works too, recpack's own ``StoppingCriterion``
+        included: each validated epoch calls its ``update(val_out, X_pred)`` with the held-out
+        events and the predictions (top ``predict_topK`` when set) of the validation rows that
+        ``validation_sample_size`` draws; True keeps that epoch's weights
+        (:class:`gru4rec.stopping.ObjectCriterion`).
     stop_early : bool, default=False
         Stop after ``max_iter_no_change`` epochs without improvement.
     max_iter_no_change : int, default=5
@@ -909,31 +643,28 @@ class GRU4RecNegSampling(_GRU4RecBase):
     verbose : bool, default=False
         Show a progress bar over the training steps.
     num_threads : int or None, default=1
-        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and
-        ``score``; torch's setting is restored when they return. None leaves
-        torch's setting alone (all cores unless you changed it). One thread is
-        the default because GRU4Rec's mini-batches are tens to hundreds of rows,
-        too small for several CPU threads to pay off, and on a busy machine every
-        extra thread makes each small step wait for the others. Raise it on a
-        large, otherwise idle machine with big batches or a large catalogue.
+        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and ``score``; torch's
+        setting is restored when they return. None leaves torch's setting alone (all cores unless
+        you changed it). One thread is the default because GRU4Rec's mini-batches are tens to
+        hundreds of rows, too small for several CPU threads to pay off, and on a busy machine every
+        extra thread makes each small step wait for the others. Raise it on a large, otherwise idle
+        machine with big batches or a large catalogue.
     session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
         Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
-        ``time_col=None``: the frames have no time column; events are in time order
-        within each session (row order) and training visits the sessions in a seeded
-        random order.
+        ``time_col=None``: the frames have no time column; events are in time order within each
+        session (row order) and training visits the sessions in a seeded random order.
     session_order : {'time', 'random'}, default='time'
-        The order in which each epoch visits the training sessions. 'time': by start
-        time, oldest first, as the reference implementation does; sessions with equal
-        start times come in a random order drawn from the seed (never in id order).
-        'random': a seeded random order regardless of the times, for data whose start
-        times mean little (user histories numbered by position, one date per import).
+        The order in which each epoch visits the training sessions. 'time': by start time, oldest
+        first, as the reference implementation does; sessions with equal start times come in a
+        random order drawn from the seed (never in id order). 'random': a seeded random order
+        regardless of the times, for data whose start times mean little (user histories numbered by
+        position, one date per import).
 
     Attributes
     ----------
     model_ : GRU4RecNet
     history_ : list of dict
-        Per epoch: epoch, train_loss (per event), criterion value, seconds,
-        events_per_second.
+        Per epoch: epoch, train_loss (per event), criterion value, seconds, events_per_second.
     best_value_, best_epoch_ : float, int or None
     seed_ : int
     n_items_ : int
@@ -1016,9 +747,8 @@ class GRU4RecNegSampling(_GRU4RecBase):
 class GRU4RecCrossEntropy(_GRU4RecBase):
     """GRU4Rec trained with a softmax over the whole catalogue (recpack's cross-entropy variant).
 
-    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``,
-    ``num_negatives`` and the sampling-related extras. Every step scores every
-    item, so a step costs O(catalogue); prefer
+    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and the
+    sampling-related extras. Every step scores every item, so a step costs O(catalogue); prefer
     ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
 

@@ -27,11 +27,13 @@ from .optim import RowSparseOptimizer
 __all__ = [
     "MissingTrainingStateError",
     "TrainingState",
+    "UPDATED",
     "architecture_changes",
     "capture",
     "check_continuable",
     "extend_vocabulary",
     "grow_model",
+    "merged_counts",
     "restore_optimizer",
     "update_counts",
     "update_seeds",
@@ -39,6 +41,16 @@ __all__ = [
 
 #: Version of the plain form of :class:`TrainingState` in model files.
 STATE_VERSION = 1
+
+#: The fitted attributes of an estimator that an update changes (put back when it fails).
+UPDATED = (
+    "model_",
+    "n_items_",
+    "item_vocabulary_",
+    "stopping_criterion_",
+    "best_value_",
+    "best_epoch_",
+)
 
 
 class MissingTrainingStateError(ValueError):
@@ -152,6 +164,14 @@ def architecture_changes(fitted: dict[str, Any], wanted: dict[str, Any]) -> list
         if fitted[key] != wanted[key]:
             changed.append(f"{param} (fitted with {fitted[key]!r}, now {wanted[key]!r})")
     return changed
+
+
+def merged_counts(old: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Training events per item over the fit and every update: the counts ``old`` plus the
+    update's ``items``, over the grown catalogue of ``n_items``."""
+    counts = np.bincount(items, minlength=n_items)
+    counts[: len(old)] += old
+    return counts
 
 
 def check_continuable(

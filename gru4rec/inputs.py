@@ -24,8 +24,10 @@ __all__ = [
     "as_matrix",
     "blocked_items",
     "check_items",
+    "session_hashes",
     "session_lists",
     "timed_sessions",
+    "warn_of_shared_sessions",
 ]
 
 # The column that times the events of a frame without a time column (its row numbers).
@@ -348,3 +350,33 @@ def _id_type_hint(raw: list[Any], known: np.ndarray, vocabulary: Vocabulary | No
         f"; the request's ids are {theirs} but the model's item ids are {ours} "
         f"(e.g. {first!r}): convert them to the type used in fit"
     )
+
+
+def _hashes(ids: np.ndarray) -> np.ndarray:
+    """64-bit hashes of raw session ids: what a fit keeps to recognise its sessions later."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object))
+
+
+def session_hashes(X: InteractionMatrix, seen: np.ndarray | None = None) -> np.ndarray | None:
+    """The sorted hashes of the sessions of ``X`` (a matrix read from a frame), joined with
+    those ``seen`` before (an update's); None when ``X`` names no sessions."""
+    if X.user_vocabulary is None:
+        return seen
+    hashes = _hashes(X.user_vocabulary.ids)
+    return np.unique(hashes) if seen is None else np.union1d(seen, hashes)
+
+
+def warn_of_shared_sessions(X: InteractionMatrix, seen: np.ndarray | None) -> None:
+    """Sessions cut between the training frame (hashes ``seen``) and ``X``: the mark of a
+    DataFrame of events split by rows (scikit-learn's CV does that), which leaks the future."""
+    if seen is None or X.user_vocabulary is None or len(X.user_vocabulary) == 0:
+        return
+    shared = int(np.isin(_hashes(X.user_vocabulary.ids), seen).sum())
+    if 0 < shared < len(X.user_vocabulary):
+        warn(
+            f"X shares {shared} of its {len(X.user_vocabulary)} sessions with the frame "
+            "the model was fitted on: their events were split between the two (as "
+            "scikit-learn's CV splits a DataFrame, by rows), so the model saw part of what "
+            "it is scored on; split by session (an InteractionMatrix, whose rows are "
+            "sessions, or datasets.time_split)"
+        )

@@ -21,9 +21,9 @@ from .checks import is_int
 from .losses import LOSSES
 from .optim import OPTIMIZERS
 from .schedule import SESSION_ORDERS
-from .stopping import StoppingCriterion, is_criterion_object
+from .stopping import StoppingCriterion, criterion_name, is_criterion_object
 
-__all__ = ["COMMON", "PARAMS", "SAMPLED", "validate"]
+__all__ = ["COMMON", "PARAMS", "SAMPLED", "identifier", "validate"]
 
 
 @dataclass(frozen=True)
@@ -201,3 +201,16 @@ def validate(params: dict[str, Any], constraints: dict[str, Any] | None = None) 
     table = PARAMS if constraints is None else constraints
     for name, value in params.items():
         table[name].check(name, value)
+
+
+def identifier(name: str, params: dict[str, Any]) -> str:
+    """``name(param=value,...)`` as recpack writes it: values by ``str``, in the order of
+    ``params``; a criterion object by its name (its ``str`` may hold an address)."""
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, np.generic):  # e.g. np.str_ from a grid given as an array
+            value = value.item()
+        if is_criterion_object(value):
+            value = criterion_name(value)
+        parts.append(f"{key}={value}")
+    return f"{name}({','.join(parts)})"

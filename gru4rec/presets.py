@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEFAULT", "PRESETS", "describe", "get"]
+__all__ = ["DEFAULT", "PRESETS", "describe", "for_class", "get"]
 
 #: The preset the command line's ``train`` and ``demo`` use unless told otherwise.
 DEFAULT = "rsc15-best"
@@ -83,3 +83,15 @@ def describe(name: str) -> str:
     """One line saying what the preset ``name`` is."""
     get(name)
     return _DESCRIPTIONS[name]
+
+
+def for_class(
+    name: str, allowed: set[str], overrides: dict[str, Any], owner: str
+) -> dict[str, Any]:
+    """The parameters of the preset ``name`` that a class taking ``allowed`` takes, then
+    ``overrides``; a TypeError naming the class ``owner`` for an override it does not take."""
+    params = {k: v for k, v in get(name).items() if k in allowed}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise TypeError(f"{owner} takes no parameter {', '.join(unknown)}")
+    return {**params, **overrides}

@@ -53,6 +53,7 @@ __all__ = [
     "caused_by_interrupt",
     "interrupted",
     "is_callback",
+    "user_callbacks",
 ]
 
 
@@ -168,6 +169,24 @@ class UserCallback(Callback):
 
     def on_train_end(self, owner: Any) -> None:
         self._forward("on_train_end")
+
+
+def user_callbacks(owner: Any, callbacks: Any) -> list[Callback]:
+    """The user's ``callbacks`` as the trainer's, checked before any work: a callable is
+    called as ``callback(owner, record)`` after each epoch; an object with the methods of
+    :class:`Callback` has them called with ``owner`` (the estimator)."""
+    if callbacks is None:
+        return []
+    if callable(callbacks) or isinstance(callbacks, str | bytes):
+        raise ValueError("callbacks must be a sequence of callables, e.g. [callback]")
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(callback) and not is_callback(callback):
+            raise ValueError(
+                f"callbacks[{i}] is neither callable nor a Callback (with on_epoch_end, "
+                f"...): {callback!r}"
+            )
+    return [UserCallback(owner, cb) for cb in callbacks]
 
 
 class DivergenceCheck(Callback):

@@ -8,14 +8,18 @@ the sampled sessions' slices, with numpy.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
+from . import inputs
 from .inference import Scorer
-from .matrix import InteractionMatrix
+from .matrix import InteractionMatrix, Vocabulary
 from .stopping import StoppingCriterion
 
-__all__ = ["Validation"]
+__all__ = ["Validation", "from_pair"]
 
 
 class Validation:
@@ -123,3 +127,28 @@ def _rows_only(y: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     indptr = np.zeros(y.shape[0] + 1, dtype=y.indptr.dtype)
     np.cumsum(counts * keep, out=indptr[1:])
     return sp.csr_matrix((y.data[mask], y.indices[mask], indptr), shape=y.shape)
+
+
+def from_pair(
+    validation_data: Any,
+    columns: inputs.Columns,
+    vocab: Vocabulary | None,
+    n_items: int,
+    sample_size: int | None,
+) -> Validation:
+    """The ``(validation_in, validation_out)`` pair of a fit, checked and converted once (with
+    the training ``vocab`` and catalogue size ``n_items``)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("validation_data must be a (validation_in, validation_out) pair")
+    first, second = validation_data
+    val_in = inputs.as_matrix(first, columns, "validation_in", vocab)
+    # Rows of validation_out are the sessions of validation_in; row-number times (no
+    # time column) count on after a DataFrame validation_in.
+    first_row = len(first) if isinstance(first, pd.DataFrame) else 0
+    val_out = inputs.as_matrix(
+        second, columns, "validation_out", vocab, val_in.user_vocabulary, first_row
+    )
+    for m, what in ((val_in, "validation_in"), (val_out, "validation_out")):
+        inputs.check_items(m, n_items, vocab, what, fitted=False)
+        inputs.timed_sessions(m, what)
+    return Validation(val_in, val_out, sample_size)

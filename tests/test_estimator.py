@@ -26,7 +26,7 @@ from tiny import (
 )
 
 import gru4rec.trainer as trainer_module
-from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
+from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix, advice
 from gru4rec import estimator as est_module
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
 from gru4rec.losses import LOSSES
@@ -880,7 +880,7 @@ def test_a_batch_larger_than_the_sessions_warns():
 
 
 def test_a_full_softmax_on_a_large_catalogue_warns_before_training(monkeypatch):
-    monkeypatch.setattr(est_module, "_LARGE_STEP", 1)
+    monkeypatch.setattr(advice, "LARGE_STEP", 1)
     calls = []
     with pytest.warns(UserWarning, match="scores all .* items at every step.*GRU4RecNegSampling"):
         GRU4RecCrossEntropy(max_epochs=1, batch_size=2, hidden_size=8, seed=0).fit(
