@@ -100,7 +100,8 @@ class _BadRequest(Exception):
 
 
 class _Service:
-    """The state of one worker: the live sessions, the model file's stamp, the metrics."""
+    """The state of one worker (the live sessions, the model file's stamp, the metrics) and
+    the request handlers over it."""
 
     def __init__(self, config: ServiceConfig) -> None:
         import prometheus_client as prom
@@ -167,6 +168,141 @@ class _Service:
                     stacklevel=1,
                 )
 
+    def timed(self, endpoint: str, handler):
+        """``handler`` counted and timed under ``endpoint``, its errors answered as JSON."""
+        from starlette.responses import JSONResponse
+
+        observe = self.latency.labels(endpoint).observe
+        counters: dict[int, Any] = {}
+
+        async def run(request: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                response = await handler(request)
+            except _BadRequest as error:
+                body = {"error": str(error)}
+                if error.field:
+                    body["field"] = error.field
+                response = JSONResponse(body, status_code=error.status)
+            except StoreUnavailable as error:
+                response = JSONResponse({"error": str(error)}, status_code=503)
+            except Exception as error:  # a bug, not the request's fault: say so, keep serving
+                message = f"internal error: {type(error).__name__}: {error}"
+                response = JSONResponse({"error": message}, status_code=500)
+            status = response.status_code
+            if status not in counters:
+                counters[status] = self.requests.labels(endpoint, str(status))
+            counters[status].inc()
+            observe(time.perf_counter() - start)
+            return response
+
+        return run
+
+    async def push(self, request: Any) -> Any:
+        body = await _body(request)
+        if "item" not in body:
+            raise _BadRequest("missing field 'item': the item of the event", "item")
+        session = request.path_params["session"]
+        options = _options(body, self.config)
+        filtered = options["items"] is not None or options["filter_items"] is not None
+        # Only the filters warn (of unknown ids); the plain event skips the warnings machinery.
+        with warnings.catch_warnings(record=True) if filtered else _NoWarnings() as caught:
+            if filtered:
+                warnings.simplefilter("always")
+            try:
+                rec = self.live.push(session, body["item"], **options)
+            except ValueError as error:  # e.g. ids of a model fitted on indices
+                raise _BadRequest(str(error)) from None
+        if not rec.known:
+            self.unknown.inc()
+        return _json(_result(session, rec, caught))
+
+    async def state(self, request: Any) -> Any:
+        session = request.path_params["session"]
+        options = _options(dict(request.query_params), self.config, query=True)
+        rec = self.live.recommend(session, **options)
+        return _json(_result(session, rec, []))
+
+    async def end(self, request: Any) -> Any:
+        return _json({"ended": self.live.end(request.path_params["session"])})
+
+    async def recommend(self, request: Any) -> Any:
+        body = await _body(request)
+        if "session" not in body:
+            raise _BadRequest(
+                "missing field 'session': the session's items, oldest first", "session"
+            )
+        items = body["session"]
+        if not isinstance(items, list):
+            raise _BadRequest("field 'session' must be a list of item ids", "session")
+        options = _options(body, self.config)
+        model = self.live.model
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ids, scores = model.recommend(
+                    items,
+                    k=options["k"],
+                    exclude_seen=options["exclude_seen"],
+                    items=options["items"],
+                    filter_items=options["filter_items"],
+                )
+            except ValueError as error:
+                raise _BadRequest(str(error), "session") from None
+        return _json(
+            {
+                "items": ids.tolist(),
+                "scores": scores.tolist(),
+                "warnings": [str(w.message) for w in caught],
+            }
+        )
+
+    async def reload_request(self, request: Any) -> Any:
+        body = await _body(request, optional=True)
+        path = body.get("path")
+        if path is not None and not isinstance(path, str):
+            raise _BadRequest("field 'path' must be a file path", "path")
+        try:  # loaded in a thread: the old model answers meanwhile
+            return _json(await asyncio.to_thread(self.reload, path))
+        except Exception as error:  # the old model keeps serving
+            return _json({"reloaded": False, "error": f"{type(error).__name__}: {error}"}, 500)
+
+    async def health(self, request: Any) -> Any:
+        return _json({"status": "ok"})
+
+    async def ready(self, request: Any) -> Any:
+        if not self.live.store.ping():
+            return _json({"ready": False, "error": "the session store is unavailable"}, 503)
+        return _json({"ready": True, "version": self.live.version.hex(), "reloads": self.reloads})
+
+    async def metrics(self, request: Any) -> Any:
+        import prometheus_client as prom
+        from starlette.responses import Response
+
+        registry = self.registry
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: all of them
+            from prometheus_client import multiprocess
+
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any):
+        """Watch the model file while the application runs."""
+        task = None
+        if self.config.watch_seconds > 0:
+
+            async def watch():
+                while True:
+                    await asyncio.sleep(self.config.watch_seconds)
+                    await asyncio.to_thread(self.watch)
+
+            task = asyncio.create_task(watch())
+        yield
+        if task is not None:
+            task.cancel()
+
 
 class _NoWarnings:
     def __enter__(self) -> list:
@@ -184,164 +320,31 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
+def _json(body: dict[str, Any], status: int = 200) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(body, status_code=status)
+
+
 def create_app(config: ServiceConfig | None = None):
     """The Starlette application of the service (``config`` None: from the environment that
     ``gru4rec serve`` sets for its workers)."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    config = config or ServiceConfig.from_env()
-    service = _Service(config)
-
-    def timed(endpoint: str, handler):
-        observe = service.latency.labels(endpoint).observe
-        counters: dict[int, Any] = {}
-
-        async def run(request: Request) -> Response:
-            start = time.perf_counter()
-            try:
-                response = await handler(request)
-            except _BadRequest as error:
-                body = {"error": str(error)}
-                if error.field:
-                    body["field"] = error.field
-                response = JSONResponse(body, status_code=error.status)
-            except StoreUnavailable as error:
-                response = JSONResponse({"error": str(error)}, status_code=503)
-            except Exception as error:  # a bug, not the request's fault: say so, keep serving
-                message = f"internal error: {type(error).__name__}: {error}"
-                response = JSONResponse({"error": message}, status_code=500)
-            status = response.status_code
-            if status not in counters:
-                counters[status] = service.requests.labels(endpoint, str(status))
-            counters[status].inc()
-            observe(time.perf_counter() - start)
-            return response
-
-        return run
-
-    async def push(request: Request) -> Response:
-        body = await _body(request)
-        if "item" not in body:
-            raise _BadRequest("missing field 'item': the item of the event", "item")
-        session = request.path_params["session"]
-        options = _options(body, config)
-        filtered = options["items"] is not None or options["filter_items"] is not None
-        # Only the filters warn (of unknown ids); the plain event skips the warnings machinery.
-        with warnings.catch_warnings(record=True) if filtered else _NoWarnings() as caught:
-            if filtered:
-                warnings.simplefilter("always")
-            try:
-                rec = service.live.push(session, body["item"], **options)
-            except ValueError as error:  # e.g. ids of a model fitted on indices
-                raise _BadRequest(str(error)) from None
-        if not rec.known:
-            service.unknown.inc()
-        return JSONResponse(_result(session, rec, caught))
-
-    async def state(request: Request) -> Response:
-        session = request.path_params["session"]
-        options = _options(dict(request.query_params), config, query=True)
-        rec = service.live.recommend(session, **options)
-        return JSONResponse(_result(session, rec, []))
-
-    async def end(request: Request) -> Response:
-        return JSONResponse({"ended": service.live.end(request.path_params["session"])})
-
-    async def recommend(request: Request) -> Response:
-        body = await _body(request)
-        if "session" not in body:
-            raise _BadRequest(
-                "missing field 'session': the session's items, oldest first", "session"
-            )
-        items = body["session"]
-        if not isinstance(items, list):
-            raise _BadRequest("field 'session' must be a list of item ids", "session")
-        options = _options(body, config)
-        model = service.live.model
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                ids, scores = model.recommend(
-                    items,
-                    k=options["k"],
-                    exclude_seen=options["exclude_seen"],
-                    items=options["items"],
-                    filter_items=options["filter_items"],
-                )
-            except ValueError as error:
-                raise _BadRequest(str(error), "session") from None
-        return JSONResponse(
-            {
-                "items": ids.tolist(),
-                "scores": scores.tolist(),
-                "warnings": [str(w.message) for w in caught],
-            }
-        )
-
-    async def reload(request: Request) -> Response:
-        body = await _body(request, optional=True)
-        path = body.get("path")
-        if path is not None and not isinstance(path, str):
-            raise _BadRequest("field 'path' must be a file path", "path")
-        try:  # loaded in a thread: the old model answers meanwhile
-            return JSONResponse(await asyncio.to_thread(service.reload, path))
-        except Exception as error:  # the old model keeps serving
-            return JSONResponse(
-                {"reloaded": False, "error": f"{type(error).__name__}: {error}"}, status_code=500
-            )
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def ready(request: Request) -> Response:
-        if not service.live.store.ping():
-            return JSONResponse(
-                {"ready": False, "error": "the session store is unavailable"}, status_code=503
-            )
-        return JSONResponse(
-            {"ready": True, "version": service.live.version.hex(), "reloads": service.reloads}
-        )
-
-    async def metrics(request: Request) -> Response:
-        import prometheus_client as prom
-
-        registry = service.registry
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: all of them
-            from prometheus_client import multiprocess
-
-            registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        task = None
-        if config.watch_seconds > 0:
-
-            async def watch():
-                while True:
-                    await asyncio.sleep(config.watch_seconds)
-                    await asyncio.to_thread(service.watch)
-
-            task = asyncio.create_task(watch())
-        yield
-        if task is not None:
-            task.cancel()
-
+    service = _Service(config or ServiceConfig.from_env())
+    timed = service.timed
     routes = [
-        Route("/sessions/{session}/events", timed("event", push), methods=["POST"]),
-        Route("/sessions/{session}", timed("state", state), methods=["GET"]),
-        Route("/sessions/{session}", timed("end", end), methods=["DELETE"]),
-        Route("/recommend", timed("recommend", recommend), methods=["POST"]),
-        Route("/reload", timed("reload", reload), methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/sessions/{session}/events", timed("event", service.push), methods=["POST"]),
+        Route("/sessions/{session}", timed("state", service.state), methods=["GET"]),
+        Route("/sessions/{session}", timed("end", service.end), methods=["DELETE"]),
+        Route("/recommend", timed("recommend", service.recommend), methods=["POST"]),
+        Route("/reload", timed("reload", service.reload_request), methods=["POST"]),
+        Route("/health", service.health, methods=["GET"]),
+        Route("/ready", service.ready, methods=["GET"]),
+        Route("/metrics", service.metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=service.lifespan)
     app.state.service = service
     return app
 
