@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import venv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,52 +62,10 @@ OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
 K = 20
 
 
-@dataclass
-class GRUConfig:
-    """One estimator configuration of the benchmark."""
-
-    system: str
-    config: str
-    params: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "GRU4RecNegSampling"
-
-
+GRUConfig = benchlib.GRUConfig
 RSC15_BEST = benchlib.RSC15_BEST
-
-DIGINETICA_BEST = {
-    "loss_fn": "bpr-max",
-    "elu_param": 1.0,
-    "hidden_size": 512,
-    "constrained_embedding": True,
-    "batch_size": 128,
-    "dropout": 0.5,
-    "dropout_hidden": 0.3,
-    "learning_rate": 0.05,
-    "momentum": 0.15,
-    "num_negatives": 2048,
-    "sample_alpha": 0.3,
-    "bpreg": 0.9,
-    "clipnorm": None,
-    "max_epochs": 10,
-}
-
-GRU_CONFIGS = {
-    "rsc15-best": GRUConfig(
-        "gru4rec GRU4RecNegSampling",
-        "RSC15 best: xe, logq 1, 100 units, batch 32, lr 0.2, mom 0.2, drop_hid 0.4, "
-        "alpha 0.5, 2048 negatives, shared emb., {epochs} epochs",
-        RSC15_BEST,
-    ),
-    "recpack-defaults": GRUConfig(
-        "gru4rec GRU4RecNegSampling", "recpack defaults ({epochs} epochs)", {"max_epochs": 5}
-    ),
-    "diginetica-best": GRUConfig(
-        "gru4rec GRU4RecNegSampling",
-        "Diginetica best: bpr-max, elu 1, 512 units, batch 128, lr 0.05, mom 0.15, drop 0.5/0.3, "
-        "alpha 0.3, bpreg 0.9, 2048 negatives, shared emb., {epochs} epochs",
-        DIGINETICA_BEST,
-    ),
-}
+DIGINETICA_BEST = benchlib.DIGINETICA_BEST
+GRU_CONFIGS = benchlib.GRU_CONFIGS
 
 
 def official_params(params: dict[str, Any]) -> dict[str, Any]:

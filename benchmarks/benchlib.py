@@ -12,6 +12,7 @@ import shlex
 import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,50 @@ def as_user_histories(train, test):
     train = train.assign(session_id=new_id.loc[train["session_id"]].to_numpy())
     train = train.sort_values(["session_id", "timestamp"], kind="stable").reset_index(drop=True)
     return train, test.reset_index(drop=True)
+
+
+# The estimator configurations the benchmarks run (bench_accuracy, floor, profile_step).
+@dataclass
+class GRUConfig:
+    """One estimator configuration of the benchmark."""
+
+    system: str
+    config: str
+    params: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "GRU4RecNegSampling"
+
+
+DIGINETICA_BEST = {
+    "loss_fn": "bpr-max",
+    "elu_param": 1.0,
+    "hidden_size": 512,
+    "constrained_embedding": True,
+    "batch_size": 128,
+    "dropout": 0.5,
+    "dropout_hidden": 0.3,
+    "learning_rate": 0.05,
+    "momentum": 0.15,
+    "num_negatives": 2048,
+    "sample_alpha": 0.3,
+    "bpreg": 0.9,
+    "clipnorm": None,
+    "max_epochs": 10,
+}
+
+GRU_CONFIGS = {
+    "rsc15-best": GRUConfig(
+        "gru4rec GRU4RecNegSampling",
+        "RSC15 best: xe, logq 1, 100 units, batch 32, lr 0.2, mom 0.2, drop_hid 0.4, "
+        "alpha 0.5, 2048 negatives, shared emb., {epochs} epochs",
+        RSC15_BEST,
+    ),
+    "recpack-defaults": GRUConfig(
+        "gru4rec GRU4RecNegSampling", "recpack defaults ({epochs} epochs)", {"max_epochs": 5}
+    ),
+    "diginetica-best": GRUConfig(
+        "gru4rec GRU4RecNegSampling",
+        "Diginetica best: bpr-max, elu 1, 512 units, batch 128, lr 0.05, mom 0.15, drop 0.5/0.3, "
+        "alpha 0.3, bpreg 0.9, 2048 negatives, shared emb., {epochs} epochs",
+        DIGINETICA_BEST,
+    ),
+}

@@ -120,12 +120,8 @@ def epoch_floor(X: Any, params: dict[str, Any], reps: int = 15) -> dict[str, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    import bench_accuracy
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--config", default="diginetica-best", choices=list(bench_accuracy.GRU_CONFIGS)
-    )
+    parser.add_argument("--config", default="diginetica-best", choices=list(benchlib.GRU_CONFIGS))
     parser.add_argument("--data", help="folder with train.csv (default: rsc15_100k)")
     args = parser.parse_args(argv)
 
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {path / 'train.csv'} not found", file=sys.stderr)
         return 2
     X = InteractionMatrix.from_events(datasets.read_events(path / "train.csv"))
-    params = bench_accuracy.GRU_CONFIGS[args.config].params
+    params = benchlib.GRU_CONFIGS[args.config].params
     f = epoch_floor(X, params)
     print(
         f"{args.config}: {f['steps']} steps of {f['rows']:.1f} rows; {f['columns']:.0f} columns "

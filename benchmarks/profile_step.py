@@ -18,13 +18,12 @@ import argparse
 import sys
 import time
 
-import bench_accuracy
 import benchlib
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="rsc15-best", choices=list(bench_accuracy.GRU_CONFIGS))
+    parser.add_argument("--config", default="rsc15-best", choices=list(benchlib.GRU_CONFIGS))
     parser.add_argument("--data", help="folder with train.csv (default: rsc15_100k)")
     parser.add_argument("--sessions", type=int, default=4000, help="first N training sessions")
     parser.add_argument("--rows", type=int, default=25, help="operators to list")
@@ -51,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     first = events["session_id"].drop_duplicates().iloc[: args.sessions]
     events = events[events["session_id"].isin(first)]
     X = InteractionMatrix.from_events(events)
-    params = {**bench_accuracy.GRU_CONFIGS[args.config].params, "max_epochs": 1, "seed": 0}
+    params = {**benchlib.GRU_CONFIGS[args.config].params, "max_epochs": 1, "seed": 0}
     est = gru4rec.GRU4RecNegSampling(**params)
     est.fit(X)  # warm-up (allocations, first-call costs)
-    steps = int(sum(len(s) - 1 for _, s in events.groupby("session_id")) / params["batch_size"])
+    steps = int(sum(len(s) - 1 for _, s in events.groupby("session_id")) / est.batch_size)
     if args.kernels:
         timings = _timed_kernels()
         start = time.perf_counter()
