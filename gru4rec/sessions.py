@@ -252,13 +252,10 @@ class LiveSessions:
         )
         with self._lock:
             # Repeats of a session in one call advance in rounds: its n-th event in round n.
-            rounds: dict[str, int] = {}
-            order = [
-                rounds.__setitem__(key, rounds.get(key, -1) + 1) or rounds[key] for key in keys
-            ]
+            order = pd.Series(keys, dtype=object).groupby(keys, sort=False).cumcount().to_numpy()
             results: list[Recommendation | None] = [None] * len(keys)
-            for r in range(max(order, default=-1) + 1):
-                pos = [p for p, o in enumerate(order) if o == r]
+            for r in range(int(order.max()) + 1 if len(keys) else 0):
+                pos = np.flatnonzero(order == r)
                 got = self._advance([keys[p] for p in pos], index[pos], k, exclude, blocked)
                 for p, rec in zip(pos, got, strict=True):
                     results[p] = rec
