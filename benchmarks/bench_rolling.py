@@ -165,8 +165,9 @@ def run_seed(df: pd.DataFrame, slices: np.ndarray, args, seed: int) -> list[dict
         if refit is not None:
             ranks["refit"] = model_ranks(refit, test, n)
         # Targets in position order, to tell hits on the latest slice's new items.
-        targets = test.groupby("session_id", sort=True)["item_id"].apply(lambda x: list(x)[1:])
-        targets = np.concatenate([np.asarray(v) for v in targets.to_numpy()])
+        by_session = test.sort_values("session_id", kind="stable")
+        later = by_session.groupby("session_id", sort=False).cumcount().to_numpy() > 0
+        targets = by_session["item_id"].to_numpy()[later]
         fresh = first_seen.reindex(targets).to_numpy() == s
         for name, r in ranks.items():
             hits = r <= 20
