@@ -116,6 +116,28 @@ def _new_row(key: str, system: str, config: str, **extra: Any) -> dict[str, Any]
     }
 
 
+def _run_worker(
+    label: str,
+    row: dict[str, Any],
+    python: Path,
+    worker: Path,
+    files: tuple[Path, Path, Path],
+    extra: list[Any],
+    env: dict[str, str],
+) -> dict[str, Any] | None:
+    """Run a peer's worker in its own venv on (train, test, out) and record its result in
+    ``row``; None, with a message, when the worker fails."""
+    train_csv, test_csv, out = files
+    cmd = [str(python), str(worker), "--train", str(train_csv), "--test", str(test_csv)]
+    cmd += ["--out", str(out), *map(str, extra)]
+    proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        print(f"skipped {label}: worker failed: {lines[-1] if lines else '?'}", file=sys.stderr)
+        return None
+    return _record_worker_result(row, out)
+
+
 def _record_worker_result(row: dict[str, Any], path: Path) -> dict[str, Any]:
     """Append one seed's result, written by a worker process to ``path``, to ``row``."""
     res = json.loads(path.read_text())
@@ -345,32 +367,13 @@ def run_recpack(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
         test.to_csv(test_csv, index=False)
         for seed in range(args.seeds):
             out = Path(tmp) / f"recpack_{seed}.json"
-            cmd = [
-                str(python),
-                str(worker),
-                "--train",
-                str(train_csv),
-                "--test",
-                str(test_csv),
-                "--out",
-                str(out),
-                "--seed",
-                str(seed),
-                "--threads",
-                str(args.threads),
-                "--epochs",
-                str(epochs),
-            ]
-            env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                lines = (proc.stderr or proc.stdout).strip().splitlines()
-                print(
-                    f"skipped recpack: worker failed: {lines[-1] if lines else '?'}",
-                    file=sys.stderr,
-                )
+            extra = ["--seed", seed, "--threads", args.threads, "--epochs", epochs]
+            env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+            res = _run_worker(
+                "recpack", row, python, worker, (train_csv, test_csv, out), extra, env
+            )
+            if res is None:
                 return None
-            res = _record_worker_result(row, out)
             row["curves"].append([c["recall"] for c in res["curve"]])
             row["max_gap_vs_predict"] = res["max_gap_vs_predict"]
             print(
@@ -446,36 +449,13 @@ def run_recbole(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespac
                 out = Path(tmp) / f"{key}_{seed}.json"
                 workdir = Path(tmp) / f"{key}_{seed}"
                 workdir.mkdir()
-                cmd = [
-                    str(python),
-                    str(worker),
-                    "--train",
-                    str(train_csv),
-                    "--test",
-                    str(test_csv),
-                    "--out",
-                    str(out),
-                    "--config",
-                    json.dumps(cfg.settings),
-                    "--epochs",
-                    str(epochs),
-                    "--seed",
-                    str(seed),
-                    "--threads",
-                    str(args.threads),
-                    "--workdir",
-                    str(workdir),
-                ]
-                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    lines = (proc.stderr or proc.stdout).strip().splitlines()
-                    print(
-                        f"skipped RecBole {key}: worker failed: {lines[-1] if lines else '?'}",
-                        file=sys.stderr,
-                    )
+                extra = ["--config", json.dumps(cfg.settings), "--epochs", epochs, "--seed", seed]
+                extra += ["--threads", args.threads, "--workdir", workdir]
+                env = {"OMP_NUM_THREADS": str(args.threads)}
+                files = (train_csv, test_csv, out)
+                res = _run_worker(f"RecBole {key}", row, python, worker, files, extra, env)
+                if res is None:
                     break
-                res = _record_worker_result(row, out)
                 row["curves"].append([c["recall"] for c in res["curve"]])
                 row["load"].append(benchlib.load_average())
                 row["own_eval"].append(res["recbole_own_eval"])
