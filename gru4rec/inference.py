@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from .caller import warn
+from .kernels import quantized
 from .model import GRU4RecNet
 from .schedule import by_length, session_parallel_schedule
 
@@ -280,12 +281,15 @@ class Scorer:
 
 
 class Int8Scorer:
-    """Top-K in two passes: every item scored with int8 item vectors (a quarter of the
-    float32 table's memory traffic, the bound of one event's scoring on a large catalogue),
-    then the best ``k + margin`` of each row scored again exactly in float32.
+    """Top-K in two passes: every item scored from int8 item vectors (a quarter of the
+    float32 table's memory, read once per event on a large catalogue), keeping each row's best
+    ``k + margin`` on the fly, then those candidates scored again exactly in float32.
 
     The scores returned are exact; an item can be missed only when its int8 score falls
-    ``margin`` places below its exact rank. Needs torch's int8 CPU kernels (fbgemm/qnnpack).
+    ``margin`` places below its exact rank. The table is a copy of the network's item vectors
+    when built: build another after training changes them. CPU only; without the compiled
+    kernels (numba missing, or ``GRU4REC_DISABLE_KERNELS=1``) it scores exactly, as
+    :class:`Scorer`.
 
     Parameters
     ----------
@@ -295,22 +299,19 @@ class Int8Scorer:
     """
 
     def __init__(self, model: GRU4RecNet, margin: int = 64) -> None:
-        import warnings
-
-        from torch import nn
+        from . import kernels
 
         self.model = model
         self.margin = int(margin)
-        linear = nn.Linear(model.hidden_size, model.n_items)
-        with torch.no_grad():
-            linear.weight.copy_(model.item_output)
-            linear.bias.copy_(model.item_bias[:, 0])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao's notice of its future move to torchao
-            quantized = torch.ao.quantization.quantize_dynamic(
-                nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8
-            )
-        self._packed = quantized[0]._packed_params._packed_params
+        self._weights = np.ascontiguousarray(model.item_output.detach().cpu().numpy())
+        self._bias = np.ascontiguousarray(model.item_bias.detach().cpu().numpy()[:, 0])
+        self._exact: Scorer | None = None
+        if not kernels.AVAILABLE:
+            self._exact = Scorer(model, torch.device("cpu"))
+            return
+        self._blocks, self._scale = quantized.pack_int8(self._weights)
+        self._first_bias = np.full(len(self._scale), -np.inf, dtype=np.float32)
+        self._first_bias[: len(self._bias)] = self._bias
 
     @torch.no_grad()
     def top_k(
@@ -320,48 +321,37 @@ class Int8Scorer:
         seen: tuple[np.ndarray, np.ndarray] | None = None,
         blocked: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`Scorer.top_k` (CPU states), in blocks of rows that keep the int8 pass's
-        score buffer under ``2 ** 24`` cells."""
-        rows = max(1, (1 << 24) // self.model.n_items)
-        if states.shape[0] <= rows:
-            return self._top_k(states, k, seen, blocked)
-        parts = []
-        for r in range(0, states.shape[0], rows):
-            part = None
-            if seen is not None:
-                items, offsets = seen
-                stop = min(r + rows, states.shape[0])
-                part = (items[offsets[r] : offsets[stop]], offsets[r : stop + 1] - offsets[r])
-            parts.append(self._top_k(states[r : r + rows], k, part, blocked))
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        """As :meth:`Scorer.top_k`, for CPU states."""
+        if self._exact is not None:
+            return self._exact.top_k(states, k, seen, blocked)
+        queries = states.detach().cpu().numpy()
+        values, items = self.top_k_arrays(queries, k, seen, blocked)
+        return torch.from_numpy(values), torch.from_numpy(items)
 
-    def _top_k(self, states, k, seen, blocked):
-        model = self.model
-        block = None
-        n_candidates = model.n_items
+    def top_k_arrays(
+        self,
+        queries: np.ndarray,
+        k: int,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        blocked: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`top_k` on host arrays: float32 states in, ``(scores, items)`` out."""
+        if self._exact is not None:
+            values, items = self._exact.top_k(torch.tensor(queries), k, seen, blocked)
+            return values.numpy(), items.numpy()
+        n_items = len(self._bias)
+        first_bias = self._first_bias
         if blocked is not None:
-            block = torch.as_tensor(blocked, dtype=torch.bool)
-            n_candidates -= int(block.sum())
+            blocked = np.asarray(blocked, dtype=bool)
+            first_bias = first_bias.copy()
+            first_bias[:n_items][blocked] = -np.inf
+        n_candidates = n_items - (int(blocked.sum()) if blocked is not None else 0)
         k = min(k, n_candidates)
-        m = min(k + self.margin, n_candidates)
+        rows = queries.shape[0]
         if k <= 0:
-            empty = states.new_zeros(states.shape[0], 0)
-            return empty, empty.long()
-        approx = torch.ops.quantized.linear_dynamic(states.contiguous(), self._packed, True)
-        if seen is not None:
-            items, offsets = seen
-            rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-            approx[torch.as_tensor(rows), torch.as_tensor(items, dtype=torch.int64)] = _SEEN
-        if block is not None:  # after the seen ones: a blocked seen item stays out
-            approx.masked_fill_(block, float("-inf"))
-        marks, candidates = torch.topk(approx, m, dim=1)
-        exact = torch.baddbmm(
-            model.item_bias[candidates].transpose(1, 2),
-            states[:, None, :],
-            model.item_output[candidates].transpose(1, 2),
-        )[:, 0]
-        exact = torch.where(marks <= _SEEN, _SEEN, exact)  # seen stay below, blocked never in
-        values, pos = torch.topk(exact, k, dim=1)
-        if seen is not None:
-            values.masked_fill_(values <= _SEEN, float("-inf"))
-        return values, candidates.gather(1, pos)
+            return np.zeros((rows, 0), dtype=np.float32), np.zeros((rows, 0), dtype=np.int64)
+        most_seen = int(np.diff(seen[1]).max(initial=0)) if seen is not None else 0
+        m = min(k + self.margin + most_seen, n_candidates)  # seen items may take places
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        candidates = quantized.first_pass(self._blocks, self._scale, first_bias, queries, m)
+        return quantized.exact_top_k(self._weights, self._bias, queries, candidates, k, seen, _SEEN)

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import inputs
+from . import inputs, kernels
 from .checks import is_int
 from .inference import Int8Scorer, Scorer
+from .kernels.live import LiveStep
 from .state_store import MemoryStore, SessionState
 
 __all__ = ["LiveSessions", "Recommendation", "model_version"]
@@ -168,6 +169,8 @@ class LiveSessions:
             if device.type != "cpu":
                 raise ValueError("scoring='int8' runs on the CPU; load the model with device='cpu'")
             scorer = Int8Scorer(net)
+        # One compiled call per layer and event instead of a dozen torch operators.
+        step = LiveStep(net) if device.type == "cpu" and kernels.AVAILABLE else None
         return {
             "model": model,
             "version": model_version(model),
@@ -175,6 +178,7 @@ class LiveSessions:
             "_device": device,
             "_catalogue": _Catalogue(model),
             "_scorer": scorer,
+            "_step": step,
             "_shape": (net.num_layers, net.hidden_size),
         }
 
@@ -335,11 +339,7 @@ class LiveSessions:
         known = index >= 0
         if known.any():
             rows = np.flatnonzero(known)
-            net, device = self._net, self._device
-            h = torch.from_numpy(np.ascontiguousarray(hidden[rows])).to(device)
-            x = net.input_vectors(torch.as_tensor(index[rows], device=device))
-            _, new = net.step(x, [h[:, layer] for layer in range(h.shape[1])])
-            hidden[rows] = torch.stack(new, dim=1).cpu().numpy()
+            hidden[rows] = self._step_states(index[rows], hidden[rows])
             for r in rows:
                 seen[r] = np.append(seen[r], np.int32(index[r]))[-self.max_seen :]
                 if self.max_seen == 0:
@@ -362,30 +362,34 @@ class LiveSessions:
     ) -> Recommendation:
         """:meth:`_advance` for one event, without the batch's bookkeeping (the hot path)."""
         (hidden, seen), restarted = (x[0] for x in self._load([key]))
-        net = self._net
         if index >= 0:
-            h = torch.tensor(hidden, device=self._device)  # a copy: stored states are read-only
-            x = net.input_vectors(torch.tensor([index], device=self._device))
-            out, new = net.step(x, [h[layer : layer + 1] for layer in range(h.shape[0])])
-            hidden = torch.cat(new).cpu().numpy()
+            hidden = self._step_states(np.array([index]), hidden[None])[0]
             seen = np.append(seen, np.int32(index))[-self.max_seen :] if self.max_seen else seen[:0]
-        else:
-            out = torch.tensor(hidden[-1:], device=self._device)
         if index >= 0 or restarted:
             self.store.put_many({key: SessionState(self.version, hidden, seen)})
-        ids, scores = self._top_k_of(out, [seen], k, exclude, blocked)[0]
+        ids, scores = self._top_k_of(hidden[-1:], [seen], k, exclude, blocked)[0]
         return Recommendation(ids, scores, index >= 0, restarted)
+
+    @torch.no_grad()
+    def _step_states(self, index: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """The states ``(rows, layers, units)`` after one event each."""
+        if self._step is not None:
+            return self._step(index, hidden)
+        net, device = self._net, self._device
+        h = torch.from_numpy(np.ascontiguousarray(hidden)).to(device)
+        x = net.input_vectors(torch.as_tensor(index, device=device))
+        _, new = net.step(x, [h[:, layer] for layer in range(h.shape[1])])
+        return torch.stack(new, dim=1).cpu().numpy()
 
     @torch.no_grad()
     def _top_k(
         self, hidden: np.ndarray, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-k raw ids and scores from the last layer's state of each row."""
-        out = torch.from_numpy(np.ascontiguousarray(hidden[:, -1])).to(self._device)
-        return self._top_k_of(out, seen, k, exclude, blocked)
+        return self._top_k_of(hidden[:, -1], seen, k, exclude, blocked)
 
     def _top_k_of(
-        self, out: torch.Tensor, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
+        self, out: np.ndarray, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         own = None
         if exclude:
@@ -394,8 +398,11 @@ class LiveSessions:
             np.cumsum(lengths, out=offsets[1:])
             flat = np.concatenate(seen) if len(seen) else np.zeros(0, dtype=np.int32)
             own = (flat.astype(np.int64), offsets) if len(flat) else None
-        scores, idx = self._scorer.top_k(out, k, own, blocked)
-        scores, idx = scores.cpu().numpy(), idx.cpu().numpy()
+        if isinstance(self._scorer, Int8Scorer):
+            scores, idx = self._scorer.top_k_arrays(out, k, own, blocked)
+        else:
+            states = torch.tensor(out, device=self._device)  # a copy: stored states are read-only
+            scores, idx = (t.cpu().numpy() for t in self._scorer.top_k(states, k, own, blocked))
         raw = self._catalogue.raw(idx)
         return [(raw[r], scores[r]) for r in range(len(seen))]
 
