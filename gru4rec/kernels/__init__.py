@@ -15,7 +15,10 @@ copied. One module per domain:
 - :mod:`~gru4rec.kernels.losses`: loss values and score gradients;
 - :mod:`~gru4rec.kernels.gru`: dropout masks, the GRU cell's backward pass and the one-layer
   step's forward and backward passes;
-- :mod:`~gru4rec.kernels.sampling`: the sampler's sorted draws.
+- :mod:`~gru4rec.kernels.sampling`: the sampler's sorted draws;
+- :mod:`~gru4rec.kernels.quantized`: serving's int8 item table, its scoring pass with a
+  running top-k, and the exact top-k of the candidates;
+- :mod:`~gru4rec.kernels.live`: one GRU step of live sessions.
 
 Every kernel computes what the torch code of :mod:`gru4rec.optim`, :mod:`gru4rec.losses`,
 :mod:`gru4rec.model`, :mod:`gru4rec.samplers` and :mod:`gru4rec.step` computes; results agree
