@@ -51,7 +51,7 @@ def test_the_int8_table_holds_each_item_within_half_a_step(n, d, seed):
 @given(
     n=st.integers(1, 900),
     d=st.integers(1, 12),
-    rows=st.integers(1, 3),
+    rows=st.integers(1, 9),
     m=st.integers(1, 120),
     blocked_share=st.sampled_from([0.0, 0.5, 0.99]),
     seed=st.integers(0, 9),

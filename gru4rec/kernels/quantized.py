@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import _jit, numba
+from .jit import numba
 
 if numba is not None:
     # Sums in any order: the dot products and running maxima vectorise. Not the flags that
@@ -26,10 +26,18 @@ if numba is not None:
         error_model="numpy",
         fastmath={"reassoc", "nsz", "arcp", "contract", "afn"},
     )
+    _jit_fast_inline = numba.njit(
+        cache=True,
+        inline="always",
+        error_model="numpy",
+        fastmath={"reassoc", "nsz", "arcp", "contract", "afn"},
+    )
 else:  # pragma: no cover
 
     def _jit_fast(fn):
         return fn
+
+    _jit_fast_inline = _jit_fast
 
 
 __all__ = ["BLOCK", "exact_top_k", "first_pass", "pack_int8"]
@@ -82,52 +90,92 @@ def first_pass(
 #: Items that share one running maximum in :func:`_first_pass`.
 _RUN = 32
 
+#: Rows scored together: each int8 value is converted to float once for all of them.
+_ROWS = 4
+
 
 @_jit_fast
 def _first_pass(blocks, scale, bias, queries, out):  # pragma: no cover - compiled
     n_blocks, d4, width = blocks.shape
     n = n_blocks * width
-    m = out.shape[1]
-    acc = np.empty(width, dtype=np.float32)
-    scores = np.empty(n, dtype=np.float32)
-    peaks = np.empty(n // _RUN, dtype=np.float32)
+    rows = queries.shape[0]
+    acc = np.empty((_ROWS, width), dtype=np.float32)
+    scores = np.empty((_ROWS, n), dtype=np.float32)
+    peaks = np.empty((_ROWS, n // _RUN), dtype=np.float32)
     vals = np.empty(n, dtype=np.float32)
     idx = np.empty(n, dtype=np.int64)
-    for r in range(queries.shape[0]):
-        q = queries[r]
+    for first in range(0, rows, _ROWS):
+        group = min(_ROWS, rows - first)
         for b in range(n_blocks):
-            acc[:] = 0.0
-            for j in range(0, d4, 4):
-                w0, w1, w2, w3 = q[j], q[j + 1], q[j + 2], q[j + 3]
-                for t in range(width):
-                    pair = np.float32(blocks[b, j, t]) * w0 + np.float32(blocks[b, j + 1, t]) * w1
-                    acc[t] += pair + (
-                        np.float32(blocks[b, j + 2, t]) * w2 + np.float32(blocks[b, j + 3, t]) * w3
-                    )
-            base = b * width
-            for run in range(width // _RUN):
-                peak = -np.inf
-                for t in range(run * _RUN, (run + 1) * _RUN):
-                    v = acc[t] * scale[base + t] + bias[base + t]
-                    scores[base + t] = v
-                    peak = max(peak, v)
-                peaks[base // _RUN + run] = peak
-        # The m-th best run peak is a score that m items reach: only runs whose peak reaches it
-        # can hold one of the best m.
-        floor = -np.inf
-        if peaks.shape[0] > m:
-            floor = np.partition(peaks, peaks.shape[0] - m)[peaks.shape[0] - m]
-        count = 0
-        for p in range(peaks.shape[0]):
-            if peaks[p] >= floor and peaks[p] > -np.inf:
-                for i in range(p * _RUN, (p + 1) * _RUN):
-                    if scores[i] >= floor and scores[i] > -np.inf:
-                        vals[count] = scores[i]
-                        idx[count] = i
-                        count += 1
-        order = np.argsort(-vals[:count], kind="mergesort")[:m]
-        for c in range(order.shape[0]):
-            out[r, c] = idx[order[c]]
+            if group == _ROWS:
+                _block_of_four(blocks[b], queries, first, acc)
+            else:
+                for g in range(group):
+                    _block_of_one(blocks[b], queries[first + g], acc[g])
+            for g in range(group):
+                _finish_block(acc[g], scale, bias, b * width, scores[g], peaks[g])
+        for g in range(group):
+            _best(scores[g], peaks[g], vals, idx, out[first + g])
+
+
+@_jit_fast_inline
+def _block_of_one(block, q, acc):  # pragma: no cover - compiled
+    acc[:] = 0.0
+    for j in range(0, block.shape[0], 4):
+        w0, w1, w2, w3 = q[j], q[j + 1], q[j + 2], q[j + 3]
+        for t in range(block.shape[1]):
+            pair = np.float32(block[j, t]) * w0 + np.float32(block[j + 1, t]) * w1
+            acc[t] += pair + (np.float32(block[j + 2, t]) * w2 + np.float32(block[j + 3, t]) * w3)
+
+
+@_jit_fast_inline
+def _block_of_four(block, queries, first, acc):  # pragma: no cover - compiled
+    acc[:] = 0.0
+    a, b, c, e = queries[first], queries[first + 1], queries[first + 2], queries[first + 3]
+    for j in range(0, block.shape[0], 2):
+        a0, a1, b0, b1 = a[j], a[j + 1], b[j], b[j + 1]
+        c0, c1, e0, e1 = c[j], c[j + 1], e[j], e[j + 1]
+        for t in range(block.shape[1]):
+            x0 = np.float32(block[j, t])
+            x1 = np.float32(block[j + 1, t])
+            acc[0, t] += x0 * a0 + x1 * a1
+            acc[1, t] += x0 * b0 + x1 * b1
+            acc[2, t] += x0 * c0 + x1 * c1
+            acc[3, t] += x0 * e0 + x1 * e1
+
+
+@_jit_fast_inline
+def _finish_block(acc, scale, bias, base, scores, peaks):  # pragma: no cover - compiled
+    """Scale and bias a block's sums into ``scores``, and the maximum of each run of items."""
+    for run in range(acc.shape[0] // _RUN):
+        peak = -np.inf
+        for t in range(run * _RUN, (run + 1) * _RUN):
+            v = acc[t] * scale[base + t] + bias[base + t]
+            scores[base + t] = v
+            peak = max(peak, v)
+        peaks[base // _RUN + run] = peak
+
+
+@_jit_fast_inline
+def _best(scores, peaks, vals, idx, out):  # pragma: no cover - compiled
+    """The best ``len(out)`` finite ``scores``, best first, into ``out``."""
+    m = out.shape[0]
+    # The m-th best run peak is a score that m items reach: only runs whose peak reaches it
+    # can hold one of the best m.
+    floor = -np.inf
+    if peaks.shape[0] > m:
+        floor = np.partition(peaks, peaks.shape[0] - m)[peaks.shape[0] - m]
+    count = 0
+    for p in range(peaks.shape[0]):
+        if peaks[p] >= floor and peaks[p] > -np.inf:
+            for i in range(p * _RUN, (p + 1) * _RUN):
+                if scores[i] >= floor and scores[i] > -np.inf:
+                    vals[count] = scores[i]
+                    idx[count] = i
+                    count += 1
+    order = np.argsort(-vals[:count], kind="mergesort")[:m]
+    for c in range(order.shape[0]):
+        out[c] = idx[order[c]]
 
 
 def exact_top_k(
