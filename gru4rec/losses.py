@@ -53,6 +53,7 @@ __all__ = [
     "get_loss",
     "loss_class",
     "register_loss",
+    "sampled_loss_names",
     "top1",
     "top1_max",
 ]
@@ -723,8 +724,17 @@ SAMPLED_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "bpr-max": bpr_max,
     "cross-entropy": cross_entropy_sampled,
 }
-#: The names of the sampled losses (``loss_fn``), in registration order.
-LOSSES = tuple(name for name, cls in LOSS_CLASSES.items() if cls.sampled)
+
+
+def sampled_loss_names() -> tuple[str, ...]:
+    """The names ``loss_fn`` takes now: every sampled loss registered so far (a user's
+    :func:`register_loss` from their own module included), in registration order."""
+    return tuple(name for name, cls in LOSS_CLASSES.items() if cls.sampled)
+
+
+#: The names of the package's own sampled losses (``loss_fn``), in registration order;
+#: :func:`sampled_loss_names` also lists losses registered later.
+LOSSES = sampled_loss_names()
 
 
 def get_loss(name: str) -> Callable[..., torch.Tensor]:
