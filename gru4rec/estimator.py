@@ -9,6 +9,8 @@ the checkpoint module persists the result.
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -18,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import advice, growth, inputs, presets, rollback
+from . import advice, growth, inputs, persistence, presets, rollback
 from . import device as devices
 from . import params as param_table
 from .caller import warn
@@ -27,7 +29,7 @@ from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_E
 from .inference import Scorer
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .model import GRU4RecNet
-from .persistence import Persistence, savable_item_ids
+from .persistence import savable_item_ids
 from .prediction import Prediction
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
@@ -70,7 +72,7 @@ class _NewEvents(NamedTuple):
 _NO_Y = "y must be None: GRU4Rec learns from the sessions in X alone"
 
 
-class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
+class _GRU4RecBase(Prediction, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
     #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
@@ -549,6 +551,51 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
     def _evaluator(self, validation: Validation) -> Callable[[], float]:
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
         return lambda: validation.evaluate(self.stopping_criterion_, self._scorer(), rng)
+
+    # -- files and pickles (gru4rec.persistence, on plain data) -----------------------------
+
+    @property
+    def filename(self) -> str:
+        """Name of the file at which :meth:`save` writes the model, in recpack's format:
+        ``{name}_loss_{best value}.trch`` (the criterion's starting value, ``-inf`` or
+        ``inf``, before any epoch was scored)."""
+        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
+        return persistence.filename(self.name, getattr(self, "best_value_", None), criterion)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
+        """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
+        a directory, existing or ending in a path separator: :attr:`filename` in it).
+
+        Returns the path written. The file holds the weights and plain
+        metadata (parameters, architecture, item ids, history), and the state that
+        :meth:`partial_fit` continues from (the optimiser's state, the sampler's counts,
+        the number of updates); it loads with ``torch.load(weights_only=True)``.
+        """
+        self._check_fitted()
+        fitted = {key: getattr(self, key, None) for key in persistence.SAVED}
+        meta = persistence.metadata(
+            self.name, self.get_params(deep=False), self.model_.config(), fitted
+        )
+        return persistence.write(path, self.filename, self.model_.state_dict(), meta)
+
+    @devices.with_threads
+    def load(self, filename: str) -> _GRU4RecBase:
+        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
+        weights, meta = persistence.read(filename, self.name)
+        params, fitted = persistence.restored(meta)
+        own = self.get_params(deep=False)
+        self.set_params(**{key: value for key, value in params.items() if key in own})
+        self.device_ = devices.runtime(self.device)
+        for key, value in fitted.items():
+            setattr(self, key, value)
+        self.model_ = persistence.network(meta["architecture"], weights).to(self.device_)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return persistence.pack(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(persistence.unpack(state))
 
     # -- scikit-learn ------------------------------------------------------------------------
 

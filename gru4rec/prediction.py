@@ -1,8 +1,8 @@
 """The estimators' inference API: ``predict``, ``next_item_ranks``, ``score`` and ``recommend``.
 
-A mixin of the estimators (as :class:`gru4rec.persistence.Persistence` is): it reads their
-fitted attributes, turns the input into sessions of the training vocabulary and hands them
-to the estimator's :class:`~gru4rec.inference.Scorer`, which does the work.
+A mixin of the estimators: it reads their fitted attributes, turns the input into sessions of
+the training vocabulary and hands them to the estimator's :class:`~gru4rec.inference.Scorer`,
+which does the work.
 """
 
 from __future__ import annotations
