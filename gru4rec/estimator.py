@@ -20,27 +20,27 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import advice, growth, inputs, persistence, presets, rollback
+from . import advice, constraints, growth, inputs, persistence, presets, rollback
 from . import device as devices
-from . import params as param_table
-from .caller import warn
 from .checkpoint import check_writable
 from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
+from .holdout import Validation, from_pair
 from .inference import Scorer
+from .losses import LossConfig
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .model import GRU4RecNet
+from .notices import warn
 from .persistence import savable_item_ids
 from .prediction import Prediction
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
+from .step import EpochData, build_optimizer, build_sampler
 from .stopping import (
     Selection,
     StoppingCriterion,
     configured,
 )
 from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
-from .training import EpochData, LossConfig, build_optimizer, build_sampler
-from .validation import Validation, from_pair
 
 __all__ = [
     "GRU4RecCrossEntropy",
@@ -77,7 +77,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
 
     #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
     #: a subclass merges its own into a copy, as scikit-learn's estimators do.
-    _parameter_constraints: dict[str, Any] = {**param_table.COMMON}
+    _parameter_constraints: dict[str, Any] = {**constraints.COMMON}
 
     def __init__(self, **params: Any) -> None:
         # The one constructor body: store every parameter unchanged (scikit-learn reads
@@ -93,7 +93,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
         ValueError
             Naming the first parameter out of its range.
         """
-        param_table.validate(self.get_params(deep=False), self._parameter_constraints)
+        constraints.validate(self.get_params(deep=False), self._parameter_constraints)
 
     # -- subclass hooks ----------------------------------------------------------------------
 
@@ -124,7 +124,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
 
         Holds no object addresses, so it is the same in every process.
         """
-        return param_table.identifier(self.name, self.get_params(deep=False))
+        return constraints.identifier(self.name, self.get_params(deep=False))
 
     def __str__(self) -> str:
         return self.name
@@ -301,8 +301,8 @@ class _GRU4RecBase(Prediction, BaseEstimator):
         """
         if y is not None:
             raise ValueError(_NO_Y)
-        param_table.Int(1, none=True).check("epochs", epochs)
-        param_table.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
+        constraints.Int(1, none=True).check("epochs", epochs)
+        constraints.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
         if not hasattr(self, "model_"):
             return self._first_fit(X, validation_data, epochs, callbacks)
         self._validate_params()
@@ -724,7 +724,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
 
     _parameter_constraints: dict[str, Any] = {
         **_GRU4RecBase._parameter_constraints,
-        **param_table.SAMPLED,
+        **constraints.SAMPLED,
     }
 
     def __init__(

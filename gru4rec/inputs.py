@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .caller import warn
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix, id_kind
+from .notices import warn
 
 __all__ = [
     "Columns",

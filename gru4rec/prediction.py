@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import constraints, inputs
 from . import device as devices
-from . import inputs
-from . import params as param_table
 from .matrix import InteractionMatrix, SessionArrays
 from .metrics import recall_at_k
 
@@ -87,7 +86,7 @@ class Prediction:
             only), or the ranks of :meth:`next_item_ranks` with the functions of
             :mod:`gru4rec.metrics`.
         """
-        param_table.Int(1).check("k", k)
+        constraints.Int(1).check("k", k)
         ranks = self.next_item_ranks(X)
         if len(ranks) == 0:
             raise ValueError("X has no session with 2 or more events to score")
@@ -136,8 +135,8 @@ class Prediction:
             once at most, never a filtered one.
         """
         self._check_fitted()
-        param_table.Int(1).check("k", k)
-        param_table.Bool().check("exclude_seen", exclude_seen)
+        constraints.Int(1).check("k", k)
+        constraints.Bool().check("exclude_seen", exclude_seen)
         blocked, _ = inputs.blocked_items(items, filter_items, self.item_vocabulary_, self.n_items_)
         flat, offsets, single = inputs.session_lists(sessions, self.item_vocabulary_, self.n_items_)
         idx, scores = self.recommend_indices(flat, offsets, k, exclude_seen, blocked)
@@ -175,8 +174,8 @@ class Prediction:
             indices are ``gru4rec.inputs.item_ids(indices, model.item_vocabulary_)``.
         """
         self._check_fitted()
-        param_table.Int(1).check("k", k)
-        param_table.Bool().check("exclude_seen", exclude_seen)
+        constraints.Int(1).check("k", k)
+        constraints.Bool().check("exclude_seen", exclude_seen)
         items, offsets = np.asarray(items), np.asarray(offsets)
         inputs.check_index_sessions(items, offsets, blocked, self.n_items_)
         return self._scorer().recommend(items, offsets, k, exclude_seen, blocked)

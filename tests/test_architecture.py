@@ -10,12 +10,12 @@ import gru4rec
 
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
-    {"kernels", "caller", "checks", "defaults", "presets"},
+    {"kernels", "notices", "checks", "defaults", "presets"},
     {"device", "checkpoint", "metrics", "state_store"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"step"},
-    {"datasets", "inputs", "training", "inference", "growth", "advice"},
-    {"trainer", "validation", "params", "persistence", "sessions", "export"},
+    {"datasets", "inputs", "inference", "growth", "advice"},
+    {"trainer", "holdout", "constraints", "persistence", "sessions", "export"},
     {"rollback", "prediction"},
     {"estimator"},
     {"service"},

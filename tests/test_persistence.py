@@ -25,7 +25,7 @@ from gru4rec import (
 )
 from gru4rec.checkpoint import FORMAT, CheckpointError
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
-from gru4rec.validation import Validation
+from gru4rec.holdout import Validation
 
 SMALL = dict(hidden_size=16, batch_size=32, num_negatives=16, device="cpu", seed=0)
 

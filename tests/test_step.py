@@ -17,7 +17,7 @@ import torch
 from tiny import events, neg
 
 from gru4rec import kernels, step
-from gru4rec.losses import LOSS_CLASSES, Columns, Loss, LossConfig, register_loss
+from gru4rec.losses import LOSS_CLASSES, Loss, LossConfig, ScoredItems, register_loss
 from gru4rec.model import GRU4RecNet, gru_cell_backward, gru_cell_forward
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.step import Epoch, EpochData
@@ -150,11 +150,11 @@ class SquaredError(Loss):
 
     name = "toy-squared-error"
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         target = torch.eye(*scores.shape)
         return (scores - target).square().mean()
 
-    def closed_form(self, scores: torch.Tensor, columns: Columns):
+    def closed_form(self, scores: torch.Tensor, columns: ScoredItems):
         d = scores - torch.eye(*scores.shape)
         return d.square().mean() * columns.scale, d * (2 * columns.scale / d.numel())
 
@@ -166,7 +166,7 @@ class AbsoluteError(SquaredError):
     name = "toy-absolute-error"
     closed_form = None
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return (scores - torch.eye(*scores.shape)).abs().mean()
 
 

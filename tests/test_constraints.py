@@ -1,4 +1,4 @@
-"""Tests of gru4rec.params: every constructor parameter is checked in fit, naming it."""
+"""Tests of gru4rec.constraints: every constructor parameter is checked in fit, naming it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tiny import (
 )
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling
-from gru4rec.params import PARAMS, validate
+from gru4rec.constraints import PARAMS, validate
 
 # Values no table generates: numpy floats that hold an integer, and the options themselves
 # in a list.
@@ -102,7 +102,7 @@ def test_the_command_line_names_the_parameters_the_cross_entropy_estimator_lacks
     import argparse
 
     from gru4rec import cli
-    from gru4rec.params import SAMPLED
+    from gru4rec.constraints import SAMPLED
 
     parser = argparse.ArgumentParser()
     cli._add_estimator_options(parser)
