@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import advice, constraints, growth, inputs, persistence, presets, rollback
+from . import advice, constraints, growth, inputs, parameters, persistence, presets, rollback
 from . import device as devices
 from .checkpoint import check_writable
 from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
@@ -625,88 +625,6 @@ class GRU4RecNegSampling(_GRU4RecBase):
     ``num_negatives`` items drawn once per step (``P ~ count ** sample_alpha``) are the negatives
     of every row.
 
-    Parameters
-    ----------
-    num_layers : int, default=1
-        Number of GRU layers.
-    hidden_size : int, default=100
-        Units per GRU layer.
-    num_components : int, default=250
-        Size of the input item embedding (unused with ``constrained_embedding``).
-    dropout : float, default=0.0
-        Dropout on the input embedding, and on the GRU outputs unless ``dropout_hidden`` is set.
-    loss_fn : {'bpr', 'top1', 'bpr-max', 'top1-max', 'cross-entropy'}, default='bpr'
-        Ranking loss over the sampled columns. 'cross-entropy' is a softmax over targets and
-        negatives, with the ``logq`` correction.
-    optimization_algorithm : {'adagrad', 'sgd'}, default='adagrad'
-    momentum : float, default=0.0
-        Heavy-ball momentum, for both optimisers.
-    clipnorm : float or None, default=1.0
-        Clip the joint l2 norm of each step's gradients; None for no clipping.
-    bptt : int, default=1
-        Steps between truncations of back-propagation through time.
-    num_negatives : int, default=50
-        Negatives drawn per mini-batch step and shared by its rows.
-    batch_size : int, default=512
-        Sessions processed in parallel.
-    max_epochs : int, default=5
-    learning_rate : float, default=0.03
-    stopping_criterion : str, StoppingCriterion or criterion object, default='recall'
-        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`). An
-        object with recpack's criterion protocol works too, recpack's own ``StoppingCriterion``
-        included: each validated epoch calls its ``update(val_out, X_pred)`` with the held-out
-        events and the predictions (top ``predict_topK`` when set) of the validation rows that
-        ``validation_sample_size`` draws; True keeps that epoch's weights
-        (:class:`gru4rec.stopping.ObjectCriterion`).
-    stop_early : bool, default=False
-        Stop after ``max_iter_no_change`` epochs without improvement.
-    max_iter_no_change : int, default=5
-    min_improvement : float, default=0.0
-        A value counts as better only when it beats the best by more than this.
-    seed : int or None, default=None
-        Seed of every random draw of ``fit``; the seed used is ``seed_``.
-    save_best_to_file : bool, default=False
-        Call :meth:`save` at the end of ``fit``.
-    keep_last : bool, default=False
-        Keep the last epoch rather than the best one on validation data.
-    predict_topK : int or None, default=None
-        Keep only the K best items of each predicted row.
-    validation_sample_size : int or None, default=None
-        Evaluate the criterion on this many randomly drawn validation users.
-    sample_alpha : float, default=0.0
-        Popularity exponent of the negative distribution (0: uniform, as recpack).
-    bpreg : float, default=1.0
-        Score regularisation of the bpr-max loss.
-    elu_param : float, default=0.0
-        ELU applied to the scores before the ranking losses (0: none).
-    dropout_hidden : float or None, default=None
-        Dropout on the GRU outputs; None means ``dropout``.
-    constrained_embedding : bool, default=False
-        Use each item's output vector as its input embedding.
-    logq : float, default=0.0
-        Sampling-bias correction of the cross-entropy loss.
-    device : {'auto', 'cpu', 'cuda'}, default='auto'
-        Where to train and predict; 'auto' takes CUDA when available.
-    verbose : bool, default=False
-        Show a progress bar over the training steps.
-    num_threads : int or None, default=1
-        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and ``score``; torch's
-        setting is restored when they return. None leaves torch's setting alone (all cores unless
-        you changed it). One thread is the default because GRU4Rec's mini-batches are tens to
-        hundreds of rows, too small for several CPU threads to pay off, and on a busy machine every
-        extra thread makes each small step wait for the others. Raise it on a large, otherwise idle
-        machine with big batches or a large catalogue.
-    session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
-        Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
-        ``time_col=None``: the frames have no time column; events are in time order within each
-        session (row order) and training visits the sessions in a seeded random order.
-    session_order : {'time', 'random'}, default='time'
-        The order in which each epoch visits the training sessions. 'time': by start time, oldest
-        first, as the reference implementation does; sessions with equal start times come in a
-        random order drawn from the seed (never in id order). 'random': a seeded random order
-        regardless of the times, for data whose start times mean little (user histories numbered by
-        position, one date per import).
-
     Attributes
     ----------
     model_ : GRU4RecNet
@@ -794,9 +712,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
 class GRU4RecCrossEntropy(_GRU4RecBase):
     """GRU4Rec trained with a softmax over the whole catalogue (recpack's cross-entropy variant).
 
-    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and the
-    sampling-related extras. Every step scores every item, so a step costs O(catalogue); prefer
-    ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
+    The parameters of :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and
+    the sampling-related extras. Every step scores every item, so a step costs O(catalogue);
+    prefer ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
 
     # The common parameters alone.
@@ -838,3 +756,13 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")
+
+
+# The Parameters sections come from gru4rec.parameters, which declares every parameter once
+# (default, annotation, description); the signatures above hold the same defaults.
+GRU4RecNegSampling.__doc__ = parameters.document(
+    GRU4RecNegSampling.__doc__, parameters.NEG_SAMPLING
+)
+GRU4RecCrossEntropy.__doc__ = parameters.document(
+    GRU4RecCrossEntropy.__doc__, parameters.CROSS_ENTROPY
+)
