@@ -202,9 +202,11 @@ def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any
     else:
         params.setdefault("verbose", True)
     params["num_threads"] = args.threads
+    from ..constraints import validate  # (imports torch: the estimator already did)
+
     est = cls(**params)
     try:
-        est._validate_params()
+        validate(est.get_params(deep=False))  # the table of every parameter either class takes
     except ValueError as exc:  # name the option, not the parameter
         raise ValueError(_as_option_message(str(exc), params)) from None
     return est
