@@ -70,7 +70,11 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "bptt": _P(1, "int", "int", "Steps between truncations of back-propagation through time."),
     "num_negatives": _P(
-        50, "int", "int", "Negatives drawn per mini-batch step and shared by its rows.", True
+        50,
+        "int",
+        "int",
+        "Negatives drawn per mini-batch step and shared by its rows.",
+        sampled=True,
     ),
     "batch_size": _P(512, "int", "int", "Sessions processed in parallel."),
     "max_epochs": _P(5, "int", "int"),
@@ -120,15 +124,15 @@ PARAMETERS: dict[str, Parameter] = {
         "float",
         "float",
         "Popularity exponent of the negative distribution (0: uniform, as recpack).",
-        True,
+        sampled=True,
     ),
-    "bpreg": _P(1.0, "float", "float", "Score regularisation of the bpr-max loss.", True),
+    "bpreg": _P(1.0, "float", "float", "Score regularisation of the bpr-max loss.", sampled=True),
     "elu_param": _P(
         0.0,
         "float",
         "float",
         "ELU applied to the scores before the ranking losses (0: none).",
-        True,
+        sampled=True,
     ),
     "dropout_hidden": _P(
         None,
@@ -139,7 +143,9 @@ PARAMETERS: dict[str, Parameter] = {
     "constrained_embedding": _P(
         False, "bool", "bool", "Use each item's output vector as its input embedding."
     ),
-    "logq": _P(0.0, "float", "float", "Sampling-bias correction of the cross-entropy loss.", True),
+    "logq": _P(
+        0.0, "float", "float", "Sampling-bias correction of the cross-entropy loss.", sampled=True
+    ),
     "device": _P(
         "auto",
         "str",

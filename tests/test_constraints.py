@@ -109,3 +109,14 @@ def test_the_command_line_names_the_parameters_the_cross_entropy_estimator_lacks
     (group,) = [g for g in parser._action_groups if g.title == "estimator parameters"]
     listed = re.search(r"takes all but (.*?)\)", group.description).group(1)
     assert re.split(r", | and ", listed) == list(SAMPLED)
+
+
+def test_the_constraint_tables_cover_the_declared_parameters():
+    from gru4rec import parameters
+    from gru4rec.constraints import COMMON, SAMPLED
+
+    declared = parameters.PARAMETERS
+    assert set(SAMPLED) == {name for name, p in declared.items() if p.sampled}
+    assert set(COMMON) == set(parameters.CROSS_ENTROPY)
+    for name, param in declared.items():  # every default passes its own constraint
+        PARAMS[name].check(name, param.default)
