@@ -583,12 +583,13 @@ class _GRU4RecBase(Prediction, BaseEstimator):
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
         weights, meta = persistence.read(filename, self.name)
         params, fitted = persistence.restored(meta)
+        model = persistence.network(meta["architecture"], weights)  # all read before a change
         own = self.get_params(deep=False)
         self.set_params(**{key: value for key, value in params.items() if key in own})
         self.device_ = devices.runtime(self.device)
         for key, value in fitted.items():
             setattr(self, key, value)
-        self.model_ = persistence.network(meta["architecture"], weights).to(self.device_)
+        self.model_ = model.to(self.device_)
         return self
 
     def __getstate__(self) -> dict[str, Any]:

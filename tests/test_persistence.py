@@ -838,3 +838,21 @@ def test_the_file_functions_never_call_an_estimator():
     tree = ast.parse(inspect.getsource(persistence))
     assert not [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     assert not [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "self"]
+
+
+def test_a_file_whose_weights_do_not_fit_leaves_the_estimator_as_it_was(fitted, tmp_path):
+    from gru4rec import persistence
+
+    attrs = {key: getattr(fitted, key) for key in persistence.SAVED}
+    arch = {**fitted.model_.config(), "hidden_size": fitted.model_.config()["hidden_size"] + 1}
+    meta = persistence.metadata(fitted.name, fitted.get_params(deep=False), arch, attrs)
+    path = persistence.write(tmp_path / "bad.trch", "", fitted.model_.state_dict(), meta)
+    other = small(max_epochs=1, hidden_size=8).fit(make_synthetic_sessions(40, 12, seed=1))
+    before = {k: v for k, v in other.__dict__.items() if k != "model_"}
+    weights = {k: v.clone() for k, v in other.model_.state_dict().items()}
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        other.load(path)
+    assert other.get_params()["hidden_size"] == 8 and other.n_items_ == before["n_items_"]
+    assert other.history_ == before["history_"]
+    for key, value in other.model_.state_dict().items():
+        torch.testing.assert_close(value, weights[key], rtol=0, atol=0)
