@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .caller import warn
+from .notices import warn
 
 __all__ = ["LARGE_STEP", "warn_about_settings"]
 

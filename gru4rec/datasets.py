@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .caller import warn
 from .checks import check_int
 from .defaults import ITEM, SESSION, TIME
 from .matrix import InteractionMatrix, _check_columns, _timestamp_column
+from .notices import warn
 
 __all__ = [
     "SESSION",

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from . import kernels
-from .caller import warn
 from .checks import is_int
+from .notices import warn
 
 __all__ = [
     "blas_threads",

@@ -133,9 +133,8 @@ def _recommend_partition(
         items, offsets = inputs.flat_sessions(
             part[item].to_numpy(), lengths, model.item_vocabulary_, model.n_items_
         )
-        idx, rec_scores = model._recommend_indices(items, offsets, k)
-        vocab = model.item_vocabulary_
-        rec_items = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
+        idx, rec_scores = model.recommend_indices(items, offsets, k)
+        rec_items = inputs.item_ids(idx, model.item_vocabulary_)
     else:  # an empty partition (or the metadata)
         rec_items, rec_scores = np.zeros((0, 0), dtype=object), np.zeros((0, 0), np.float32)
     kk = rec_items.shape[1]

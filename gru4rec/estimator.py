@@ -9,6 +9,8 @@ the checkpoint module persists the result.
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -18,27 +20,27 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import advice, growth, inputs, presets, rollback
+from . import advice, constraints, growth, inputs, parameters, persistence, presets, rollback
 from . import device as devices
-from . import params as param_table
-from .caller import warn
 from .checkpoint import check_writable
 from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
+from .holdout import Validation, from_pair
 from .inference import Scorer
+from .losses import LossConfig
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary
 from .model import GRU4RecNet
-from .persistence import Persistence, savable_item_ids
+from .notices import warn
+from .persistence import savable_item_ids
 from .prediction import Prediction
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
+from .step import EpochData, build_optimizer, build_sampler
 from .stopping import (
     Selection,
     StoppingCriterion,
     configured,
 )
 from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
-from .training import EpochData, LossConfig, build_optimizer, build_sampler
-from .validation import Validation, from_pair
 
 __all__ = [
     "GRU4RecCrossEntropy",
@@ -70,12 +72,12 @@ class _NewEvents(NamedTuple):
 _NO_Y = "y must be None: GRU4Rec learns from the sessions in X alone"
 
 
-class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
+class _GRU4RecBase(Prediction, BaseEstimator):
     """Shared machinery; subclasses define the constructor and the loss."""
 
     #: The parameters every subclass takes, each with its constraint (checked in ``fit``);
     #: a subclass merges its own into a copy, as scikit-learn's estimators do.
-    _parameter_constraints: dict[str, Any] = {**param_table.COMMON}
+    _parameter_constraints: dict[str, Any] = {**constraints.COMMON}
 
     def __init__(self, **params: Any) -> None:
         # The one constructor body: store every parameter unchanged (scikit-learn reads
@@ -91,7 +93,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         ValueError
             Naming the first parameter out of its range.
         """
-        param_table.validate(self.get_params(deep=False), self._parameter_constraints)
+        constraints.validate(self.get_params(deep=False), self._parameter_constraints)
 
     # -- subclass hooks ----------------------------------------------------------------------
 
@@ -122,7 +124,7 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
 
         Holds no object addresses, so it is the same in every process.
         """
-        return param_table.identifier(self.name, self.get_params(deep=False))
+        return constraints.identifier(self.name, self.get_params(deep=False))
 
     def __str__(self) -> str:
         return self.name
@@ -299,8 +301,8 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         """
         if y is not None:
             raise ValueError(_NO_Y)
-        param_table.Int(1, none=True).check("epochs", epochs)
-        param_table.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
+        constraints.Int(1, none=True).check("epochs", epochs)
+        constraints.Real(0.0, 1.0, open_high=False).check("count_decay", count_decay)
         if not hasattr(self, "model_"):
             return self._first_fit(X, validation_data, epochs, callbacks)
         self._validate_params()
@@ -550,6 +552,52 @@ class _GRU4RecBase(Prediction, Persistence, BaseEstimator):
         rng = np.random.default_rng(self.seed_)  # the draws of validation_sample_size
         return lambda: validation.evaluate(self.stopping_criterion_, self._scorer(), rng)
 
+    # -- files and pickles (gru4rec.persistence, on plain data) -----------------------------
+
+    @property
+    def filename(self) -> str:
+        """Name of the file at which :meth:`save` writes the model, in recpack's format:
+        ``{name}_loss_{best value}.trch`` (the criterion's starting value, ``-inf`` or
+        ``inf``, before any epoch was scored)."""
+        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
+        return persistence.filename(self.name, getattr(self, "best_value_", None), criterion)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
+        """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
+        a directory, existing or ending in a path separator: :attr:`filename` in it).
+
+        Returns the path written. The file holds the weights and plain
+        metadata (parameters, architecture, item ids, history), and the state that
+        :meth:`partial_fit` continues from (the optimiser's state, the sampler's counts,
+        the number of updates); it loads with ``torch.load(weights_only=True)``.
+        """
+        self._check_fitted()
+        fitted = {key: getattr(self, key, None) for key in persistence.SAVED}
+        meta = persistence.metadata(
+            self.name, self.get_params(deep=False), self.model_.config(), fitted
+        )
+        return persistence.write(path, self.filename, self.model_.state_dict(), meta)
+
+    @devices.with_threads
+    def load(self, filename: str) -> _GRU4RecBase:
+        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
+        weights, meta = persistence.read(filename, self.name)
+        params, fitted = persistence.restored(meta)
+        model = persistence.network(meta["architecture"], weights)  # all read before a change
+        own = self.get_params(deep=False)
+        self.set_params(**{key: value for key, value in params.items() if key in own})
+        self.device_ = devices.runtime(self.device)
+        for key, value in fitted.items():
+            setattr(self, key, value)
+        self.model_ = model.to(self.device_)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return persistence.pack(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(persistence.unpack(state))
+
     # -- scikit-learn ------------------------------------------------------------------------
 
     def __sklearn_tags__(self):
@@ -578,88 +626,6 @@ class GRU4RecNegSampling(_GRU4RecBase):
     ``num_negatives`` items drawn once per step (``P ~ count ** sample_alpha``) are the negatives
     of every row.
 
-    Parameters
-    ----------
-    num_layers : int, default=1
-        Number of GRU layers.
-    hidden_size : int, default=100
-        Units per GRU layer.
-    num_components : int, default=250
-        Size of the input item embedding (unused with ``constrained_embedding``).
-    dropout : float, default=0.0
-        Dropout on the input embedding, and on the GRU outputs unless ``dropout_hidden`` is set.
-    loss_fn : {'bpr', 'top1', 'bpr-max', 'top1-max', 'cross-entropy'}, default='bpr'
-        Ranking loss over the sampled columns. 'cross-entropy' is a softmax over targets and
-        negatives, with the ``logq`` correction.
-    optimization_algorithm : {'adagrad', 'sgd'}, default='adagrad'
-    momentum : float, default=0.0
-        Heavy-ball momentum, for both optimisers.
-    clipnorm : float or None, default=1.0
-        Clip the joint l2 norm of each step's gradients; None for no clipping.
-    bptt : int, default=1
-        Steps between truncations of back-propagation through time.
-    num_negatives : int, default=50
-        Negatives drawn per mini-batch step and shared by its rows.
-    batch_size : int, default=512
-        Sessions processed in parallel.
-    max_epochs : int, default=5
-    learning_rate : float, default=0.03
-    stopping_criterion : str, StoppingCriterion or criterion object, default='recall'
-        How validation epochs are compared (see :class:`gru4rec.stopping.StoppingCriterion`). An
-        object with recpack's criterion protocol works too, recpack's own ``StoppingCriterion``
-        included: each validated epoch calls its ``update(val_out, X_pred)`` with the held-out
-        events and the predictions (top ``predict_topK`` when set) of the validation rows that
-        ``validation_sample_size`` draws; True keeps that epoch's weights
-        (:class:`gru4rec.stopping.ObjectCriterion`).
-    stop_early : bool, default=False
-        Stop after ``max_iter_no_change`` epochs without improvement.
-    max_iter_no_change : int, default=5
-    min_improvement : float, default=0.0
-        A value counts as better only when it beats the best by more than this.
-    seed : int or None, default=None
-        Seed of every random draw of ``fit``; the seed used is ``seed_``.
-    save_best_to_file : bool, default=False
-        Call :meth:`save` at the end of ``fit``.
-    keep_last : bool, default=False
-        Keep the last epoch rather than the best one on validation data.
-    predict_topK : int or None, default=None
-        Keep only the K best items of each predicted row.
-    validation_sample_size : int or None, default=None
-        Evaluate the criterion on this many randomly drawn validation users.
-    sample_alpha : float, default=0.0
-        Popularity exponent of the negative distribution (0: uniform, as recpack).
-    bpreg : float, default=1.0
-        Score regularisation of the bpr-max loss.
-    elu_param : float, default=0.0
-        ELU applied to the scores before the ranking losses (0: none).
-    dropout_hidden : float or None, default=None
-        Dropout on the GRU outputs; None means ``dropout``.
-    constrained_embedding : bool, default=False
-        Use each item's output vector as its input embedding.
-    logq : float, default=0.0
-        Sampling-bias correction of the cross-entropy loss.
-    device : {'auto', 'cpu', 'cuda'}, default='auto'
-        Where to train and predict; 'auto' takes CUDA when available.
-    verbose : bool, default=False
-        Show a progress bar over the training steps.
-    num_threads : int or None, default=1
-        Torch CPU threads used by ``fit``, ``predict``, ``recommend`` and ``score``; torch's
-        setting is restored when they return. None leaves torch's setting alone (all cores unless
-        you changed it). One thread is the default because GRU4Rec's mini-batches are tens to
-        hundreds of rows, too small for several CPU threads to pay off, and on a busy machine every
-        extra thread makes each small step wait for the others. Raise it on a large, otherwise idle
-        machine with big batches or a large catalogue.
-    session_col, item_col, time_col : str, default='session_id', 'item_id', 'timestamp'
-        Columns of raw-event DataFrames passed to ``fit``, ``predict`` and friends.
-        ``time_col=None``: the frames have no time column; events are in time order within each
-        session (row order) and training visits the sessions in a seeded random order.
-    session_order : {'time', 'random'}, default='time'
-        The order in which each epoch visits the training sessions. 'time': by start time, oldest
-        first, as the reference implementation does; sessions with equal start times come in a
-        random order drawn from the seed (never in id order). 'random': a seeded random order
-        regardless of the times, for data whose start times mean little (user histories numbered by
-        position, one date per import).
-
     Attributes
     ----------
     model_ : GRU4RecNet
@@ -677,7 +643,7 @@ class GRU4RecNegSampling(_GRU4RecBase):
 
     _parameter_constraints: dict[str, Any] = {
         **_GRU4RecBase._parameter_constraints,
-        **param_table.SAMPLED,
+        **constraints.SAMPLED,
     }
 
     def __init__(
@@ -747,9 +713,9 @@ class GRU4RecNegSampling(_GRU4RecBase):
 class GRU4RecCrossEntropy(_GRU4RecBase):
     """GRU4Rec trained with a softmax over the whole catalogue (recpack's cross-entropy variant).
 
-    Same parameters as :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and the
-    sampling-related extras. Every step scores every item, so a step costs O(catalogue); prefer
-    ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
+    The parameters of :class:`GRU4RecNegSampling` without ``loss_fn``, ``num_negatives`` and
+    the sampling-related extras. Every step scores every item, so a step costs O(catalogue);
+    prefer ``GRU4RecNegSampling(loss_fn='cross-entropy', logq=1.0)`` on large catalogues.
     """
 
     # The common parameters alone.
@@ -791,3 +757,13 @@ class GRU4RecCrossEntropy(_GRU4RecBase):
 
     def _loss_config(self) -> LossConfig:
         return LossConfig(name="full-cross-entropy")
+
+
+# The Parameters sections come from gru4rec.parameters, which declares every parameter once
+# (default, annotation, description); the signatures above hold the same defaults.
+GRU4RecNegSampling.__doc__ = parameters.document(
+    GRU4RecNegSampling.__doc__, parameters.NEG_SAMPLING
+)
+GRU4RecCrossEntropy.__doc__ = parameters.document(
+    GRU4RecCrossEntropy.__doc__, parameters.CROSS_ENTROPY
+)

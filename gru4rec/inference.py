@@ -16,9 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .caller import warn
 from .kernels import quantized
 from .model import GRU4RecNet
+from .notices import warn
 from .schedule import by_length, session_parallel_schedule
 
 __all__ = ["Int8Scorer", "Scorer"]

@@ -16,14 +16,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .caller import warn
 from .matrix import InteractionMatrix, SessionArrays, Vocabulary, as_interaction_matrix, id_kind
+from .notices import warn
 
 __all__ = [
     "Columns",
     "as_matrix",
     "blocked_items",
+    "check_index_sessions",
     "check_items",
+    "item_ids",
+    "item_indices",
+    "model_vocabulary",
     "session_hashes",
     "session_lists",
     "timed_sessions",
@@ -210,7 +214,7 @@ def flat_sessions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sessions given as one flat sequence of raw item ids and their lengths, as
     ``(items, offsets)`` of model indices; unknown items are skipped with a warning."""
-    items = _item_indices(raw, vocabulary, n_items)
+    items = item_indices(raw, vocabulary, n_items)
     known = items >= 0
     if not known.all():
         warn(
@@ -252,7 +256,7 @@ def blocked_items(
             )
         raw = list(ids)
         try:
-            index = _item_indices(raw, vocabulary, n_items)
+            index = item_indices(raw, vocabulary, n_items)
         except ValueError as error:  # indices of a model without a vocabulary: say which list
             raise ValueError(f"{name}: {error}".replace("sessions must", name + " must")) from None
         if (index < 0).any():
@@ -320,8 +324,56 @@ def _check_container(value: Any, what: str) -> None:
         )
 
 
-def _item_indices(raw: Sequence[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:
-    """Model indices of raw item ids, -1 for unknown ones."""
+def model_vocabulary(vocabulary: Vocabulary | None, n_items: int) -> Vocabulary:
+    """The raw ids of a model's items as a vocabulary: ``vocabulary``, or for a model fitted
+    on item indices (None) the indices themselves."""
+    return Vocabulary(np.arange(n_items)) if vocabulary is None else vocabulary
+
+
+def item_ids(indices: Any, vocabulary: Vocabulary | None) -> np.ndarray:
+    """The raw item ids of model item indices, in their shape; the indices themselves for a
+    model fitted on item indices (``vocabulary`` None).
+
+    Every path that hands items back to the user (``recommend``, the command line,
+    :func:`gru4rec.distributed.recommend_dask`) turns indices into ids here;
+    :func:`item_indices` is the way back."""
+    idx = np.asarray(indices)
+    return idx if vocabulary is None else vocabulary.to_raw(idx)
+
+
+def check_index_sessions(
+    items: np.ndarray, offsets: np.ndarray, blocked: np.ndarray | None, n_items: int
+) -> None:
+    """Sessions given as model indices (``items``, ``offsets``) and a ``blocked`` flag per
+    item: ``ValueError`` naming the array that does not fit a model of ``n_items`` items."""
+    if items.ndim != 1 or (items.size and items.dtype.kind not in "iu"):
+        raise ValueError(
+            f"items must be a 1-D array of item indices; got {items.dtype} {items.shape}"
+        )
+    if items.size and (items.min() < 0 or items.max() >= n_items):
+        raise ValueError(
+            f"items must be indices in [0, {n_items}); got {items.min()}..{items.max()}"
+        )
+    if (
+        offsets.ndim != 1
+        or offsets.size < 1
+        or offsets.dtype.kind not in "iu"
+        or offsets[0] != 0
+        or offsets[-1] != items.size
+        or (np.diff(offsets) < 0).any()
+    ):
+        raise ValueError(
+            "offsets must be non-decreasing integers from 0 to len(items) (session s is "
+            "items[offsets[s]:offsets[s + 1]])"
+        )
+    if blocked is not None and (
+        np.shape(blocked) != (n_items,) or np.asarray(blocked).dtype != bool
+    ):
+        raise ValueError(f"blocked must be a boolean array of one flag per item ({n_items},)")
+
+
+def item_indices(raw: Sequence[Any], vocabulary: Vocabulary | None, n_items: int) -> np.ndarray:
+    """Model indices of raw item ids, -1 for unknown ones (the inverse of :func:`item_ids`)."""
     if vocabulary is not None:
         return vocabulary.index_of(raw) if len(raw) else np.zeros(0, dtype=np.int64)
     arr = np.asarray(raw)

@@ -39,7 +39,7 @@ __all__ = [
     "SAMPLED_LOSSES",
     "TOP1",
     "BPRMax",
-    "Columns",
+    "ScoredItems",
     "CrossEntropy",
     "FullCrossEntropy",
     "Loss",
@@ -53,6 +53,7 @@ __all__ = [
     "get_loss",
     "loss_class",
     "register_loss",
+    "sampled_loss_names",
     "top1",
     "top1_max",
 ]
@@ -412,8 +413,9 @@ def bpr_value_grad(
 # -- losses as objects: the reference value, the closed form, the compiled form -----------------
 
 
-class Columns(NamedTuple):
-    """A training step's scored columns: its rows' ``targets``, then the ``negatives``.
+class ScoredItems(NamedTuple):
+    """The items a training step scores (the columns of its score matrix): its rows'
+    ``targets``, then the ``negatives``, with how they were drawn.
 
     ``log_mult`` is the log multiplicity of each distinct negative (None: raw draws),
     ``sampler`` the :class:`~gru4rec.samplers.NegativeSampler` that drew them (the ``logq``
@@ -456,7 +458,7 @@ class Loss:
     name: ClassVar[str] = ""
     #: Scored against sampled columns (False: against the whole catalogue).
     sampled: ClassVar[bool] = True
-    #: Each distinct target of a step may be scored once (:class:`Columns` ``positives``).
+    #: Each distinct target of a step may be scored once (:class:`ScoredItems` ``positives``).
     distinct_targets: ClassVar[bool] = False
     #: :meth:`compiled_value_grad` exists (the compiled one-layer CPU step may run).
     compiled: ClassVar[bool] = False
@@ -468,17 +470,17 @@ class Loss:
         self.elu_param = float(elu_param)
         self.logq = float(logq)
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         """The loss (a mean over rows) of ``scores``, differentiable by autograd."""
         raise NotImplementedError
 
     def reference(
-        self, out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, columns: Columns
+        self, out: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, columns: ScoredItems
     ) -> torch.Tensor:
         """:meth:`value` of the scores ``out @ weights.T + bias`` (``bias``: ``(n, 1)``)."""
         return self.value(torch.addmm(bias.t(), out, weights.t()), columns)
 
-    def column_bias(self, col_bias: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def column_bias(self, col_bias: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         """The row of biases added to every score column (``(1, n)``, may be updated in
         place): the output bias, plus what the loss itself adds to a column's logit."""
         return col_bias
@@ -494,7 +496,7 @@ class Loss:
         weights: torch.Tensor,
         cols: torch.Tensor,
         bias_table: torch.Tensor,
-        columns: Columns,
+        columns: ScoredItems,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step's loss (times ``scale``) and its gradients w.r.t. the scores ``out @
         weights.T + bias[cols]`` and w.r.t. the column biases (``(columns, 1)``): the closed
@@ -568,7 +570,7 @@ class TOP1(Loss):
 
     name = "top1"
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return top1(self._elu(scores), log_weights=columns.log_weights())
 
 
@@ -578,7 +580,7 @@ class TOP1Max(Loss):
 
     name = "top1-max"
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return top1_max(self._elu(scores), log_weights=columns.log_weights())
 
 
@@ -591,7 +593,7 @@ class BPR(Loss):
     distinct_targets = True
     compiled = True
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return bpr(scores, log_weights=columns.log_weights())
 
     def reference(self, out, weights, bias, columns):
@@ -613,7 +615,7 @@ class BPRMax(Loss):
     compiled = True
     may_fail = True
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return bpr_max(self._elu(scores), bpreg=self.bpreg, log_weights=columns.log_weights())
 
     def closed_form(self, scores, columns):
@@ -635,14 +637,14 @@ class CrossEntropy(Loss):
     name = "cross-entropy"
     compiled = True
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         bias = None
         if self.logq > 0 and columns.sampler is not None:
             bias = columns.sampler.log_probabilities(columns.targets, columns.negatives)
             bias = bias * self.logq
         return cross_entropy_sampled(scores, logq_bias=bias, log_weights=columns.log_weights())
 
-    def column_bias(self, col_bias: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def column_bias(self, col_bias: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         # Every column bias (output bias, -logq log q, log multiplicity) in the one addmm.
         if self.logq > 0:
             log_q = columns.sampler.log_probabilities(columns.targets, columns.negatives)
@@ -693,7 +695,7 @@ class FullCrossEntropy(Loss):
     name = "full-cross-entropy"
     sampled = False
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return cross_entropy_full(scores, columns.targets)
 
 
@@ -723,8 +725,17 @@ SAMPLED_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "bpr-max": bpr_max,
     "cross-entropy": cross_entropy_sampled,
 }
-#: The names of the sampled losses (``loss_fn``), in registration order.
-LOSSES = tuple(name for name, cls in LOSS_CLASSES.items() if cls.sampled)
+
+
+def sampled_loss_names() -> tuple[str, ...]:
+    """The names ``loss_fn`` takes now: every sampled loss registered so far (a user's
+    :func:`register_loss` from their own module included), in registration order."""
+    return tuple(name for name, cls in LOSS_CLASSES.items() if cls.sampled)
+
+
+#: The names of the package's own sampled losses (``loss_fn``), in registration order;
+#: :func:`sampled_loss_names` also lists losses registered later.
+LOSSES = sampled_loss_names()
 
 
 def get_loss(name: str) -> Callable[..., torch.Tensor]:

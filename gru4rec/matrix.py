@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .caller import warn
 from .defaults import ITEM, SESSION, TIME
+from .notices import warn
 
 __all__ = [
     "InteractionMatrix",

@@ -1,9 +1,11 @@
-"""Saving and loading fitted estimators: checkpoint files and pickles.
+"""Model files and pickles of fitted estimators, as functions over plain data.
 
-:class:`Persistence` gives the estimators :meth:`~Persistence.save`, :meth:`~Persistence.load`
-and pickling. A checkpoint holds the weights and plain metadata (parameters, architecture,
-item ids, history) and loads with ``torch.load(weights_only=True)``; a pickle carries the
-weights as a ``torch.save`` blob with the architecture they were trained with.
+The estimators' ``save``, ``load`` and pickling call these with their parameters and fitted
+attributes; nothing here calls an estimator. A model file holds the weights and plain
+metadata (:func:`metadata`: parameters, architecture, item ids, history, the state that
+``partial_fit`` continues from), is written atomically (:func:`write`) and loads with
+``torch.load(weights_only=True)`` (:func:`read`); a pickle carries the weights as a
+``torch.save`` blob with the architecture they were trained with (:func:`pack`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ from .matrix import Vocabulary
 from .model import GRU4RecNet
 from .stopping import SETTINGS, StoppingCriterion, configured, criterion_name
 
-__all__ = ["Persistence", "savable_item_ids"]
+__all__ = [
+    "SAVED",
+    "filename",
+    "metadata",
+    "network",
+    "pack",
+    "read",
+    "restored",
+    "savable_item_ids",
+    "unpack",
+    "write",
+]
 
 # The kinds of raw ids a model file holds (plain data, loadable with weights_only=True).
 _PLAIN_IDS = (bool, int, float, str, np.bool_, np.integer, np.floating)
@@ -64,135 +77,163 @@ def _ids_array(ids: list[Any], dtype: str | None = None) -> np.ndarray:
     return arr
 
 
-class Persistence:
-    """What an estimator needs to be saved, loaded and pickled (a mixin)."""
+#: The fitted attributes a model file holds (besides the weights); ``training_state_``
+#: may be absent (None).
+SAVED = (
+    "n_items_",
+    "seed_",
+    "best_value_",
+    "best_epoch_",
+    "stopping_criterion_",
+    "item_vocabulary_",
+    "item_counts_",
+    "history_",
+    "training_state_",
+)
 
-    @property
-    def filename(self) -> str:
-        """Name of the file at which :meth:`save` writes the model, in recpack's format:
-        ``{name}_loss_{best value}.trch`` (the criterion's starting value, ``-inf`` or
-        ``inf``, before any epoch was scored)."""
-        best = getattr(self, "best_value_", None)
-        if best is None:
-            best = math.inf if self._criterion_minimizes() else -math.inf
-        return f"{self.name}_loss_{float(best)}.trch"
 
-    def _criterion_minimizes(self) -> bool:
-        criterion = getattr(self, "stopping_criterion_", None) or self.stopping_criterion
-        if not isinstance(criterion, str):  # ours, or an object of recpack's protocol
-            return bool(getattr(criterion, "minimize", False))
-        return bool(StoppingCriterion.FUNCTIONS.get(criterion, {}).get("minimize", False))
+def filename(name: str, best_value: float | None, criterion: Any) -> str:
+    """``{name}_loss_{best value}.trch``, recpack's model file name; before any epoch was
+    scored (``best_value`` None), the starting value of ``criterion`` (a criterion name or
+    object): ``inf`` where it minimises, else ``-inf``."""
+    if best_value is None:
+        best_value = math.inf if _minimizes(criterion) else -math.inf
+    return f"{name}_loss_{float(best_value)}.trch"
 
-    def _metadata(self) -> dict[str, Any]:
-        params = self.get_params(deep=False)
-        if not isinstance(params.get("stopping_criterion"), str):
-            params["stopping_criterion"] = criterion_name(params["stopping_criterion"])
-        if isinstance(params.get("device"), torch.device):
-            params["device"] = str(params["device"])
-        vocab = self.item_vocabulary_
-        meta = {
-            "class": self.name,
-            "params": params,
-            "architecture": self.model_.config(),
-            "n_items": int(self.n_items_),
-            "seed": int(self.seed_),
-            "best_value": self.best_value_,
-            "best_epoch": self.best_epoch_,
-            "criterion": self.stopping_criterion_.to_dict(),
-            "item_ids": savable_item_ids(vocab),
-            "item_ids_dtype": None if vocab is None else vocab.ids.dtype.str,
-            "item_counts": self.item_counts_.tolist(),
-            "history": self.history_,
-        }
-        state = getattr(self, "training_state_", None)
-        if state is not None:
-            # What partial_fit continues from (optimiser state, sampler counts, updates).
-            meta["training_state"] = state.to_plain()
-        return meta
 
-    def save(self, path: str | os.PathLike[str] | None = None) -> pathlib.Path:
-        """Save the current model, atomically, to ``path`` (default: :attr:`filename`;
-        a directory, existing or ending in a path separator: :attr:`filename` in it).
+def _minimizes(criterion: Any) -> bool:
+    if not isinstance(criterion, str):  # ours, or an object of recpack's protocol
+        return bool(getattr(criterion, "minimize", False))
+    return bool(StoppingCriterion.FUNCTIONS.get(criterion, {}).get("minimize", False))
 
-        Returns the path written. The file holds the weights and plain
-        metadata (parameters, architecture, item ids, history), and the state that
-        :meth:`partial_fit` continues from (the optimiser's state, the sampler's counts,
-        the number of updates); it loads with ``torch.load(weights_only=True)``.
-        """
-        self._check_fitted()
-        target = self.filename if path is None else path
-        if os.path.isdir(target) or str(target).endswith(("/", os.sep)):
-            target = pathlib.Path(target) / self.filename
-        try:
-            return save_checkpoint(target, self.model_.state_dict(), self._metadata())
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"cannot write the model to {os.fspath(target)}: {exc.strerror}"
-            ) from exc
 
-    @devices.with_threads
-    def load(self, filename: str) -> Persistence:
-        """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
-        state, meta = load_checkpoint(filename, map_location="cpu")
-        if meta.get("class") != self.name:
-            raise ValueError(f"{filename} holds a {meta.get('class')!r} model, not a {self.name}")
-        params = dict(meta["params"])
-        self.set_params(**{k: v for k, v in params.items() if k in self.get_params(deep=False)})
-        # Files of earlier versions hold no settings: the estimator's parameters are them.
-        settings = {key: params[key] for key in SETTINGS if key in params}
-        self.stopping_criterion_ = StoppingCriterion.from_dict({**settings, **meta["criterion"]})
-        saved = self.stopping_criterion_.to_dict()
-        named = self.stopping_criterion in StoppingCriterion.FUNCTIONS
-        if not named or configured(self.stopping_criterion, **settings).to_dict() != saved:
-            # A custom criterion (saved by name: a placeholder that says so when used), or
-            # a named one with its own settings: the parameter is the criterion itself.
-            self.stopping_criterion = copy.deepcopy(self.stopping_criterion_)
-        self.device_ = devices.runtime(self.device)
-        self.n_items_ = int(meta["n_items"])
-        self.seed_ = int(meta["seed"])
-        self.best_value_ = meta["best_value"]
-        self.best_epoch_ = meta["best_epoch"]
-        self.history_ = list(meta["history"])
-        self.item_counts_ = np.asarray(meta["item_counts"], dtype=np.int64)
-        ids = meta["item_ids"]
-        self.item_vocabulary_ = (
+def metadata(
+    name: str, params: dict[str, Any], architecture: dict[str, Any], fitted: dict[str, Any]
+) -> dict[str, Any]:
+    """The plain metadata of a model file: the class ``name``, its ``params``
+    (``get_params``), the network's ``architecture`` and the fitted attributes of
+    :data:`SAVED` (``fitted``)."""
+    params = dict(params)
+    if not isinstance(params.get("stopping_criterion"), str):
+        params["stopping_criterion"] = criterion_name(params["stopping_criterion"])
+    if isinstance(params.get("device"), torch.device):
+        params["device"] = str(params["device"])
+    vocab = fitted["item_vocabulary_"]
+    meta = {
+        "class": name,
+        "params": params,
+        "architecture": architecture,
+        "n_items": int(fitted["n_items_"]),
+        "seed": int(fitted["seed_"]),
+        "best_value": fitted["best_value_"],
+        "best_epoch": fitted["best_epoch_"],
+        "criterion": fitted["stopping_criterion_"].to_dict(),
+        "item_ids": savable_item_ids(vocab),
+        "item_ids_dtype": None if vocab is None else vocab.ids.dtype.str,
+        "item_counts": fitted["item_counts_"].tolist(),
+        "history": fitted["history_"],
+    }
+    state = fitted.get("training_state_")
+    if state is not None:
+        # What partial_fit continues from (optimiser state, sampler counts, updates).
+        meta["training_state"] = state.to_plain()
+    return meta
+
+
+def write(
+    path: str | os.PathLike[str] | None,
+    default_name: str,
+    weights: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> pathlib.Path:
+    """Write ``weights`` and ``meta`` atomically to ``path`` (None: ``default_name``; a
+    directory, existing or ending in a path separator: ``default_name`` in it); the path
+    written. An OSError names the path."""
+    target = default_name if path is None else path
+    if os.path.isdir(target) or str(target).endswith(("/", os.sep)):
+        target = pathlib.Path(target) / default_name
+    try:
+        return save_checkpoint(target, weights, meta)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot write the model to {os.fspath(target)}: {exc.strerror}"
+        ) from exc
+
+
+def read(path: str | os.PathLike[str], name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and metadata of the model file at ``path`` (``weights_only=True``); a
+    ValueError unless it holds a model of the class ``name``."""
+    weights, meta = load_checkpoint(path, map_location="cpu")
+    if meta.get("class") != name:
+        raise ValueError(f"{path} holds a {meta.get('class')!r} model, not a {name}")
+    return weights, meta
+
+
+def restored(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What :func:`metadata` saved, as the estimator's parameters and its fitted attributes
+    (those of :data:`SAVED`; ``training_state_`` None for files of earlier versions, which
+    predict, and ``partial_fit`` says so)."""
+    params = dict(meta["params"])
+    # Files of earlier versions hold no settings: the estimator's parameters are them.
+    settings = {key: params[key] for key in SETTINGS if key in params}
+    criterion = StoppingCriterion.from_dict({**settings, **meta["criterion"]})
+    named = params.get("stopping_criterion") in StoppingCriterion.FUNCTIONS
+    if not named or configured(params["stopping_criterion"], **settings).to_dict() != (
+        criterion.to_dict()
+    ):
+        # A custom criterion (saved by name: a placeholder that says so when used), or
+        # a named one with its own settings: the parameter is the criterion itself.
+        params["stopping_criterion"] = copy.deepcopy(criterion)
+    ids = meta["item_ids"]
+    fitted = {
+        "n_items_": int(meta["n_items"]),
+        "seed_": int(meta["seed"]),
+        "best_value_": meta["best_value"],
+        "best_epoch_": meta["best_epoch"],
+        "stopping_criterion_": criterion,
+        "item_vocabulary_": (
             None if ids is None else Vocabulary(_ids_array(ids, meta.get("item_ids_dtype")))
-        )
-        model = GRU4RecNet(**meta["architecture"])
-        model.load_state_dict(state)
-        self.model_ = model.to(self.device_)
-        # Files of earlier versions hold none: they predict, and partial_fit says so.
-        self.training_state_ = TrainingState.from_plain(meta.get("training_state"))
-        return self
+        ),
+        "item_counts_": np.asarray(meta["item_counts"], dtype=np.int64),
+        "history_": list(meta["history"]),
+        "training_state_": TrainingState.from_plain(meta.get("training_state")),
+    }
+    return params, fitted
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The parents' state first, whatever they add to it.
-        parent = getattr(super(), "__getstate__", None)
-        state = dict(parent()) if parent is not None else self.__dict__.copy()
-        if "model_" in state:
-            buf = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, buf)
-            # The architecture travels with the weights: parameters may have been
-            # changed with set_params since the fit.
-            state["model_"] = (self.model_.config(), buf.getvalue())
-            state["device_"] = str(self.device_)
-        return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        packed = state.get("model_")
-        parent = getattr(super(), "__setstate__", None)
-        if parent is not None:
-            parent(state)
-        else:
-            self.__dict__.update(state)
-        if isinstance(packed, tuple):
-            arch, blob = packed
-            # Under the model's own thread count, as load(): torch's parallel ops start a
-            # thread pool that a later fork (prefork servers) would inherit broken.
-            with devices.torch_threads(state.get("num_threads", 1)):
-                weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-                device = devices.runtime(state["device_"])
-                model = GRU4RecNet(**arch)
-                model.load_state_dict(weights)
-                self.model_ = model.to(device)
-            self.device_ = device
+def network(architecture: dict[str, Any], weights: dict[str, torch.Tensor]) -> GRU4RecNet:
+    """The network of ``architecture`` holding ``weights`` (on the CPU)."""
+    model = GRU4RecNet(**architecture)
+    model.load_state_dict(weights)
+    return model
+
+
+def pack(state: dict[str, Any]) -> dict[str, Any]:
+    """An estimator's pickled state with the network (``model_``) as its architecture and a
+    ``torch.save`` blob of its weights: parameters may have changed with ``set_params``
+    since the fit, so the architecture travels with the weights."""
+    state = dict(state)
+    model = state.get("model_")
+    if model is not None:
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+        state["model_"] = (model.config(), buf.getvalue())
+        state["device_"] = str(state["device_"])
+    return state
+
+
+def unpack(state: dict[str, Any]) -> dict[str, Any]:
+    """The state :func:`pack` gave, with the network rebuilt on ``device_`` (the weights
+    load with ``weights_only=True``)."""
+    state = dict(state)
+    packed = state.get("model_")
+    if isinstance(packed, tuple):
+        arch, blob = packed
+        # Under the model's own thread count, as load(): torch's parallel ops start a
+        # thread pool that a later fork (prefork servers) would inherit broken.
+        with devices.torch_threads(state.get("num_threads", 1)):
+            weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            device = devices.runtime(state["device_"])
+            state["model_"] = network(arch, weights).to(device)
+        state["device_"] = device
+    return state

@@ -1,8 +1,8 @@
 """The estimators' inference API: ``predict``, ``next_item_ranks``, ``score`` and ``recommend``.
 
-A mixin of the estimators (as :class:`gru4rec.persistence.Persistence` is): it reads their
-fitted attributes, turns the input into sessions of the training vocabulary and hands them
-to the estimator's :class:`~gru4rec.inference.Scorer`, which does the work.
+A mixin of the estimators: it reads their fitted attributes, turns the input into sessions of
+the training vocabulary and hands them to the estimator's :class:`~gru4rec.inference.Scorer`,
+which does the work.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import constraints, inputs
 from . import device as devices
-from . import inputs
-from . import params as param_table
-from .matrix import InteractionMatrix, SessionArrays, Vocabulary
+from .matrix import InteractionMatrix, SessionArrays
 from .metrics import recall_at_k
 
 __all__ = ["Prediction"]
@@ -32,9 +31,9 @@ class Prediction:
         and the number of users (rows)."""
         self._check_fitted()
         vocabulary = self.item_vocabulary_
-        if vocabulary is None and isinstance(X, pd.DataFrame):
+        if isinstance(X, pd.DataFrame):
             # A model fitted on item indices reads a frame's item ids as those indices.
-            vocabulary = Vocabulary(np.arange(self.n_items_))
+            vocabulary = inputs.model_vocabulary(vocabulary, self.n_items_)
         frame = isinstance(X, pd.DataFrame)
         X = inputs.as_matrix(X, self._columns(), vocabulary=vocabulary, allow_empty=True)
         inputs.check_items(X, self.n_items_, self.item_vocabulary_)
@@ -87,7 +86,7 @@ class Prediction:
             only), or the ranks of :meth:`next_item_ranks` with the functions of
             :mod:`gru4rec.metrics`.
         """
-        param_table.Int(1).check("k", k)
+        constraints.Int(1).check("k", k)
         ranks = self.next_item_ranks(X)
         if len(ranks) == 0:
             raise ValueError("X has no session with 2 or more events to score")
@@ -136,25 +135,47 @@ class Prediction:
             once at most, never a filtered one.
         """
         self._check_fitted()
-        param_table.Int(1).check("k", k)
-        param_table.Bool().check("exclude_seen", exclude_seen)
+        constraints.Int(1).check("k", k)
+        constraints.Bool().check("exclude_seen", exclude_seen)
         blocked, _ = inputs.blocked_items(items, filter_items, self.item_vocabulary_, self.n_items_)
         flat, offsets, single = inputs.session_lists(sessions, self.item_vocabulary_, self.n_items_)
-        idx, scores = self._recommend_indices(flat, offsets, k, exclude_seen, blocked)
-        vocab = self.item_vocabulary_
-        ids = vocab.to_raw(idx.ravel()).reshape(idx.shape) if vocab is not None else idx
+        idx, scores = self.recommend_indices(flat, offsets, k, exclude_seen, blocked)
+        ids = inputs.item_ids(idx, self.item_vocabulary_)
         return (ids[0], scores[0]) if single else (ids, scores)
 
     @devices.with_threads
-    def _recommend_indices(
+    def recommend_indices(
         self,
         items: np.ndarray,
         offsets: np.ndarray,
-        k: int,
+        k: int = 20,
         exclude_seen: bool = False,
         blocked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The recommendation path on item indices (also the command line's): top-``k``
-        indices and scores of the sessions ``items[offsets[s]:offsets[s + 1]]`` (empty: from
-        the zero state), never an item of ``blocked`` (a boolean per item)."""
+        """:meth:`recommend` on model item indices, for callers that hold sessions as
+        indices already (the command line, :func:`gru4rec.distributed.recommend_dask`).
+
+        Parameters
+        ----------
+        items : np.ndarray of int
+            The sessions' item indices, one session after the other.
+        offsets : np.ndarray of int
+            Session ``s`` is ``items[offsets[s]:offsets[s + 1]]``; an empty session is
+            scored from the empty state.
+        k : int, default=20
+        exclude_seen : bool, default=False
+        blocked : np.ndarray of bool, optional
+            One flag per item: True for an item never to return.
+
+        Returns
+        -------
+        indices, scores : np.ndarray
+            Shape ``(n_sessions, m)``, best first (as :meth:`recommend`); the raw ids of the
+            indices are ``gru4rec.inputs.item_ids(indices, model.item_vocabulary_)``.
+        """
+        self._check_fitted()
+        constraints.Int(1).check("k", k)
+        constraints.Bool().check("exclude_seen", exclude_seen)
+        items, offsets = np.asarray(items), np.asarray(offsets)
+        inputs.check_index_sessions(items, offsets, blocked, self.n_items_)
         return self._scorer().recommend(items, offsets, k, exclude_seen, blocked)

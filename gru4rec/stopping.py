@@ -51,9 +51,9 @@ import torch
 
 from gru4rec import metrics
 
-from .caller import warn
 from .checks import check_int
 from .defaults import MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, STOP_EARLY
+from .notices import warn
 
 __all__ = [
     "NEEDS",

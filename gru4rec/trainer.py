@@ -2,7 +2,7 @@
 
 The estimator builds the parts (network, schedule on the device, sampler, optimiser, loss)
 and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
-:func:`gru4rec.training.train_epoch` and notifies its :class:`Callback` objects (skorch's
+:func:`gru4rec.step.train_epoch` and notifies its :class:`Callback` objects (skorch's
 ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``), in order:
 
 1. :class:`DivergenceCheck`: the loss and the weights are finite (else:
@@ -36,8 +36,8 @@ import torch
 from . import kernels
 from .device import blas_threads, fused_kernels
 from .model import GRU4RecNet
+from .step import Epoch, train_epoch
 from .stopping import Selection, snapshot
-from .training import Epoch, train_epoch
 
 __all__ = [
     "Callback",
@@ -102,7 +102,7 @@ def interrupted(message: str, epochs_completed: int) -> KeyboardInterrupt:
     return exc
 
 
-#: Everything an epoch needs, built once per fit (:class:`gru4rec.training.Epoch`).
+#: Everything an epoch needs, built once per fit (:class:`gru4rec.step.Epoch`).
 Parts = Epoch
 
 
@@ -261,7 +261,7 @@ class History(Callback):
 
 class Progress(Callback):
     """A progress bar over the training steps of a fit, moved every
-    :data:`~gru4rec.training.REPORT_EVERY` steps (no host read per step); the epoch
+    :data:`~gru4rec.step.REPORT_EVERY` steps (no host read per step); the epoch
     records show as its postfix. Silent when disabled."""
 
     def __init__(

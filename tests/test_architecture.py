@@ -10,12 +10,12 @@ import gru4rec
 
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
-    {"kernels", "caller", "checks", "defaults", "presets"},
-    {"device", "checkpoint", "metrics", "state_store"},
+    {"kernels", "notices", "checks", "defaults", "presets"},
+    {"device", "checkpoint", "metrics", "state_store", "parameters"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"step"},
-    {"datasets", "inputs", "training", "inference", "growth", "advice"},
-    {"trainer", "validation", "params", "persistence", "sessions", "export"},
+    {"datasets", "inputs", "inference", "growth", "advice"},
+    {"trainer", "holdout", "constraints", "persistence", "sessions", "export"},
     {"rollback", "prediction"},
     {"estimator"},
     {"service"},
@@ -84,3 +84,29 @@ def test_the_command_line_package_is_read_file_by_file_in_the_top_layer():
     assert {"__init__", "options", "io", "train", "score", "serve"} <= set(files)
     assert "cli" in LAYERS[-1]
     assert all(len(p.read_text().splitlines()) <= 800 for p in files.values())
+
+
+def test_no_module_outside_the_estimator_calls_a_private_estimator_method():
+    """The command line, recommend_dask and the rest use the estimators' public surface."""
+    from gru4rec import GRU4RecNegSampling
+
+    private = {
+        name
+        for name in dir(GRU4RecNegSampling)
+        if name.startswith("_") and not name.startswith("__")
+        if callable(getattr(GRU4RecNegSampling, name))
+    }
+    assert "_validate_params" in private and "_scorer" in private
+    wrong = []
+    for module, paths in _modules().items():
+        for path in paths:
+            if module in ("estimator", "prediction"):  # the estimators and their mixin
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in private
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                ):
+                    wrong.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert wrong == []

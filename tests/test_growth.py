@@ -25,8 +25,8 @@ from gru4rec.growth import (
 )
 from gru4rec.optim import RowSparseOptimizer
 from gru4rec.schedule import session_order, session_parallel_schedule
+from gru4rec.step import EpochData, build_optimizer, build_sampler
 from gru4rec.trainer import Parts, Trainer, TrainingDivergedError
-from gru4rec.training import EpochData, build_optimizer, build_sampler
 
 
 def _slice(seed: int, n_items: int, offset: int = 100, n_sessions: int = 12) -> pd.DataFrame:

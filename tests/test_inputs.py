@@ -13,12 +13,85 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny import events, index_matrix, neg
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix, Vocabulary
 from gru4rec.datasets import last_item_split, make_synthetic_sessions
-from gru4rec.inputs import Columns, as_matrix, check_items, session_lists, timed_sessions
+from gru4rec.inputs import (
+    Columns,
+    as_matrix,
+    check_items,
+    item_ids,
+    item_indices,
+    model_vocabulary,
+    session_lists,
+    timed_sessions,
+)
 
 COLUMNS = Columns("session_id", "item_id", "timestamp")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.one_of(st.integers(-5, 50), st.text(max_size=3)), min_size=1, unique=True),
+    st.data(),
+)
+def test_item_ids_and_item_indices_are_inverse_and_unknown_ids_map_to_minus_one(ids, data):
+    vocab = Vocabulary(pd.Index(ids, dtype=object).to_numpy())
+    n = len(ids)
+    idx = np.asarray(data.draw(st.lists(st.integers(0, n - 1), max_size=12)), dtype=np.int64)
+    raw = item_ids(idx, vocab)
+    assert raw.tolist() == [ids[i] for i in idx]
+    assert item_indices(list(raw), vocab, n).tolist() == idx.tolist()
+    # Any shape: the (sessions, k) arrays of recommend_indices.
+    grid = np.arange(n, dtype=np.int64)[::-1].reshape(1, n)
+    assert item_ids(grid, vocab).shape == (1, n)
+    assert item_indices(list(item_ids(grid, vocab)[0]), vocab, n).tolist() == grid[0].tolist()
+    unknown = "not-an-id-" if "not-an-id-" not in ids else "other-"
+    assert item_indices([unknown, ids[0]], vocab, n).tolist() == [-1, 0]
+    with pytest.raises(ValueError, match="indices must lie in"):
+        item_ids(np.array([n]), vocab)
+
+
+def test_item_ids_of_a_model_fitted_on_indices_are_the_indices():
+    idx = np.array([[2, 0], [1, 1]])
+    assert item_ids(idx, None).tolist() == idx.tolist()
+    assert item_indices([2, 7, -1, 0], None, 3).tolist() == [2, -1, -1, 0]
+    assert model_vocabulary(None, 3).ids.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="integer item indices"):
+        item_indices(["a"], None, 3)
+
+
+@pytest.mark.parametrize("fitted_on", ["ids", "indices"])
+def test_recommend_indices_is_recommend_before_the_ids(fitted_on):
+    model = neg().fit(events() if fitted_on == "ids" else index_matrix())
+    sessions = [[11, 12], [], [10]] if fitted_on == "ids" else [[1, 2], [], [0]]
+    ids, scores = model.recommend(sessions, k=3, exclude_seen=True)
+    flat, offsets, _ = session_lists(sessions, model.item_vocabulary_, model.n_items_)
+    idx, idx_scores = model.recommend_indices(flat, offsets, k=3, exclude_seen=True)
+    np.testing.assert_array_equal(item_ids(idx, model.item_vocabulary_), ids)
+    np.testing.assert_array_equal(idx_scores, scores)
+    assert (
+        item_indices(list(ids.ravel()), model.item_vocabulary_, 5).tolist() == idx.ravel().tolist()
+    )
+
+
+def test_recommend_indices_names_the_array_that_does_not_fit():
+    model = neg().fit(events())
+    items, offsets = np.array([0, 4]), np.array([0, 2])
+    for bad, name in [
+        (dict(items=np.array([0, 5])), "items must be indices in"),
+        (dict(items=np.array([0.0, 1.0])), "items must be a 1-D array"),
+        (dict(offsets=np.array([0, 3])), "offsets must be"),
+        (dict(offsets=np.array([1, 2])), "offsets must be"),
+        (dict(blocked=np.zeros(4, bool)), "blocked must be"),
+        (dict(k=0), "k must be"),
+    ]:
+        call = {"items": items, "offsets": offsets, "k": 2, "blocked": None, **bad}
+        with pytest.raises(ValueError, match=name):
+            model.recommend_indices(**call)
 
 
 def test_session_lists_one_session_or_a_batch_with_unknown_items_skipped():

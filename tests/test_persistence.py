@@ -25,7 +25,7 @@ from gru4rec import (
 )
 from gru4rec.checkpoint import FORMAT, CheckpointError
 from gru4rec.datasets import last_item_split, make_synthetic_sessions, time_split
-from gru4rec.validation import Validation
+from gru4rec.holdout import Validation
 
 SMALL = dict(hidden_size=16, batch_size=32, num_negatives=16, device="cpu", seed=0)
 
@@ -793,3 +793,66 @@ def test_a_worker_forked_after_load_can_use_several_threads(tmp_path):
         env={**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "2"},
     )
     assert out.stdout.strip().splitlines()[-1] == "ok", out.stderr[-2000:]
+
+
+def test_the_file_functions_work_on_plain_data_and_round_trip(fitted, data, tmp_path):
+    """gru4rec.persistence holds functions over plain data: the metadata of a fitted model's
+    attributes restores those attributes, and a packed state unpacks to the same network."""
+    from gru4rec import persistence
+
+    fitted_attrs = {key: getattr(fitted, key) for key in persistence.SAVED}
+    meta = persistence.metadata(
+        fitted.name, fitted.get_params(deep=False), fitted.model_.config(), fitted_attrs
+    )
+    path = persistence.write(tmp_path / "m.trch", "unused", fitted.model_.state_dict(), meta)
+    weights, read_meta = persistence.read(path, fitted.name)
+    plain = [k for k in meta if k != "training_state"]  # (holds tensors)
+    assert [read_meta[k] for k in plain] == [meta[k] for k in plain]
+    assert read_meta["training_state"].keys() == meta["training_state"].keys()
+    params, restored = persistence.restored(read_meta)
+    assert params == {**fitted.get_params(deep=False), "stopping_criterion": "recall"}
+    assert set(restored) == set(persistence.SAVED)
+    for key in ("n_items_", "seed_", "best_value_", "best_epoch_", "history_"):
+        assert restored[key] == fitted_attrs[key]
+    np.testing.assert_array_equal(restored["item_counts_"], fitted.item_counts_)
+    assert restored["stopping_criterion_"].to_dict() == fitted.stopping_criterion_.to_dict()
+    net = persistence.network(read_meta["architecture"], weights)
+    for a, b in zip(net.state_dict().values(), fitted.model_.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b.cpu(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="holds a 'GRU4RecNegSampling' model, not a Other"):
+        persistence.read(path, "Other")
+    packed = persistence.pack(dict(fitted.__dict__))
+    assert isinstance(packed["model_"], tuple) and fitted.model_ is not packed["model_"]
+    back = persistence.unpack(packed)["model_"]
+    assert back.config() == fitted.model_.config()
+    for a, b in zip(back.state_dict().values(), fitted.model_.state_dict().values(), strict=True):
+        torch.testing.assert_close(a.cpu(), b.cpu(), rtol=0, atol=0)
+
+
+def test_the_file_functions_never_call_an_estimator():
+    import ast
+    import inspect
+
+    from gru4rec import persistence
+
+    tree = ast.parse(inspect.getsource(persistence))
+    assert not [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    assert not [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "self"]
+
+
+def test_a_file_whose_weights_do_not_fit_leaves_the_estimator_as_it_was(fitted, tmp_path):
+    from gru4rec import persistence
+
+    attrs = {key: getattr(fitted, key) for key in persistence.SAVED}
+    arch = {**fitted.model_.config(), "hidden_size": fitted.model_.config()["hidden_size"] + 1}
+    meta = persistence.metadata(fitted.name, fitted.get_params(deep=False), arch, attrs)
+    path = persistence.write(tmp_path / "bad.trch", "", fitted.model_.state_dict(), meta)
+    other = small(max_epochs=1, hidden_size=8).fit(make_synthetic_sessions(40, 12, seed=1))
+    before = {k: v for k, v in other.__dict__.items() if k != "model_"}
+    weights = {k: v.clone() for k, v in other.model_.state_dict().items()}
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        other.load(path)
+    assert other.get_params()["hidden_size"] == 8 and other.n_items_ == before["n_items_"]
+    assert other.history_ == before["history_"]
+    for key, value in other.model_.state_dict().items():
+        torch.testing.assert_close(value, weights[key], rtol=0, atol=0)

@@ -155,18 +155,33 @@ def test_building_the_command_line_parser_imports_neither_torch_nor_scikit_learn
 
 
 @pytest.mark.parametrize("cls", [GRU4RecNegSampling, GRU4RecCrossEntropy])
-def test_the_options_read_from_source_are_the_estimators_signature(cls):
+def test_the_declared_parameters_are_the_estimators_signature(cls):
+    """gru4rec.parameters (what the command line and the docstrings read) holds each
+    estimator's real signature: names in order, defaults and annotations."""
     import inspect
     import typing
 
+    from gru4rec import parameters
     from gru4rec.cli import _estimator_signature
 
-    defaults, hints, doc = _estimator_signature(cls.__name__)
+    names = parameters.NEG_SAMPLING if cls is GRU4RecNegSampling else parameters.CROSS_ENTROPY
+    signature = inspect.signature(cls.__init__).parameters
+    assert list(names) == [p for p in signature if p != "self"]
+    for name in names:
+        declared = parameters.PARAMETERS[name]
+        assert signature[name].default == declared.default, name
+        assert type(signature[name].default) is type(declared.default), name
+        assert signature[name].annotation == declared.annotation, name
+    defaults, hints, helps = _estimator_signature(cls.__name__)
     assert defaults == cls().get_params(deep=False)
-    order = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    assert list(defaults) == order
+    assert list(defaults) == list(names)
     real = typing.get_type_hints(cls.__init__)
     for name, hint in hints.items():
         if name != "stopping_criterion":  # a class of the package: read as object
             assert hint == real[name], name
-    assert doc == inspect.getdoc(cls)
+    # The docstring documents every parameter, with its default, from the declaration.
+    doc = inspect.getdoc(cls)
+    for name in names:
+        assert f"\n{name} : {parameters.PARAMETERS[name].kind}, default=" in doc, name
+    assert doc.index("Parameters\n----------") < doc.index("num_layers :")
+    assert helps["loss_fn" if "loss_fn" in names else "dropout"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny import events, neg
 
 from gru4rec import kernels, step
-from gru4rec.losses import LOSS_CLASSES, Columns, Loss, LossConfig, register_loss
+from gru4rec.losses import LOSS_CLASSES, Loss, LossConfig, ScoredItems, register_loss
 from gru4rec.model import GRU4RecNet, gru_cell_backward, gru_cell_forward
 from gru4rec.schedule import session_parallel_schedule
 from gru4rec.step import Epoch, EpochData
@@ -149,11 +150,11 @@ class SquaredError(Loss):
 
     name = "toy-squared-error"
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         target = torch.eye(*scores.shape)
         return (scores - target).square().mean()
 
-    def closed_form(self, scores: torch.Tensor, columns: Columns):
+    def closed_form(self, scores: torch.Tensor, columns: ScoredItems):
         d = scores - torch.eye(*scores.shape)
         return d.square().mean() * columns.scale, d * (2 * columns.scale / d.numel())
 
@@ -165,7 +166,7 @@ class AbsoluteError(SquaredError):
     name = "toy-absolute-error"
     closed_form = None
 
-    def value(self, scores: torch.Tensor, columns: Columns) -> torch.Tensor:
+    def value(self, scores: torch.Tensor, columns: ScoredItems) -> torch.Tensor:
         return (scores - torch.eye(*scores.shape)).abs().mean()
 
 
@@ -180,6 +181,16 @@ class TestAToyLoss(PathsAgreeWithAutograd):
         names = [PATH_NAMES[p] for p in step.paths_for(make_run(loss_cfg))]
         assert names == ["direct", "reference"]  # no compiled form: not the compiled path
         assert step.paths_for(make_run(loss_cfg)) == step.paths_for(make_run(loss_cfg, layers=2))
+
+    def test_the_estimator_fits_with_a_loss_registered_outside_the_package(self, loss_cfg):
+        # Registered after gru4rec was imported: loss_fn reads the registry at fit.
+        model = neg(loss_fn=loss_cfg.name).fit(events())
+        assert model.loss_fn == loss_cfg.name
+        assert np.isfinite(model.history_[-1]["train_loss"])
+        with pytest.raises(ValueError, match="loss_fn must be one of") as err:
+            neg(loss_fn="toy-unknown").fit(events())
+        for name in ("'bpr'", "'cross-entropy'", repr(loss_cfg.name)):
+            assert name in str(err.value)
 
 
 def test_the_toy_loss_leaves_the_registry_as_it_was():

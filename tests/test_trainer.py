@@ -23,8 +23,8 @@ import gru4rec.trainer as trainer_module
 from gru4rec import InteractionMatrix, kernels, step
 from gru4rec.losses import LOSS_CLASSES
 from gru4rec.optim import RowSparseOptimizer
+from gru4rec.step import REPORT_EVERY
 from gru4rec.trainer import TrainingDivergedError
-from gru4rec.training import REPORT_EVERY
 
 
 def test_diverged_error_is_exported_by_the_package():

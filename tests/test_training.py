@@ -1,4 +1,4 @@
-"""Tests of gru4rec.training: how a step's rows weigh in the update."""
+"""Tests of gru4rec.step's training epoch: how a step's rows weigh in the update."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from tiny import (
 )
 
 from gru4rec import kernels, step
-from gru4rec.losses import cross_entropy_full
+from gru4rec.losses import LossConfig, cross_entropy_full
 from gru4rec.model import GRU4RecNet
 from gru4rec.optim import RowSparseOptimizer, clip_grad_norm
 from gru4rec.samplers import NegativeSampler
 from gru4rec.schedule import session_parallel_schedule
-from gru4rec.training import Epoch, EpochData, LossConfig, train_epoch
+from gru4rec.step import Epoch, EpochData, train_epoch
 
 N_ITEMS, HIDDEN, LR = 7, 4, 0.1
 

@@ -10,8 +10,9 @@
 Event files are CSV/TSV with a header holding ``session_id``, ``item_id`` and ``timestamp``
 (other names with ``--session-col``/``--item-col``/``--time-col``; ``--time-col none`` uses the
 file order within each session). Every estimator parameter is an option of ``train``, generated
-from :meth:`GRU4RecNegSampling.get_params`; unset ones take the value of ``--preset``
-(:mod:`gru4rec.presets`; ``rsc15-best`` unless told otherwise), ``train`` and ``demo`` alike.
+from the declaration :mod:`gru4rec.parameters` (the estimators' signatures); unset ones take
+the value of ``--preset`` (:mod:`gru4rec.presets`; ``rsc15-best`` unless told otherwise),
+``train`` and ``demo`` alike.
 Bad input ends with a one-line message on stderr and exit status 2; Ctrl-C with 130, except
 in ``train`` before its first epoch completed: 3, and nothing written (see :func:`main`); a
 closed output pipe (``| head``) quietly with 141. Torch runs on ``--threads`` CPU threads

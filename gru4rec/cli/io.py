@@ -64,11 +64,9 @@ def _as_cli_message(text: str) -> str:
 
 def _model_items(est: Any):
     """The raw item ids of a fitted model's columns, as a Vocabulary."""
-    from ..matrix import Vocabulary
+    from ..inputs import model_vocabulary
 
-    if est.item_vocabulary_ is None:  # fitted on an index matrix: item ids are the indices
-        return Vocabulary(np.arange(est.n_items_))
-    return est.item_vocabulary_
+    return model_vocabulary(est.item_vocabulary_, est.n_items_)
 
 
 def _item_positions(ids, vocab) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""The options of the command line: every estimator parameter as an option (read from the
-estimator's source, so that ``--help`` imports neither torch nor scikit-learn), the string
-converters, ``--preset``, the options every command shares and the help formatting."""
+"""The options of the command line: every estimator parameter as an option (from the
+torch-free declaration :mod:`gru4rec.parameters`, so that ``--help`` imports neither torch nor
+scikit-learn), the string converters, ``--preset``, the options every command shares and the
+help formatting."""
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 import types
 import typing
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import defaults as package_defaults
-from .. import presets
+from .. import parameters, presets
 
 ESTIMATORS = {"neg-sampling": "GRU4RecNegSampling", "cross-entropy": "GRU4RecCrossEntropy"}
 
@@ -27,39 +27,14 @@ _FALSE = {"false", "no", "0", "off"}
 _NONE = {"none", "null"}
 
 
-def _param_docs(doc: str) -> dict[str, str]:
-    """One line per parameter from a class's numpydoc docstring ``doc``.
-
-    The first sentence of the description, else the type line without its default.
-    """
-    lines = inspect.cleandoc(doc or "").splitlines()
-    try:
-        start = lines.index("Parameters") + 2
-    except ValueError:
-        return {}
-    types_: dict[str, str] = {}
-    texts: dict[str, str] = {}
-    names: list[str] = []
-    for line in lines[start:]:
-        if line and not line.startswith(" "):
-            if " : " not in line:  # the next section
-                break
-            head, kind = line.split(" : ", 1)
-            names = [n.strip() for n in head.split(",")]
-            for n in names:
-                types_[n] = kind.split(", default")[0].strip()
-                texts[n] = ""
-        elif line.strip() and names:
-            for n in names:
-                texts[n] = (texts[n] + " " + line.strip()).strip()
-    docs = {}
-    for n, kind in types_.items():
-        text = texts[n].split(". ")[0].rstrip(".")
-        if kind.startswith("{"):  # the allowed values
-            text = f"{text}: {kind}" if text else kind
-        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
-        docs[n] = text.replace("``", "")
-    return docs
+def _help_line(param: parameters.Parameter) -> str:
+    """A parameter's help: the first sentence of its description, else its type; the
+    allowed values where its type lists them."""
+    text = param.doc.split(". ")[0].rstrip(".")
+    if param.kind.startswith("{"):
+        text = f"{text}: {param.kind}" if text else param.kind
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 class _Types(dict):
@@ -73,43 +48,16 @@ class _Types(dict):
 
 def _estimator_signature(
     name: str = "GRU4RecNegSampling",
-) -> tuple[dict[str, Any], dict[str, Any], str]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """The constructor parameters of the estimator class ``name`` with their defaults, their
-    type hints and the class's docstring.
-
-    Read from the estimator module's source, without importing it: the options of ``train``
-    and ``demo`` are built for every ``--help``, which should not wait seconds for torch and
-    scikit-learn. Where the source cannot be read, the class is imported.
-    """
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec(importlib.util.resolve_name("..estimator", __package__))
-    try:
-        with open(spec.origin, encoding="utf-8") as f:  # type: ignore[union-attr, arg-type]
-            tree = ast.parse(f.read())
-        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
-        init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-        args = init.args.args[1:]  # without self
-        # A default is a literal or a name from the torch-free ``defaults`` module.
-        values = [
-            getattr(package_defaults, d.id) if isinstance(d, ast.Name) else ast.literal_eval(d)
-            for d in init.args.defaults
-        ]
-        defaults = dict(zip([a.arg for a in args][-len(values) :], values, strict=True))
-        # The annotations are this package's own source: type names, no calls.
-        hints = {
-            a.arg: eval(ast.unparse(a.annotation), {"__builtins__": {}}, _Types()) for a in args
-        }
-        return defaults, hints, ast.get_docstring(cls) or ""
-    except (OSError, TypeError, ValueError, StopIteration, SyntaxError, AttributeError):
-        from .. import estimator
-
-        real = getattr(estimator, name)
-        defaults = real().get_params(deep=False)
-        order = [p for p in inspect.signature(real.__init__).parameters if p != "self"]
-        hints = typing.get_type_hints(real.__init__)
-        return {p: defaults[p] for p in order}, hints, real.__doc__ or ""
+    type hints and their help lines, from the torch-free :mod:`gru4rec.parameters` (the
+    options are built for every ``--help``, which should not wait for torch)."""
+    names = parameters.NEG_SAMPLING if name == "GRU4RecNegSampling" else parameters.CROSS_ENTROPY
+    declared = {n: parameters.PARAMETERS[n] for n in names}
+    defaults = {n: p.default for n, p in declared.items()}
+    # The annotations are this package's own declarations: type names, no calls.
+    hints = {n: eval(p.annotation, {"__builtins__": {}}, _Types()) for n, p in declared.items()}
+    return defaults, hints, {n: _help_line(p) for n, p in declared.items()}
 
 
 def _converter(name: str, hint: Any, default: Any) -> tuple[Callable[[str], Any], str]:
@@ -169,7 +117,7 @@ def _add_estimator_options(
 
     ``shown_defaults`` replaces the estimator's defaults in the help (the default preset's).
     """
-    defaults, hints, doc = _estimator_signature()
+    defaults, hints, docs = _estimator_signature()
     cross_entropy = _estimator_signature("GRU4RecCrossEntropy")[0]
     *others, last = [name for name in defaults if name not in cross_entropy]
     group = parser.add_argument_group(
@@ -184,7 +132,6 @@ def _add_estimator_options(
     params = {name: value for name, value in defaults.items() if name not in _OWN_OPTIONS}
     params.update({k: v for k, v in (shown_defaults or {}).items() if k in params})
     params["verbose"] = True  # the command line shows progress unless --quiet
-    docs = _param_docs(doc)
     for name, default in params.items():
         convert, metavar = _converter(name, hints.get(name), default)
         text = docs.get(name, "")
@@ -255,9 +202,11 @@ def _make_estimator(cls: type, args: argparse.Namespace, **defaults: Any) -> Any
     else:
         params.setdefault("verbose", True)
     params["num_threads"] = args.threads
+    from ..constraints import validate  # (imports torch: the estimator already did)
+
     est = cls(**params)
     try:
-        est._validate_params()
+        validate(est.get_params(deep=False))  # the table of every parameter either class takes
     except ValueError as exc:  # name the option, not the parameter
         raise ValueError(_as_option_message(str(exc), params)) from None
     return est

@@ -80,6 +80,7 @@ def _recommend(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .. import datasets
+    from ..inputs import item_ids
 
     if not is_int(args.k):
         raise ValueError(f"-k must be >= 1; got {args.k}")
@@ -102,7 +103,7 @@ def _recommend(args: argparse.Namespace) -> int:
             f"{args.sessions}: {len(cold)} of {n_file_sessions} session(s) have no item known to "
             "the model: their recommendations come from the empty state (the same for each)"
         )
-        top, value = est._recommend_indices(
+        top, value = est.recommend_indices(
             np.zeros(0, dtype=np.int64),
             np.zeros(2, dtype=np.int64),
             args.k,
@@ -115,7 +116,7 @@ def _recommend(args: argparse.Namespace) -> int:
                 {
                     "session": np.repeat(cold, per),
                     "rank": np.tile(np.arange(1, per + 1), len(cold)),
-                    "item": np.tile(items.to_raw(top[0]), len(cold)),
+                    "item": np.tile(item_ids(top[0], items), len(cold)),
                     "score": np.tile(value[0], len(cold)),
                 }
             )
@@ -165,6 +166,8 @@ def _top_k(
     """The rows session, rank, item, score of the ``args.k`` best items of each session of X."""
     import pandas as pd
 
+    from ..inputs import item_ids
+
     sessions = X.session_arrays()
     n_sessions = sessions.n_sessions
     # The sessions' known items stay model indices: the estimator's recommendation path on
@@ -175,14 +178,14 @@ def _top_k(
         for start in range(0, n_sessions, _CHUNK):
             stop = min(start + _CHUNK, n_sessions)
             a, b = offsets[start], offsets[stop]
-            top, value = est._recommend_indices(
+            top, value = est.recommend_indices(
                 sessions.items[a:b],
                 offsets[start : stop + 1] - a,
                 args.k,
                 args.exclude_seen,
                 blocked,
             )
-            ids.append(items.to_raw(top.ravel()).reshape(top.shape))
+            ids.append(item_ids(top, items))
             scores.append(value)
             bar.update(stop - start)
     ids_all = np.concatenate(ids)

@@ -17,7 +17,7 @@ import torch
 
 from .. import kernels
 from ..device import fused_kernels
-from ..losses import Columns, Loss
+from ..losses import Loss, ScoredItems
 from ..model import GRU4RecNet, dropout_bits
 from ..optim import clip_grad_norm_arrays
 from .epoch import Epoch, step_arrays
@@ -136,7 +136,7 @@ def _long_way(
     closed form cannot take (``log_mult`` empty: the negatives are raw draws)."""
     mult = torch.from_numpy(log_mult) if len(log_mult) else None
     targets_t, negatives_t = torch.from_numpy(targets), torch.from_numpy(negatives)
-    columns = Columns(targets_t, negatives_t, mult, run.sampler, scale)
+    columns = ScoredItems(targets_t, negatives_t, mult, run.sampler, scale)
     value, grad, grad_bias = loss.value_grad(
         torch.from_numpy(out),
         torch.from_numpy(weights),

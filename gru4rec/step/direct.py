@@ -16,7 +16,7 @@ import torch
 
 from .. import kernels
 from ..device import fused_kernels, matmul
-from ..losses import Columns
+from ..losses import ScoredItems
 from ..model import (
     GRU4RecNet,
     GRUCache,
@@ -69,7 +69,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
             masks.append(mask)
 
         scale = b / batch if b < batch else 1.0
-        columns = Columns(y, negatives, log_mult, sampler, scale, positives, col_weights)
+        columns = ScoredItems(y, negatives, log_mult, sampler, scale, positives, col_weights)
         step_loss, grad_scores, grad_bias = value_grad(out, weights, cols, bias_table, columns)
         total += step_loss * batch
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..losses import Columns
+from ..losses import ScoredItems
 from ..model import GRU4RecNet
 from ..optim import RowSparseOptimizer, clip_grad_norm
 from .epoch import Epoch, distinct_columns, mask_fn_for, steps
@@ -60,7 +60,7 @@ def train_epoch(run: Epoch, on_steps: Callable[[int], None] | None = None) -> to
         out, hidden = model.step(
             emb, hidden, run.dropout_embed, run.dropout_hidden, run.generator, mask_fn
         )
-        columns = Columns(y, negatives, log_mult, sampler, 1.0, positives, col_weights)
+        columns = ScoredItems(y, negatives, log_mult, sampler, 1.0, positives, col_weights)
         step_loss = loss.reference(out, out_leaf, bias_leaf, columns)
         if b < batch:
             # Rows, not steps, carry equal weight: the shrinking steps at the end of an

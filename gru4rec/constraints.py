@@ -18,7 +18,7 @@ import numpy as np
 
 from . import device
 from .checks import is_int
-from .losses import LOSSES
+from .losses import sampled_loss_names
 from .optim import OPTIMIZERS
 from .schedule import SESSION_ORDERS
 from .stopping import StoppingCriterion, criterion_name, is_criterion_object
@@ -90,17 +90,22 @@ class Bool:
 
 @dataclass(frozen=True)
 class OneOf:
-    """One of ``options``."""
+    """One of ``options``: a collection, or a function returning the names allowed at the
+    time of the check (a registry that grows after import)."""
 
-    options: Iterable[str]
+    options: Iterable[str] | Callable[[], Iterable[str]]
+
+    def allowed(self) -> tuple[str, ...]:
+        return tuple(self.options() if callable(self.options) else self.options)
 
     def check(self, name: str, value: Any) -> None:
-        if not isinstance(value, str) or value not in self.options:
-            allowed = ", ".join(map(repr, self.options))
-            raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+        allowed = self.allowed()
+        if not isinstance(value, str) or value not in allowed:
+            names = ", ".join(map(repr, allowed))
+            raise ValueError(f"{name} must be one of {names}; got {value!r}")
 
     def invalid(self) -> list[Any]:
-        first = next(iter(self.options))
+        first = self.allowed()[0]
         return [None, [first], first.upper() + "-unknown", 1]
 
 
@@ -177,7 +182,7 @@ COMMON: dict[str, Any] = {
 
 #: The sampled losses' own: :class:`~gru4rec.GRU4RecNegSampling` adds them to :data:`COMMON`.
 SAMPLED: dict[str, Any] = {
-    "loss_fn": OneOf(LOSSES),
+    "loss_fn": OneOf(sampled_loss_names),
     "num_negatives": Int(1),
     "sample_alpha": Real(0.0),
     "bpreg": Real(0.0),

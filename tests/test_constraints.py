@@ -1,4 +1,4 @@
-"""Tests of gru4rec.params: every constructor parameter is checked in fit, naming it."""
+"""Tests of gru4rec.constraints: every constructor parameter is checked in fit, naming it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tiny import (
 )
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling
-from gru4rec.params import PARAMS, validate
+from gru4rec.constraints import PARAMS, validate
 
 # Values no table generates: numpy floats that hold an integer, and the options themselves
 # in a list.
@@ -102,10 +102,21 @@ def test_the_command_line_names_the_parameters_the_cross_entropy_estimator_lacks
     import argparse
 
     from gru4rec import cli
-    from gru4rec.params import SAMPLED
+    from gru4rec.constraints import SAMPLED
 
     parser = argparse.ArgumentParser()
     cli._add_estimator_options(parser)
     (group,) = [g for g in parser._action_groups if g.title == "estimator parameters"]
     listed = re.search(r"takes all but (.*?)\)", group.description).group(1)
     assert re.split(r", | and ", listed) == list(SAMPLED)
+
+
+def test_the_constraint_tables_cover_the_declared_parameters():
+    from gru4rec import parameters
+    from gru4rec.constraints import COMMON, SAMPLED
+
+    declared = parameters.PARAMETERS
+    assert set(SAMPLED) == {name for name, p in declared.items() if p.sampled}
+    assert set(COMMON) == set(parameters.CROSS_ENTROPY)
+    for name, param in declared.items():  # every default passes its own constraint
+        PARAMS[name].check(name, param.default)

@@ -1,4 +1,4 @@
-"""Tests of gru4rec.validation: validation data converted once, the same sessions every epoch."""
+"""Tests of gru4rec.holdout: validation data converted once, the same sessions every epoch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gru4rec import GRU4RecNegSampling, InteractionMatrix
 from gru4rec.datasets import last_item_split, make_synthetic_sessions
-from gru4rec.validation import Validation, _rows_only, _sessions_of
+from gru4rec.holdout import Validation, _rows_only, _sessions_of
 
 
 @pytest.fixture(scope="module")
