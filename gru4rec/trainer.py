@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import kernels
-from .device import blas_threads, fused_kernels
+from .device import blas_threads
 from .model import GRU4RecNet
-from .step import Epoch, train_epoch
+from .step import Epoch, compiles_first, train_epoch
 from .stopping import Selection, snapshot
 
 __all__ = [
@@ -334,7 +333,7 @@ class Trainer:
         """
         n_steps = max_epochs * (len(self.parts.data.step_offsets) - 1)
         first = ""
-        if verbose and self._compiles():
+        if verbose and compiles_first(self.parts.data.inputs.device):
             first = " (compiling the CPU kernels, once; later fits reuse them)"
         progress = Progress(n_steps, max_epochs, verbose, desc, first)
         judged = selection is not None and evaluate is not None
@@ -349,12 +348,6 @@ class Trainer:
                 return self._run(max_epochs, everyone, progress)
         finally:
             self._notify(everyone, "on_train_end")
-
-    def _compiles(self) -> bool:
-        """Whether this fit starts by compiling the CPU kernels (the first in a process, on an
-        empty disk cache): its first steps then take seconds, and the bar's ETA with them."""
-        device = self.parts.data.inputs.device
-        return fused_kernels(device) and kernels.will_compile()
 
     def _notify(self, callbacks: Sequence[Callback], method: str, *args: Any) -> None:
         for callback in callbacks:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 
+from .. import kernels
+from ..device import fused_kernels
 from . import compiled, direct, reference
 from .epoch import REPORT_EVERY, Epoch, EpochData
 from .parts import build_optimizer, build_sampler
@@ -32,6 +34,7 @@ __all__ = [
     "EpochData",
     "build_optimizer",
     "build_sampler",
+    "compiles_first",
     "path_for",
     "paths_for",
     "train_epoch",
@@ -51,6 +54,12 @@ def paths_for(run: Epoch) -> list[EpochPath]:
         if compiled.applies(run.model, loss):
             paths.insert(0, compiled.train_epoch)
     return paths
+
+
+def compiles_first(device: torch.device) -> bool:
+    """Whether a fit on ``device`` starts by compiling the CPU kernels (the first in a process,
+    on an empty disk cache): its first steps then take seconds."""
+    return fused_kernels(device) and kernels.will_compile()
 
 
 def path_for(run: Epoch) -> EpochPath:
