@@ -20,8 +20,12 @@ Needs the ``serve`` extra (``pip install gru4rec[serve]``).
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from contextlib import asynccontextmanager
@@ -35,8 +39,11 @@ from .state_store import MemoryStore, RedisStore, StoreUnavailable
 
 __all__ = ["ServiceConfig", "create_app", "load_model"]
 
+logger = logging.getLogger(__name__)
+
 _CLASSES = ("GRU4RecNegSampling", "GRU4RecCrossEntropy")
 _ENV = "GRU4REC_SERVE_CONFIG"
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -118,6 +125,8 @@ class _Service:
         self.live = LiveSessions(model, k=config.k, store=store, scoring=config.scoring)
         self.stamp = _stamp(config.model_path)
         self.reloads = 0
+        self.metrics_dir = _metrics_dir()
+        live = self.metrics_dir is not None
         self.registry = prom.CollectorRegistry()
         self.requests = prom.Counter(
             "gru4rec_requests",
@@ -137,12 +146,24 @@ class _Service:
             "Events whose item the model does not know",
             registry=self.registry,
         )
-        self.sessions = prom.Gauge(
-            "gru4rec_sessions", "Sessions held in memory", registry=self.registry
+        # Gauges of several workers add up over the live ones (a dead worker's value goes).
+        gauge = dict(registry=self.registry, multiprocess_mode="livesum")
+        prom.Gauge("gru4rec_workers", "Live worker processes counted here", **gauge).set(1)
+        self.partial = prom.Gauge(
+            "gru4rec_metrics_partial",
+            f"1: other workers serve this socket and these counts are this worker's alone "
+            f"(set {_MULTIPROC} to a directory shared by the workers)",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
-        self.sessions.set_function(
-            lambda: len(store) if isinstance(store, MemoryStore) else float("nan")
-        )
+        self._next_check, self._workers = 0.0, 1
+        self.sessions = None
+        if isinstance(store, MemoryStore):  # Redis holds the sessions of all workers
+            self.sessions = prom.Gauge("gru4rec_sessions", "Sessions held in memory", **gauge)
+            if live:  # written to the shared files after each request
+                self.sessions.set(0)
+            else:
+                self.sessions.set_function(lambda: len(store))
 
     def reload(self, path: str | None = None) -> dict[str, Any]:
         """Load the model file (again); the old model keeps serving when it fails."""
@@ -194,6 +215,8 @@ class _Service:
                 counters[status] = self.requests.labels(endpoint, str(status))
             counters[status].inc()
             observe(time.perf_counter() - start)
+            if self.sessions is not None and self.metrics_dir is not None:
+                self.sessions.set(len(self.live.store))
             return response
 
         return run
@@ -273,24 +296,52 @@ class _Service:
     async def ready(self, request: Any) -> Any:
         if not self.live.store.ping():
             return _json({"ready": False, "error": "the session store is unavailable"}, 503)
-        return _json({"ready": True, "version": self.live.version.hex(), "reloads": self.reloads})
+        return _json(
+            {
+                "ready": True,
+                "version": self.live.version.hex(),
+                "reloads": self.reloads,
+                "worker": os.getpid(),
+            }
+        )
 
     async def metrics(self, request: Any) -> Any:
         import prometheus_client as prom
         from starlette.responses import Response
 
-        registry = self.registry
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: all of them
+        if self.metrics_dir is not None:  # several workers: the totals of all of them
             from prometheus_client import multiprocess
 
+            _forget_dead_workers(self.metrics_dir)
             registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+            multiprocess.MultiProcessCollector(registry, path=self.metrics_dir)
+            return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+        partial = await asyncio.to_thread(self._check_alone)
+        text = prom.generate_latest(self.registry)
+        if partial:
+            text = f"# WARNING: {_partial_message(self._workers)}\n".encode() + text
+        return Response(text, media_type=prom.CONTENT_TYPE_LATEST)
+
+    def _check_alone(self) -> bool:
+        """Whether other worker processes serve this one's socket (the counts here are then
+        this worker's alone); checked at most once a minute, warned of once."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            workers = _workers_sharing_socket()
+            if workers is None:  # no listening socket (yet): ask again at the next call
+                return self._workers > 1
+            self._next_check = now + 60.0
+            before, self._workers = self._workers, workers
+            self.partial.set(self._workers > 1)
+            if self._workers > 1 and before == 1:
+                logger.warning("%s", _partial_message(self._workers))
+        return self._workers > 1
 
     @asynccontextmanager
     async def lifespan(self, app: Any):
-        """Watch the model file while the application runs."""
-        task = None
+        """Watch the model file while the application runs; say at once when the metrics
+        will be one worker's of several."""
+        tasks = []
         if self.config.watch_seconds > 0:
 
             async def watch():
@@ -298,10 +349,21 @@ class _Service:
                     await asyncio.sleep(self.config.watch_seconds)
                     await asyncio.to_thread(self.watch)
 
-            task = asyncio.create_task(watch())
-        yield
-        if task is not None:
-            task.cancel()
+            tasks.append(asyncio.create_task(watch()))
+        if self.metrics_dir is None:
+
+            async def check():  # once the server listens (its workers get the socket late)
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(self._check_alone)
+
+            tasks.append(asyncio.create_task(check()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            if self.metrics_dir is not None:
+                _mark_dead(self.metrics_dir)
 
 
 class _NoWarnings:
@@ -318,6 +380,114 @@ def _stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+def _metrics_dir() -> str | None:
+    """The directory the workers' metrics are shared through (prometheus_client's
+    multiprocess mode), or None: this process reports its own counts."""
+    from prometheus_client import values
+
+    directory = os.environ.get(_MULTIPROC) or os.environ.get(_MULTIPROC.lower())
+    if not directory:
+        return None
+    if values.ValueClass is values.MutexValue:
+        logger.warning(
+            "%s is set, but prometheus_client was imported before it was: this worker's "
+            "metrics stay in the process and /metrics gives its counts alone; set %s before "
+            "the server starts",
+            _MULTIPROC,
+            _MULTIPROC,
+        )
+        return None
+    os.makedirs(directory, exist_ok=True)
+    import atexit
+
+    atexit.register(_mark_dead, directory)  # where the lifespan's end does not run
+    return directory
+
+
+def _mark_dead(directory: str, pid: int | None = None) -> None:
+    """Drop a worker's live gauges from the shared directory (its counts stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid() if pid is None else pid, directory)
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that died without saying so (killed, crashed)."""
+    pids = set()
+    for name in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = os.path.basename(name)[: -len(".db")].rsplit("_", 1)[-1]
+        if pid.isdigit():
+            pids.add(int(pid))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            _mark_dead(directory, pid)
+        except OSError:  # alive, another user's
+            pass
+
+
+def _partial_message(workers: int) -> str:
+    return (
+        f"this worker is one of {workers} processes serving one socket, and {_MULTIPROC} is "
+        f"not set: /metrics gives the counts of whichever worker answers the scrape, not the "
+        f"totals; set {_MULTIPROC} to an empty directory shared by the workers before the "
+        f"server starts"
+    )
+
+
+def _socket_inodes(pid: int | str) -> set[str]:
+    inodes = set()
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(f"{fds}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening_inodes() -> set[str]:
+    inodes = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/net/{name}") as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        inodes.update(row[9] for row in rows if len(row) > 9 and row[3] == "0A")
+    try:
+        with open("/proc/net/unix") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        inodes.update(row[6] for row in rows if len(row) > 6 and row[3] == "00010000")
+    except OSError:
+        pass
+    return inodes
+
+
+def _workers_sharing_socket() -> int | None:
+    """The processes that accept on one of this process's listening sockets (this one
+    included, the supervisor that opened it for them not): the workers of one server, as
+    uvicorn's ``--workers`` and gunicorn run them. None where ``/proc`` cannot tell."""
+    try:
+        own = _socket_inodes("self") & _listening_inodes()
+    except OSError:
+        return None
+    if not own:
+        return None
+    parent, count = os.getppid(), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == parent:
+            continue
+        try:
+            count += bool(_socket_inodes(entry) & own)
+        except OSError:  # gone, or another user's
+            continue
+    return max(count, 1)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Any:
@@ -411,11 +581,29 @@ def serve(
         )
     load_model(config.model_path)  # fail here, with the file's name, not in every worker
     os.environ[_ENV] = config.to_env()
-    uvicorn.run(
-        "gru4rec.service:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    own_dir = None
+    if workers > 1:  # the workers' metrics add up through files in one directory
+        given = os.environ.get(_MULTIPROC) or os.environ.get(_MULTIPROC.lower())
+        if given and glob.glob(os.path.join(given, "*.db")):
+            logger.warning(
+                "%s=%s holds the metrics of an earlier run: their counts add to this run's; "
+                "empty it between runs",
+                _MULTIPROC,
+                given,
+            )
+        if not given:
+            own_dir = tempfile.mkdtemp(prefix="gru4rec-metrics-")
+            os.environ[_MULTIPROC] = own_dir
+    try:
+        uvicorn.run(
+            "gru4rec.service:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+    finally:
+        if own_dir is not None:
+            del os.environ[_MULTIPROC]
+            shutil.rmtree(own_dir, ignore_errors=True)
