@@ -21,12 +21,14 @@ import torch
 from . import inputs
 from .checks import is_int
 from .inference import Int8Scorer, Scorer
-from .state_store import MemoryStore, SessionState
+from .state_store import MemoryStore, SessionState, decode_items, encode_items
 
 __all__ = ["LiveSessions", "Recommendation", "model_version"]
 
 #: Rows x items scored at once in a batch of events (the score buffer's bound).
 _SCORE_CELLS = 1 << 24
+#: Other model versions whose item index maps a LiveSessions keeps.
+_MAX_VERSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class LiveSessions:
         self._lock = threading.Lock()
         self._carried: dict[bytes, np.ndarray | None] = {}
         self.__dict__.update(self._prepare(model))
+        self._publish_items()
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -191,11 +194,36 @@ class LiveSessions:
         carries = new["_shape"] == self._shape
         carried = {}
         if carries and new["version"] != self.version:
-            carried = {self.version: _index_map(self._catalogue, new["_catalogue"])}
+            old = self._catalogue
+            carried = {self.version: _index_map(old.ids, old.n_items, new["_catalogue"])}
         with self._lock:
             self.__dict__.update(new)
             self._carried = carried
+            self._publish_items()
         return carries
+
+    def _publish_items(self) -> None:
+        """Put this model's item ids in the store, for workers serving other versions to read
+        the seen items of this one's states."""
+        put = getattr(self.store, "put_items", None)
+        if put is not None:
+            put(self.version, encode_items(self._catalogue.ids, self._catalogue.n_items))
+
+    def _index_map_of(self, version: bytes) -> np.ndarray | None | bool:
+        """Item index map from model ``version`` to this model (None: the same indices);
+        False when that version's item ids are not to be had."""
+        if version in self._carried:
+            return self._carried[version]
+        get = getattr(self.store, "get_items", None)
+        blob = None if get is None else get(version)
+        items = None if blob is None else decode_items(blob)
+        if items is None:  # not written (yet), or gone: asked again at the next state
+            return False
+        index_map = _index_map(*items, self._catalogue)
+        if len(self._carried) >= _MAX_VERSIONS:
+            self._carried.pop(next(iter(self._carried)))
+        self._carried[version] = index_map
+        return index_map
 
     # -- events ------------------------------------------------------------------------------
 
@@ -309,15 +337,18 @@ class LiveSessions:
                 states.append((state.hidden, state.seen))
                 restarted.append(False)
             elif state.hidden.shape == self._shape:
-                # Another model of this shape: the previous one (its seen items mapped to
-                # ours), or one this process has not loaded yet (a worker reloading ahead of
-                # this one; its seen items are not ours to read).
-                if state.version in self._carried:
-                    index_map = self._carried[state.version]
-                    seen = index_map[state.seen] if index_map is not None else state.seen
-                    seen = seen[seen >= 0].astype(np.int32)
-                else:
+                # Another model of this shape: the previous one, or one another worker loaded
+                # before or after this one; its seen items mapped to ours through its item ids
+                # (in the store), dropped only where those are gone.
+                index_map = self._index_map_of(state.version)
+                if index_map is False:
                     seen = empty
+                elif index_map is None:
+                    seen = state.seen
+                else:
+                    seen = state.seen[(state.seen >= 0) & (state.seen < len(index_map))]
+                    seen = index_map[seen]
+                    seen = seen[seen >= 0].astype(np.int32)
                 states.append((state.hidden, seen))
                 restarted.append(False)
             else:
@@ -422,15 +453,16 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-def _index_map(old: _Catalogue, new: _Catalogue) -> np.ndarray | None:
-    """Old item index -> new one (-1: gone), or None when the indices are the same."""
-    if old.ids is None and new.ids is None:
-        return None if old.n_items <= new.n_items else _identity_upto(old.n_items, new.n_items)
-    if old.ids is not None and new.ids is not None:
-        if len(old.ids) <= len(new.ids) and np.array_equal(old.ids, new.ids[: len(old.ids)]):
+def _index_map(old_ids: np.ndarray | None, old_n_items: int, new: _Catalogue) -> np.ndarray | None:
+    """Item index of a model with ``old_ids`` (None: fitted on indices) -> that of ``new``
+    (-1: gone), or None when the indices are the same."""
+    if old_ids is None and new.ids is None:
+        return None if old_n_items <= new.n_items else _identity_upto(old_n_items, new.n_items)
+    if old_ids is not None and new.ids is not None:
+        if len(old_ids) <= len(new.ids) and np.array_equal(old_ids, new.ids[: len(old_ids)]):
             return None
-        return new.vocabulary.index_of(old.ids)
-    return np.full(old.n_items, -1, dtype=np.int64)
+        return new.vocabulary.index_of(old_ids)
+    return np.full(old_n_items, -1, dtype=np.int64)
 
 
 def _identity_upto(n_old: int, n_new: int) -> np.ndarray:
