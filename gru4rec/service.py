@@ -24,6 +24,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 _CLASSES = ("GRU4RecNegSampling", "GRU4RecCrossEntropy")
 _ENV = "GRU4REC_SERVE_CONFIG"
 _MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+_IDS = (str, int, float)  # what JSON gives an item id as
+_NONE = object()
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -225,6 +228,12 @@ class _Service:
         body = await _body(request)
         if "item" not in body:
             raise _BadRequest("missing field 'item': the item of the event", "item")
+        if isinstance(body["item"], bool) or not isinstance(body["item"], _IDS):
+            raise _BadRequest(
+                f"field 'item' must be an item id (a string or a number); got "
+                f"{_json_type(body['item'])}",
+                "item",
+            )
         session = request.path_params["session"]
         options = _options(body, self.config)
         filtered = options["items"] is not None or options["filter_items"] is not None
@@ -256,8 +265,7 @@ class _Service:
                 "missing field 'session': the session's items, oldest first", "session"
             )
         items = body["session"]
-        if not isinstance(items, list):
-            raise _BadRequest("field 'session' must be a list of item ids", "session")
+        _check_ids(items, "session")
         options = _options(body, self.config)
         model = self.live.model
         with warnings.catch_warnings(record=True) as caught:
@@ -514,9 +522,29 @@ def create_app(config: ServiceConfig | None = None):
         Route("/ready", service.ready, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=service.lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=service.lifespan,
+        exception_handlers={404: _not_found, 405: _not_found},
+    )
     app.state.service = service
     return app
+
+
+async def _not_found(request: Any, error: Any) -> Any:
+    """Unknown paths and methods answered in JSON too, the way to spell a session's path said."""
+    message = f"no endpoint {request.method} {request.url.path}"
+    if request.url.path.startswith("/sessions/"):
+        message += (
+            "; session paths are /sessions/{id} and /sessions/{id}/events, the id one path "
+            "segment (percent-encoded, without '/')"
+        )
+    return _json({"error": message}, error.status_code)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 async def _body(request: Any, optional: bool = False) -> dict[str, Any]:
@@ -536,7 +564,7 @@ def _options(body: dict[str, Any], config: ServiceConfig, query: bool = False) -
     """``k``, ``exclude_seen`` and the filters of a request, checked, naming the field."""
     k = body.get("k", config.k)
     if query and isinstance(k, str):
-        k = int(k) if k.lstrip("-").isdigit() else k
+        k = int(k) if re.fullmatch(r"[+-]?[0-9]{1,18}", k) else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
         raise _BadRequest(f"field 'k' must be an integer from 1 to {config.max_k}; got {k!r}", "k")
     exclude = body.get("exclude_seen", False)
@@ -551,10 +579,25 @@ def _options(body: dict[str, Any], config: ServiceConfig, query: bool = False) -
     filters = {}
     for name in ("items", "filter_items"):
         value = None if query else body.get(name)
-        if value is not None and not isinstance(value, list):
-            raise _BadRequest(f"field {name!r} must be a list of item ids", name)
+        if value is not None:
+            _check_ids(value, name)
         filters[name] = value
     return {"k": k, "exclude_seen": exclude, **filters}
+
+
+def _check_ids(value: Any, name: str) -> None:
+    """A 422 naming field ``name`` unless it is a list of item ids (strings or numbers)."""
+    if not isinstance(value, list):
+        raise _BadRequest(
+            f"field {name!r} must be a list of item ids; got {_json_type(value)}", name
+        )
+    bad = next((v for v in value if isinstance(v, bool) or not isinstance(v, _IDS)), _NONE)
+    if bad is not _NONE:
+        raise _BadRequest(
+            f"field {name!r} must be a list of item ids (strings or numbers); it holds "
+            f"{_json_type(bad)}",
+            name,
+        )
 
 
 def _result(session: str, rec: Any, caught: list) -> dict[str, Any]:

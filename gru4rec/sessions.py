@@ -9,6 +9,7 @@ The states live in a store (:mod:`gru4rec.state_store`): in memory by default, o
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ __all__ = ["LiveSessions", "Recommendation", "model_version"]
 _SCORE_CELLS = 1 << 24
 #: Other model versions whose item index maps a LiveSessions keeps.
 _MAX_VERSIONS = 8
+#: An integer spelled as text ("12", "-3"; not "¹", which str.isdigit takes for one).
+_INTEGER = re.compile(r"-?[0-9]+")
+#: What looking up a value that is no id of the catalogue raises (a list: InvalidIndexError).
+_NOT_FOUND = (KeyError, TypeError, ValueError, OverflowError, pd.errors.InvalidIndexError)
 
 
 @dataclass(frozen=True)
@@ -83,14 +88,14 @@ class _Catalogue:
             return int(item) if 0 <= item < self.n_items else -1
         try:
             found = self._index.get_loc(item)
-        except (KeyError, TypeError, ValueError):
+        except _NOT_FOUND:
             # The same id spelled otherwise (JSON's "12" for 12, or 12 for "12").
             other = _respelled(item, self._numeric)
             if other is None:
                 return -1
             try:
                 found = self._index.get_loc(other)
-            except (KeyError, TypeError, ValueError):
+            except _NOT_FOUND:
                 return -1
         return found if isinstance(found, int) else -1
 
@@ -432,7 +437,7 @@ class LiveSessions:
 
 
 def _respelled(item: Any, numeric: bool) -> Any:
-    if numeric and isinstance(item, str) and item.lstrip("-").isdigit():
+    if numeric and isinstance(item, str) and _INTEGER.fullmatch(item):
         return int(item)
     if not numeric and isinstance(item, int | np.integer) and not isinstance(item, bool):
         return str(item)
