@@ -336,7 +336,8 @@ class _Service:
         now = time.monotonic()
         if now >= self._next_check:
             workers = _workers_sharing_socket()
-            if workers is None:  # no listening socket (yet): ask again at the next call
+            if workers is None:  # no listening socket (yet), or no /proc: ask again soon
+                self._next_check = now + 5.0
                 return self._workers > 1
             self._next_check = now + 60.0
             before, self._workers = self._workers, workers
