@@ -4,8 +4,11 @@ of all workers whichever answers the scrape, or says plainly that it cannot."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
+import time
 
 import pytest
 from servers import ProcessServer, RedisServer, clients_of_distinct_workers
@@ -103,6 +106,21 @@ def test_own_uvicorn_workers_with_a_shared_directory_report_the_totals(
     try:
         for text in _send_and_scrape(server.url):
             assert _events(text) == 7 and _count(text, "gru4rec_workers") == 2
+        # A worker killed outright: its counts stay in the totals, its live gauge goes.
+        killed = httpx.get(f"{server.url}/ready").json()["worker"]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:  # the kill takes effect at once, nearly
+            text = httpx.get(f"{server.url}/metrics", timeout=10).text
+            gone = not list(directory.glob(f"gauge_livesum_{killed}.db"))
+            if gone or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert gone
+        live = {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("gauge_livesum_*.db")}
+        # The survivor, and a worker uvicorn may have started in the killed one's place.
+        assert killed not in live and _count(text, "gru4rec_workers") == len(live) >= 1
+        assert _events(text) == 7
     finally:
         server.stop()
     # The workers' counts stay in the files; their live gauges went with them.
