@@ -33,6 +33,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import estimator as estimators
 from .checkpoint import load_checkpoint
 from .sessions import LiveSessions
@@ -282,8 +284,7 @@ class _Service:
                 raise _BadRequest(str(error), "session") from None
         return _json(
             {
-                "items": ids.tolist(),
-                "scores": scores.tolist(),
+                **_ranked(ids, scores),
                 "warnings": [str(w.message) for w in caught],
             }
         )
@@ -612,11 +613,19 @@ def _check_ids(value: Any, name: str) -> None:
         )
 
 
+def _ranked(ids: Any, scores: Any) -> dict[str, list]:
+    """The top-k as JSON lists, without the places no candidate filled (score -inf: fewer
+    candidates than k were left), which JSON could not carry."""
+    keep = np.isfinite(scores)
+    if not keep.all():
+        ids, scores = ids[keep], scores[keep]
+    return {"items": ids.tolist(), "scores": scores.tolist()}
+
+
 def _result(session: str, rec: Any, caught: list) -> dict[str, Any]:
     return {
         "session": session,
-        "items": rec.items.tolist(),
-        "scores": rec.scores.tolist(),
+        **_ranked(rec.items, rec.scores),
         "known": rec.known,
         "restarted": rec.restarted,
         "warnings": [str(w.message) for w in caught],

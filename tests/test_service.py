@@ -209,3 +209,13 @@ def test_query_parameters_of_a_sessions_state_are_checked(service):
     r = service.get("/sessions/q", params={"exclude_seen": "perhaps"})
     assert r.status_code == 422 and r.json()["field"] == "exclude_seen"
     assert len(service.get("/sessions/q", params={"k": "3"}).json()["items"]) == 3
+
+
+def test_fewer_candidates_than_k_give_fewer_items(service, model):
+    everything = set(model.item_vocabulary_.ids.tolist())
+    body = {"session": [1, 2], "k": len(everything), "exclude_seen": True}
+    r = service.post("/recommend", json=body)
+    assert r.status_code == 200 and set(r.json()["items"]) == everything - {1, 2}
+    r = service.post("/sessions/few/events", json={"item": 1, "k": 5, "items": [5, 6]})
+    assert r.status_code == 200 and sorted(r.json()["items"]) == [5, 6]
+    assert len(r.json()["scores"]) == 2

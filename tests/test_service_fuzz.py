@@ -1,6 +1,6 @@
 """The HTTP service never fails on its input: hypothesis-made requests (JSON of any shape,
 fields of any type, bytes that are no JSON) against a real uvicorn server answer 2xx, or 4xx
-with an error that names the field at fault, never 5xx."""
+with an error that names the field at fault, never 5xx; with its Redis server away, 503."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from servers import UvicornServer
+from servers import RedisServer, UvicornServer
 
 from gru4rec import GRU4RecNegSampling
 from gru4rec.datasets import make_synthetic_sessions
@@ -40,9 +40,11 @@ values = st.recursive(
     ),
     max_leaves=8,
 )
-bodies = st.fixed_dictionaries({}, optional={name: values for name in FIELDS}) | values.map(
-    lambda v: v
+valid = st.fixed_dictionaries(
+    {"item": st.integers(-1, 40) | st.text(max_size=3), "session": st.lists(st.integers(0, 40))},
+    optional={"k": st.integers(1, 50), "exclude_seen": st.booleans()},
 )
+bodies = valid | st.fixed_dictionaries({}, optional={name: values for name in FIELDS}) | values
 # Any text but '/' (one path segment) and the dot segments (which clients resolve away),
 # percent-encoded in the path (the service sees it decoded).
 session_ids = (
@@ -57,12 +59,17 @@ session_ids = (
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def model_path(tmp_path_factory) -> str:
     events = make_synthetic_sessions(n_sessions=100, n_items=30, seed=5)
     small = dict(hidden_size=8, batch_size=16, max_epochs=1, device="cpu", num_negatives=8)
     path = tmp_path_factory.mktemp("fuzz") / "model.trch"
     GRU4RecNegSampling(seed=0, **small).fit(events).save(path)
-    server = UvicornServer(create_app(ServiceConfig(str(path), k=5, watch_seconds=0)))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def client(model_path):
+    server = UvicornServer(create_app(ServiceConfig(model_path, k=5, watch_seconds=0)))
     server.start()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         yield client
@@ -126,3 +133,29 @@ def test_paths_and_methods_that_are_no_endpoint_get_a_json_404_or_405(client):
     r = client.put("/sessions/a", json={"item": 1})
     assert r.status_code == 405 and "no endpoint PUT /sessions/a" in r.json()["error"]
     assert client.get("/nowhere").json() == {"error": "no endpoint GET /nowhere"}
+
+
+@pytest.fixture(scope="module")
+def client_without_redis(model_path):
+    pytest.importorskip("redis", reason="the redis client is in the [serve] extra")
+    redis_server = RedisServer()
+    redis_server.start()
+    config = ServiceConfig(model_path, redis_url=redis_server.url, k=5, watch_seconds=0)
+    server = UvicornServer(create_app(config))
+    server.start()
+    redis_server.stop()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+    server.stop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(session=session_ids, body=bodies)
+def test_with_redis_away_events_get_a_503_or_a_4xx(client_without_redis, session, body):
+    r = client_without_redis.post(f"/sessions/{session}/events", content=json.dumps(body))
+    if r.status_code == 503:
+        assert "Redis server" in r.json()["error"]
+        event("503")
+    else:
+        assert 400 <= r.status_code < 500
+        _check(r, body)
