@@ -22,7 +22,7 @@ import torch
 from . import inputs
 from .checks import is_int
 from .inference import Int8Scorer, Scorer
-from .state_store import MemoryStore, SessionState, decode_items, encode_items
+from .state_store import MemoryStore, SessionState
 
 __all__ = ["LiveSessions", "Recommendation", "model_version"]
 
@@ -212,7 +212,7 @@ class LiveSessions:
         the seen items of this one's states."""
         put = getattr(self.store, "put_items", None)
         if put is not None:
-            put(self.version, encode_items(self._catalogue.ids, self._catalogue.n_items))
+            put(self.version, self._catalogue.ids, self._catalogue.n_items)
 
     def _index_map_of(self, version: bytes) -> np.ndarray | None | bool:
         """Item index map from model ``version`` to this model (None: the same indices);
@@ -220,8 +220,7 @@ class LiveSessions:
         if version in self._carried:
             return self._carried[version]
         get = getattr(self.store, "get_items", None)
-        blob = None if get is None else get(version)
-        items = None if blob is None else decode_items(blob)
+        items = None if get is None else get(version)
         if items is None:  # not written (yet), or gone: asked again at the next state
             return False
         index_map = _index_map(*items, self._catalogue)

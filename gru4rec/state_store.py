@@ -135,7 +135,7 @@ class MemoryStore:
         self.max_sessions = max_sessions
         self._states: OrderedDict[str, tuple[float, SessionState]] = OrderedDict()
         self._lock = threading.Lock()
-        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[np.ndarray | None, int]] = OrderedDict()
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -179,16 +179,18 @@ class MemoryStore:
             del states[key]
             self.evicted += not expired
 
-    def put_items(self, version: bytes, blob: bytes) -> None:
-        """Keep the item ids of model ``version`` (an :func:`encode_items` value)."""
+    def put_items(self, version: bytes, ids: np.ndarray | None, n_items: int) -> None:
+        """Keep the item ids of model ``version`` (in index order; None for a model fitted on
+        indices) and its number of items."""
         with self._lock:
-            self._items[version] = blob
+            self._items[version] = (ids, int(n_items))
             self._items.move_to_end(version)
             while len(self._items) > _MEMORY_VERSIONS:
                 self._items.popitem(last=False)
 
-    def get_items(self, version: bytes) -> bytes | None:
-        """The item ids of model ``version`` that a store user put; None when unknown."""
+    def get_items(self, version: bytes) -> tuple[np.ndarray | None, int] | None:
+        """``(ids, n_items)`` of model ``version`` as a store user put them; None when
+        unknown."""
         with self._lock:
             return self._items.get(version)
 
@@ -272,16 +274,18 @@ class RedisStore:
         if items is not None:
             self._items_due = time.monotonic() + self.ttl / 2
 
-    def put_items(self, version: bytes, blob: bytes) -> None:
-        """Keep the item ids of model ``version`` (an :func:`encode_items` value) written
-        beside the states from the next write on (no call to the server here)."""
-        self._items = (self._items_key(version), blob)
+    def put_items(self, version: bytes, ids: np.ndarray | None, n_items: int) -> None:
+        """Keep the item ids of model ``version`` (in index order; None for a model fitted on
+        indices) written beside the states from the next write on (no call to the server
+        here)."""
+        self._items = (self._items_key(version), encode_items(ids, n_items))
         self._items_due = 0.0
 
-    def get_items(self, version: bytes) -> bytes | None:
-        """The item ids of model ``version`` that a worker serving it wrote; None when none
-        did (yet) or they are gone."""
-        return self._call(self._client.get, self._items_key(version))
+    def get_items(self, version: bytes) -> tuple[np.ndarray | None, int] | None:
+        """``(ids, n_items)`` of model ``version`` as a worker serving it wrote them; None
+        when none did (yet) or they are gone."""
+        blob = self._call(self._client.get, self._items_key(version))
+        return None if blob is None else decode_items(blob)
 
     def delete(self, key: str) -> bool:
         return bool(self._call(self._client.delete, self.prefix + key))

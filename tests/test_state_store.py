@@ -10,7 +10,13 @@ from servers import RedisServer
 from gru4rec import GRU4RecNegSampling
 from gru4rec.datasets import make_synthetic_sessions
 from gru4rec.sessions import LiveSessions
-from gru4rec.state_store import SessionState, StoreUnavailable, decode_items, encode_items
+from gru4rec.state_store import (
+    MemoryStore,
+    SessionState,
+    StoreUnavailable,
+    decode_items,
+    encode_items,
+)
 
 redis = pytest.importorskip("redis", reason="the redis client is in the [serve] extra")
 from gru4rec.state_store import RedisStore  # noqa: E402
@@ -91,20 +97,29 @@ def test_item_ids_of_a_model_version_round_trip():
     assert decode_items(b"G4I1 not compressed") is None and decode_items(b"") is None
 
 
-def test_seen_items_survive_a_hand_over_between_model_versions(server, model):
-    """One worker reloads a model whose item indices differ, the other has not yet, and a new
-    worker starts on the new model: whichever serves a session's next event still leaves out
-    the items it saw before (through the item ids each version keeps in Redis)."""
+@pytest.fixture(scope="module")
+def newer(model) -> GRU4RecNegSampling:
+    """A model of the same shape whose item indices all differ from ``model``'s."""
     events = make_synthetic_sessions(n_sessions=200, n_items=30, seed=5)
     # Two new items at the start move every item's index (sorted or in order of appearance).
     first = pd.DataFrame({"session_id": -1, "item_id": [-2, -1], "timestamp": [0, 1]})
     small = dict(hidden_size=8, batch_size=16, max_epochs=1, seed=1, device="cpu")
     newer = GRU4RecNegSampling(num_negatives=8, **small).fit(pd.concat([first, events]))
     assert newer.item_vocabulary_.index_of([1])[0] != model.item_vocabulary_.index_of([1])[0]
+    return newer
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_seen_items_survive_a_hand_over_between_model_versions(server, model, newer, kind):
+    """One worker reloads a model whose item indices differ, the other has not yet, and a new
+    worker starts on the new model: whichever serves a session's next event still leaves out
+    the items it saw before (through the item ids each version keeps in the store)."""
     n = len(newer.item_vocabulary_)
+    memory = MemoryStore()
 
     def worker(fitted):
-        return LiveSessions(fitted, store=RedisStore(server.url, prefix="t4:"))
+        store = RedisStore(server.url, prefix="t4:") if kind == "redis" else memory
+        return LiveSessions(fitted, store=store)
 
     ahead, behind = worker(model), worker(model)
     assert ahead.reload(newer)
@@ -117,8 +132,16 @@ def test_seen_items_survive_a_hand_over_between_model_versions(server, model):
     fresh = worker(newer)  # never loaded the old model, reads what `behind` wrote
     rec = fresh.push("s", 4, k=n - 4, exclude_seen=True)
     assert np.isfinite(rec.scores).all() and set(rec.items) == set(range(-2, 30)) - {1, 2, 3, 4}
-    # Where the other version's item ids are gone, the seen items go (the state stays).
-    redis.Redis.from_url(server.url).delete(b"t4:\xffitems:" + fresh.version.hex().encode())
+
+
+def test_seen_items_go_where_the_other_versions_item_ids_are_gone(server, model, newer):
+    """The state stays; only its seen items, which no longer map to items, are dropped."""
+    n = len(newer.item_vocabulary_)
+    fresh = LiveSessions(newer, store=RedisStore(server.url, prefix="t5:"))
     fresh.push("t", 1)
-    rec = worker(model).push("t", 2, k=n - 2, exclude_seen=True)
+    redis.Redis.from_url(server.url).delete(b"t5:\xffitems:" + fresh.version.hex().encode())
+    rec = LiveSessions(model, store=RedisStore(server.url, prefix="t5:")).push(
+        "t", 2, k=n - 2, exclude_seen=True
+    )
     assert 1 in rec.items[np.isfinite(rec.scores)] and not rec.restarted
+    assert len(fresh.store) == 1  # the store's item ids are no session
