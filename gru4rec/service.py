@@ -552,7 +552,10 @@ async def _not_found(request: Any, error: Any) -> Any:
             "; session paths are /sessions/{id} and /sessions/{id}/events, the id one path "
             "segment (percent-encoded, without '/')"
         )
-    return _json({"error": message}, error.status_code)
+    from starlette.responses import JSONResponse
+
+    headers = getattr(error, "headers", None)  # a 405's Allow
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=headers)
 
 
 def _json_type(value: Any) -> str:

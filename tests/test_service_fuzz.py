@@ -132,6 +132,7 @@ def test_paths_and_methods_that_are_no_endpoint_get_a_json_404_or_405(client):
     assert r.status_code == 404 and "without '/'" in r.json()["error"]
     r = client.put("/sessions/a", json={"item": 1})
     assert r.status_code == 405 and "no endpoint PUT /sessions/a" in r.json()["error"]
+    assert "GET" in r.headers["allow"]
     assert client.get("/nowhere").json() == {"error": "no endpoint GET /nowhere"}
 
 
