@@ -76,18 +76,22 @@ def _send_and_scrape(url: str) -> list[str]:
         second.close()
 
 
-def test_cli_workers_report_the_totals_of_all_workers(model_file, redis_url):
+def test_cli_workers_report_the_totals_of_all_workers(model_file, redis_url, tmp_path):
     args = [sys.executable, "-m", "gru4rec", "serve", str(model_file), "--redis", redis_url]
-    server = ProcessServer([*args, "--workers", "2"], env=_NO_DIRECTORY)
+    env = {**_NO_DIRECTORY, "TMPDIR": str(tmp_path)}
+    server = ProcessServer([*args, "--workers", "2"], env=env)
     server.start()
     try:
+        (made,) = tmp_path.glob("gru4rec-metrics-*")  # the directory the workers share
         for text in _send_and_scrape(server.url):
             assert _events(text) == 7
             assert _count(text, "gru4rec_workers") == 2
             assert _count(text, "gru4rec_metrics_partial") == 0
+        assert list(made.glob("counter_*.db"))
     finally:
         server.stop()
     assert "Traceback" not in server.output()
+    assert not made.exists()  # removed when the service stopped
 
 
 def _uvicorn(model_file, redis_url, env: dict[str, str]) -> ProcessServer:
