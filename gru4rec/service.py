@@ -9,7 +9,9 @@ Endpoints (JSON in and out):
 - ``POST /recommend`` ``{"session": [...], "k": 20, ...}``: the top-k of a whole session,
   statelessly;
 - ``POST /reload`` ``{"path": "..."}`` (optional): load a model file again (or another one);
-- ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus text format).
+- ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus text format; with several
+  workers the totals of all of them, shared through ``PROMETHEUS_MULTIPROC_DIR``, or a warning
+  that they are one worker's counts where that directory is missing).
 
 The model file is also watched: a new file (after a nightly update) is loaded without a
 restart, in every worker process, and the sessions in flight keep their states when the
