@@ -203,6 +203,11 @@ class RedisStore:
     ``ttl`` seconds after the session's last event. Several processes or machines serving one
     model share it. The bound on sessions is Redis's own (``maxmemory`` with an LRU policy).
 
+    The item ids of the model version this store's user serves (:meth:`put_items`) are written
+    with its first states and kept ``2 * ttl``, longer than any state of that version: every
+    ``ttl / 2`` seconds a write renews their time-to-live, and writes them again where Redis
+    lost them.
+
     Parameters
     ----------
     url : str
@@ -233,7 +238,7 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self._items: tuple[bytes, bytes] | None = None  # (key, value) to keep written
-        self._items_due = 0.0
+        self._items_written, self._items_due = False, 0.0
 
     def _items_key(self, version: bytes) -> bytes:
         # A byte 0xff never occurs in UTF-8, so no session's key (prefix + id) is this one.
@@ -243,7 +248,7 @@ class RedisStore:
         try:
             return fn(*args)
         except self._errors as error:
-            self._items_due = 0.0  # a server back from a restart may have lost them
+            self._items_due = 0.0  # a server back from a restart may have lost them: look
             raise StoreUnavailable(
                 f"the Redis server at {self.url} is unavailable: {error}"
             ) from None
@@ -266,12 +271,18 @@ class RedisStore:
             pipe = self._client.pipeline(transaction=False)
             for key, state in states.items():
                 pipe.set(self.prefix + key, encode(state), px=ms)
-            if items is not None:
-                pipe.set(items[0], items[1], px=2 * ms)
-            pipe.execute()
+            if items is not None:  # the item ids once, then only their time-to-live renewed
+                if self._items_written:
+                    pipe.pexpire(items[0], 2 * ms)
+                else:
+                    pipe.set(items[0], items[1], px=2 * ms)
+            return pipe.execute()
 
-        self._call(write)
+        done = self._call(write)
         if items is not None:
+            if not done[-1]:  # gone from Redis (evicted, or a server restarted empty)
+                self._call(lambda: self._client.set(items[0], items[1], px=2 * ms))
+            self._items_written = True
             self._items_due = time.monotonic() + self.ttl / 2
 
     def put_items(self, version: bytes, ids: np.ndarray | None, n_items: int) -> None:
@@ -279,7 +290,7 @@ class RedisStore:
         indices) written beside the states from the next write on (no call to the server
         here)."""
         self._items = (self._items_key(version), encode_items(ids, n_items))
-        self._items_due = 0.0
+        self._items_written, self._items_due = False, 0.0
 
     def get_items(self, version: bytes) -> tuple[np.ndarray | None, int] | None:
         """``(ids, n_items)`` of model ``version`` as a worker serving it wrote them; None

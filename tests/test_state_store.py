@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,22 @@ def test_seen_items_go_where_the_other_versions_item_ids_are_gone(server, model,
     )
     assert 1 in rec.items[np.isfinite(rec.scores)] and not rec.restarted
     assert len(fresh.store) == 1  # the store's item ids are no session
+
+
+def test_item_ids_are_kept_twice_the_ttl_renewed_and_written_again_when_lost(server):
+    store = RedisStore(server.url, ttl=2, prefix="t6:")
+    client = redis.Redis.from_url(server.url)
+    key = b"t6:\xffitems:" + b"v1v1v1v1".hex().encode()
+    state = SessionState(b"v1v1v1v1", np.zeros((1, 2), dtype=np.float32), np.zeros(0, np.int32))
+    store.put_items(b"v1v1v1v1", np.array([10, 20]), 2)
+    assert client.get(key) is None  # written with the first state, not before
+    store.put_many({"a": state})
+    assert 3000 < client.pttl(key) <= 4000
+    assert store.get_items(b"v1v1v1v1")[0].tolist() == [10, 20]
+    client.delete(key)  # evicted, or a server restarted empty
+    store.put_many({"a": state})  # before ttl / 2: not looked at
+    assert client.get(key) is None
+    time.sleep(1.05)
+    store.put_many({"a": state})
+    assert 3000 < client.pttl(key) <= 4000 and store.get_items(b"v1v1v1v1")[1] == 2
+    assert len(store) == 1
