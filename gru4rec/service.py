@@ -180,7 +180,16 @@ class _Service:
         carried = self.live.reload(model)
         self.config.model_path, self.stamp = path, stamp
         self.reloads += 1
+        self.publish_items()
         return {"reloaded": True, "states_carried": carried, "version": self.live.version.hex()}
+
+    def publish_items(self) -> None:
+        """Write the model's item ids to the state store now (a large catalogue's are
+        megabytes), not with the first event's state."""
+        try:
+            self.live.store.put_many({})
+        except StoreUnavailable:  # written with the first state once the store is back
+            pass
 
     def watch(self) -> None:
         """Reload when the model file has changed; keep serving the old model on failure."""
@@ -353,6 +362,7 @@ class _Service:
     async def lifespan(self, app: Any):
         """Watch the model file while the application runs; say at once when the metrics
         will be one worker's of several."""
+        await asyncio.to_thread(self.publish_items)
         tasks = []
         if self.config.watch_seconds > 0:
 
