@@ -9,7 +9,9 @@ Endpoints (JSON in and out):
 - ``POST /recommend`` ``{"session": [...], "k": 20, ...}``: the top-k of a whole session,
   statelessly;
 - ``POST /reload`` ``{"path": "..."}`` (optional): load a model file again (or another one);
-- ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus text format).
+- ``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus text format; with several
+  workers the totals of all of them, shared through ``PROMETHEUS_MULTIPROC_DIR``, or a warning
+  that they are one worker's counts where that directory is missing).
 
 The model file is also watched: a new file (after a nightly update) is loaded without a
 restart, in every worker process, and the sessions in flight keep their states when the
@@ -20,13 +22,20 @@ Needs the ``serve`` extra (``pip install gru4rec[serve]``).
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import logging
 import os
+import re
+import shutil
+import tempfile
 import time
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from . import estimator as estimators
 from .checkpoint import load_checkpoint
@@ -35,8 +44,13 @@ from .state_store import MemoryStore, RedisStore, StoreUnavailable
 
 __all__ = ["ServiceConfig", "create_app", "load_model"]
 
+logger = logging.getLogger(__name__)
+
 _CLASSES = ("GRU4RecNegSampling", "GRU4RecCrossEntropy")
 _ENV = "GRU4REC_SERVE_CONFIG"
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+_IDS = (str, int, float)  # what JSON gives an item id as
+_NONE = object()
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -118,6 +132,8 @@ class _Service:
         self.live = LiveSessions(model, k=config.k, store=store, scoring=config.scoring)
         self.stamp = _stamp(config.model_path)
         self.reloads = 0
+        self.metrics_dir = _metrics_dir()
+        live = self.metrics_dir is not None
         self.registry = prom.CollectorRegistry()
         self.requests = prom.Counter(
             "gru4rec_requests",
@@ -137,12 +153,24 @@ class _Service:
             "Events whose item the model does not know",
             registry=self.registry,
         )
-        self.sessions = prom.Gauge(
-            "gru4rec_sessions", "Sessions held in memory", registry=self.registry
+        # Gauges of several workers add up over the live ones (a dead worker's value goes).
+        gauge = dict(registry=self.registry, multiprocess_mode="livesum")
+        prom.Gauge("gru4rec_workers", "Live worker processes counted here", **gauge).set(1)
+        self.partial = prom.Gauge(
+            "gru4rec_metrics_partial",
+            f"1: other workers serve this socket and these counts are this worker's alone "
+            f"(set {_MULTIPROC} to a directory shared by the workers)",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
-        self.sessions.set_function(
-            lambda: len(store) if isinstance(store, MemoryStore) else float("nan")
-        )
+        self._next_check, self._workers = 0.0, 1
+        self.sessions = None
+        if isinstance(store, MemoryStore):  # Redis holds the sessions of all workers
+            self.sessions = prom.Gauge("gru4rec_sessions", "Sessions held in memory", **gauge)
+            if live:  # written to the shared files after each request
+                self.sessions.set(0)
+            else:
+                self.sessions.set_function(lambda: len(store))
 
     def reload(self, path: str | None = None) -> dict[str, Any]:
         """Load the model file (again); the old model keeps serving when it fails."""
@@ -152,7 +180,16 @@ class _Service:
         carried = self.live.reload(model)
         self.config.model_path, self.stamp = path, stamp
         self.reloads += 1
+        self.publish_items()
         return {"reloaded": True, "states_carried": carried, "version": self.live.version.hex()}
+
+    def publish_items(self) -> None:
+        """Write the model's item ids to the state store now (a large catalogue's are
+        megabytes), not with the first event's state."""
+        try:
+            self.live.store.put_many({})
+        except StoreUnavailable:  # written with the first state once the store is back
+            pass
 
     def watch(self) -> None:
         """Reload when the model file has changed; keep serving the old model on failure."""
@@ -194,6 +231,8 @@ class _Service:
                 counters[status] = self.requests.labels(endpoint, str(status))
             counters[status].inc()
             observe(time.perf_counter() - start)
+            if self.sessions is not None and self.metrics_dir is not None:
+                self.sessions.set(len(self.live.store))
             return response
 
         return run
@@ -202,6 +241,12 @@ class _Service:
         body = await _body(request)
         if "item" not in body:
             raise _BadRequest("missing field 'item': the item of the event", "item")
+        if isinstance(body["item"], bool) or not isinstance(body["item"], _IDS):
+            raise _BadRequest(
+                f"field 'item' must be an item id (a string or a number); got "
+                f"{_json_type(body['item'])}",
+                "item",
+            )
         session = request.path_params["session"]
         options = _options(body, self.config)
         filtered = options["items"] is not None or options["filter_items"] is not None
@@ -233,8 +278,7 @@ class _Service:
                 "missing field 'session': the session's items, oldest first", "session"
             )
         items = body["session"]
-        if not isinstance(items, list):
-            raise _BadRequest("field 'session' must be a list of item ids", "session")
+        _check_ids(items, "session")
         options = _options(body, self.config)
         model = self.live.model
         with warnings.catch_warnings(record=True) as caught:
@@ -251,8 +295,7 @@ class _Service:
                 raise _BadRequest(str(error), "session") from None
         return _json(
             {
-                "items": ids.tolist(),
-                "scores": scores.tolist(),
+                **_ranked(ids, scores),
                 "warnings": [str(w.message) for w in caught],
             }
         )
@@ -273,24 +316,54 @@ class _Service:
     async def ready(self, request: Any) -> Any:
         if not self.live.store.ping():
             return _json({"ready": False, "error": "the session store is unavailable"}, 503)
-        return _json({"ready": True, "version": self.live.version.hex(), "reloads": self.reloads})
+        return _json(
+            {
+                "ready": True,
+                "version": self.live.version.hex(),
+                "reloads": self.reloads,
+                "worker": os.getpid(),
+            }
+        )
 
     async def metrics(self, request: Any) -> Any:
         import prometheus_client as prom
         from starlette.responses import Response
 
-        registry = self.registry
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # several workers: all of them
+        if self.metrics_dir is not None:  # several workers: the totals of all of them
             from prometheus_client import multiprocess
 
+            _forget_dead_workers(self.metrics_dir)
             registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+            multiprocess.MultiProcessCollector(registry, path=self.metrics_dir)
+            return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+        partial = await asyncio.to_thread(self._check_alone)
+        text = prom.generate_latest(self.registry)
+        if partial:
+            text = f"# WARNING: {_partial_message(self._workers)}\n".encode() + text
+        return Response(text, media_type=prom.CONTENT_TYPE_LATEST)
+
+    def _check_alone(self) -> bool:
+        """Whether other worker processes serve this one's socket (the counts here are then
+        this worker's alone); checked at most once a minute, warned of once."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            workers = _workers_sharing_socket()
+            if workers is None:  # no listening socket (yet), or no /proc: ask again soon
+                self._next_check = now + 5.0
+                return self._workers > 1
+            self._next_check = now + 60.0
+            before, self._workers = self._workers, workers
+            self.partial.set(self._workers > 1)
+            if self._workers > 1 and before == 1:
+                logger.warning("%s", _partial_message(self._workers))
+        return self._workers > 1
 
     @asynccontextmanager
     async def lifespan(self, app: Any):
-        """Watch the model file while the application runs."""
-        task = None
+        """Watch the model file while the application runs; say at once when the metrics
+        will be one worker's of several."""
+        await asyncio.to_thread(self.publish_items)
+        tasks = []
         if self.config.watch_seconds > 0:
 
             async def watch():
@@ -298,10 +371,21 @@ class _Service:
                     await asyncio.sleep(self.config.watch_seconds)
                     await asyncio.to_thread(self.watch)
 
-            task = asyncio.create_task(watch())
-        yield
-        if task is not None:
-            task.cancel()
+            tasks.append(asyncio.create_task(watch()))
+        if self.metrics_dir is None:
+
+            async def check():  # once the server listens (its workers get the socket late)
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(self._check_alone)
+
+            tasks.append(asyncio.create_task(check()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            if self.metrics_dir is not None:
+                _mark_dead(self.metrics_dir)
 
 
 class _NoWarnings:
@@ -318,6 +402,125 @@ def _stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+def _metrics_dir() -> str | None:
+    """The directory the workers' metrics are shared through (prometheus_client's
+    multiprocess mode), or None: this process reports its own counts."""
+    from prometheus_client import values
+
+    directory = os.environ.get(_MULTIPROC) or os.environ.get(_MULTIPROC.lower())
+    if not directory:
+        return None
+    if values.ValueClass is values.MutexValue:
+        logger.warning(
+            "%s is set, but prometheus_client was imported before it was: this worker's "
+            "metrics stay in the process and /metrics gives its counts alone; set %s before "
+            "the server starts",
+            _MULTIPROC,
+            _MULTIPROC,
+        )
+        return None
+    os.makedirs(directory, exist_ok=True)
+    import atexit
+
+    atexit.register(_mark_dead, directory)  # where the lifespan's end does not run
+    return directory
+
+
+def _mark_dead(directory: str, pid: int | None = None) -> None:
+    """Drop a worker's live gauges from the shared directory (its counts stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid() if pid is None else pid, directory)
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that died without saying so (killed, crashed)."""
+    pids = set()
+    for name in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = os.path.basename(name)[: -len(".db")].rsplit("_", 1)[-1]
+        if pid.isdigit():
+            pids.add(int(pid))
+    for pid in pids:
+        if not _alive(pid):
+            _mark_dead(directory, pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _partial_message(workers: int) -> str:
+    return (
+        f"this worker is one of {workers} processes serving one socket, and {_MULTIPROC} is "
+        f"not set: /metrics gives the counts of whichever worker answers the scrape, not the "
+        f"totals; set {_MULTIPROC} to an empty directory shared by the workers before the "
+        f"server starts"
+    )
+
+
+def _socket_inodes(pid: int | str) -> set[str]:
+    inodes = set()
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(f"{fds}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening_inodes() -> set[str]:
+    inodes = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/net/{name}") as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        inodes.update(row[9] for row in rows if len(row) > 9 and row[3] == "0A")
+    try:
+        with open("/proc/net/unix") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        inodes.update(row[6] for row in rows if len(row) > 6 and row[3] == "00010000")
+    except OSError:
+        pass
+    return inodes
+
+
+def _workers_sharing_socket() -> int | None:
+    """The processes that accept on one of this process's listening sockets (this one
+    included, the supervisor that opened it for them not): the workers of one server, as
+    uvicorn's ``--workers`` and gunicorn run them. None where ``/proc`` cannot tell."""
+    try:
+        own = _socket_inodes("self") & _listening_inodes()
+    except OSError:
+        return None
+    if not own:
+        return None
+    parent, count = os.getppid(), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == parent:
+            continue
+        try:
+            count += bool(_socket_inodes(entry) & own)
+        except OSError:  # gone, or another user's
+            continue
+    return max(count, 1)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Any:
@@ -344,9 +547,32 @@ def create_app(config: ServiceConfig | None = None):
         Route("/ready", service.ready, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=service.lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=service.lifespan,
+        exception_handlers={404: _not_found, 405: _not_found},
+    )
     app.state.service = service
     return app
+
+
+async def _not_found(request: Any, error: Any) -> Any:
+    """Unknown paths and methods answered in JSON too, the way to spell a session's path said."""
+    message = f"no endpoint {request.method} {request.url.path}"
+    if request.url.path.startswith("/sessions/"):
+        message += (
+            "; session paths are /sessions/{id} and /sessions/{id}/events, the id one path "
+            "segment (percent-encoded, without '/')"
+        )
+    from starlette.responses import JSONResponse
+
+    headers = getattr(error, "headers", None)  # a 405's Allow
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=headers)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 async def _body(request: Any, optional: bool = False) -> dict[str, Any]:
@@ -366,7 +592,7 @@ def _options(body: dict[str, Any], config: ServiceConfig, query: bool = False) -
     """``k``, ``exclude_seen`` and the filters of a request, checked, naming the field."""
     k = body.get("k", config.k)
     if query and isinstance(k, str):
-        k = int(k) if k.lstrip("-").isdigit() else k
+        k = int(k) if re.fullmatch(r"[+-]?[0-9]{1,18}", k) else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
         raise _BadRequest(f"field 'k' must be an integer from 1 to {config.max_k}; got {k!r}", "k")
     exclude = body.get("exclude_seen", False)
@@ -381,17 +607,40 @@ def _options(body: dict[str, Any], config: ServiceConfig, query: bool = False) -
     filters = {}
     for name in ("items", "filter_items"):
         value = None if query else body.get(name)
-        if value is not None and not isinstance(value, list):
-            raise _BadRequest(f"field {name!r} must be a list of item ids", name)
+        if value is not None:
+            _check_ids(value, name)
         filters[name] = value
     return {"k": k, "exclude_seen": exclude, **filters}
+
+
+def _check_ids(value: Any, name: str) -> None:
+    """A 422 naming field ``name`` unless it is a list of item ids (strings or numbers)."""
+    if not isinstance(value, list):
+        raise _BadRequest(
+            f"field {name!r} must be a list of item ids; got {_json_type(value)}", name
+        )
+    bad = next((v for v in value if isinstance(v, bool) or not isinstance(v, _IDS)), _NONE)
+    if bad is not _NONE:
+        raise _BadRequest(
+            f"field {name!r} must be a list of item ids (strings or numbers); it holds "
+            f"{_json_type(bad)}",
+            name,
+        )
+
+
+def _ranked(ids: Any, scores: Any) -> dict[str, list]:
+    """The top-k as JSON lists, without the places no candidate filled (score -inf: fewer
+    candidates than k were left), which JSON could not carry."""
+    keep = np.isfinite(scores)
+    if not keep.all():
+        ids, scores = ids[keep], scores[keep]
+    return {"items": ids.tolist(), "scores": scores.tolist()}
 
 
 def _result(session: str, rec: Any, caught: list) -> dict[str, Any]:
     return {
         "session": session,
-        "items": rec.items.tolist(),
-        "scores": rec.scores.tolist(),
+        **_ranked(rec.items, rec.scores),
         "known": rec.known,
         "restarted": rec.restarted,
         "warnings": [str(w.message) for w in caught],
@@ -411,11 +660,29 @@ def serve(
         )
     load_model(config.model_path)  # fail here, with the file's name, not in every worker
     os.environ[_ENV] = config.to_env()
-    uvicorn.run(
-        "gru4rec.service:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    own_dir = None
+    if workers > 1:  # the workers' metrics add up through files in one directory
+        given = os.environ.get(_MULTIPROC) or os.environ.get(_MULTIPROC.lower())
+        if given and glob.glob(os.path.join(given, "*.db")):
+            logger.warning(
+                "%s=%s holds the metrics of an earlier run: their counts add to this run's; "
+                "empty it between runs",
+                _MULTIPROC,
+                given,
+            )
+        if not given:
+            own_dir = tempfile.mkdtemp(prefix="gru4rec-metrics-")
+            os.environ[_MULTIPROC] = own_dir
+    try:
+        uvicorn.run(
+            "gru4rec.service:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+    finally:
+        if own_dir is not None:
+            del os.environ[_MULTIPROC]
+            shutil.rmtree(own_dir, ignore_errors=True)

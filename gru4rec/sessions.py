@@ -9,6 +9,7 @@ The states live in a store (:mod:`gru4rec.state_store`): in memory by default, o
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ __all__ = ["LiveSessions", "Recommendation", "model_version"]
 
 #: Rows x items scored at once in a batch of events (the score buffer's bound).
 _SCORE_CELLS = 1 << 24
+#: Other model versions whose item index maps a LiveSessions keeps.
+_MAX_VERSIONS = 8
+#: An integer spelled as text ("12", "-3"; not "¹", which str.isdigit takes for one).
+_INTEGER = re.compile(r"-?[0-9]+")
+#: What looking up a value that is no id of the catalogue raises (a list: InvalidIndexError).
+_NOT_FOUND = (KeyError, TypeError, ValueError, OverflowError, pd.errors.InvalidIndexError)
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,14 @@ class _Catalogue:
             return int(item) if 0 <= item < self.n_items else -1
         try:
             found = self._index.get_loc(item)
-        except (KeyError, TypeError, ValueError):
+        except _NOT_FOUND:
             # The same id spelled otherwise (JSON's "12" for 12, or 12 for "12").
             other = _respelled(item, self._numeric)
             if other is None:
                 return -1
             try:
                 found = self._index.get_loc(other)
-            except (KeyError, TypeError, ValueError):
+            except _NOT_FOUND:
                 return -1
         return found if isinstance(found, int) else -1
 
@@ -155,6 +162,7 @@ class LiveSessions:
         self._lock = threading.Lock()
         self._carried: dict[bytes, np.ndarray | None] = {}
         self.__dict__.update(self._prepare(model))
+        self._publish_items()
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -195,11 +203,35 @@ class LiveSessions:
         carries = new["_shape"] == self._shape
         carried = {}
         if carries and new["version"] != self.version:
-            carried = {self.version: _index_map(self._catalogue, new["_catalogue"])}
+            old = self._catalogue
+            carried = {self.version: _index_map(old.ids, old.n_items, new["_catalogue"])}
         with self._lock:
             self.__dict__.update(new)
             self._carried = carried
+            self._publish_items()
         return carries
+
+    def _publish_items(self) -> None:
+        """Put this model's item ids in the store, for workers serving other versions to read
+        the seen items of this one's states."""
+        put = getattr(self.store, "put_items", None)
+        if put is not None:
+            put(self.version, self._catalogue.ids, self._catalogue.n_items)
+
+    def _index_map_of(self, version: bytes) -> np.ndarray | None | bool:
+        """Item index map from model ``version`` to this model (None: the same indices);
+        False when that version's item ids are not to be had."""
+        if version in self._carried:
+            return self._carried[version]
+        get = getattr(self.store, "get_items", None)
+        items = None if get is None else get(version)
+        if items is None:  # not written (yet), or gone: asked again at the next state
+            return False
+        index_map = _index_map(*items, self._catalogue)
+        if len(self._carried) >= _MAX_VERSIONS:
+            self._carried.pop(next(iter(self._carried)))
+        self._carried[version] = index_map
+        return index_map
 
     # -- events ------------------------------------------------------------------------------
 
@@ -313,15 +345,18 @@ class LiveSessions:
                 states.append((state.hidden, state.seen))
                 restarted.append(False)
             elif state.hidden.shape == self._shape:
-                # Another model of this shape: the previous one (its seen items mapped to
-                # ours), or one this process has not loaded yet (a worker reloading ahead of
-                # this one; its seen items are not ours to read).
-                if state.version in self._carried:
-                    index_map = self._carried[state.version]
-                    seen = index_map[state.seen] if index_map is not None else state.seen
-                    seen = seen[seen >= 0].astype(np.int32)
-                else:
+                # Another model of this shape: the previous one, or one another worker loaded
+                # before or after this one; its seen items mapped to ours through its item ids
+                # (in the store), dropped only where those are gone.
+                index_map = self._index_map_of(state.version)
+                if index_map is False:
                     seen = empty
+                elif index_map is None:
+                    seen = state.seen
+                else:
+                    seen = state.seen[(state.seen >= 0) & (state.seen < len(index_map))]
+                    seen = index_map[seen]
+                    seen = seen[seen >= 0].astype(np.int32)
                 states.append((state.hidden, seen))
                 restarted.append(False)
             else:
@@ -408,7 +443,7 @@ class LiveSessions:
 
 
 def _respelled(item: Any, numeric: bool) -> Any:
-    if numeric and isinstance(item, str) and item.lstrip("-").isdigit():
+    if numeric and isinstance(item, str) and _INTEGER.fullmatch(item):
         return int(item)
     if not numeric and isinstance(item, int | np.integer) and not isinstance(item, bool):
         return str(item)
@@ -429,15 +464,16 @@ def _check_k(k: Any) -> int:
     return int(k)
 
 
-def _index_map(old: _Catalogue, new: _Catalogue) -> np.ndarray | None:
-    """Old item index -> new one (-1: gone), or None when the indices are the same."""
-    if old.ids is None and new.ids is None:
-        return None if old.n_items <= new.n_items else _identity_upto(old.n_items, new.n_items)
-    if old.ids is not None and new.ids is not None:
-        if len(old.ids) <= len(new.ids) and np.array_equal(old.ids, new.ids[: len(old.ids)]):
+def _index_map(old_ids: np.ndarray | None, old_n_items: int, new: _Catalogue) -> np.ndarray | None:
+    """Item index of a model with ``old_ids`` (None: fitted on indices) -> that of ``new``
+    (-1: gone), or None when the indices are the same."""
+    if old_ids is None and new.ids is None:
+        return None if old_n_items <= new.n_items else _identity_upto(old_n_items, new.n_items)
+    if old_ids is not None and new.ids is not None:
+        if len(old_ids) <= len(new.ids) and np.array_equal(old_ids, new.ids[: len(old_ids)]):
             return None
-        return new.vocabulary.index_of(old.ids)
-    return np.full(old.n_items, -1, dtype=np.int64)
+        return new.vocabulary.index_of(old_ids)
+    return np.full(old_n_items, -1, dtype=np.int64)
 
 
 def _identity_upto(n_old: int, n_new: int) -> np.ndarray:

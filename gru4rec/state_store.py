@@ -6,13 +6,19 @@ binary value (:func:`encode` / :func:`decode`): a header, the hidden state as fl
 seen item indices as int32. The stores only keep values under keys, with a time-to-live:
 :class:`MemoryStore` (one process; least recently used sessions evicted past a bound) and
 :class:`RedisStore` (several worker processes or machines serving one model).
+
+Beside the states, a store keeps the item ids of each model version that writes states into it
+(:func:`encode_items` / :func:`decode_items`), so that a worker serving another version (one
+that reloaded before or after it) can map a state's seen item indices to its own.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +26,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MemoryStore", "RedisStore", "SessionState", "StoreUnavailable", "decode", "encode"]
+__all__ = [
+    "MemoryStore",
+    "RedisStore",
+    "SessionState",
+    "StoreUnavailable",
+    "decode",
+    "decode_items",
+    "encode",
+    "encode_items",
+]
 
 _MAGIC = b"G4S1"
 # magic, model version (8 bytes), layers, hidden units, number of seen items
 _HEADER = struct.Struct("<4s8sHHI")
+
+
+_ITEMS_MAGIC = b"G4I1"
+#: Item catalogues of model versions a MemoryStore keeps (the latest ones).
+_MEMORY_VERSIONS = 8
 
 
 class StoreUnavailable(RuntimeError):
@@ -64,6 +84,36 @@ def decode(blob: bytes) -> SessionState | None:
     return SessionState(version, hidden.reshape(layers, units), seen)
 
 
+def encode_items(ids: np.ndarray | None, n_items: int) -> bytes:
+    """A model version's item ids (index order; None for a model fitted on indices) as one
+    binary value: JSON, compressed. The ids keep their types (numbers or strings)."""
+    body = {
+        "n_items": int(n_items),
+        "dtype": None if ids is None else str(ids.dtype),
+        "ids": None if ids is None else ids.tolist(),
+    }
+    return _ITEMS_MAGIC + zlib.compress(json.dumps(body).encode(), 1)
+
+
+def decode_items(blob: bytes) -> tuple[np.ndarray | None, int] | None:
+    """``(ids, n_items)`` of a value written by :func:`encode_items`; None for anything else."""
+    if not blob.startswith(_ITEMS_MAGIC):
+        return None
+    try:
+        body = json.loads(zlib.decompress(blob[len(_ITEMS_MAGIC) :]))
+        ids = body["ids"]
+        if ids is not None:
+            if body["dtype"] == "object":  # np.asarray would make strings of mixed ints
+                array = np.empty(len(ids), dtype=object)
+                array[:] = ids
+                ids = array
+            else:
+                ids = np.asarray(ids, dtype=np.dtype(body["dtype"]))
+        return ids, int(body["n_items"])
+    except (ValueError, TypeError, KeyError, zlib.error):
+        return None
+
+
 class MemoryStore:
     """States in this process's memory: at most ``max_sessions``, the least recently used
     evicted first, each dropped ``ttl`` seconds after its last use (None: never).
@@ -85,6 +135,7 @@ class MemoryStore:
         self.max_sessions = max_sessions
         self._states: OrderedDict[str, tuple[float, SessionState]] = OrderedDict()
         self._lock = threading.Lock()
+        self._items: OrderedDict[bytes, tuple[np.ndarray | None, int]] = OrderedDict()
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -128,6 +179,21 @@ class MemoryStore:
             del states[key]
             self.evicted += not expired
 
+    def put_items(self, version: bytes, ids: np.ndarray | None, n_items: int) -> None:
+        """Keep the item ids of model ``version`` (in index order; None for a model fitted on
+        indices) and its number of items."""
+        with self._lock:
+            self._items[version] = (ids, int(n_items))
+            self._items.move_to_end(version)
+            while len(self._items) > _MEMORY_VERSIONS:
+                self._items.popitem(last=False)
+
+    def get_items(self, version: bytes) -> tuple[np.ndarray | None, int] | None:
+        """``(ids, n_items)`` of model ``version`` as a store user put them; None when
+        unknown."""
+        with self._lock:
+            return self._items.get(version)
+
     def ping(self) -> bool:
         return True
 
@@ -136,6 +202,11 @@ class RedisStore:
     """States in Redis, one binary value per session under ``prefix + session id``, expiring
     ``ttl`` seconds after the session's last event. Several processes or machines serving one
     model share it. The bound on sessions is Redis's own (``maxmemory`` with an LRU policy).
+
+    The item ids of the model version this store's user serves (:meth:`put_items`) are written
+    with its first states and kept ``2 * ttl``, longer than any state of that version: every
+    ``ttl / 2`` seconds a write renews their time-to-live, and writes them again where Redis
+    lost them.
 
     Parameters
     ----------
@@ -166,11 +237,18 @@ class RedisStore:
         self._client = client or redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        self._items: tuple[bytes, bytes] | None = None  # (key, value) to keep written
+        self._items_written, self._items_due = False, 0.0
+
+    def _items_key(self, version: bytes) -> bytes:
+        # A byte 0xff never occurs in UTF-8, so no session's key (prefix + id) is this one.
+        return self.prefix.encode() + b"\xffitems:" + version.hex().encode()
 
     def _call(self, fn, *args):
         try:
             return fn(*args)
         except self._errors as error:
+            self._items_due = 0.0  # a server back from a restart may have lost them: look
             raise StoreUnavailable(
                 f"the Redis server at {self.url} is unavailable: {error}"
             ) from None
@@ -181,8 +259,9 @@ class RedisStore:
 
     def put_many(self, states: dict[str, SessionState]) -> None:
         ms = max(1, int(self.ttl * 1000))
+        items = self._items if time.monotonic() >= self._items_due else None
 
-        if len(states) == 1:  # one event: one SET, no pipeline to build
+        if len(states) == 1 and items is None:  # one event: one SET, no pipeline to build
             ((key, state),) = states.items()
             blob = encode(state)
             self._call(lambda: self._client.set(self.prefix + key, blob, px=ms))
@@ -192,9 +271,32 @@ class RedisStore:
             pipe = self._client.pipeline(transaction=False)
             for key, state in states.items():
                 pipe.set(self.prefix + key, encode(state), px=ms)
-            pipe.execute()
+            if items is not None:  # the item ids once, then only their time-to-live renewed
+                if self._items_written:
+                    pipe.pexpire(items[0], 2 * ms)
+                else:
+                    pipe.set(items[0], items[1], px=2 * ms)
+            return pipe.execute()
 
-        self._call(write)
+        done = self._call(write)
+        if items is not None:
+            if not done[-1]:  # gone from Redis (evicted, or a server restarted empty)
+                self._call(lambda: self._client.set(items[0], items[1], px=2 * ms))
+            self._items_written = True
+            self._items_due = time.monotonic() + self.ttl / 2
+
+    def put_items(self, version: bytes, ids: np.ndarray | None, n_items: int) -> None:
+        """Keep the item ids of model ``version`` (in index order; None for a model fitted on
+        indices) written beside the states from the next write on (no call to the server
+        here)."""
+        self._items = (self._items_key(version), encode_items(ids, n_items))
+        self._items_written, self._items_due = False, 0.0
+
+    def get_items(self, version: bytes) -> tuple[np.ndarray | None, int] | None:
+        """``(ids, n_items)`` of model ``version`` as a worker serving it wrote them; None
+        when none did (yet) or they are gone."""
+        blob = self._call(self._client.get, self._items_key(version))
+        return None if blob is None else decode_items(blob)
 
     def delete(self, key: str) -> bool:
         return bool(self._call(self._client.delete, self.prefix + key))
@@ -206,4 +308,6 @@ class RedisStore:
             return False
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._call(lambda: list(self._client.scan_iter(self.prefix + "*"))))
+        keys = self._call(lambda: list(self._client.scan_iter(self.prefix + "*")))
+        items = self.prefix.encode() + b"\xff"
+        return sum(1 for key in keys if not key.startswith(items))

@@ -97,3 +97,68 @@ class UvicornServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class ProcessServer:
+    """A server command (``gru4rec serve``, ``uvicorn``) in a process of its own on a free
+    127.0.0.1 port, started and stopped by the test; ``--port`` is appended to ``args``."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [*args, "--port", str(self.port)]
+        env = {**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})}
+        self.env = {k: v for k, v in env.items() if v is not None}
+        self.process: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile()
+
+    def start(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.args[:4]} did not start:\n{self.output()}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def clients_of_distinct_workers(url: str, n: int = 2, tries: int = 100) -> list:
+    """``n`` kept-alive HTTP clients, each connected to another worker process of the server
+    at ``url`` (told apart by ``/ready``'s ``worker``)."""
+    import httpx
+
+    pinned: dict[int, httpx.Client] = {}
+    for _ in range(tries):
+        client = httpx.Client(base_url=url, timeout=10)
+        pid = client.get("/ready").json()["worker"]
+        if pid in pinned or len(pinned) == n:
+            client.close()
+        else:
+            pinned[pid] = client
+        if len(pinned) == n:
+            return list(pinned.values())
+    for client in pinned.values():
+        client.close()
+    raise AssertionError(f"{tries} connections reached {len(pinned)} worker(s), not {n}")

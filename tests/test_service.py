@@ -14,6 +14,8 @@ from servers import RedisServer, UvicornServer, free_port
 
 from gru4rec import GRU4RecNegSampling
 from gru4rec.datasets import make_synthetic_sessions
+from gru4rec.sessions import model_version
+from gru4rec.state_store import RedisStore
 
 httpx = pytest.importorskip("httpx", reason="the HTTP tests need the [serve] extra")
 pytest.importorskip("starlette", reason="the service needs the [serve] extra")
@@ -209,3 +211,27 @@ def test_query_parameters_of_a_sessions_state_are_checked(service):
     r = service.get("/sessions/q", params={"exclude_seen": "perhaps"})
     assert r.status_code == 422 and r.json()["field"] == "exclude_seen"
     assert len(service.get("/sessions/q", params={"k": "3"}).json()["items"]) == 3
+
+
+def test_fewer_candidates_than_k_give_fewer_items(service, model):
+    everything = set(model.item_vocabulary_.ids.tolist())
+    body = {"session": [1, 2], "k": len(everything), "exclude_seen": True}
+    r = service.post("/recommend", json=body)
+    assert r.status_code == 200 and set(r.json()["items"]) == everything - {1, 2}
+    r = service.post("/sessions/few/events", json={"item": 1, "k": 5, "items": [5, 6]})
+    assert r.status_code == 200 and sorted(r.json()["items"]) == [5, 6]
+    assert len(r.json()["scores"]) == 2
+
+
+def test_a_worker_writes_its_item_ids_to_redis_when_it_starts(model_file, model):
+    redis_server = RedisServer()
+    redis_server.start()
+    config = ServiceConfig(str(model_file), redis_url=redis_server.url, k=5, watch_seconds=0)
+    server = UvicornServer(create_app(config))
+    server.start()
+    try:
+        ids, n = RedisStore(redis_server.url).get_items(model_version(model))
+        assert ids.tolist() == model.item_vocabulary_.ids.tolist() and n == model.n_items_
+    finally:
+        server.stop()
+        redis_server.stop()
