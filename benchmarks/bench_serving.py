@@ -255,7 +255,7 @@ def http(
 ) -> list[dict[str, Any]]:
     redis = None
     cmd = [sys.executable, "-m", "gru4rec", "serve", model_path, "--threads", "1"]
-    cmd += ["--workers", str(workers)]
+    cmd += ["--workers", str(workers), "--scoring", args.scoring]
     if store.startswith("redis"):
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         rport = free_port()
@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per rate")
     parser.add_argument(
         "--redis-workers", type=int, default=2, help="also serve with this many workers on Redis"
+    )
+    parser.add_argument(
+        "--scoring", choices=["exact", "int8"], default="exact", help="the service's scoring"
     )
     parser.add_argument("--name", default="serving", help="results folder name")
     args = parser.parse_args(argv)
