@@ -256,7 +256,7 @@ class LiveSessions:
         blocked = self._blocked(items, filter_items)
         key = _key(session_id)
         index = np.array([self._catalogue.index(item_id)], dtype=np.int64)
-        with self._lock, torch.inference_mode():
+        with self._lock:
             return self._advance_one(key, int(index[0]), k, exclude, blocked)
 
     def push_many(
@@ -364,7 +364,6 @@ class LiveSessions:
                 restarted.append(True)
         return states, restarted
 
-    @torch.no_grad()
     def _advance(
         self, keys: list[str], index: np.ndarray, k: int, exclude: bool, blocked: Any
     ) -> list[Recommendation]:
@@ -405,18 +404,17 @@ class LiveSessions:
         ids, scores = self._top_k_of(hidden[-1:], [seen], k, exclude, blocked)[0]
         return Recommendation(ids, scores, index >= 0, restarted)
 
-    @torch.no_grad()
     def _step_states(self, index: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """The states ``(rows, layers, units)`` after one event each."""
         if self._step is not None:
             return self._step(index, hidden)
         net, device = self._net, self._device
-        h = torch.from_numpy(np.ascontiguousarray(hidden)).to(device)
-        x = net.input_vectors(torch.as_tensor(index, device=device))
-        _, new = net.step(x, [h[:, layer] for layer in range(h.shape[1])])
-        return torch.stack(new, dim=1).cpu().numpy()
+        with torch.no_grad():
+            h = torch.from_numpy(np.ascontiguousarray(hidden)).to(device)
+            x = net.input_vectors(torch.as_tensor(index, device=device))
+            _, new = net.step(x, [h[:, layer] for layer in range(h.shape[1])])
+            return torch.stack(new, dim=1).cpu().numpy()
 
-    @torch.no_grad()
     def _top_k(
         self, hidden: np.ndarray, seen: list[np.ndarray], k: int, exclude: bool, blocked: Any
     ) -> list[tuple[np.ndarray, np.ndarray]]:
