@@ -309,9 +309,8 @@ class Int8Scorer:
         if not kernels.AVAILABLE:
             self._exact = Scorer(model, torch.device("cpu"))
             return
-        self._blocks, self._scale = quantized.pack_int8(self._weights)
-        self._first_bias = np.full(len(self._scale), -np.inf, dtype=np.float32)
-        self._first_bias[: len(self._bias)] = self._bias
+        self._table = quantized.Int8Table(self._weights)
+        self._first_bias = self._table.padded_bias(self._bias)
 
     @torch.no_grad()
     def top_k(
@@ -343,8 +342,7 @@ class Int8Scorer:
         first_bias = self._first_bias
         if blocked is not None:
             blocked = np.asarray(blocked, dtype=bool)
-            first_bias = first_bias.copy()
-            first_bias[:n_items][blocked] = -np.inf
+            first_bias = self._table.padded_bias(self._bias, blocked)
         n_candidates = n_items - (int(blocked.sum()) if blocked is not None else 0)
         k = min(k, n_candidates)
         rows = queries.shape[0]
@@ -353,5 +351,5 @@ class Int8Scorer:
         most_seen = int(np.diff(seen[1]).max(initial=0)) if seen is not None else 0
         m = min(k + self.margin + most_seen, n_candidates)  # seen items may take places
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        candidates = quantized.first_pass(self._blocks, self._scale, first_bias, queries, m)
+        candidates = self._table.first_pass(first_bias, queries, m)
         return quantized.exact_top_k(self._weights, self._bias, queries, candidates, k, seen, _SEEN)

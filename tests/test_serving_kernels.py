@@ -47,6 +47,17 @@ def test_the_int8_table_holds_each_item_within_half_a_step(n, d, seed):
     assert ((peak == 127) | (np.abs(weights).max(axis=1) == 0)).all()
 
 
+_LAYOUTS = [
+    pytest.param(False, id="portable"),
+    pytest.param(
+        True,
+        id="paired",
+        marks=pytest.mark.skipif(not quantized.PAIRED, reason="the paired pass needs AVX2"),
+    ),
+]
+
+
+@pytest.mark.parametrize("paired", _LAYOUTS)
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 900),
@@ -56,16 +67,18 @@ def test_the_int8_table_holds_each_item_within_half_a_step(n, d, seed):
     blocked_share=st.sampled_from([0.0, 0.5, 0.99]),
     seed=st.integers(0, 9),
 )
-def test_the_first_pass_keeps_the_best_m_int8_scores(n, d, rows, m, blocked_share, seed):
+def test_the_first_pass_keeps_the_best_m_int8_scores(paired, n, d, rows, m, blocked_share, seed):
     rng = np.random.default_rng(seed)
     weights = _table(n, d, seed)
-    blocks, scale = quantized.pack_int8(weights)
-    bias = np.full(len(scale), -np.inf, dtype=np.float32)
-    bias[:n] = rng.standard_normal(n).astype(np.float32)
+    table = quantized.Int8Table(weights, paired=paired)
     blocked = rng.random(n) < blocked_share
-    bias[:n][blocked] = -np.inf
+    bias = table.padded_bias(rng.standard_normal(n).astype(np.float32), blocked)
     queries = rng.standard_normal((rows, d)).astype(np.float32)
-    got = quantized.first_pass(blocks, scale, bias, queries, m)
+    got = table.first_pass(bias, queries, m)
+    blocks, scale = quantized.pack_int8(weights)
+    if paired:  # the paired pass multiplies int16 copies of the queries
+        words, scales = quantized.int16_queries(queries, table.table.shape[1])
+        queries = words.view(np.int16)[:, :d] * scales[:, None]
     want = queries @ _dequantised(blocks, scale, n, d).T + bias[:n]
     allowed = int((~blocked).sum())
     for r in range(rows):
@@ -80,6 +93,44 @@ def test_the_first_pass_keeps_the_best_m_int8_scores(n, d, rows, m, blocked_shar
         rest = np.setdiff1d(np.flatnonzero(~blocked), picked)
         if len(rest) and len(picked):
             assert want[r, rest].max() <= kept.min() + 1e-4
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    d=st.integers(1, 3000),
+    magnitude=st.sampled_from([0.0, 1e-20, 1.0, 1e30]),
+    seed=st.integers(0, 9),
+)
+def test_int16_queries_round_trip_and_cannot_overflow(rows, d, magnitude, seed):
+    queries = (np.random.default_rng(seed).standard_normal((rows, d)) * magnitude).astype(
+        np.float32
+    )
+    d2 = -(-d // 2)
+    words, scales = quantized.int16_queries(queries, d2)
+    wide = words.view(np.int16)
+    assert words.shape == (rows, d2) and not wide[:, d:].any()
+    # Sums of 2 * d2 products with int8 values of magnitude 127 stay inside int32.
+    assert np.abs(wide.astype(np.int64)).max(initial=0) * 127 * 2 * d2 < 2**31
+    back = wide[:, :d] * scales[:, None].astype(np.float64)
+    step = scales[:, None].astype(np.float64)
+    assert (np.abs(back - queries) <= step * 0.5 + 1e-6 * np.abs(queries)).all()
+
+
+@pytest.mark.skipif(not quantized.PAIRED, reason="the paired pass needs AVX2")
+def test_the_paired_table_holds_the_int8_rows_in_pairs():
+    weights = _table(70, 7, 3)
+    blocks, scale = quantized.pack_int8(weights)
+    pairs, pair_scale = quantized.pack_pairs(weights)
+    rows = blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:70]
+    assert pairs.shape == (3, 4, 2 * quantized.GROUP)
+    for item in (0, 31, 32, 69):
+        group, slot = divmod(item, quantized.GROUP)
+        got = pairs[group, :, 2 * slot : 2 * slot + 2].ravel()
+        np.testing.assert_array_equal(got[:7], rows[item, :7])
+        assert got[7] == 0
+    np.testing.assert_array_equal(pair_scale[:70], scale[:70])
+    assert not pair_scale[70:].any()
 
 
 @settings(max_examples=40, deadline=None)

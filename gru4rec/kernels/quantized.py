@@ -6,9 +6,12 @@ it is a quarter of the float32 table; :func:`first_pass` scores every item from 
 each row's best ``m`` on the fly (no score array, no separate top-k pass), and
 :func:`exact_top_k` scores those candidates again from the float32 table.
 
-The int8 table is laid out in blocks of :data:`BLOCK` items, dimension-major inside a block,
-so that the inner loop runs over items: contiguous int8 loads, no horizontal sums, and the
-block's accumulators stay in the first-level cache.
+:class:`Int8Table` picks the layout of the fastest pass the CPU has. With AVX2 (x86), items come
+in groups of :data:`GROUP`, each dimension pair of an item in two adjacent bytes, so that one
+multiply-add instruction (``vpmaddwd``) takes two dimensions of eight items against an int16
+copy of the query, and a group is one sequential read. Elsewhere, the portable pass lays items
+out in blocks of :data:`BLOCK`, dimension-major inside a block, so that its inner loop runs over
+items in float32 (contiguous loads, no horizontal sums, accumulators in the first-level cache).
 """
 
 from __future__ import annotations
@@ -40,10 +43,62 @@ else:  # pragma: no cover
     _jit_fast_inline = _jit_fast
 
 
-__all__ = ["BLOCK", "exact_top_k", "first_pass", "pack_int8"]
+__all__ = ["BLOCK", "GROUP", "PAIRED", "Int8Table", "exact_top_k", "first_pass", "pack_int8"]
 
-#: Items per block of the int8 table.
+#: Items per block of the portable pass's table.
 BLOCK = 256
+
+#: Items per group of the paired (AVX2) pass's table.
+GROUP = 32
+
+
+def _host_has_avx2() -> bool:
+    """Whether numba compiles for this machine's CPU and that CPU has AVX2."""
+    if numba is None or getattr(numba.config, "CPU_NAME", None) not in (None, "host"):
+        return False  # compiled for another CPU (a portable cache): no host instructions
+    try:
+        import llvmlite.binding as llvm
+
+        return "+avx2" in llvm.get_host_cpu_features().flatten().split(",")
+    except Exception:  # pragma: no cover - a llvmlite without the query
+        return False
+
+
+#: Whether :class:`Int8Table` uses the paired pass (AVX2's ``vpmaddwd``).
+PAIRED = _host_has_avx2()
+
+
+class Int8Table:
+    """An item table as int8 with one float32 scale per item, in the layout of the first pass
+    this CPU runs fastest, and that pass.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_items, d)
+        The float32 item vectors (copied).
+    paired : bool, optional
+        Use the paired pass (needs AVX2); by default where the CPU has it (:data:`PAIRED`).
+    """
+
+    def __init__(self, weights: np.ndarray, paired: bool | None = None) -> None:
+        self.paired = PAIRED if paired is None else bool(paired)
+        self.n_items, self.dims = np.shape(weights)
+        pack = pack_pairs if self.paired else pack_int8
+        self.table, self.scale = pack(weights)
+
+    def padded_bias(self, bias: np.ndarray, blocked: np.ndarray | None = None) -> np.ndarray:
+        """``bias`` padded to the table's items with ``-inf``, which also marks ``blocked``."""
+        padded = np.full(len(self.scale), -np.inf, dtype=np.float32)
+        padded[: self.n_items] = bias
+        if blocked is not None:
+            padded[: self.n_items][blocked] = -np.inf
+        return padded
+
+    def first_pass(self, bias: np.ndarray, queries: np.ndarray, m: int) -> np.ndarray:
+        """:func:`first_pass` (or :func:`first_pass_pairs`) over this table, with ``bias``
+        from :meth:`padded_bias`."""
+        run = first_pass_pairs if self.paired else first_pass
+        return run(self.table, self.scale, bias, queries, m)
 
 
 def pack_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +123,128 @@ def pack_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return blocks, padded
 
 
+def pack_pairs(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pack_int8` in the paired layout: ``pairs`` of shape ``(ceil(n / GROUP), d2,
+    2 * GROUP)`` (``d2 = ceil(d / 2)``) with item ``i``'s dimensions ``2j`` and ``2j + 1`` at
+    ``pairs[i // GROUP, j, 2 * (i % GROUP)]`` and the byte after it."""
+    blocks, scale = pack_int8(weights)
+    n, d = np.shape(weights)
+    rows = blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:n]  # the int8 rows
+    n_groups, d2 = -(-n // GROUP), -(-d // 2)
+    table = np.zeros((n_groups * GROUP, 2 * d2), dtype=np.int8)
+    table[:n] = rows[:, : 2 * d2]
+    pairs = table.reshape(n_groups, GROUP, d2, 2).transpose(0, 2, 1, 3)
+    padded = np.zeros(n_groups * GROUP, dtype=np.float32)
+    padded[:n] = scale[:n]
+    return np.ascontiguousarray(pairs.reshape(n_groups, d2, 2 * GROUP)), padded
+
+
+def int16_queries(queries: np.ndarray, d2: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of float32 ``queries`` as int16 pairs (one int32 per dimension pair, ``d2`` of
+    them) and its scale: ``queries[r] ~= scales[r] * int16 row r``. The largest magnitude
+    maps to the widest value whose sums against int8 items cannot overflow int32."""
+    rows, d = queries.shape
+    limit = min(32767, (2**31 - 1) // (127 * 2 * max(d2, 1)))
+    peak = np.abs(queries).max(axis=1) if d else np.zeros(rows, dtype=np.float32)
+    scales = (peak / limit).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    wide = np.zeros((rows, 2 * d2), dtype=np.int16)
+    wide[:, :d] = np.clip(np.rint(queries / safe[:, None]), -limit, limit)
+    return wide.view(np.int32), scales
+
+
+def first_pass_pairs(
+    pairs: np.ndarray, scale: np.ndarray, bias: np.ndarray, queries: np.ndarray, m: int
+) -> np.ndarray:
+    """:func:`first_pass` over a :func:`pack_pairs` table (AVX2 only: see :data:`PAIRED`)."""
+    rows = queries.shape[0]
+    out = np.full((rows, m), -1, dtype=np.int64)
+    if m > 0 and pairs.shape[0]:
+        words, scales = int16_queries(np.asarray(queries, dtype=np.float32), pairs.shape[1])
+        _first_pass_pairs(pairs, scale, bias, words, scales, out)
+    return out
+
+
+if numba is not None:
+    from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _madd_group(typingctx, pairs, g, words, acc):  # pragma: no cover - compile-time
+        """``acc[t] = sum_j pairs[g, j, 2t:2t+2] . words[j]`` for the group's 32 items, as int32:
+        the int8 pairs widened to int16, one ``vpmaddwd`` per eight items and pair of
+        dimensions, four running sums."""
+        sig = numba.types.void(pairs, g, words, acc)
+
+        def codegen(context, builder, signature, args):
+            table = context.make_array(signature.args[0])(context, builder, args[0])
+            query = context.make_array(signature.args[2])(context, builder, args[2])
+            out = context.make_array(signature.args[3])(context, builder, args[3])
+            _, d2, width = _cgutils.unpack_tuple(builder, table.shape)
+            i8, i16, i32 = _ir.IntType(8), _ir.IntType(16), _ir.IntType(32)
+            v16i8, v16i16 = _ir.VectorType(i8, 16), _ir.VectorType(i16, 16)
+            v8i32, v2i16 = _ir.VectorType(i32, 8), _ir.VectorType(i16, 2)
+            intp = context.get_value_type(numba.types.intp)
+            fnty = _ir.FunctionType(v8i32, [v16i16, v16i16])
+            madd = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx2.pmadd.wd")
+            start = builder.mul(builder.mul(args[1], d2), width)
+            base = builder.gep(builder.bitcast(table.data, i8.as_pointer()), [start])
+            qdata = builder.bitcast(query.data, i32.as_pointer())
+            spread = _ir.Constant(_ir.VectorType(i32, 16), [0, 1] * 8)
+            sums = [_cgutils.alloca_once(builder, v8i32) for _ in range(4)]
+            for s in sums:
+                builder.store(_ir.Constant(v8i32, None), s)
+            with _cgutils.for_range(builder, d2) as loop:
+                j = loop.index
+                pair = builder.bitcast(builder.load(builder.gep(qdata, [j])), v2i16)
+                wide = builder.shuffle_vector(pair, _ir.Constant(v2i16, _ir.Undefined), spread)
+                row = builder.mul(j, width)
+                for q, s in enumerate(sums):
+                    at = builder.gep(base, [builder.add(row, _ir.Constant(intp, 16 * q))])
+                    x = builder.load(builder.bitcast(at, v16i8.as_pointer()), align=1)
+                    product = builder.call(madd, [builder.sext(x, v16i16), wide])
+                    builder.store(builder.add(builder.load(s), product), s)
+            dst = builder.bitcast(out.data, v8i32.as_pointer())
+            for q, s in enumerate(sums):
+                builder.store(builder.load(s), builder.gep(dst, [_ir.Constant(intp, q)]), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+else:  # pragma: no cover
+
+    def _madd_group(pairs, g, words, acc):
+        raise RuntimeError("the paired pass needs numba")
+
+
+@_jit_fast
+def _first_pass_pairs(pairs, scale, bias, words, scales, out):  # pragma: no cover - compiled
+    n_groups = pairs.shape[0]
+    n = n_groups * GROUP
+    rows = words.shape[0]
+    acc = np.empty(GROUP, dtype=np.int32)
+    scores = np.empty((_ROWS, n), dtype=np.float32)
+    peaks = np.empty((_ROWS, n_groups), dtype=np.float32)
+    vals = np.empty(n, dtype=np.float32)
+    idx = np.empty(n, dtype=np.int64)
+    for first in range(0, rows, _ROWS):
+        group = min(_ROWS, rows - first)
+        for g in range(n_groups):  # each group read once for the rows, from the first cache
+            base = g * GROUP
+            for r in range(group):
+                _madd_group(pairs, g, words[first + r], acc)
+                qs = scales[first + r]
+                peak = -np.inf
+                for t in range(GROUP):
+                    v = np.float32(acc[t]) * (scale[base + t] * qs) + bias[base + t]
+                    scores[r, base + t] = v
+                    peak = max(peak, v)
+                peaks[r, g] = peak
+        for r in range(group):
+            _best(scores[r], peaks[r], vals, idx, out[first + r])
+
+
 def first_pass(
     blocks: np.ndarray, scale: np.ndarray, bias: np.ndarray, queries: np.ndarray, m: int
 ) -> np.ndarray:
@@ -88,7 +265,7 @@ def first_pass(
 
 
 #: Items that share one running maximum in :func:`_first_pass`.
-_RUN = 32
+_RUN = GROUP  # one per group in the paired pass
 
 #: Rows scored together: each int8 value is converted to float once for all of them.
 _ROWS = 4
