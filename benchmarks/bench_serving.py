@@ -137,16 +137,17 @@ def in_process(name: str, model: Any, ids: np.ndarray, args) -> dict[str, Any]:
         model.recommend(sessions[s], k=K)
         replay_ms.append((time.perf_counter() - t) * 1e3)
     # The batch form: events of distinct sessions in one forward pass.
-    batch = {}
-    for size in (64, 256):
-        chunk = [(f"b{j}", events[j % len(events)][1]) for j in range(size)]
-        keys, items = [c[0] for c in chunk], [c[1] for c in chunk]
-        live.push_many(keys, items)
-        reps, t = 0, time.perf_counter()
-        while time.perf_counter() - t < args.batch_seconds:
-            live.push_many(keys, items)
-            reps += 1
-        batch[str(size)] = reps * size / (time.perf_counter() - t)
+    batch: dict[str, float] = {}
+    for scoring, server in (("", live), (" int8", live8)):
+        for size in (64, 256):
+            chunk = [(f"b{j}", events[j % len(events)][1]) for j in range(size)]
+            keys, items = [c[0] for c in chunk], [c[1] for c in chunk]
+            server.push_many(keys, items)
+            reps, t = 0, time.perf_counter()
+            while time.perf_counter() - t < args.batch_seconds:
+                server.push_many(keys, items)
+                reps += 1
+            batch[f"{size}{scoring}"] = reps * size / (time.perf_counter() - t)
     row = {
         "model": name,
         "items": int(net.n_items),
