@@ -278,7 +278,7 @@ def http(
     try:
         wait_port(port, server)
         time.sleep(2.0 if workers > 1 else 0.0)  # every worker up, not just the first
-        asyncio.run(drive(port, 200, 1.0, ids, seed=999))  # warm-up
+        asyncio.run(drive(port, 200, 2.0, ids, seed=999))  # warm-up (every worker)
         for seed, rate in enumerate(args.rates):
             before = [cpu_seconds(p) for p in (server, redis)]
             row = {"store": store, **asyncio.run(drive(port, rate, args.seconds, ids, seed))}

@@ -179,6 +179,12 @@ class LiveSessions:
             scorer = Int8Scorer(net)
         # One compiled call per layer and event instead of a dozen torch operators.
         step = LiveStep(net) if device.type == "cpu" and kernels.AVAILABLE else None
+        # The compiled code loads (or compiles) on its first call: here, not in the first event.
+        zero = np.zeros((1, net.num_layers, net.hidden_size), dtype=np.float32)
+        if step is not None:
+            step(np.zeros(1, dtype=np.int64), zero)
+        if isinstance(scorer, Int8Scorer):
+            scorer.top_k_arrays(zero[:, -1], 1)
         return {
             "model": model,
             "version": model_version(model),
