@@ -181,7 +181,7 @@ class LiveSessions:
         step = LiveStep(net) if device.type == "cpu" and kernels.AVAILABLE else None
         # The compiled code loads (or compiles) on its first call: here, not in the first event.
         zero = np.zeros((1, net.num_layers, net.hidden_size), dtype=np.float32)
-        if step is not None:
+        if step is not None and net.n_items:
             step(np.zeros(1, dtype=np.int64), zero)
         if isinstance(scorer, Int8Scorer):
             scorer.top_k_arrays(zero[:, -1], 1)
