@@ -54,7 +54,9 @@ GROUP = 32
 
 def _host_has_avx2() -> bool:
     """Whether numba compiles for this machine's CPU and that CPU has AVX2."""
-    if numba is None or getattr(numba.config, "CPU_NAME", None) not in (None, "host"):
+    if numba is None or getattr(numba.config, "DISABLE_JIT", False):
+        return False  # the intrinsic exists only in compiled code
+    if getattr(numba.config, "CPU_NAME", None) not in (None, "host"):
         return False  # compiled for another CPU (a portable cache): no host instructions
     try:
         import llvmlite.binding as llvm
