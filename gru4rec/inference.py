@@ -352,4 +352,19 @@ class Int8Scorer:
         m = min(k + self.margin + most_seen, n_candidates)  # seen items may take places
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         candidates = self._table.first_pass(first_bias, queries, m)
-        return quantized.exact_top_k(self._weights, self._bias, queries, candidates, k, seen, _SEEN)
+        values, items = quantized.exact_top_k(
+            self._weights, self._bias, queries, candidates, k, seen, _SEEN
+        )
+        short = np.flatnonzero((items < 0).any(axis=1))
+        if len(short):  # fewer than k finite int8 scores (NaN weights or states): score exactly
+            exact = Scorer(self.model, torch.device("cpu"))
+            part = None
+            if seen is not None:
+                lengths = np.diff(seen[1])[short]
+                part = (
+                    np.concatenate([seen[0][seen[1][r] : seen[1][r + 1]] for r in short]),
+                    np.concatenate([[0], np.cumsum(lengths)]),
+                )
+            got = exact.top_k(torch.from_numpy(queries[short]), k, part, blocked)
+            values[short], items[short] = got[0].numpy(), got[1].numpy()
+        return values, items

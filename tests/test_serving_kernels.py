@@ -206,3 +206,17 @@ def test_without_the_kernels_the_int8_scorer_scores_exactly(monkeypatch):
     got = Int8Scorer(net).top_k(states, 10)
     want = Scorer(net, torch.device("cpu")).top_k(states, 10)
     torch.testing.assert_close(got, want)
+
+
+def test_the_int8_scorer_falls_back_to_exact_scores_where_the_first_pass_runs_short():
+    net = GRU4RecNet(40, hidden_size=8, constrained=True)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.item_output[5:] = float("nan")  # only five items have finite scores
+    states = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    seen = (np.array([0, 1, 2]), np.array([0, 1, 1, 3]))
+    got_val, got_idx = Int8Scorer(net).top_k(states, 10, seen)
+    want_val, want_idx = Scorer(net, torch.device("cpu")).top_k(states, 10, seen)
+    assert (got_idx.numpy() >= 0).all()
+    np.testing.assert_array_equal(got_idx.numpy(), want_idx.numpy())
+    np.testing.assert_array_equal(np.isnan(got_val.numpy()), np.isnan(want_val.numpy()))

@@ -118,7 +118,8 @@ def pack_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
     n_blocks, d4 = -(-n // BLOCK), -(-d // 4) * 4
     table = np.zeros((n_blocks * BLOCK, d4), dtype=np.int8)
-    table[:n, :d] = np.clip(np.rint(weights / safe[:, None]), -127, 127)
+    with np.errstate(invalid="ignore"):  # a NaN item's scale is NaN: it never scores
+        table[:n, :d] = np.clip(np.rint(weights / safe[:, None]), -127, 127)
     blocks = np.ascontiguousarray(table.reshape(n_blocks, BLOCK, d4).transpose(0, 2, 1))
     padded = np.zeros(n_blocks * BLOCK, dtype=np.float32)
     padded[:n] = scale
