@@ -2,8 +2,9 @@
 
 Scoring a session state against every item reads the whole item table, so on a large
 catalogue an event's cost is the table's size. Stored as int8 with one float32 scale per item
-it is a quarter of the float32 table; :func:`first_pass` scores every item from it and keeps
-each row's best ``m`` on the fly (no score array, no separate top-k pass), and
+it is a quarter of the float32 table; :func:`first_pass` scores every item from it and finds
+each row's best ``m`` from the maximum of every run of 32 items (only the runs whose maximum
+reaches the m-th best maximum are looked into: no top-k over all scores), and
 :func:`exact_top_k` scores those candidates again from the float32 table.
 
 :class:`Int8Table` picks the layout of the fastest pass the CPU has. With AVX2 (x86), items come
@@ -270,7 +271,8 @@ def first_pass(
 #: Items that share one running maximum in :func:`_first_pass`.
 _RUN = GROUP  # one per group in the paired pass
 
-#: Rows scored together: each int8 value is converted to float once for all of them.
+#: Rows scored together: each int8 value is read (and in the portable pass converted) once for
+#: all of them. The portable pass's ``_block_of_four`` is written for four.
 _ROWS = 4
 
 
