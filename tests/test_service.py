@@ -3,10 +3,12 @@ the session states in memory or in a real redis-server that the test starts and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -150,13 +152,23 @@ def test_reload_carries_states_of_the_same_shape_restarts_others_and_survives_a_
         server.stop()
 
 
-def test_redis_going_away_gives_503_and_the_service_recovers(model_file, model):
+@contextlib.contextmanager
+def _service_on_redis(model_file) -> Iterator[tuple[RedisServer, UvicornServer]]:
+    """A real redis-server and the service on it (k=5), both stopped afterwards."""
     redis_server = RedisServer()
     redis_server.start()
     config = ServiceConfig(str(model_file), redis_url=redis_server.url, k=5, watch_seconds=0)
     server = UvicornServer(create_app(config))
     server.start()
     try:
+        yield redis_server, server
+    finally:
+        server.stop()
+        redis_server.stop()
+
+
+def test_redis_going_away_gives_503_and_the_service_recovers(model_file, model):
+    with _service_on_redis(model_file) as (redis_server, server):
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.post("/sessions/r/events", json={"item": 1}).status_code == 200
             r = client.post("/sessions/r/events", json={"item": 2}).json()
@@ -171,9 +183,6 @@ def test_redis_going_away_gives_503_and_the_service_recovers(model_file, model):
             r = client.post("/sessions/r/events", json={"item": 3})
             assert r.status_code == 200
             assert r.json()["items"] == model.recommend([3], k=5)[0].tolist()
-    finally:
-        server.stop()
-        redis_server.stop()
 
 
 @pytest.mark.slow
@@ -224,14 +233,6 @@ def test_fewer_candidates_than_k_give_fewer_items(service, model):
 
 
 def test_a_worker_writes_its_item_ids_to_redis_when_it_starts(model_file, model):
-    redis_server = RedisServer()
-    redis_server.start()
-    config = ServiceConfig(str(model_file), redis_url=redis_server.url, k=5, watch_seconds=0)
-    server = UvicornServer(create_app(config))
-    server.start()
-    try:
+    with _service_on_redis(model_file) as (redis_server, _):
         ids, n = RedisStore(redis_server.url).get_items(model_version(model))
         assert ids.tolist() == model.item_vocabulary_.ids.tolist() and n == model.n_items_
-    finally:
-        server.stop()
-        redis_server.stop()
