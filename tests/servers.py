@@ -20,6 +20,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _terminate(process: subprocess.Popen | None, seconds: float) -> None:
+    """Stop ``process`` if it runs: SIGTERM, then SIGKILL after ``seconds``."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def redis_binary() -> str | None:
     return (
         os.environ.get("GRU4REC_REDIS_SERVER")
@@ -62,13 +73,7 @@ class RedisServer:
         pytest.skip("redis-server did not answer within 10 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process, 5)
         self.process = None
 
 
@@ -135,13 +140,7 @@ class ProcessServer:
         return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process, 20)
 
 
 def clients_of_distinct_workers(url: str, n: int = 2, tries: int = 100) -> list:
