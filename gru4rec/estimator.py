@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from . import advice, constraints, growth, inputs, parameters, persistence, presets, rollback
+from . import advice, constraints, cpu, growth, inputs, parameters, persistence, presets, rollback
 from . import device as devices
 from .checkpoint import check_writable
 from .defaults import ITEM, MAX_ITER_NO_CHANGE, MIN_IMPROVEMENT, SESSION, STOP_EARLY, TIME
@@ -162,7 +162,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
 
     # -- fit ---------------------------------------------------------------------------------
 
-    @devices.with_threads
+    @cpu.with_threads
     def fit(
         self,
         X: InteractionMatrix | pd.DataFrame,
@@ -241,7 +241,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
             raise rollback.kept_after_interrupt(stopped, self.best_epoch_, self.keep_last) from None
         return self
 
-    @devices.with_threads
+    @cpu.with_threads
     def partial_fit(
         self,
         X: InteractionMatrix | pd.DataFrame,
@@ -578,7 +578,7 @@ class _GRU4RecBase(Prediction, BaseEstimator):
         )
         return persistence.write(path, self.filename, self.model_.state_dict(), meta)
 
-    @devices.with_threads
+    @cpu.with_threads
     def load(self, filename: str) -> _GRU4RecBase:
         """Load a model saved with :meth:`save` into this estimator (also a fresh one)."""
         weights, meta = persistence.read(filename, self.name)

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .device import host_reads_are_free, matmul
+from .cpu import matmul
+from .device import host_reads_are_free
 
 __all__ = [
     "BPR",

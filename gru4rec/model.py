@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import matmul
+from .cpu import matmul
 
 __all__ = [
     "GRU4RecNet",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import cpu
 from . import device as devices
 from .checkpoint import load_checkpoint, save_checkpoint
 from .growth import TrainingState
@@ -231,7 +232,7 @@ def unpack(state: dict[str, Any]) -> dict[str, Any]:
         arch, blob = packed
         # Under the model's own thread count, as load(): torch's parallel ops start a
         # thread pool that a later fork (prefork servers) would inherit broken.
-        with devices.torch_threads(state.get("num_threads", 1)):
+        with cpu.torch_threads(state.get("num_threads", 1)):
             weights = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
             device = devices.runtime(state["device_"])
             state["model_"] = network(arch, weights).to(device)

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import constraints, inputs
-from . import device as devices
+from . import constraints, cpu, inputs
 from .matrix import InteractionMatrix, SessionArrays
 from .metrics import recall_at_k
 
@@ -41,7 +40,7 @@ class Prediction:
             inputs.warn_of_shared_sessions(X, getattr(self, "_fit_session_hashes", None))
         return inputs.timed_sessions(X), X.shape[0]
 
-    @devices.with_threads
+    @cpu.with_threads
     def predict(self, X: InteractionMatrix | pd.DataFrame) -> sp.csr_matrix:
         """Scores of every item for every user (session) with history in ``X``.
 
@@ -60,7 +59,7 @@ class Prediction:
         shape = (n_users, self.n_items_)
         return self._scorer().predict(s.items, s.offsets, s.users, shape, self.predict_topK)
 
-    @devices.with_threads
+    @cpu.with_threads
     def next_item_ranks(self, X: InteractionMatrix | pd.DataFrame, last_only: bool = False):
         """Conservative rank of each next item of ``X``'s sessions against the whole catalogue.
 
@@ -71,7 +70,7 @@ class Prediction:
         s, _ = self._input(X)
         return self._scorer().next_item_ranks(s.items, s.offsets, last_only=last_only)
 
-    @devices.with_threads
+    @cpu.with_threads
     def score(self, X: InteractionMatrix | pd.DataFrame, y: Any = None, *, k: int = 20) -> float:
         """Next-item Recall@``k`` over every position of ``X``'s sessions (greater is better).
 
@@ -92,7 +91,7 @@ class Prediction:
             raise ValueError("X has no session with 2 or more events to score")
         return recall_at_k(ranks, k)
 
-    @devices.with_threads
+    @cpu.with_threads
     def recommend(
         self,
         sessions: Sequence[Any] | Sequence[Sequence[Any]],
@@ -143,7 +142,7 @@ class Prediction:
         ids = inputs.item_ids(idx, self.item_vocabulary_)
         return (ids[0], scores[0]) if single else (ids, scores)
 
-    @devices.with_threads
+    @cpu.with_threads
     def recommend_indices(
         self,
         items: np.ndarray,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import blas_threads
+from .cpu import blas_threads
 from .model import GRU4RecNet
 from .step import Epoch, compiles_first, train_epoch
 from .stopping import Selection, snapshot

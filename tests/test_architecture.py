@@ -11,7 +11,7 @@ import gru4rec
 # Lowest first; a module may import modules of lower layers only.
 LAYERS = [
     {"kernels", "notices", "checks", "defaults", "presets"},
-    {"device", "checkpoint", "metrics", "state_store", "parameters"},
+    {"device", "cpu", "checkpoint", "metrics", "state_store", "parameters"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
     {"step"},
     {"datasets", "inputs", "inference", "growth", "advice"},

@@ -1,4 +1,5 @@
-"""Tests of gru4rec.device: device choice, the CUDA-less fallbacks, torch's thread count."""
+"""Tests of gru4rec.device (device choice, the CUDA-less fallbacks) and gru4rec.cpu (the BLAS
+choice, torch's and the BLAS's thread counts)."""
 
 from __future__ import annotations
 
@@ -64,29 +65,29 @@ def test_model_trained_on_cuda_unpickles_on_the_cpu():
 @pytest.mark.parametrize("shape", [(3, 4, 5), (300, 300, 200)], ids=["small", "large"])
 @pytest.mark.parametrize("blas", ["numpy", "torch"])
 def test_matmul_gives_the_product_with_either_blas(monkeypatch, shape, blas):
-    from gru4rec import device
+    from gru4rec import cpu
 
-    monkeypatch.setattr(device, "_numpy_blas", lambda: blas == "numpy")
+    monkeypatch.setattr(cpu, "_numpy_blas", lambda: blas == "numpy")
     m, k, n = shape
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
     bias = torch.randn(n, generator=g)
     ref = a.double() @ b.double().t() + bias.double()
-    out = device.matmul(a, b.t(), bias)
+    out = cpu.matmul(a, b.t(), bias)
     assert out.shape == (m, n) and out.dtype == torch.float32
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
     ref = ref - bias.double()
-    torch.testing.assert_close(device.matmul(a, b.t()).double(), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cpu.matmul(a, b.t()).double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_blas_choice_can_be_forced_by_the_environment(monkeypatch):
-    from gru4rec import device
+    from gru4rec import cpu
 
     for value, expected in (("numpy", True), ("torch", False)):
         monkeypatch.setenv("GRU4REC_BLAS", value)
-        device._numpy_blas.cache_clear()
-        assert device._numpy_blas() is expected
-    device._numpy_blas.cache_clear()
+        cpu._numpy_blas.cache_clear()
+        assert cpu._numpy_blas() is expected
+    cpu._numpy_blas.cache_clear()
 
 
 # -- threads: num_threads while the estimator works, torch's setting restored after -------------
@@ -174,7 +175,7 @@ def test_fit_and_inference_leave_torch_thread_settings_alone(make):
 def test_overlapping_blas_limits_restore_the_original_when_the_last_one_ends():
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from gru4rec import device
+    from gru4rec import cpu
 
     def blas_threads_now():
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
@@ -183,10 +184,10 @@ def test_overlapping_blas_limits_restore_the_original_when_the_last_one_ends():
         pytest.skip("no BLAS library that threadpoolctl can see")
     with threadpool_limits(limits=2, user_api="blas"):
         original = blas_threads_now()
-        first, second = device.blas_threads(), device.blas_threads()
+        first, second = cpu.blas_threads(), cpu.blas_threads()
         first.__enter__()  # two fits in two threads: entered in turn...
         second.__enter__()
         first.__exit__(None, None, None)  # ...and the first to start ends first
-        assert blas_threads_now() == {torch.get_num_threads()} or not device.kernels.AVAILABLE
+        assert blas_threads_now() == {torch.get_num_threads()} or not cpu.kernels.AVAILABLE
         second.__exit__(None, None, None)
         assert blas_threads_now() == original

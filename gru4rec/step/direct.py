@@ -15,7 +15,8 @@ from collections.abc import Callable
 import torch
 
 from .. import kernels
-from ..device import fused_kernels, matmul
+from ..cpu import matmul
+from ..device import fused_kernels
 from ..losses import ScoredItems
 from ..model import (
     GRU4RecNet,
