@@ -34,12 +34,9 @@ from .persistence import savable_item_ids
 from .prediction import Prediction
 from .samplers import NegativeSampler
 from .schedule import session_order, session_parallel_schedule
+from .selection import Selection
 from .step import EpochData, build_optimizer, build_sampler
-from .stopping import (
-    Selection,
-    StoppingCriterion,
-    configured,
-)
+from .stopping import StoppingCriterion, configured
 from .trainer import Callback, Parts, Trainer, TrainingDivergedError, user_callbacks
 
 __all__ = [

@@ -8,7 +8,7 @@ and hands them over; :class:`Trainer` runs up to ``max_epochs`` epochs of
 1. :class:`DivergenceCheck`: the loss and the weights are finite (else:
    :class:`TrainingDivergedError`, with the best or last good weights restored),
 2. :class:`Evaluation` and :class:`SelectionCallback`: the
-   :class:`~gru4rec.stopping.Selection` judges the epoch on validation data, and stops the
+   :class:`~gru4rec.selection.Selection` judges the epoch on validation data, and stops the
    training when its patience is used up,
 3. :class:`History`: the epoch's record is appended to the history,
 4. :class:`Progress`: the progress bar,
@@ -35,8 +35,8 @@ import torch
 
 from .cpu import blas_threads
 from .model import GRU4RecNet
+from .selection import Selection, snapshot
 from .step import Epoch, compiles_first, train_epoch
-from .stopping import Selection, snapshot
 
 __all__ = [
     "Callback",
@@ -225,7 +225,7 @@ class Evaluation(Callback):
 
 
 class SelectionCallback(Callback):
-    """Lets the :class:`~gru4rec.stopping.Selection` judge the epoch's value (keeping a copy of
+    """Lets the :class:`~gru4rec.selection.Selection` judge the epoch's value (keeping a copy of
     the best weights), and stops the training when its patience is used up."""
 
     atomic = True

@@ -13,6 +13,7 @@ LAYERS = [
     {"kernels", "notices", "checks", "defaults", "presets"},
     {"device", "cpu", "checkpoint", "metrics", "state_store", "parameters"},
     {"matrix", "schedule", "model", "losses", "optim", "samplers", "stopping"},
+    {"selection"},
     {"step"},
     {"datasets", "inputs", "inference", "growth", "advice"},
     {"trainer", "holdout", "constraints", "persistence", "sessions", "export"},

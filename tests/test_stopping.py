@@ -11,7 +11,8 @@ import scipy.sparse as sp
 import torch
 
 from gru4rec import metrics
-from gru4rec.stopping import NEEDS, Selection, StoppingCriterion, configured
+from gru4rec.selection import Selection
+from gru4rec.stopping import NEEDS, StoppingCriterion, configured
 
 Y_TRUE = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]))
 Y_PRED = sp.csr_matrix(np.array([[0.9, 0.1, 0.0, 0.0], [0.5, 0.4, 0.3, 0.0], [0.1, 0, 0, 0]]))
