@@ -22,10 +22,10 @@ from tiny import assert_same_weights, longer_events, neg, weights
 from gru4rec import InteractionMatrix
 from gru4rec.checkpoint import load_checkpoint
 from gru4rec.datasets import last_item_split
+from gru4rec.selection import Selection
 from gru4rec.stopping import (
     EarlyStoppingException,
     ObjectCriterion,
-    Selection,
     StoppingCriterion,
     configured,
     is_criterion_object,
