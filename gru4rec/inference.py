@@ -305,12 +305,10 @@ class Int8Scorer:
         self.margin = int(margin)
         self._weights = np.ascontiguousarray(model.item_output.detach().cpu().numpy())
         self._bias = np.ascontiguousarray(model.item_bias.detach().cpu().numpy()[:, 0])
-        self._exact: Scorer | None = None
-        if not kernels.AVAILABLE:
-            self._exact = Scorer(model, torch.device("cpu"))
-            return
-        self._table = quantized.Int8Table(self._weights)
-        self._first_bias = self._table.padded_bias(self._bias)
+        self._exact = Scorer(model, torch.device("cpu"))
+        self._table = quantized.Int8Table(self._weights) if kernels.AVAILABLE else None
+        if self._table is not None:
+            self._first_bias = self._table.padded_bias(self._bias)
 
     @torch.no_grad()
     def top_k(
@@ -321,7 +319,7 @@ class Int8Scorer:
         blocked: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`Scorer.top_k`, for CPU states."""
-        if self._exact is not None:
+        if self._table is None:
             return self._exact.top_k(states, k, seen, blocked)
         queries = states.detach().cpu().numpy()
         values, items = self.top_k_arrays(queries, k, seen, blocked)
@@ -335,9 +333,8 @@ class Int8Scorer:
         blocked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`top_k` on host arrays: float32 states in, ``(scores, items)`` out."""
-        if self._exact is not None:
-            values, items = self._exact.top_k(torch.tensor(queries), k, seen, blocked)
-            return values.numpy(), items.numpy()
+        if self._table is None:
+            return self._exact_arrays(queries, k, seen, blocked)
         n_items = len(self._bias)
         first_bias = self._first_bias
         if blocked is not None:
@@ -355,16 +352,10 @@ class Int8Scorer:
         values, items = quantized.exact_top_k(
             self._weights, self._bias, queries, candidates, k, seen, _SEEN
         )
-        short = np.flatnonzero((items < 0).any(axis=1))
-        if len(short):  # fewer than k finite int8 scores (NaN weights or states): score exactly
-            exact = Scorer(self.model, torch.device("cpu"))
-            part = None
-            if seen is not None:
-                lengths = np.diff(seen[1])[short]
-                part = (
-                    np.concatenate([seen[0][seen[1][r] : seen[1][r + 1]] for r in short]),
-                    np.concatenate([[0], np.cumsum(lengths)]),
-                )
-            got = exact.top_k(torch.from_numpy(queries[short]), k, part, blocked)
-            values[short], items[short] = got[0].numpy(), got[1].numpy()
+        if (items < 0).any():  # fewer than k finite int8 scores (NaN weights or states)
+            return self._exact_arrays(queries, k, seen, blocked)
         return values, items
+
+    def _exact_arrays(self, queries, k, seen, blocked) -> tuple[np.ndarray, np.ndarray]:
+        values, items = self._exact.top_k(torch.tensor(queries), k, seen, blocked)
+        return values.numpy(), items.numpy()

@@ -104,6 +104,25 @@ class Int8Table:
         return run(self.table, self.scale, bias, queries, m)
 
 
+def _symmetric(
+    values: np.ndarray, limit: int, rows: int, width: int, dtype: type
+) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (``n x d``) as integers of magnitude at most ``limit`` with one float32 scale
+    per row (its largest magnitude maps to ``limit``), in a zeroed ``rows x width`` array; the
+    scales padded with zeros to ``rows``. A row with a NaN has a NaN scale: it never scores."""
+    values = np.asarray(values, dtype=np.float32)
+    n, d = values.shape
+    peak = np.abs(values).max(axis=1) if d else np.zeros(n, dtype=np.float32)
+    scale = (peak / limit).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    out = np.zeros((rows, width), dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        out[:n, :d] = np.clip(np.rint(values / safe[:, None]), -limit, limit)
+    padded = np.zeros(rows, dtype=np.float32)
+    padded[:n] = scale
+    return out, padded
+
+
 def pack_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The int8 table of the float32 item vectors ``weights`` (``n x d``) and its scales.
 
@@ -112,48 +131,30 @@ def pack_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     and ``scale`` (float32, zero beyond ``n``) with ``weights[i] ~= scale[i] * int8 row i``.
     Each item's largest magnitude maps to 127, so every item keeps its own relative precision.
     """
-    weights = np.asarray(weights, dtype=np.float32)
-    n, d = weights.shape
-    peak = np.abs(weights).max(axis=1) if d else np.zeros(n, dtype=np.float32)
-    scale = (peak / 127.0).astype(np.float32)
-    safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    n, d = np.shape(weights)
     n_blocks, d4 = -(-n // BLOCK), -(-d // 4) * 4
-    table = np.zeros((n_blocks * BLOCK, d4), dtype=np.int8)
-    with np.errstate(invalid="ignore"):  # a NaN item's scale is NaN: it never scores
-        table[:n, :d] = np.clip(np.rint(weights / safe[:, None]), -127, 127)
-    blocks = np.ascontiguousarray(table.reshape(n_blocks, BLOCK, d4).transpose(0, 2, 1))
-    padded = np.zeros(n_blocks * BLOCK, dtype=np.float32)
-    padded[:n] = scale
-    return blocks, padded
+    table, scale = _symmetric(weights, 127, n_blocks * BLOCK, d4, np.int8)
+    blocks = table.reshape(n_blocks, BLOCK, d4).transpose(0, 2, 1)
+    return np.ascontiguousarray(blocks), scale
 
 
 def pack_pairs(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`pack_int8` in the paired layout: ``pairs`` of shape ``(ceil(n / GROUP), d2,
     2 * GROUP)`` (``d2 = ceil(d / 2)``) with item ``i``'s dimensions ``2j`` and ``2j + 1`` at
     ``pairs[i // GROUP, j, 2 * (i % GROUP)]`` and the byte after it."""
-    blocks, scale = pack_int8(weights)
     n, d = np.shape(weights)
-    rows = blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:n]  # the int8 rows
     n_groups, d2 = -(-n // GROUP), -(-d // 2)
-    table = np.zeros((n_groups * GROUP, 2 * d2), dtype=np.int8)
-    table[:n] = rows[:, : 2 * d2]
+    table, scale = _symmetric(weights, 127, n_groups * GROUP, 2 * d2, np.int8)
     pairs = table.reshape(n_groups, GROUP, d2, 2).transpose(0, 2, 1, 3)
-    padded = np.zeros(n_groups * GROUP, dtype=np.float32)
-    padded[:n] = scale[:n]
-    return np.ascontiguousarray(pairs.reshape(n_groups, d2, 2 * GROUP)), padded
+    return np.ascontiguousarray(pairs.reshape(n_groups, d2, 2 * GROUP)), scale
 
 
 def int16_queries(queries: np.ndarray, d2: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row of float32 ``queries`` as int16 pairs (one int32 per dimension pair, ``d2`` of
     them) and its scale: ``queries[r] ~= scales[r] * int16 row r``. The largest magnitude
     maps to the widest value whose sums against int8 items cannot overflow int32."""
-    rows, d = queries.shape
     limit = min(32767, (2**31 - 1) // (127 * 2 * max(d2, 1)))
-    peak = np.abs(queries).max(axis=1) if d else np.zeros(rows, dtype=np.float32)
-    scales = (peak / limit).astype(np.float32)
-    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
-    wide = np.zeros((rows, 2 * d2), dtype=np.int16)
-    wide[:, :d] = np.clip(np.rint(queries / safe[:, None]), -limit, limit)
+    wide, scales = _symmetric(queries, limit, len(queries), 2 * d2, np.int16)
     return wide.view(np.int32), scales
 
 
