@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from interrupts import interrupt_at_marker
 
 from gru4rec import GRU4RecCrossEntropy, GRU4RecNegSampling, InteractionMatrix
 from gru4rec.cli import build_parser, main
@@ -279,23 +280,9 @@ sys.exit(main({argv!r}))
 def _interrupt_cli_in(module: str, name: str, argv: list[str]) -> tuple[int, str]:
     """Run the command line in a new process, send it a real SIGINT while it is inside
     ``module.name`` (a marker on stderr says so); its exit status and stderr."""
-    import signal
-
     code = _WAIT_IN.format(module=module, name=name, argv=argv)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
-    )
-    try:
-        err = b""
-        while b"WAITING" not in err:
-            line = proc.stderr.readline()
-            assert line, err.decode(errors="replace")
-            err += line
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    return proc.returncode, (err + rest).decode(errors="replace")
+    status, _, err = interrupt_at_marker([sys.executable, "-c", code], _env())
+    return status, err
 
 
 @pytest.mark.parametrize(

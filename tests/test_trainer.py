@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from interrupts import interrupt_at_marker
 from tiny import (
     all_finite,
     assert_same_weights,
@@ -424,28 +425,13 @@ for lr in (0.05, 0.1):  # a script looping over configurations
 
 
 def _run_and_interrupt(tmp_path, wait: int, fit: str) -> tuple[int, str, str]:
-    import signal
-    import subprocess
     import sys
     from pathlib import Path
 
     script = tmp_path / "loop.py"
     script.write_text(_LOOP_SCRIPT.replace("{wait}", str(wait)).replace("{fit}", fit))
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    try:
-        err = b""
-        while b"WAITING" not in err:  # the marker, not a guessed sleep
-            line = proc.stderr.readline()
-            assert line, err.decode(errors="replace")
-            err += line
-        proc.send_signal(signal.SIGINT)
-        out, rest = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    return proc.returncode, out.decode(), (err + rest).decode(errors="replace")
+    return interrupt_at_marker([sys.executable, str(script)], env)
 
 
 @pytest.mark.parametrize("wait", [1, 2], ids=["first-epoch", "second-epoch"])
