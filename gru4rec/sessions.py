@@ -100,9 +100,6 @@ class _Catalogue:
                 return -1
         return found if isinstance(found, int) else -1
 
-    def raw(self, indices: np.ndarray) -> np.ndarray:
-        return indices if self.ids is None else self.ids[indices]
-
 
 class LiveSessions:
     """Serve a fitted model to live sessions: push one event, get the top-k back.
@@ -442,7 +439,7 @@ class LiveSessions:
         else:
             states = torch.tensor(out, device=self._device)  # a copy: stored states are read-only
             scores, idx = (t.cpu().numpy() for t in self._scorer.top_k(states, k, own, blocked))
-        raw = self._catalogue.raw(idx)
+        raw = inputs.item_ids(idx, self._catalogue.vocabulary)
         return [(raw[r], scores[r]) for r in range(len(seen))]
 
 
