@@ -378,9 +378,7 @@ class LiveSessions:
             rows = np.flatnonzero(known)
             hidden[rows] = self._step_states(index[rows], hidden[rows])
             for r in rows:
-                seen[r] = np.append(seen[r], np.int32(index[r]))[-self.max_seen :]
-                if self.max_seen == 0:
-                    seen[r] = seen[r][:0]
+                seen[r] = self._seen_after(seen[r], index[r])
         top = self._top_k(hidden, seen, k, exclude, blocked)
         changed = {
             keys[r]: SessionState(self.version, hidden[r].copy(), seen[r])
@@ -401,11 +399,17 @@ class LiveSessions:
         (hidden, seen), restarted = (x[0] for x in self._load([key]))
         if index >= 0:
             hidden = self._step_states(np.array([index]), hidden[None])[0]
-            seen = np.append(seen, np.int32(index))[-self.max_seen :] if self.max_seen else seen[:0]
+            seen = self._seen_after(seen, index)
         if index >= 0 or restarted:
             self.store.put_many({key: SessionState(self.version, hidden, seen)})
         ids, scores = self._top_k_of(hidden[-1:], [seen], k, exclude, blocked)[0]
         return Recommendation(ids, scores, index >= 0, restarted)
+
+    def _seen_after(self, seen: np.ndarray, index: int) -> np.ndarray:
+        """A session's remembered items after the event ``index``: the latest ``max_seen``."""
+        if self.max_seen == 0:
+            return seen[:0]
+        return np.append(seen, np.int32(index))[-self.max_seen :]
 
     def _step_states(self, index: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """The states ``(rows, layers, units)`` after one event each."""
